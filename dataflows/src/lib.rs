@@ -1,0 +1,2 @@
+//! rmf-dash-dataflows: model records and (later) the derived-event dataflows.
+pub mod model;

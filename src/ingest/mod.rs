@@ -1,0 +1,10 @@
+//! Ingest: turning what RMF says into typed records stamped with a logical time.
+//!
+//! - [`ros2msg`]: the `.msg` schema language rosbag2 embeds;
+//! - [`cdr`]: the CDR wire format (reader, writer, generic and typed decoding);
+//! - [`builtin`]: built-in RMF message definitions per release;
+//! - [`decode`]: per-topic choice of decoding path and layout detection.
+pub mod builtin;
+pub mod cdr;
+pub mod decode;
+pub mod ros2msg;
