@@ -1,4 +1,9 @@
 //! rmf-dash: the real-time data backend for Open-RMF dashboards.
 //!
-//! - [`ingest`]: decoding RMF messages (schema parser, CDR, built-in definitions) and sources.
+//! - [`ingest`]: decoding RMF messages (schema parser, CDR, built-in definitions), recordings and
+//!   sources;
+//! - [`trace`]: the recorded-trace tools (generator, info, dump);
+//! - [`progress`]: progress display of long operations.
 pub mod ingest;
+pub mod progress;
+pub mod trace;

@@ -1,1 +1,184 @@
-fn main() {}
+//! The `rmf-dash` command line: parses arguments and hands over to the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use rmf_dash::ingest::cdr::RmfRelease;
+use rmf_dash::ingest::decode::ReleasePolicy;
+use rmf_dash::trace;
+
+#[derive(Parser)]
+#[command(name = "rmf-dash", version, about = "Real-time data backend for Open-RMF dashboards")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Recorded traces: generate, inspect, dump.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+#[derive(Subcommand)]
+enum TraceCommand {
+    /// Generate a realistic rosbag2 MCAP recording of a simulated RMF site.
+    Gen(GenArgs),
+    /// Topics, types, counts, rates, duration and RMF layout of a recording.
+    Info {
+        /// An .mcap file, a .db3 file, or a rosbag2 folder.
+        file: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decoded messages as JSON lines {"log_time", "topic", "type", "message"}.
+    Dump {
+        /// An .mcap file, a .db3 file, or a rosbag2 folder.
+        file: String,
+        /// Only this topic (repeatable).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Stop after N messages.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Print byte arrays in full instead of {"len", "crc32"} beyond 64 bytes.
+        #[arg(long)]
+        full_bytes: bool,
+        #[command(flatten)]
+        release: ReleaseArgs,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+struct ReleaseArgs {
+    /// RMF message layout for sources without schemas, when payloads fit both layouts.
+    #[arg(long, value_enum, env = "RMF_DASH_RMF_RELEASE", default_value = "jazzy")]
+    rmf_release: RmfRelease,
+}
+
+impl ReleaseArgs {
+    fn policy(self) -> ReleasePolicy {
+        ReleasePolicy {
+            preferred: self.rmf_release,
+            strict: false,
+        }
+    }
+}
+
+#[derive(Args)]
+struct GenArgs {
+    #[command(flatten)]
+    site: trace::generate::SiteArgs,
+    /// Output MCAP file.
+    #[arg(short = 'o', long = "output")]
+    output: std::path::PathBuf,
+    /// Also write the /_internal websocket frames (one JSON frame per line) to this file
+    /// (default: the output path with extension .ws.jsonl).
+    #[arg(long)]
+    ws_out: Option<std::path::PathBuf>,
+    /// Do not write the websocket frames file.
+    #[arg(long, conflicts_with = "ws_out")]
+    no_ws: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RMF_DASH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        None => {
+            println!(
+                "rmf-dash {}: the real-time data backend for Open-RMF dashboards.\n\n\
+                 Available now:\n  \
+                 rmf-dash trace gen --preset office --duration 60s -o office.mcap   generate a recording\n  \
+                 rmf-dash trace info office.mcap                                    what a recording holds\n  \
+                 rmf-dash trace dump office.mcap --topic /door_states              decoded messages (JSON lines)\n\n\
+                 Run `rmf-dash --help` for everything.",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Trace(t)) => run_trace(t),
+    }
+}
+
+fn run_trace(cmd: TraceCommand) -> Result<ExitCode> {
+    match cmd {
+        TraceCommand::Gen(args) => {
+            let ws = if args.no_ws {
+                None
+            } else {
+                Some(
+                    args.ws_out
+                        .unwrap_or_else(|| args.output.with_extension("ws.jsonl")),
+                )
+            };
+            let config = args.site.config().map_err(anyhow::Error::msg)?;
+            let report = trace::generate::generate(&config, &args.output, ws.as_deref())
+                .with_context(|| format!("generating {}", args.output.display()))?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        TraceCommand::Info { file, json } => {
+            let info = trace::info::run(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                print!("{info}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TraceCommand::Dump {
+            file,
+            topics,
+            limit,
+            full_bytes,
+            release,
+        } => {
+            let opts = trace::dump::DumpOptions {
+                topics,
+                limit,
+                full_bytes,
+                policy: release.policy(),
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let summary = match trace::dump::run(&file, &opts, &mut out) {
+                Ok(s) => s,
+                // A closed pipe (`| head`) is not an error.
+                Err(trace::TraceError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            out.flush().ok();
+            if summary.failed > 0 {
+                eprintln!(
+                    "{} messages could not be decoded (see the warnings above); {} written",
+                    summary.failed, summary.written
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -19,7 +19,7 @@ use rmf_dash_dataflows::model::ros::*;
 use rmf_dash_dataflows::model::{JsonKind, Record};
 
 use super::builtin;
-use super::cdr::generic::Plan;
+use super::cdr::generic::{Bytes, Plan};
 use super::cdr::typed::{self, Cdr};
 use super::cdr::{CdrError, RmfRelease};
 use super::ros2msg::{MsgSchema, SchemaError, normalize_type_name};
@@ -349,10 +349,10 @@ impl TopicDecoder {
     }
 
     /// Decodes a payload to generic JSON with the `.msg` field names.
-    pub fn value(&mut self, payload: &[u8]) -> Result<Value, DecodeError> {
+    pub fn value(&mut self, payload: &[u8], bytes: Bytes) -> Result<Value, DecodeError> {
         let release = self.choose_release(payload)?;
         self.plan(release)
-            .decode(payload)
+            .decode_with(payload, bytes)
             .map_err(|e| self.explain(payload, release, Fail::Cdr(e)))
     }
 

@@ -8,3 +8,5 @@ pub mod builtin;
 pub mod cdr;
 pub mod decode;
 pub mod ros2msg;
+pub mod bag;
+pub mod source;

@@ -13,6 +13,19 @@ use serde_json::{Map, Number, Value};
 use super::{CdrError, CdrReader, RmfRelease};
 use crate::ingest::ros2msg::{ArrayKind, BaseType, MsgSchema, Primitive};
 
+/// How `uint8`/`byte`/`char` arrays are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bytes {
+    /// An array of numbers, always.
+    Array,
+    /// Arrays longer than [`SUMMARY_OVER`] become `{"len": N, "crc32": "<8 hex digits>"}` (floor
+    /// plan images are megabytes).
+    Summary,
+}
+
+/// Byte arrays up to this many elements are always shown in full.
+pub const SUMMARY_OVER: usize = 64;
+
 /// A compiled decoding plan for one message type.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -56,9 +69,14 @@ impl Plan {
 
     /// Decodes a whole serialized message into JSON (header, body and trailing padding checked).
     pub fn decode(&self, payload: &[u8]) -> Result<Value, CdrError> {
+        self.decode_with(payload, Bytes::Array)
+    }
+
+    /// Like [`Plan::decode`], choosing how byte arrays are rendered.
+    pub fn decode_with(&self, payload: &[u8], bytes: Bytes) -> Result<Value, CdrError> {
         // The release does not matter here: the schema says what is on the wire.
         let mut r = CdrReader::new(payload, RmfRelease::Jazzy)?;
-        let v = read_struct(&self.root, &mut r)?;
+        let v = read_struct(&self.root, &mut r, bytes)?;
         r.finish()?;
         Ok(v)
     }
@@ -111,7 +129,7 @@ fn f64_value(v: f64) -> Value {
     Number::from_f64(v).map_or(Value::Null, Value::Number)
 }
 
-fn read_struct(plan: &StructPlan, r: &mut CdrReader<'_>) -> Result<Value, CdrError> {
+fn read_struct(plan: &StructPlan, r: &mut CdrReader<'_>, bytes: Bytes) -> Result<Value, CdrError> {
     if plan.fields.is_empty() {
         // An empty message is serialized as one uint8.
         r.u8()?;
@@ -119,7 +137,7 @@ fn read_struct(plan: &StructPlan, r: &mut CdrReader<'_>) -> Result<Value, CdrErr
     }
     let mut map = Map::with_capacity(plan.fields.len());
     for (name, node) in &plan.fields {
-        let v = read_node(node, r).map_err(|e| e.at(name))?;
+        let v = read_node(node, r, bytes).map_err(|e| e.at(name))?;
         map.insert(name.clone(), v);
     }
     Ok(Value::Object(map))
@@ -142,7 +160,7 @@ fn read_primitive(p: Primitive, r: &mut CdrReader<'_>) -> Result<Value, CdrError
     })
 }
 
-fn read_node(node: &Node, r: &mut CdrReader<'_>) -> Result<Value, CdrError> {
+fn read_node(node: &Node, r: &mut CdrReader<'_>, bytes: Bytes) -> Result<Value, CdrError> {
     match node {
         Node::Primitive(p) => read_primitive(*p, r),
         Node::String => Ok(Value::String(
@@ -152,18 +170,33 @@ fn read_node(node: &Node, r: &mut CdrReader<'_>) -> Result<Value, CdrError> {
             offset: r.offset(),
             what: "wstring",
         }),
-        Node::Struct(s) => read_struct(s, r),
+        Node::Struct(s) => read_struct(s, r, bytes),
         Node::Sequence(elem) => {
             let n = r.count(elem.min_size())?;
-            read_elements(elem, n, r)
+            read_elements(elem, n, r, bytes)
         }
-        Node::Array(elem, n) => read_elements(elem, *n, r),
+        Node::Array(elem, n) => read_elements(elem, *n, r, bytes),
     }
 }
 
-fn read_elements(elem: &Node, n: usize, r: &mut CdrReader<'_>) -> Result<Value, CdrError> {
+fn read_elements(
+    elem: &Node,
+    n: usize,
+    r: &mut CdrReader<'_>,
+    bytes: Bytes,
+) -> Result<Value, CdrError> {
     if n == 0 {
         return Ok(Value::Array(Vec::new()));
+    }
+    if let (Bytes::Summary, Node::Primitive(Primitive::UInt8 | Primitive::Byte | Primitive::Char)) =
+        (bytes, elem)
+        && n > SUMMARY_OVER
+    {
+        let data = r.bytes(n, "byte array")?;
+        let mut m = Map::new();
+        m.insert("len".into(), Value::from(n));
+        m.insert("crc32".into(), Value::from(format!("{:08x}", crc32fast::hash(data))));
+        return Ok(Value::Object(m));
     }
     if let Node::Primitive(p) = elem {
         // Primitive elements align once, only when there are any.
@@ -172,7 +205,7 @@ fn read_elements(elem: &Node, n: usize, r: &mut CdrReader<'_>) -> Result<Value, 
     // A fixed array's length comes from the schema: bound it by the bytes left too.
     let mut out = Vec::with_capacity(n.min(r.remaining() / elem.min_size() + 1));
     for i in 0..n {
-        out.push(read_node(elem, r).map_err(|e| e.at(&format!("[{i}]")))?);
+        out.push(read_node(elem, r, bytes).map_err(|e| e.at(&format!("[{i}]")))?);
     }
     Ok(Value::Array(out))
 }
