@@ -11,7 +11,11 @@ use rmf_dash::ingest::decode::ReleasePolicy;
 use rmf_dash::trace;
 
 #[derive(Parser)]
-#[command(name = "rmf-dash", version, about = "Real-time data backend for Open-RMF dashboards")]
+#[command(
+    name = "rmf-dash",
+    version,
+    about = "Real-time data backend for Open-RMF dashboards"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -57,7 +61,12 @@ enum TraceCommand {
 #[derive(Args, Clone, Copy)]
 struct ReleaseArgs {
     /// RMF message layout for sources without schemas, when payloads fit both layouts.
-    #[arg(long, value_enum, env = "RMF_DASH_RMF_RELEASE", default_value = "jazzy")]
+    #[arg(
+        long,
+        value_enum,
+        env = "RMF_DASH_RMF_RELEASE",
+        default_value = "jazzy"
+    )]
     rmf_release: RmfRelease,
 }
 

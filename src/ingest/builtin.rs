@@ -95,7 +95,10 @@ const COMMON: &[(&str, &str)] = &[
         "rmf_fleet_msgs/RobotState",
         "string name\nstring model\nstring task_id\nuint64 seq\nRobotMode mode\nfloat32 battery_percent\nLocation location\nLocation[] path\n",
     ),
-    ("rmf_fleet_msgs/FleetState", "string name\nRobotState[] robots\n"),
+    (
+        "rmf_fleet_msgs/FleetState",
+        "string name\nRobotState[] robots\n",
+    ),
     (
         "rmf_fleet_msgs/BeaconState",
         "string id\nbool online\nstring category\nbool activated\nstring level\n",
@@ -120,17 +123,26 @@ const COMMON: &[(&str, &str)] = &[
         "rmf_fleet_msgs/MutexGroupManualRelease",
         "string[] release_mutex_groups\nstring fleet\nstring robot\n",
     ),
-    ("rmf_task_msgs/ApiRequest", "string json_msg\nstring request_id\n"),
+    (
+        "rmf_task_msgs/ApiRequest",
+        "string json_msg\nstring request_id\n",
+    ),
     (
         "rmf_task_msgs/ApiResponse",
         "uint8 TYPE_UNINITIALIZED=0\nuint8 TYPE_ACKNOWLEDGE=1\nuint8 TYPE_RESPONDING=2\nuint8 type\nstring json_msg\nstring request_id\n",
     ),
-    ("rmf_task_msgs/AlertParameter", "string name\nstring value\n"),
+    (
+        "rmf_task_msgs/AlertParameter",
+        "string name\nstring value\n",
+    ),
     (
         "rmf_task_msgs/Alert",
         "string id\nstring title\nstring subtitle\nstring message\nbool display true\nuint8 tier\nstring[] responses_available\nAlertParameter[] alert_parameters\nstring task_id\n\nuint8 TIER_INFO=0\nuint8 TIER_WARNING=1\nuint8 TIER_ERROR=2\n",
     ),
-    ("rmf_task_msgs/AlertResponse", "string id\nstring response\n"),
+    (
+        "rmf_task_msgs/AlertResponse",
+        "string id\nstring response\n",
+    ),
     (
         "rmf_building_map_msgs/Param",
         "string name\nuint32 type\nint32 value_int\nfloat32 value_float\nstring value_string\nbool value_bool\n\nuint32 TYPE_UNDEFINED=0\nuint32 TYPE_STRING=1\nuint32 TYPE_INT=2\nuint32 TYPE_DOUBLE=3\nuint32 TYPE_BOOL=4\n",
@@ -208,7 +220,10 @@ pub fn schema_text(name: &str, release: RmfRelease) -> Option<String> {
             if let BaseType::Message(dep) = &field.ty.base
                 && seen.insert(dep.clone())
             {
-                text.push_str(&format!("{SEPARATOR}\nMSG: {dep}\n{}", definition(dep, release)?));
+                text.push_str(&format!(
+                    "{SEPARATOR}\nMSG: {dep}\n{}",
+                    definition(dep, release)?
+                ));
                 queue.push(dep.clone());
             }
         }
@@ -238,7 +253,10 @@ pub fn schema(name: &str, release: RmfRelease) -> Option<&'static MsgSchema> {
 
 /// Whether a type's wire layout differs between RMF releases.
 pub fn depends_on_release(name: &str) -> bool {
-    match (schema(name, RmfRelease::Jazzy), schema(name, RmfRelease::Kilted)) {
+    match (
+        schema(name, RmfRelease::Jazzy),
+        schema(name, RmfRelease::Kilted),
+    ) {
         (Some(a), Some(b)) => !a.same_layout(b),
         _ => false,
     }
@@ -274,8 +292,12 @@ mod tests {
     fn schema_text_has_rosbag2_dependency_sections() {
         let t = schema_text("rmf_door_msgs/msg/DoorState", RmfRelease::Jazzy).unwrap();
         assert!(t.starts_with("builtin_interfaces/Time door_time\n"));
-        assert!(t.contains(&format!("{SEPARATOR}\nMSG: rmf_door_msgs/DoorMode\nuint32 value\n")));
-        assert!(t.contains(&format!("{SEPARATOR}\nMSG: builtin_interfaces/Time\nint32 sec\n")));
+        assert!(t.contains(&format!(
+            "{SEPARATOR}\nMSG: rmf_door_msgs/DoorMode\nuint32 value\n"
+        )));
+        assert!(t.contains(&format!(
+            "{SEPARATOR}\nMSG: builtin_interfaces/Time\nint32 sec\n"
+        )));
         let fleet = schema_text("rmf_fleet_msgs/FleetState", RmfRelease::Kilted).unwrap();
         assert!(fleet.contains("string performing_action"));
     }

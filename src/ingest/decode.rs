@@ -41,22 +41,30 @@ pub enum DecodeError {
         #[source]
         source: SchemaError,
     },
-    #[error("topic {topic} ({type_name}): the recording has no schema and rmf-dash has no built-in definition of this type")]
+    #[error(
+        "topic {topic} ({type_name}): the recording has no schema and rmf-dash has no built-in definition of this type"
+    )]
     NoDefinition { topic: String, type_name: String },
-    #[error("topic {topic} ({type_name}): message encoding {encoding:?} is not supported (only cdr)")]
+    #[error(
+        "topic {topic} ({type_name}): message encoding {encoding:?} is not supported (only cdr)"
+    )]
     Encoding {
         topic: String,
         type_name: String,
         encoding: String,
     },
-    #[error("topic {topic} ({type_name}): the message fits no RMF layout (jazzy: {jazzy}; kilted: {kilted})")]
+    #[error(
+        "topic {topic} ({type_name}): the message fits no RMF layout (jazzy: {jazzy}; kilted: {kilted})"
+    )]
     NoLayout {
         topic: String,
         type_name: String,
         jazzy: CdrError,
         kilted: CdrError,
     },
-    #[error("topic {topic} ({type_name}): the message has the {found} layout, but the RMF release is configured as {configured}")]
+    #[error(
+        "topic {topic} ({type_name}): the message has the {found} layout, but the RMF release is configured as {configured}"
+    )]
     ReleaseMismatch {
         topic: String,
         type_name: String,
@@ -224,9 +232,15 @@ impl TopicDecoder {
                 })?;
                 let matches: Vec<RmfRelease> = RmfRelease::ALL
                     .into_iter()
-                    .filter(|r| builtin::schema(&d.normalized, *r).is_some_and(|b| b.same_layout(&parsed)))
+                    .filter(|r| {
+                        builtin::schema(&d.normalized, *r).is_some_and(|b| b.same_layout(&parsed))
+                    })
                     .collect();
-                if let Some(&release) = matches.iter().find(|r| **r == policy.preferred).or(matches.first()) {
+                if let Some(&release) = matches
+                    .iter()
+                    .find(|r| **r == policy.preferred)
+                    .or(matches.first())
+                {
                     if d.kind != Kind::Other {
                         d.path = Path::Typed(release);
                     }
@@ -344,7 +358,11 @@ impl TopicDecoder {
 
     fn plan(&self, release: RmfRelease) -> &Plan {
         // `new` always pushes at least one plan.
-        let i = self.plans.iter().position(|(r, _)| *r == release).unwrap_or(0);
+        let i = self
+            .plans
+            .iter()
+            .position(|(r, _)| *r == release)
+            .unwrap_or(0);
         &self.plans[i].1
     }
 
@@ -400,9 +418,7 @@ impl TopicDecoder {
             Kind::BeaconState => Record::BeaconState(t(payload, release)?),
             Kind::DeliveryAlertRequest => Record::DeliveryAlertRequest(t(payload, release)?),
             Kind::DeliveryAlertResponse => Record::DeliveryAlertResponse(t(payload, release)?),
-            Kind::MutexGroupManualRelease => {
-                Record::MutexGroupManualRelease(t(payload, release)?)
-            }
+            Kind::MutexGroupManualRelease => Record::MutexGroupManualRelease(t(payload, release)?),
             Kind::ApiRequest => Record::ApiRequest(t(payload, release)?),
             Kind::ApiResponse => Record::ApiResponse(t(payload, release)?),
             Kind::Alert => Record::Alert(t(payload, release)?),

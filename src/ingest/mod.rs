@@ -4,9 +4,9 @@
 //! - [`cdr`]: the CDR wire format (reader, writer, generic and typed decoding);
 //! - [`builtin`]: built-in RMF message definitions per release;
 //! - [`decode`]: per-topic choice of decoding path and layout detection.
+pub mod bag;
 pub mod builtin;
 pub mod cdr;
 pub mod decode;
 pub mod ros2msg;
-pub mod bag;
 pub mod source;

@@ -206,11 +206,18 @@ impl MsgSchema {
                     }
                 };
                 current = match header.strip_prefix("MSG:") {
-                    Some(name) => normalize_type_name(name).map_err(|e| syntax(m, e.to_string()))?,
+                    Some(name) => {
+                        normalize_type_name(name).map_err(|e| syntax(m, e.to_string()))?
+                    }
                     None if header.starts_with("IDL:") => {
                         return Err(syntax(m, "IDL definitions are not supported".into()));
                     }
-                    None => return Err(syntax(m, format!("expected `MSG: pkg/Type`, got {header:?}"))),
+                    None => {
+                        return Err(syntax(
+                            m,
+                            format!("expected `MSG: pkg/Type`, got {header:?}"),
+                        ));
+                    }
                 };
                 if types.contains_key(&current) || current == root {
                     return Err(syntax(m, format!("{current} is defined twice")));
@@ -340,13 +347,13 @@ impl fmt::Display for FieldType {
 /// resolving the types it references.
 pub fn parse_definition(name: &str, text: &str) -> Result<MsgDef, SchemaError> {
     let name = normalize_type_name(name)?;
-    parse_def(&name, text.lines().enumerate().map(|(i, l)| (i + 1, l))).map_err(|(line, message)| {
-        SchemaError::Syntax {
+    parse_def(&name, text.lines().enumerate().map(|(i, l)| (i + 1, l))).map_err(
+        |(line, message)| SchemaError::Syntax {
             root: name.clone(),
             line,
             message,
-        }
-    })
+        },
+    )
 }
 
 /// Parses one definition's lines; errors carry the line number.
@@ -375,13 +382,18 @@ fn parse_def<'a>(
         let after = rest[name_end..].trim_start();
         if let Some(value) = after.strip_prefix('=') {
             if ty.array != ArrayKind::Single || matches!(ty.base, BaseType::Message(_)) {
-                return Err((n, format!("constant {field_name} must be of a primitive or string type")));
+                return Err((
+                    n,
+                    format!("constant {field_name} must be of a primitive or string type"),
+                ));
             }
             let value = value.trim();
             let value = match ty.base {
                 // String constants take the raw line: a `#` inside quotes is not a comment.
                 BaseType::String(_) | BaseType::WString(_) => unquote(constant_text(raw)),
-                _ if value.is_empty() => return Err((n, format!("constant {field_name} has no value"))),
+                _ if value.is_empty() => {
+                    return Err((n, format!("constant {field_name} has no value")));
+                }
                 _ => value.to_string(),
             };
             def.constants.push(Constant {
@@ -499,7 +511,8 @@ fn parse_type(word: &str, package: &str) -> Result<FieldType, String> {
 mod tests {
     use super::*;
 
-    const SEP: &str = "================================================================================";
+    const SEP: &str =
+        "================================================================================";
 
     #[test]
     fn parses_door_state_with_dependencies() {
@@ -510,7 +523,10 @@ mod tests {
         assert_eq!(s.root, "rmf_door_msgs/DoorState");
         let root = s.root_def();
         assert_eq!(
-            root.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            root.fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>(),
             ["door_time", "door_name", "current_mode"]
         );
         assert_eq!(
@@ -529,7 +545,17 @@ mod tests {
         let s = MsgSchema::parse("p/msg/T", text).unwrap();
         let d = s.root_def();
         let tys: Vec<String> = d.fields.iter().map(|f| f.ty.to_string()).collect();
-        assert_eq!(tys, ["uint8[]", "int32[4]", "float64[<=3]", "string<=10", "string<=5[<=2]", "bool"]);
+        assert_eq!(
+            tys,
+            [
+                "uint8[]",
+                "int32[4]",
+                "float64[<=3]",
+                "string<=10",
+                "string<=5[<=2]",
+                "bool"
+            ]
+        );
         assert_eq!(d.constants[0].value, "a # b");
         assert_eq!(d.constants[1].value, "-3");
     }
@@ -549,7 +575,11 @@ mod tests {
             "schema of p/T: line 2: unterminated array in type \"uint32[\""
         );
         let err = MsgSchema::parse("p/T", "uint32 9bad\n").unwrap_err();
-        assert!(err.to_string().contains("line 1: invalid field name \"9bad\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("line 1: invalid field name \"9bad\""),
+            "{err}"
+        );
         let err = MsgSchema::parse("p/T", "Missing m\n").unwrap_err();
         assert_eq!(
             err,
@@ -560,7 +590,10 @@ mod tests {
             }
         );
         let err = MsgSchema::parse("p/T", &format!("uint8 a\n{SEP}\nNOT A HEADER\n")).unwrap_err();
-        assert!(err.to_string().contains("line 3: expected `MSG: pkg/Type`"), "{err}");
+        assert!(
+            err.to_string().contains("line 3: expected `MSG: pkg/Type`"),
+            "{err}"
+        );
         assert!(matches!(
             MsgSchema::parse("nonsense", "uint8 a"),
             Err(SchemaError::BadTypeName(_))

@@ -74,7 +74,9 @@ impl std::str::FromStr for Pacing {
         let x = s.trim_end_matches(['x', 'X']);
         match x.parse::<f64>() {
             Ok(v) if v.is_finite() && v > 0.0 => Ok(Pacing::Speed(v)),
-            _ => Err(format!("invalid speed {s:?}: expected `max` or a positive factor like 1, 2.5, 10x")),
+            _ => Err(format!(
+                "invalid speed {s:?}: expected `max` or a positive factor like 1, 2.5, 10x"
+            )),
         }
     }
 }

@@ -40,9 +40,17 @@ pub struct DumpSummary {
     pub failed: u64,
 }
 
-pub fn run(path: &str, opts: &DumpOptions, out: &mut impl Write) -> Result<DumpSummary, TraceError> {
+pub fn run(
+    path: &str,
+    opts: &DumpOptions,
+    out: &mut impl Write,
+) -> Result<DumpSummary, TraceError> {
     let mut rec = Recording::open(path)?;
-    let wanted: BTreeSet<&str> = opts.topics.iter().map(|t| t.trim_start_matches('/')).collect();
+    let wanted: BTreeSet<&str> = opts
+        .topics
+        .iter()
+        .map(|t| t.trim_start_matches('/'))
+        .collect();
     let selected: Vec<bool> = rec
         .channels
         .iter()
@@ -58,7 +66,11 @@ pub fn run(path: &str, opts: &DumpOptions, out: &mut impl Write) -> Result<DumpS
     }
     let mut decoders: Vec<Option<Result<TopicDecoder, String>>> =
         rec.channels.iter().map(|_| None).collect();
-    let bytes = if opts.full_bytes { Bytes::Array } else { Bytes::Summary };
+    let bytes = if opts.full_bytes {
+        Bytes::Array
+    } else {
+        Bytes::Summary
+    };
     let mut summary = DumpSummary::default();
     let channels = rec.channels.clone();
     for m in &mut rec {

@@ -54,11 +54,21 @@ pub fn run(path: &str) -> Result<Info, TraceError> {
         .map(|c| {
             let t = normalize_type_name(&c.type_name).ok()?;
             builtin::depends_on_release(&t).then(|| {
-                TopicDecoder::new(&c.topic, &c.type_name, &c.encoding, c.schema.as_deref(), ReleasePolicy::default()).ok()
+                TopicDecoder::new(
+                    &c.topic,
+                    &c.type_name,
+                    &c.encoding,
+                    c.schema.as_deref(),
+                    ReleasePolicy::default(),
+                )
+                .ok()
             })?
         })
         .collect();
-    let mut progress = Progress::new(format!("scanning {path}"), rec.counts.as_ref().map(|c| c.iter().sum()));
+    let mut progress = Progress::new(
+        format!("scanning {path}"),
+        rec.counts.as_ref().map(|c| c.iter().sum()),
+    );
     for m in &mut rec {
         let m = m?;
         counts[m.channel] += 1;
@@ -83,7 +93,11 @@ pub fn run(path: &str) -> Result<Info, TraceError> {
     for (i, d) in detect.iter().enumerate() {
         let Some(d) = d else { continue };
         let c = &channels[i];
-        let how = if c.schema.is_some() { "schema" } else { "payloads" };
+        let how = if c.schema.is_some() {
+            "schema"
+        } else {
+            "payloads"
+        };
         match d.release() {
             Some(r) => {
                 layout = Some(r.to_string());
@@ -97,7 +111,13 @@ pub fn run(path: &str) -> Result<Info, TraceError> {
             None => {}
         }
     }
-    let rate = |n: u64| if duration_s > 0.0 { n as f64 / duration_s } else { 0.0 };
+    let rate = |n: u64| {
+        if duration_s > 0.0 {
+            n as f64 / duration_s
+        } else {
+            0.0
+        }
+    };
     let topics = channels
         .iter()
         .enumerate()
@@ -142,9 +162,25 @@ impl std::fmt::Display for Info {
             (Some(l), Some(s)) => writeln!(f, "layout:    {l} (from {s})")?,
             _ => writeln!(f, "layout:    n/a (no release-dependent topic)")?,
         }
-        let w = self.topics.iter().map(|t| t.topic.len()).max().unwrap_or(5).max(5);
-        let tw = self.topics.iter().map(|t| t.type_name.len()).max().unwrap_or(4).max(4);
-        writeln!(f, "{:<w$}  {:<tw$}  {:>10}  {:>10}  {:>12}", "topic", "type", "count", "rate/s", "bytes")?;
+        let w = self
+            .topics
+            .iter()
+            .map(|t| t.topic.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let tw = self
+            .topics
+            .iter()
+            .map(|t| t.type_name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        writeln!(
+            f,
+            "{:<w$}  {:<tw$}  {:>10}  {:>10}  {:>12}",
+            "topic", "type", "count", "rate/s", "bytes"
+        )?;
         for t in &self.topics {
             writeln!(
                 f,

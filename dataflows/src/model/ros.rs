@@ -9,7 +9,9 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// `builtin_interfaces/Time`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Time {
     pub sec: i32,
     pub nanosec: u32,
@@ -30,7 +32,9 @@ impl Time {
 }
 
 /// `rmf_door_msgs/DoorMode`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct DoorMode {
     pub value: u32,
 }

@@ -28,7 +28,8 @@ impl Decompressor for CrcDecompressor {
     }
 
     fn decompress(&mut self, src: &[u8], dst: &mut [u8]) -> mcap::McapResult<DecompressResult> {
-        let err = |e: String| mcap::McapError::DecompressionError(format!("{} chunk: {e}", self.name));
+        let err =
+            |e: String| mcap::McapError::DecompressionError(format!("{} chunk: {e}", self.name));
         let wrote = match self.name {
             "zstd" => zstd::bulk::decompress_to_buffer(src, dst).map_err(|e| err(e.to_string()))?,
             _ => {
@@ -46,7 +47,10 @@ impl Decompressor for CrcDecompressor {
             }
         };
         if wrote != dst.len() {
-            return Err(err(format!("decompressed to {wrote} bytes, expected {}", dst.len())));
+            return Err(err(format!(
+                "decompressed to {wrote} bytes, expected {}",
+                dst.len()
+            )));
         }
         if let Ok(mut c) = self.crc.lock() {
             *c = Some(crc32fast::hash(dst));
@@ -158,7 +162,9 @@ impl McapFile {
                         .map
                         .get(crc_at..crc_at + 4)
                         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .ok_or_else(|| mcap_err(&p, "chunk index points past the end of the file"))?;
+                        .ok_or_else(|| {
+                            mcap_err(&p, "chunk index points past the end of the file")
+                        })?;
                     chunks.insert(data, (c.chunk_start_offset, crc));
                 }
                 let crc = Arc::new(Mutex::new(None));
@@ -205,7 +211,11 @@ impl McapFile {
         let path = &self.path;
         match &mut self.mode {
             Mode::Linear { messages } => messages.next(),
-            Mode::Indexed { reader, chunks, crc } => loop {
+            Mode::Indexed {
+                reader,
+                chunks,
+                crc,
+            } => loop {
                 match reader.next_event()? {
                     Err(e) => return Some(Err(mcap_err(path, e))),
                     Ok(IndexedReadEvent::Message { header, data }) => {
@@ -224,14 +234,22 @@ impl McapFile {
                     Ok(IndexedReadEvent::ReadChunkRequest { offset, length }) => {
                         let Some(bytes) = self.map.get(offset as usize..offset as usize + length)
                         else {
-                            return Some(Err(mcap_err(path, format!("chunk at offset {offset} extends past the end of the file"))));
+                            return Some(Err(mcap_err(
+                                path,
+                                format!(
+                                    "chunk at offset {offset} extends past the end of the file"
+                                ),
+                            )));
                         };
                         if let Ok(mut c) = crc.lock() {
                             *c = None;
                         }
                         if let Err(e) = reader.insert_chunk_record_data(offset, bytes) {
                             let start = chunks.get(&offset).map_or(offset, |c| c.0);
-                            return Some(Err(mcap_err(path, format!("chunk at offset {start}: {e}"))));
+                            return Some(Err(mcap_err(
+                                path,
+                                format!("chunk at offset {start}: {e}"),
+                            )));
                         }
                         let computed = crc
                             .lock()
@@ -242,7 +260,12 @@ impl McapFile {
                             && saved != 0
                             && saved != computed
                         {
-                            return Some(Err(mcap_err(path, format!("chunk at offset {start}: CRC mismatch (saved {saved:08x}, computed {computed:08x}): the file is corrupt"))));
+                            return Some(Err(mcap_err(
+                                path,
+                                format!(
+                                    "chunk at offset {start}: CRC mismatch (saved {saved:08x}, computed {computed:08x}): the file is corrupt"
+                                ),
+                            )));
                         }
                     }
                 }
@@ -282,8 +305,9 @@ fn read_linear(path: &str, map: &[u8]) -> Result<Linear, BagError> {
     let mut out = Vec::new();
     let mut warned = false;
     let mut last = 0u64;
-    let stream = mcap::MessageStream::new_with_options(map, mcap::read::Options::IgnoreEndMagic.into())
-        .map_err(|e| mcap_err(path, e))?;
+    let stream =
+        mcap::MessageStream::new_with_options(map, mcap::read::Options::IgnoreEndMagic.into())
+            .map_err(|e| mcap_err(path, e))?;
     for m in stream {
         match m {
             Ok(m) => {
@@ -292,7 +316,10 @@ fn read_linear(path: &str, map: &[u8]) -> Result<Linear, BagError> {
                     channels.len() - 1
                 });
                 if m.log_time < last && !warned {
-                    tracing::warn!(path, "MCAP file has no index and is not in log-time order: replaying in file order");
+                    tracing::warn!(
+                        path,
+                        "MCAP file has no index and is not in log-time order: replaying in file order"
+                    );
                     warned = true;
                 }
                 last = last.max(m.log_time);
@@ -303,7 +330,10 @@ fn read_linear(path: &str, map: &[u8]) -> Result<Linear, BagError> {
                 }));
             }
             Err(mcap::McapError::UnexpectedEof | mcap::McapError::UnexpectedEoc) => {
-                tracing::warn!(path, "MCAP file ends with a partial record (recording cut off): replaying what precedes it");
+                tracing::warn!(
+                    path,
+                    "MCAP file ends with a partial record (recording cut off): replaying what precedes it"
+                );
                 break;
             }
             Err(e) => {

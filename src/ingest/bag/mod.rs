@@ -172,9 +172,11 @@ impl Recording {
             let file_counts = file.counts();
             let mut map = Vec::new();
             for (i, ch) in file.channels().iter().enumerate() {
-                let global = match rec.channels.iter().position(|c| {
-                    c.topic == ch.topic && c.type_name == ch.type_name
-                }) {
+                let global = match rec
+                    .channels
+                    .iter()
+                    .position(|c| c.topic == ch.topic && c.type_name == ch.type_name)
+                {
                     Some(g) => g,
                     None => {
                         rec.channels.push(ch.clone());
@@ -259,7 +261,10 @@ fn folder_files(dir: &Path) -> Result<Vec<PathBuf>, BagError> {
                 ),
             });
         }
-        info.relative_file_paths.iter().map(|p| dir.join(p)).collect()
+        info.relative_file_paths
+            .iter()
+            .map(|p| dir.join(p))
+            .collect()
     } else {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|source| BagError::Io {

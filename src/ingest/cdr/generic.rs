@@ -195,7 +195,10 @@ fn read_elements(
         let data = r.bytes(n, "byte array")?;
         let mut m = Map::new();
         m.insert("len".into(), Value::from(n));
-        m.insert("crc32".into(), Value::from(format!("{:08x}", crc32fast::hash(data))));
+        m.insert(
+            "crc32".into(),
+            Value::from(format!("{:08x}", crc32fast::hash(data))),
+        );
         return Ok(Value::Object(m));
     }
     if let Node::Primitive(p) = elem {
@@ -247,7 +250,10 @@ mod tests {
     #[test]
     fn empty_message_is_one_byte() {
         let p = plan("std_msgs/Empty", "");
-        assert_eq!(p.decode(&[0, 1, 0, 0, 0, 0, 0, 0]).unwrap().to_string(), "{}");
+        assert_eq!(
+            p.decode(&[0, 1, 0, 0, 0, 0, 0, 0]).unwrap().to_string(),
+            "{}"
+        );
     }
 
     #[test]
@@ -272,7 +278,10 @@ mod tests {
     #[test]
     fn agrees_with_typed_serde_json() {
         let d = DoorState {
-            door_time: Time { sec: -1, nanosec: 5 },
+            door_time: Time {
+                sec: -1,
+                nanosec: 5,
+            },
             door_name: "door ✓".into(),
             current_mode: DoorMode { value: 4 },
         };

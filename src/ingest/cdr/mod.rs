@@ -57,7 +57,9 @@ impl std::fmt::Display for RmfRelease {
 pub enum CdrError {
     #[error("payload of {len} bytes is too short for the 4-byte encapsulation header")]
     NoHeader { len: usize },
-    #[error("unsupported encapsulation representation 0x{0:02x} 0x{1:02x} (expected CDR: 0x00 0x01 or 0x00 0x00)")]
+    #[error(
+        "unsupported encapsulation representation 0x{0:02x} 0x{1:02x} (expected CDR: 0x00 0x01 or 0x00 0x00)"
+    )]
     Representation(u8, u8),
     #[error("offset {offset}: {what} needs {need} bytes, only {available} left")]
     Truncated {
@@ -70,7 +72,9 @@ pub enum CdrError {
     Unterminated { offset: usize, len: usize },
     #[error("offset {offset}: bool byte is {value}, not 0 or 1")]
     Bool { offset: usize, value: u8 },
-    #[error("offset {offset}: sequence of {count} elements cannot fit in the {available} bytes left")]
+    #[error(
+        "offset {offset}: sequence of {count} elements cannot fit in the {available} bytes left"
+    )]
     Count {
         offset: usize,
         count: u32,

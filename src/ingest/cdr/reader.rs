@@ -260,7 +260,11 @@ mod tests {
         let bytes = [0, 1, 0, 0, 255, 255, 255, 255];
         assert!(matches!(
             reader(&bytes).count(1),
-            Err(CdrError::Count { offset: 4, count: u32::MAX, available: 0 })
+            Err(CdrError::Count {
+                offset: 4,
+                count: u32::MAX,
+                available: 0
+            })
         ));
     }
 
@@ -273,6 +277,13 @@ mod tests {
         let bad = [0, 1, 0, 0, 1, 0, 9, 0];
         let mut r = reader(&bad);
         r.u8().unwrap();
-        assert!(matches!(r.finish(), Err(CdrError::Trailing { offset: 5, len: 3, .. })));
+        assert!(matches!(
+            r.finish(),
+            Err(CdrError::Trailing {
+                offset: 5,
+                len: 3,
+                ..
+            })
+        ));
     }
 }

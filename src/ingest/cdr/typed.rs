@@ -166,8 +166,17 @@ macro_rules! cdr_struct {
 
 cdr_struct!(Time { sec, nanosec });
 cdr_struct!(DoorMode { value });
-cdr_struct!(DoorState { door_time, door_name, current_mode });
-cdr_struct!(DoorRequest { request_time, requester_id, door_name, requested_mode });
+cdr_struct!(DoorState {
+    door_time,
+    door_name,
+    current_mode
+});
+cdr_struct!(DoorRequest {
+    request_time,
+    requester_id,
+    door_name,
+    requested_mode
+});
 cdr_struct!(LiftState {
     lift_time,
     lift_name,
@@ -180,11 +189,39 @@ cdr_struct!(LiftState {
     current_mode,
     session_id,
 });
-cdr_struct!(LiftRequest { lift_name, request_time, session_id, request_type, destination_floor, door_state });
-cdr_struct!(WorkcellState { time, guid, mode, request_guid_queue, seconds_remaining });
-cdr_struct!(DispenserRequestItem { type_guid, quantity, compartment_name });
-cdr_struct!(DispenserRequest { time, request_guid, target_guid, transporter_type, items });
-cdr_struct!(DispenserResult { time, request_guid, source_guid, status });
+cdr_struct!(LiftRequest {
+    lift_name,
+    request_time,
+    session_id,
+    request_type,
+    destination_floor,
+    door_state
+});
+cdr_struct!(WorkcellState {
+    time,
+    guid,
+    mode,
+    request_guid_queue,
+    seconds_remaining
+});
+cdr_struct!(DispenserRequestItem {
+    type_guid,
+    quantity,
+    compartment_name
+});
+cdr_struct!(DispenserRequest {
+    time,
+    request_guid,
+    target_guid,
+    transporter_type,
+    items
+});
+cdr_struct!(DispenserResult {
+    time,
+    request_guid,
+    source_guid,
+    status
+});
 cdr_struct!(Location {
     t,
     x,
@@ -195,14 +232,47 @@ cdr_struct!(Location {
     level_name,
     index,
 });
-cdr_struct!(RobotState { name, model, task_id, seq, mode, battery_percent, location, path });
+cdr_struct!(RobotState {
+    name,
+    model,
+    task_id,
+    seq,
+    mode,
+    battery_percent,
+    location,
+    path
+});
 cdr_struct!(FleetState { name, robots });
-cdr_struct!(BeaconState { id, online, category, activated, level });
+cdr_struct!(BeaconState {
+    id,
+    online,
+    category,
+    activated,
+    level
+});
 cdr_struct!(EnumValue { value });
-cdr_struct!(DeliveryAlert { id, category, tier, task_id, action, message });
-cdr_struct!(MutexGroupManualRelease { release_mutex_groups, fleet, robot });
-cdr_struct!(ApiRequest { json_msg, request_id });
-cdr_struct!(ApiResponse { type_, json_msg, request_id });
+cdr_struct!(DeliveryAlert {
+    id,
+    category,
+    tier,
+    task_id,
+    action,
+    message
+});
+cdr_struct!(MutexGroupManualRelease {
+    release_mutex_groups,
+    fleet,
+    robot
+});
+cdr_struct!(ApiRequest {
+    json_msg,
+    request_id
+});
+cdr_struct!(ApiResponse {
+    type_,
+    json_msg,
+    request_id
+});
 cdr_struct!(AlertParameter { name, value });
 cdr_struct!(Alert {
     id,
@@ -216,16 +286,79 @@ cdr_struct!(Alert {
     task_id,
 });
 cdr_struct!(AlertResponse { id, response });
-cdr_struct!(Param { name, type_, value_int, value_float, value_string, value_bool });
+cdr_struct!(Param {
+    name,
+    type_,
+    value_int,
+    value_float,
+    value_string,
+    value_bool
+});
 cdr_struct!(GraphNode { x, y, name, params });
-cdr_struct!(GraphEdge { v1_idx, v2_idx, params, edge_type });
-cdr_struct!(Graph { name, vertices, edges, params });
-cdr_struct!(AffineImage { name, x_offset, y_offset, yaw, scale, encoding, data });
-cdr_struct!(Place { name, x, y, yaw, position_tolerance, yaw_tolerance });
-cdr_struct!(Door { name, v1_x, v1_y, v2_x, v2_y, door_type, motion_range, motion_direction });
-cdr_struct!(Level { name, elevation, images, places, doors, nav_graphs, wall_graph });
-cdr_struct!(Lift { name, levels, doors, wall_graph, ref_x, ref_y, ref_yaw, width, depth });
-cdr_struct!(BuildingMap { name, levels, lifts });
+cdr_struct!(GraphEdge {
+    v1_idx,
+    v2_idx,
+    params,
+    edge_type
+});
+cdr_struct!(Graph {
+    name,
+    vertices,
+    edges,
+    params
+});
+cdr_struct!(AffineImage {
+    name,
+    x_offset,
+    y_offset,
+    yaw,
+    scale,
+    encoding,
+    data
+});
+cdr_struct!(Place {
+    name,
+    x,
+    y,
+    yaw,
+    position_tolerance,
+    yaw_tolerance
+});
+cdr_struct!(Door {
+    name,
+    v1_x,
+    v1_y,
+    v2_x,
+    v2_y,
+    door_type,
+    motion_range,
+    motion_direction
+});
+cdr_struct!(Level {
+    name,
+    elevation,
+    images,
+    places,
+    doors,
+    nav_graphs,
+    wall_graph
+});
+cdr_struct!(Lift {
+    name,
+    levels,
+    doors,
+    wall_graph,
+    ref_x,
+    ref_y,
+    ref_yaw,
+    width,
+    depth
+});
+cdr_struct!(BuildingMap {
+    name,
+    levels,
+    lifts
+});
 cdr_struct!(Bool { data });
 cdr_struct!(StdString { data });
 
@@ -269,7 +402,9 @@ mod tests {
         let bytes = encode(&d, RmfRelease::Jazzy);
         assert_eq!(
             bytes,
-            [0, 1, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, b'd', b'1', 0, 0, 2, 0, 0, 0]
+            [
+                0, 1, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, b'd', b'1', 0, 0, 2, 0, 0, 0
+            ]
         );
         assert_eq!(decode::<DoorState>(&bytes, RmfRelease::Jazzy).unwrap(), d);
     }
@@ -303,11 +438,17 @@ mod tests {
             }],
         };
         let kilted = encode(&fleet, RmfRelease::Kilted);
-        assert_eq!(decode::<FleetState>(&kilted, RmfRelease::Kilted).unwrap(), fleet);
+        assert_eq!(
+            decode::<FleetState>(&kilted, RmfRelease::Kilted).unwrap(),
+            fleet
+        );
         assert!(decode::<FleetState>(&kilted, RmfRelease::Jazzy).is_err());
         fleet.robots[0].mode.performing_action = None;
         let jazzy = encode(&fleet, RmfRelease::Jazzy);
-        assert_eq!(decode::<FleetState>(&jazzy, RmfRelease::Jazzy).unwrap(), fleet);
+        assert_eq!(
+            decode::<FleetState>(&jazzy, RmfRelease::Jazzy).unwrap(),
+            fleet
+        );
         assert!(decode::<FleetState>(&jazzy, RmfRelease::Kilted).is_err());
     }
 }
