@@ -55,6 +55,7 @@ fn make_fixture() -> Result<Fixture, String> {
             String::from_utf8_lossy(&env.stderr)
         ));
     }
+    remove_stale_fixtures();
     let tmp = tempfile::Builder::new()
         .prefix("interop-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -79,6 +80,25 @@ fn make_fixture() -> Result<Fixture, String> {
         copy_without_definitions(&dir.join(format!("{distro}_db3")), &dir.join(format!("{distro}_db3_nodefs")))?;
     }
     Ok(Fixture { dir })
+}
+
+/// Fixture directories of earlier runs (a kept directory outlives its process): removes those
+/// older than an hour, so that concurrent runs keep theirs.
+fn remove_stale_fixtures() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 3600);
+        if old && entry.file_name().to_string_lossy().starts_with("interop-") {
+            std::fs::remove_dir_all(entry.path()).ok();
+        }
+    }
 }
 
 /// Copies a rosbag2 sqlite3 folder and empties the copy's `message_definitions` table, which is
@@ -177,14 +197,16 @@ fn differences(path: &str, got: &Value, want: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// `trace dump <bag> --full-bytes [extra]` must print exactly the expected lines.
-fn assert_dump(bag_name: &str, distro: &str, extra: &[&str]) {
+/// Runs `trace dump <bag> --full-bytes [extra]` and lists how its output differs from
+/// `expected_<distro>.jsonl` (empty when equal). Panics when the command fails.
+fn dump_differences(bag_name: &str, distro: &str, extra: &[&str]) -> Vec<String> {
     let path = bag(bag_name);
     let mut args = vec!["trace", "dump", path.as_str(), "--full-bytes"];
     args.extend_from_slice(extra);
     let out = run(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{args:?} failed ({}):\n{stderr}", out.status);
+    assert!(stderr.trim().is_empty(), "{args:?} wrote to stderr:\n{stderr}");
     let stdout = String::from_utf8(out.stdout).expect("dump output is UTF-8");
     let got = parse_lines(&stdout, &format!("{args:?} output"));
     let want = expected(distro);
@@ -199,11 +221,28 @@ fn assert_dump(bag_name: &str, distro: &str, extra: &[&str]) {
             report.push(format!("line {}: {}", i + 1, diffs.join("; ")));
         }
     }
+    report
+}
+
+/// `trace dump <bag> --full-bytes [extra]` must print exactly the expected lines.
+fn assert_dump(bag_name: &str, distro: &str, extra: &[&str]) {
+    let report = dump_differences(bag_name, distro, extra);
     assert!(
         report.is_empty(),
-        "{args:?} differs from expected_{distro}.jsonl:\n{}\nstderr:\n{stderr}",
+        "dump of {bag_name} {extra:?} differs from expected_{distro}.jsonl:\n{}",
         report.join("\n")
     );
+}
+
+/// The comparison is not vacuous: the two distros differ exactly in `performing_action`.
+#[test]
+fn comparison_detects_the_other_distro() {
+    let report = dump_differences("jazzy_mcap", "kilted", &[]);
+    let fleet_lines = ["line 7:", "line 10:"];
+    assert_eq!(report.len(), fleet_lines.len(), "{report:#?}");
+    for (r, line) in report.iter().zip(fleet_lines) {
+        assert!(r.starts_with(line) && r.contains(".mode: keys"), "{r}");
+    }
 }
 
 #[test]

@@ -898,13 +898,16 @@ impl Sim {
             self.finish_task(r, now, status);
             return;
         }
-        let drain = match self.robots[r].drain {
-            Some((rate, until)) if now < until => rate,
-            _ => 0.0,
-        };
+        // The battery-low scenario's extra drain applies whatever the robot does.
+        if let Some((rate, until)) = self.robots[r].drain
+            && now < until
+        {
+            let robot = &mut self.robots[r];
+            robot.battery = (robot.battery - rate * dt).max(0.0);
+        }
         if self.robots[r].frozen_until.is_some_and(|u| now < u) {
             let robot = &mut self.robots[r];
-            robot.battery = (robot.battery - (0.00005 + drain) * dt).max(0.0);
+            robot.battery = (robot.battery - 0.00005 * dt).max(0.0);
             return;
         }
         self.robots[r].frozen_until = None;
@@ -938,7 +941,7 @@ impl Sim {
                     }
                     budget = self.advance(r, budget);
                     let robot = &mut self.robots[r];
-                    robot.battery = (robot.battery - (moving_drain + drain) * dt).max(0.0);
+                    robot.battery = (robot.battery - moving_drain * dt).max(0.0);
                     if budget > 0.0 && robot.path.is_empty() {
                         robot.steps.pop_front();
                         continue;
@@ -954,7 +957,7 @@ impl Sim {
                     let robot = &mut self.robots[r];
                     robot.mode = mode;
                     robot.action = action;
-                    robot.battery = (robot.battery - (idle_drain + drain) * dt).max(0.0);
+                    robot.battery = (robot.battery - idle_drain * dt).max(0.0);
                     let until = *robot.wait_until.get_or_insert(now + ms);
                     if let Some(c) = workcell
                         && let Some(t) = robot.task
