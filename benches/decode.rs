@@ -16,7 +16,10 @@ use rmf_dash_dataflows::model::ros::*;
 
 fn fleet(release: RmfRelease) -> FleetState {
     let loc = |i: u64, level: &str| Location {
-        t: Time { sec: 1_767_600_000, nanosec: 123_456_789 },
+        t: Time {
+            sec: 1_767_600_000,
+            nanosec: 123_456_789,
+        },
         x: 12.5 + i as f32,
         y: -40.25,
         yaw: 1.57,
@@ -31,7 +34,11 @@ fn fleet(release: RmfRelease) -> FleetState {
             .map(|i| RobotState {
                 name: format!("deliveryRobot_007_r{i:02}").into(),
                 model: "deliveryRobot".into(),
-                task_id: if i % 3 == 0 { "".into() } else { format!("delivery.dispatch-{i:010x}").into() },
+                task_id: if i % 3 == 0 {
+                    "".into()
+                } else {
+                    format!("delivery.dispatch-{i:010x}").into()
+                },
                 seq: 1_000_000 + i,
                 mode: RobotMode {
                     mode: 2,
@@ -48,7 +55,10 @@ fn fleet(release: RmfRelease) -> FleetState {
 
 fn door() -> DoorState {
     DoorState {
-        door_time: Time { sec: 1_767_600_000, nanosec: 5 },
+        door_time: Time {
+            sec: 1_767_600_000,
+            nanosec: 5,
+        },
         door_name: "L1_door_07".into(),
         current_mode: DoorMode { value: 2 },
     }
@@ -58,10 +68,15 @@ fn bench(c: &mut Criterion) {
     let release = RmfRelease::Jazzy;
     let fleet_bytes = encode(&fleet(release), release);
     let door_bytes = encode(&door(), release);
-    let fleet_plan = Plan::compile(builtin::schema("rmf_fleet_msgs/FleetState", release).expect("builtin"));
-    let door_plan = Plan::compile(builtin::schema("rmf_door_msgs/DoorState", release).expect("builtin"));
+    let fleet_plan =
+        Plan::compile(builtin::schema("rmf_fleet_msgs/FleetState", release).expect("builtin"));
+    let door_plan =
+        Plan::compile(builtin::schema("rmf_door_msgs/DoorState", release).expect("builtin"));
 
-    for (name, bytes) in [("fleet_state_20", &fleet_bytes), ("door_state", &door_bytes)] {
+    for (name, bytes) in [
+        ("fleet_state_20", &fleet_bytes),
+        ("door_state", &door_bytes),
+    ] {
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         g.bench_function("memcpy_baseline", |b| {
@@ -75,14 +90,27 @@ fn bench(c: &mut Criterion) {
             g.bench_function("typed", |b| {
                 b.iter(|| black_box(decode::<FleetState>(black_box(bytes), release)))
             });
-            g.bench_function("generic", |b| b.iter(|| black_box(fleet_plan.decode(black_box(bytes)))));
-            let mut d = TopicDecoder::new("/fleet_states", "rmf_fleet_msgs/msg/FleetState", "cdr", None, ReleasePolicy::default()).expect("decoder");
-            g.bench_function("record_detected_layout", |b| b.iter(|| black_box(d.record(black_box(bytes)))));
+            g.bench_function("generic", |b| {
+                b.iter(|| black_box(fleet_plan.decode(black_box(bytes))))
+            });
+            let mut d = TopicDecoder::new(
+                "/fleet_states",
+                "rmf_fleet_msgs/msg/FleetState",
+                "cdr",
+                None,
+                ReleasePolicy::default(),
+            )
+            .expect("decoder");
+            g.bench_function("record_detected_layout", |b| {
+                b.iter(|| black_box(d.record(black_box(bytes))))
+            });
         } else {
             g.bench_function("typed", |b| {
                 b.iter(|| black_box(decode::<DoorState>(black_box(bytes), release)))
             });
-            g.bench_function("generic", |b| b.iter(|| black_box(door_plan.decode(black_box(bytes)))));
+            g.bench_function("generic", |b| {
+                b.iter(|| black_box(door_plan.decode(black_box(bytes))))
+            });
         }
         g.finish();
     }

@@ -59,8 +59,8 @@ pub enum DecodeError {
     NoLayout {
         topic: String,
         type_name: String,
-        jazzy: CdrError,
-        kilted: CdrError,
+        jazzy: Box<CdrError>,
+        kilted: Box<CdrError>,
     },
     #[error(
         "topic {topic} ({type_name}): the message has the {found} layout, but the RMF release is configured as {configured}"
@@ -326,8 +326,8 @@ impl TopicDecoder {
                     (Err(jazzy), Err(kilted)) => Err(DecodeError::NoLayout {
                         topic: self.topic.clone(),
                         type_name: self.type_name.clone(),
-                        jazzy,
-                        kilted,
+                        jazzy: Box::new(jazzy),
+                        kilted: Box::new(kilted),
                     }),
                 }
             }
@@ -437,31 +437,31 @@ impl TopicDecoder {
         let value = self.plan(release).decode(payload).map_err(Fail::Cdr)?;
         let from = |v: Value| -> Result<Record, Fail> {
             Ok(match self.kind {
-                Kind::DoorState => Record::DoorState(self.from_value(v)?),
-                Kind::DoorRequest => Record::DoorRequest(self.from_value(v)?),
-                Kind::LiftState => Record::LiftState(self.from_value(v)?),
-                Kind::LiftRequest => Record::LiftRequest(self.from_value(v)?),
-                Kind::DispenserState => Record::DispenserState(self.from_value(v)?),
-                Kind::IngestorState => Record::IngestorState(self.from_value(v)?),
-                Kind::DispenserRequest => Record::DispenserRequest(self.from_value(v)?),
-                Kind::DispenserResult => Record::DispenserResult(self.from_value(v)?),
-                Kind::FleetState => Record::FleetState(self.from_value(v)?),
-                Kind::BeaconState => Record::BeaconState(self.from_value(v)?),
-                Kind::DeliveryAlertRequest => Record::DeliveryAlertRequest(self.from_value(v)?),
-                Kind::DeliveryAlertResponse => Record::DeliveryAlertResponse(self.from_value(v)?),
+                Kind::DoorState => Record::DoorState(self.deserialize(v)?),
+                Kind::DoorRequest => Record::DoorRequest(self.deserialize(v)?),
+                Kind::LiftState => Record::LiftState(self.deserialize(v)?),
+                Kind::LiftRequest => Record::LiftRequest(self.deserialize(v)?),
+                Kind::DispenserState => Record::DispenserState(self.deserialize(v)?),
+                Kind::IngestorState => Record::IngestorState(self.deserialize(v)?),
+                Kind::DispenserRequest => Record::DispenserRequest(self.deserialize(v)?),
+                Kind::DispenserResult => Record::DispenserResult(self.deserialize(v)?),
+                Kind::FleetState => Record::FleetState(self.deserialize(v)?),
+                Kind::BeaconState => Record::BeaconState(self.deserialize(v)?),
+                Kind::DeliveryAlertRequest => Record::DeliveryAlertRequest(self.deserialize(v)?),
+                Kind::DeliveryAlertResponse => Record::DeliveryAlertResponse(self.deserialize(v)?),
                 Kind::MutexGroupManualRelease => {
-                    Record::MutexGroupManualRelease(self.from_value(v)?)
+                    Record::MutexGroupManualRelease(self.deserialize(v)?)
                 }
-                Kind::ApiRequest => Record::ApiRequest(self.from_value(v)?),
-                Kind::ApiResponse => Record::ApiResponse(self.from_value(v)?),
-                Kind::Alert => Record::Alert(self.from_value(v)?),
-                Kind::AlertResponse => Record::AlertResponse(self.from_value(v)?),
-                Kind::BuildingMap => Record::BuildingMap(Box::new(self.from_value(v)?)),
+                Kind::ApiRequest => Record::ApiRequest(self.deserialize(v)?),
+                Kind::ApiResponse => Record::ApiResponse(self.deserialize(v)?),
+                Kind::Alert => Record::Alert(self.deserialize(v)?),
+                Kind::AlertResponse => Record::AlertResponse(self.deserialize(v)?),
+                Kind::BuildingMap => Record::BuildingMap(Box::new(self.deserialize(v)?)),
                 Kind::FireAlarmTrigger => {
-                    Record::FireAlarmTrigger(self.from_value::<Bool>(v)?.data)
+                    Record::FireAlarmTrigger(self.deserialize::<Bool>(v)?.data)
                 }
                 Kind::Json(kind) => {
-                    let s: StdString = self.from_value(v)?;
+                    let s: StdString = self.deserialize(v)?;
                     self.json_record(kind, &s.data)?
                 }
                 Kind::Other => Record::Other {
@@ -473,7 +473,7 @@ impl TopicDecoder {
         from(value)
     }
 
-    fn from_value<T: DeserializeOwned>(&self, v: Value) -> Result<T, Fail> {
+    fn deserialize<T: DeserializeOwned>(&self, v: Value) -> Result<T, Fail> {
         serde_json::from_value(v).map_err(|e| {
             Fail::Decode(DecodeError::Fields {
                 topic: self.topic.clone(),

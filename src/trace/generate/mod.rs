@@ -478,7 +478,6 @@ pub fn generate(cfg: &SiteConfig, out: &Path, ws: Option<&Path>) -> Result<Repor
     let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
     let (mut messages, mut ws_frames) = (0u64, 0u64);
     let mut buf = Vec::new();
-    let end_ns = START_NS + cfg.duration_ms * 1_000_000;
     let mut write =
         |p: Pending, buf: &mut Vec<u8>, writer: &mut mcap::Writer<_>| -> Result<(), GenError> {
             let mut frame = None;
@@ -546,17 +545,14 @@ pub fn generate(cfg: &SiteConfig, out: &Path, ws: Option<&Path>) -> Result<Repor
         let horizon = START_NS + sim.now * 1_000_000;
         while heap.peek().is_some_and(|p| p.log_time < horizon) {
             if let Some(p) = heap.pop() {
-                if p.log_time < end_ns {
-                    write(p, &mut buf, &mut writer)?;
-                }
+                write(p, &mut buf, &mut writer)?;
             }
         }
         progress.inc(1);
     }
+    // Published within the duration; received (log time) up to a few ms later.
     while let Some(p) = heap.pop() {
-        if p.log_time < end_ns {
-            write(p, &mut buf, &mut writer)?;
-        }
+        write(p, &mut buf, &mut writer)?;
     }
     for (i, inj) in sim.injections.iter().enumerate() {
         writer.write_metadata(&mcap::records::Metadata {

@@ -443,11 +443,13 @@ impl Sim {
                 });
             }
             let n = fleet.robots.len().max(1) as f64;
-            // About 60 % busy with tasks of ~100 s.
-            let mean_gap_ms = 100_000.0 / (0.6 * n);
+            // About 60 % busy: a task is two legs of two thirds of the floor at ~0.8 m/s, plus
+            // handling. The first task of every fleet comes within 5 s.
+            let leg_ms = 0.67 * world.rows as f64 * super::world::SPACING / 0.8 * 1000.0;
+            let mean_gap_ms = (2.0 * leg_ms + 10_000.0) / (0.6 * n);
             fleets.push(FleetSim {
                 robots: start..robots.len(),
-                next_task_ms: rng.exp(mean_gap_ms).round() as u64 + 1_000,
+                next_task_ms: 1_000 + rng.below(4_000) as u64,
                 mean_gap_ms,
                 offset_ms: (f as u64 * 7 + 3) % STEP_MS,
             });
