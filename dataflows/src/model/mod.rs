@@ -3,6 +3,7 @@
 //! `ros` holds the RMF ROS 2 messages; [`Record`] is one decoded input, classified by what it
 //! means to rmf-dash (the same ROS type can mean different things on different topics).
 
+pub mod input;
 pub mod ros;
 
 use ros::*;

@@ -1,0 +1,270 @@
+//! The derived events: what rmf-dash computes from what RMF publishes.
+//!
+//! Each event is one file with its `//!` meaning, its `Config` (defaults, unknown fields
+//! refused), its `build` and its tests, plus one line in [`registry`]. The engine builds every
+//! registered event; the hub and the store route the output by room. See `dataflows/README.md`.
+
+pub mod device_health;
+pub mod latest_state;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::input::*;
+use crate::prelude::*;
+
+/// One output record: a room (also the socket.io room) and its JSON value. A state room holds the
+/// one record present; a stream room receives every inserted record as an event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Output {
+    pub room: String,
+    pub value: Payload,
+}
+
+impl Output {
+    pub fn new(room: String, value: Payload) -> Self {
+        Output { room, value }
+    }
+
+    pub fn json(room: String, value: &serde_json::Value) -> Self {
+        Output {
+            room,
+            value: Payload::of(value),
+        }
+    }
+}
+
+/// How a room's records are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKind {
+    /// Sticky: a subscriber gets the present value at once, then every change.
+    State,
+    /// Live: every inserted record is an event; retractions are not delivered.
+    Stream,
+}
+
+/// What the store keeps of an event's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Persistence {
+    /// The present value per room.
+    Latest,
+    /// Every change, with its time.
+    History,
+}
+
+/// A registered derived event.
+#[derive(Clone, Copy)]
+pub struct Descriptor {
+    /// `<subject>_<condition>[_<window>]`.
+    pub name: &'static str,
+    /// Room template, `{...}` for entity names.
+    pub room: &'static str,
+    pub kind: RoomKind,
+    pub persistence: Persistence,
+    /// The furthest back in logical time an output can depend on its inputs (what a restore must
+    /// replay to rebuild its state).
+    pub max_lookback_ms: Time,
+    pub build: for<'s> fn(&Inputs<'s>, &Config) -> Coll<'s, Output>,
+}
+
+impl std::fmt::Debug for Descriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Descriptor")
+            .field("name", &self.name)
+            .field("room", &self.room)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+/// Every derived event, one line each.
+pub fn registry() -> Vec<Descriptor> {
+    vec![
+        latest_state::DOOR_STATE,
+        latest_state::LIFT_STATE,
+        latest_state::DISPENSER_STATE,
+        latest_state::INGESTOR_STATE,
+        latest_state::FLEET_STATE,
+        latest_state::TASK_STATE,
+        latest_state::BUILDING_MAP,
+        latest_state::FIRE_ALARM_TRIGGER,
+        latest_state::BEACONS,
+        latest_state::ALERT_REQUESTS,
+        latest_state::ALERT_RESPONSES,
+        latest_state::DELIVERY_ALERTS,
+        device_health::DOOR,
+        device_health::LIFT,
+        device_health::DISPENSER,
+        device_health::INGESTOR,
+    ]
+}
+
+/// Configuration of every derived event (`[derived.<event>]` sections; defaults when absent).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub device_health: device_health::Config,
+}
+
+/// The typed input collections (upserts keyed by entity name; logs appended).
+#[derive(Clone)]
+pub struct Inputs<'s> {
+    pub doors: Coll<'s, (Name, DeviceSample)>,
+    pub lifts: Coll<'s, (Name, LiftSample)>,
+    pub dispensers: Coll<'s, (Name, DeviceSample)>,
+    pub ingestors: Coll<'s, (Name, DeviceSample)>,
+    /// Keyed `fleet/robot`; both sources (ROS and fleet-adapter JSON) in one collection.
+    pub robots: Coll<'s, (Name, RobotSample)>,
+    /// `fleet_state` JSON payloads by fleet name.
+    pub fleets: Coll<'s, (Name, Payload)>,
+    pub tasks: Coll<'s, (Name, TaskSample)>,
+    pub task_logs: Coll<'s, (Name, LogBatch)>,
+    pub fleet_logs: Coll<'s, (Name, LogBatch)>,
+    /// Keyed by kind for the singleton and id-keyed payload inputs.
+    pub payloads: Coll<'s, (InputKey, Payload)>,
+    pub alerts: Coll<'s, (Name, AlertSample)>,
+}
+
+const PARTS: u64 = 11;
+
+impl<'s> Inputs<'s> {
+    /// Splits the engine's single input collection by kind (one pass, no copies).
+    pub fn split(all: Coll<'s, Input>) -> Inputs<'s> {
+        use timely::container::CapacityContainerBuilder as B;
+        use timely::dataflow::operators::core::Partition;
+        type Part = (((Kind, Name), InputValue), Time, Diff);
+        let mut parts = all
+            .inner
+            .partition::<B<Vec<Part>>, _, _>(PARTS, |(((kind, name), value), t, r): Part| {
+                let part = match kind {
+                    Kind::Door => 0,
+                    Kind::Lift => 1,
+                    Kind::Dispenser => 2,
+                    Kind::Ingestor => 3,
+                    Kind::Robot(_) => 4,
+                    Kind::Fleet => 5,
+                    Kind::Task => 6,
+                    Kind::TaskLog => 7,
+                    Kind::FleetLog => 8,
+                    Kind::Alert => 10,
+                    Kind::BuildingMap
+                    | Kind::Beacon
+                    | Kind::AlertResponse
+                    | Kind::DeliveryAlert
+                    | Kind::FireAlarm => 9,
+                };
+                (part, (((kind, name), value), t, r))
+            })
+            .into_iter()
+            .map(AsCollection::as_collection);
+        let mut next = || {
+            parts
+                .next()
+                .unwrap_or_else(|| unreachable!("partition yields {PARTS} streams"))
+        };
+        let device = |c: Coll<'s, Input>| {
+            c.flat_map(|((_, name), v)| match v {
+                InputValue::Device(d) => Some((name, d)),
+                _ => None,
+            })
+        };
+        let doors = device(next());
+        let lifts = next().flat_map(|((_, name), v)| match v {
+            InputValue::Lift(l) => Some((name, l)),
+            _ => None,
+        });
+        let dispensers = device(next());
+        let ingestors = device(next());
+        let robots = next().flat_map(|((_, name), v)| match v {
+            InputValue::Robot(r) => Some((name, r)),
+            _ => None,
+        });
+        let fleets = next().flat_map(|((_, name), v)| match v {
+            InputValue::Payload(p) => Some((name, p)),
+            _ => None,
+        });
+        let tasks = next().flat_map(|((_, name), v)| match v {
+            InputValue::Task(t) => Some((name, t)),
+            _ => None,
+        });
+        let logs = |c: Coll<'s, Input>| {
+            c.flat_map(|((_, name), v)| match v {
+                InputValue::Log(l) => Some((name, l)),
+                _ => None,
+            })
+        };
+        let task_logs = logs(next());
+        let fleet_logs = logs(next());
+        let payloads = next().flat_map(|(key, v)| match v {
+            InputValue::Payload(p) => Some((key, p)),
+            _ => None,
+        });
+        let alerts = next().flat_map(|((_, name), v)| match v {
+            InputValue::Alert(a) => Some((name, a)),
+            _ => None,
+        });
+        Inputs {
+            doors,
+            lifts,
+            dispensers,
+            ingestors,
+            robots,
+            fleets,
+            tasks,
+            task_logs,
+            fleet_logs,
+            payloads,
+            alerts,
+        }
+    }
+}
+
+/// Builds every registered event on `inputs`; their outputs in one collection.
+pub fn build_all<'s>(inputs: &Inputs<'s>, config: &Config) -> Coll<'s, Output> {
+    let mut outputs = registry().into_iter().map(|d| (d.build)(inputs, config));
+    let first = outputs
+        .next()
+        .unwrap_or_else(|| unreachable!("the registry is not empty"));
+    first.concatenate(outputs)
+}
+
+/// Renders a room template with entity names (`{name}`, `{fleet}`, `{robot}`, `{guid}`, `{id}`
+/// are positional: filled in order).
+pub fn room(template: &str, names: &[&str]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    let mut names = names.iter();
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+        out.push_str(names.next().copied().unwrap_or_default());
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_fill_templates_in_order() {
+        assert_eq!(
+            room("/robots/{fleet}/{robot}/health", &["f", "r"]),
+            "/robots/f/r/health"
+        );
+        assert_eq!(room("/building_map", &[]), "/building_map");
+    }
+
+    #[test]
+    fn registry_names_are_unique_and_rooms_start_with_a_slash() {
+        let reg = registry();
+        let mut names: Vec<&str> = reg.iter().map(|d| d.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), reg.len());
+        assert!(reg.iter().all(|d| d.room.starts_with('/')));
+    }
+}

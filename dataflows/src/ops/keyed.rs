@@ -1,0 +1,243 @@
+//! `KeyedProcess::keyed_process`: per-key logic run in event-time order, with one timer per key.
+//!
+//! The general form every stateful operator of `ops/` is built on. The input is an upsert
+//! collection `(key, value)`: each insertion is a new value of the key at its time (retractions of
+//! previous values carry no information and are skipped). Updates are exchanged by key, buffered
+//! until the input frontier passes their time, then handed to the logic in time order; a timer
+//! fires at exactly its time, after the inputs of that time. After each time a key was touched,
+//! its *current outputs* are compared with the previous ones and the difference is emitted at that
+//! time (a condition is a record present while it holds); *events* are emitted once (+1).
+//!
+//! Outputs therefore depend only on the input updates and their times: not on how the frontier
+//! advanced (replay speed), nor on the number of workers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use differential_dataflow::ExchangeData;
+
+use crate::prelude::*;
+
+/// What the logic may do while handling an input or a timer at time `t`.
+pub struct Ctx<'a, O> {
+    /// The logical time being processed.
+    pub t: Time,
+    timer: &'a mut Option<Time>,
+    events: &'a mut Vec<O>,
+}
+
+impl<O> Ctx<'_, O> {
+    /// Sets this key's (single) timer, replacing any previous one. Times at or before `t` are
+    /// moved to `t + 1`.
+    pub fn set_timer(&mut self, at: Time) {
+        *self.timer = Some(at.max(self.t + 1));
+    }
+
+    pub fn clear_timer(&mut self) {
+        *self.timer = None;
+    }
+
+    pub fn timer(&self) -> Option<Time> {
+        *self.timer
+    }
+
+    /// Emits a one-off record (+1 at `t`, never retracted).
+    pub fn emit(&mut self, record: O) {
+        self.events.push(record);
+    }
+}
+
+/// Per-key event-time logic.
+pub trait KeyedLogic: 'static {
+    type Key: ExchangeData + Hash + Eq;
+    type In: ExchangeData;
+    type Out: ExchangeData;
+    type State: Default + 'static;
+
+    /// A new value of `key`.
+    fn input(
+        &self,
+        state: &mut Self::State,
+        key: &Self::Key,
+        value: Self::In,
+        ctx: &mut Ctx<Self::Out>,
+    );
+
+    /// The key's timer fired.
+    fn timer(&self, _state: &mut Self::State, _key: &Self::Key, _ctx: &mut Ctx<Self::Out>) {}
+
+    /// The key's current outputs (records present now), after everything at the current time.
+    fn output(&self, _state: &Self::State, _key: &Self::Key, _out: &mut Vec<Self::Out>) {}
+
+    /// Whether to keep the key's state; a key with no timer and no current output whose state
+    /// is not kept is forgotten.
+    fn keep(&self, _state: &Self::State) -> bool {
+        true
+    }
+}
+
+struct Entry<S, O> {
+    state: S,
+    timer: Option<Time>,
+    outputs: Vec<O>,
+    touched: bool,
+}
+
+pub trait KeyedProcess<'s, K, V> {
+    fn keyed_process<L>(self, name: &str, logic: L) -> Coll<'s, L::Out>
+    where
+        L: KeyedLogic<Key = K, In = V>;
+}
+
+impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> for Coll<'s, (K, V)> {
+    fn keyed_process<L>(self, name: &str, logic: L) -> Coll<'s, L::Out>
+    where
+        L: KeyedLogic<Key = K, In = V>,
+    {
+        let exchange = Exchange::new(|update: &((K, V), Time, Diff)| route(&(update.0).0));
+        self.inner
+            .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(L::Out, Time, Diff)>>, _, _, _>(
+                exchange,
+                name,
+                move |_capability, _info| {
+                    let mut keys: HashMap<K, Entry<L::State, L::Out>> = HashMap::new();
+                    let mut pending: BTreeMap<Time, Vec<(K, V)>> = BTreeMap::new();
+                    let mut timers: BTreeMap<Time, Vec<K>> = BTreeMap::new();
+                    let mut held: Option<Capability<Time>> = None;
+                    let mut touched: Vec<K> = Vec::new();
+                    let mut events: Vec<L::Out> = Vec::new();
+                    let mut fresh: Vec<L::Out> = Vec::new();
+                    move |(input, frontier), output| {
+                        input.for_each_stamp(|cap, data| {
+                            // Updates carry their own times, at or after the message's stamp.
+                            if let Some(&least) = cap.least()
+                                && held.as_ref().is_none_or(|h| least < *h.time())
+                            {
+                                held = cap.retain_least(0);
+                            }
+                            for container in data {
+                                for ((k, v), t, diff) in container.drain(..) {
+                                    if diff > 0 {
+                                        pending.entry(t).or_default().push((k, v));
+                                    }
+                                }
+                            }
+                        });
+                        let limit = frontier.frontier().first().copied();
+                        loop {
+                            let next_input = pending.keys().next().copied();
+                            let next_timer = timers.keys().next().copied();
+                            let t = match (next_input, next_timer) {
+                                (Some(a), Some(b)) => a.min(b),
+                                (Some(a), None) | (None, Some(a)) => a,
+                                (None, None) => break,
+                            };
+                            if limit.is_some_and(|f| t >= f) {
+                                break;
+                            }
+                            let Some(cap) = held.as_ref() else { break };
+                            let cap = cap.delayed(&t);
+                            // Inputs of time t, in arrival order.
+                            if next_input == Some(t) {
+                                for (k, v) in pending.remove(&t).unwrap_or_default() {
+                                    let entry = keys.entry(k.clone()).or_insert_with(|| Entry {
+                                        state: L::State::default(),
+                                        timer: None,
+                                        outputs: Vec::new(),
+                                        touched: false,
+                                    });
+                                    let mut timer = entry.timer;
+                                    let mut ctx = Ctx { t, timer: &mut timer, events: &mut events };
+                                    logic.input(&mut entry.state, &k, v, &mut ctx);
+                                    schedule(&mut timers, &k, entry.timer, timer);
+                                    entry.timer = timer;
+                                    if !entry.touched {
+                                        entry.touched = true;
+                                        touched.push(k);
+                                    }
+                                }
+                            }
+                            // Then the timers due at t that are still current.
+                            if next_timer == Some(t) {
+                                for k in timers.remove(&t).unwrap_or_default() {
+                                    let Some(entry) = keys.get_mut(&k) else { continue };
+                                    if entry.timer != Some(t) {
+                                        continue;
+                                    }
+                                    let mut timer = None;
+                                    let mut ctx = Ctx { t, timer: &mut timer, events: &mut events };
+                                    logic.timer(&mut entry.state, &k, &mut ctx);
+                                    schedule(&mut timers, &k, None, timer);
+                                    entry.timer = timer;
+                                    if !entry.touched {
+                                        entry.touched = true;
+                                        touched.push(k);
+                                    }
+                                }
+                            }
+                            let mut session = output.session(&cap);
+                            for k in touched.drain(..) {
+                                let Some(entry) = keys.get_mut(&k) else { continue };
+                                entry.touched = false;
+                                fresh.clear();
+                                logic.output(&entry.state, &k, &mut fresh);
+                                fresh.sort();
+                                if fresh != entry.outputs {
+                                    for old in entry.outputs.drain(..) {
+                                        session.give((old, t, -1));
+                                    }
+                                    for new in &fresh {
+                                        session.give((new.clone(), t, 1));
+                                    }
+                                    entry.outputs.extend(fresh.drain(..));
+                                }
+                                if entry.timer.is_none() && entry.outputs.is_empty() && !logic.keep(&entry.state) {
+                                    keys.remove(&k);
+                                }
+                            }
+                            for e in events.drain(..) {
+                                session.give((e, t, 1));
+                            }
+                        }
+                        // Hold a capability only as long as something may still be emitted.
+                        let next = [pending.keys().next(), timers.keys().next()]
+                            .into_iter()
+                            .flatten()
+                            .min()
+                            .copied();
+                        match (next, held.as_mut()) {
+                            (Some(t), Some(cap)) => cap.downgrade(&t),
+                            (None, _) => held = None,
+                            (Some(_), None) => {}
+                        }
+                    }
+                },
+            )
+            .as_collection()
+    }
+}
+
+/// Records a key's new timer in the time index (the old one is left to be skipped lazily).
+fn schedule<K: Clone>(
+    timers: &mut BTreeMap<Time, Vec<K>>,
+    key: &K,
+    old: Option<Time>,
+    new: Option<Time>,
+) {
+    if let Some(at) = new
+        && old != new
+    {
+        timers.entry(at).or_default().push(key.clone());
+    }
+}
+
+impl<S: Debug, O: Debug> Debug for Entry<S, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("state", &self.state)
+            .field("timer", &self.timer)
+            .field("outputs", &self.outputs)
+            .finish()
+    }
+}
