@@ -4,6 +4,8 @@
 //!   sources;
 //! - [`trace`]: the recorded-trace tools (generator, info, dump);
 //! - [`progress`]: progress display of long operations.
+pub mod engine;
 pub mod ingest;
 pub mod progress;
+pub mod replay;
 pub mod trace;

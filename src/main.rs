@@ -26,6 +26,62 @@ enum Command {
     /// Recorded traces: generate, inspect, dump.
     #[command(subcommand)]
     Trace(TraceCommand),
+    /// Run a recording through the engine (as fast as possible by default).
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// An .mcap file, a .db3 file, or a rosbag2 folder.
+    file: String,
+    /// Run without persistence (required until the store exists).
+    #[arg(long)]
+    no_db: bool,
+    /// Print every output change: `jsonl` = {"time","room","diff","value"} per line.
+    #[arg(long, value_parser = ["jsonl"])]
+    emit: Option<String>,
+    /// Replay speed: `max` (default) or a factor of real time (1 = real time).
+    #[arg(long, default_value = "max", env = "RMF_DASH_SPEED")]
+    speed: rmf_dash::ingest::source::Pacing,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    release: ReleaseArgs,
+}
+
+#[derive(Args, Clone)]
+struct EngineArgs {
+    /// Engine worker threads in this process.
+    #[arg(long, default_value_t = 1, env = "RMF_DASH_WORKERS")]
+    workers: usize,
+    /// Logical time granularity in ms.
+    #[arg(long, default_value_t = 10, env = "RMF_DASH_TICK_MS")]
+    tick_ms: u64,
+    /// This process's index in a timely cluster (with --hosts).
+    #[arg(long, requires = "hosts")]
+    process: Option<usize>,
+    /// File with one host:port per cluster process (with --process).
+    #[arg(long, requires = "process")]
+    hosts: Option<String>,
+}
+
+impl EngineArgs {
+    fn config(&self) -> anyhow::Result<rmf_dash::engine::EngineConfig> {
+        let cluster = match (&self.process, &self.hosts) {
+            (Some(p), Some(h)) => {
+                let hosts = rmf_dash::engine::read_hosts(h)?;
+                anyhow::ensure!(*p < hosts.len(), "--process {p} but {h} lists {} hosts", hosts.len());
+                Some((*p, hosts))
+            }
+            _ => None,
+        };
+        anyhow::ensure!(self.workers >= 1 && self.workers <= 256, "--workers must be 1..=256");
+        Ok(rmf_dash::engine::EngineConfig {
+            workers: self.workers,
+            cluster,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -127,7 +183,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Trace(t)) => run_trace(t),
+        Some(Command::Replay(r)) => run_replay(r),
     }
+}
+
+fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
+    anyhow::ensure!(
+        args.no_db,
+        "the PostgreSQL store is not available yet: pass --no-db"
+    );
+    let opts = rmf_dash::replay::ReplayOptions {
+        pacing: args.speed,
+        policy: args.release.policy(),
+        tick_ms: args.engine.tick_ms,
+        engine: args.engine.config()?,
+    };
+    let emit = args.emit.is_some().then(std::io::stdout);
+    let summary = rmf_dash::replay::run(&args.file, &opts, emit)?;
+    if summary.dropped > 0 || summary.invalid > 0 {
+        tracing::warn!(dropped = summary.dropped, invalid = summary.invalid, "some messages were not used");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_trace(cmd: TraceCommand) -> Result<ExitCode> {

@@ -43,3 +43,12 @@ pub fn route<K: std::hash::Hash + ?Sized>(key: &K) -> u64 {
     key.hash(&mut h);
     h.finish()
 }
+
+/// What the engine host needs to run workers.
+pub mod host {
+    pub use differential_dataflow::consolidation::consolidate;
+    pub use timely::communication::WorkerGuards;
+    pub use timely::dataflow::operators::Probe;
+    pub use timely::worker::Worker;
+    pub use timely::{CommunicationConfig, Config, WorkerConfig, execute};
+}

@@ -9,7 +9,9 @@
 //! time (a condition is a record present while it holds); *events* are emitted once (+1).
 //!
 //! Outputs therefore depend only on the input updates and their times: not on how the frontier
-//! advanced (replay speed), nor on the number of workers.
+//! advanced (replay speed), nor on the number of workers. When the input closes, the pending
+//! inputs are processed and timers after the last of them are dropped (nothing happens after the
+//! end of the stream).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -124,7 +126,13 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                                 }
                             }
                         });
-                        let limit = frontier.frontier().first().copied();
+                        // A closed input (empty frontier) ends the stream: what is pending is
+                        // processed up to the last input, later timers are dropped.
+                        let closed = frontier.frontier().is_empty();
+                        let limit = match frontier.frontier().first() {
+                            Some(f) => Some(*f),
+                            None => Some(pending.keys().next_back().map_or(0, |t| t + 1)),
+                        };
                         loop {
                             let next_input = pending.keys().next().copied();
                             let next_timer = timers.keys().next().copied();
@@ -199,6 +207,12 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                             for e in events.drain(..) {
                                 session.give((e, t, 1));
                             }
+                        }
+                        if closed {
+                            pending.clear();
+                            timers.clear();
+                            held = None;
+                            return;
                         }
                         // Hold a capability only as long as something may still be emitted.
                         let next = [pending.keys().next(), timers.keys().next()]

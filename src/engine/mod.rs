@@ -1,0 +1,304 @@
+//! The engine host: runs the dataflows of `rmf-dash-dataflows` on dedicated timely worker threads
+//! (never inside tokio), feeds them from any thread through a channel, and delivers their output
+//! as complete-time batches.
+//!
+//! - Inputs are upserts keyed by entity: the first worker keeps the latest value per key and sends
+//!   `-old +new`; logs are appended. The other workers (and the workers of other processes in a
+//!   cluster) close their inputs, so the first worker's input alone drives progress.
+//! - Time is logical: milliseconds rounded up to the tick ([`clock`]). [`Engine::advance`] moves
+//!   time on when no data arrives, so timeouts fire.
+//! - Output ([`Batch`]): every change of time `t`, once the frontier has passed `t`, retractions
+//!   first; from the first worker of process 0 only.
+//! - A panicking worker stops the process with exit code 70 after logging the panic.
+
+pub mod clock;
+mod sink;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use rmf_dash_dataflows::derived::{self, Inputs, Output};
+use rmf_dash_dataflows::model::input::{Input, InputKey, InputValue};
+use rmf_dash_dataflows::prelude::*;
+
+pub use clock::Clock;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("starting timely: {0}")]
+    Start(String),
+    #[error("reading the cluster host list {path}: {message}")]
+    Hosts { path: String, message: String },
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// How to run the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker threads in this process.
+    pub workers: usize,
+    pub derived: derived::Config,
+    /// Joining a timely cluster: this process's index and every process's `host:port`.
+    pub cluster: Option<(usize, Vec<String>)>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 1,
+            derived: derived::Config::default(),
+            cluster: None,
+        }
+    }
+}
+
+/// Reads a timely host list: one `host:port` per line, `#` comments and blank lines ignored.
+pub fn read_hosts(path: &str) -> Result<Vec<String>, EngineError> {
+    let err = |message: String| EngineError::Hosts {
+        path: path.to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let hosts: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if hosts.is_empty() {
+        return Err(err("no host:port line".into()));
+    }
+    if let Some(bad) = hosts.iter().find(|h| h.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err())) {
+        return Err(err(format!("{bad:?} is not host:port")));
+    }
+    Ok(hosts)
+}
+
+/// All changes of one logical time, retractions first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub time: Time,
+    pub changes: Vec<(Output, Diff)>,
+}
+
+enum Command {
+    Input(Time, Vec<Input>),
+    Advance(Time),
+    Finish(Time),
+}
+
+/// A handle to the running engine.
+pub struct Engine {
+    commands: mpsc::Sender<Command>,
+    wake: Vec<std::thread::Thread>,
+    guards: Option<host::WorkerGuards<()>>,
+    outputs: Option<UnboundedReceiver<Batch>>,
+    /// Logical time of the last complete output (the frontier as seen by consumers).
+    pub completed: Arc<AtomicU64>,
+    /// Records received so far.
+    pub inputs: Arc<AtomicU64>,
+    /// Whether this process delivers output (process 0 of a cluster).
+    pub delivers: bool,
+}
+
+impl Engine {
+    /// Starts the workers.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let workers = config.workers.max(1);
+        let (timely_config, process) = match &config.cluster {
+            Some((process, hosts)) => (
+                host::Config {
+                    communication: host::CommunicationConfig::Cluster {
+                        threads: workers,
+                        process: *process,
+                        addresses: hosts.clone(),
+                        report: false,
+                        zerocopy: false,
+                    },
+                    worker: host::WorkerConfig::default(),
+                },
+                *process,
+            ),
+            None if workers == 1 => (host::Config::thread(), 0),
+            None => (host::Config::process(workers), 0),
+        };
+        let (command_tx, command_rx) = mpsc::channel::<Command>();
+        let command_rx = Arc::new(std::sync::Mutex::new(Some(command_rx)));
+        let (output_tx, output_rx) = unbounded_channel::<Batch>();
+        let (thread_tx, thread_rx) = mpsc::channel::<std::thread::Thread>();
+        let completed = Arc::new(AtomicU64::new(0));
+        let inputs_count = Arc::new(AtomicU64::new(0));
+        let derived_config = Arc::new(config.derived.clone());
+        let (completed2, inputs2) = (completed.clone(), inputs_count.clone());
+        let guards = host::execute(timely_config, move |worker| {
+            let _ = thread_tx.send(std::thread::current());
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_worker(
+                    worker,
+                    &command_rx,
+                    &output_tx,
+                    &derived_config,
+                    &completed2,
+                    &inputs2,
+                )
+            }));
+            if let Err(panic) = result {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                tracing::error!(worker = worker.index(), "engine worker panicked: {what}; stopping the process");
+                std::process::exit(70);
+            }
+        })
+        .map_err(EngineError::Start)?;
+        let wake = thread_rx.iter().take(workers).collect();
+        Ok(Engine {
+            commands: command_tx,
+            wake,
+            guards: Some(guards),
+            outputs: Some(output_rx),
+            completed,
+            inputs: inputs_count,
+            delivers: process == 0,
+        })
+    }
+
+    fn send(&self, c: Command) -> Result<(), EngineError> {
+        self.commands.send(c).map_err(|_| EngineError::Stopped)?;
+        for t in &self.wake {
+            t.unpark();
+        }
+        Ok(())
+    }
+
+    /// Feeds the inputs of logical time `t` (times only move forward; an earlier `t` is taken as
+    /// the current time).
+    pub fn input(&self, t: Time, inputs: Vec<Input>) -> Result<(), EngineError> {
+        self.send(Command::Input(t, inputs))
+    }
+
+    /// Moves logical time to `t` without data (clock tick).
+    pub fn advance(&self, t: Time) -> Result<(), EngineError> {
+        self.send(Command::Advance(t))
+    }
+
+    /// The output batches (taken once).
+    pub fn take_outputs(&mut self) -> Option<UnboundedReceiver<Batch>> {
+        self.outputs.take()
+    }
+
+    /// Completes every output up to and including `t`, then stops the workers (the outputs
+    /// channel closes after the last batch).
+    pub fn finish(mut self, t: Time) -> Result<(), EngineError> {
+        self.send(Command::Finish(t))?;
+        if let Some(g) = self.guards.take() {
+            for r in g.join() {
+                r.map_err(EngineError::Start)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run_worker(
+    worker: &mut host::Worker,
+    commands: &std::sync::Mutex<Option<mpsc::Receiver<Command>>>,
+    outputs: &UnboundedSender<Batch>,
+    config: &derived::Config,
+    completed: &AtomicU64,
+    count: &AtomicU64,
+) {
+    let index = worker.index();
+    let mut input = InputSession::<Time, Input, Diff>::new();
+    let probe = ProbeHandle::new();
+    let sink_out = (index == 0).then(|| outputs.clone());
+    worker.dataflow::<Time, _, _>(|scope| {
+        let all = input.to_collection(scope);
+        let inputs = Inputs::split(all);
+        let out = derived::build_all(&inputs, config);
+        sink::complete_batches(out, sink_out, &probe);
+    });
+    if index != 0 {
+        // Only the first worker's input drives progress.
+        drop(input);
+        // Ends when the first worker closes its input and the dataflow completes.
+        while worker.step_or_park(Some(Duration::from_millis(100))) {}
+        return;
+    }
+    let Some(rx) = commands.lock().ok().and_then(|mut r| r.take()) else {
+        return;
+    };
+    let mut latest: HashMap<InputKey, InputValue> = HashMap::new();
+    let mut finish: Option<Time> = None;
+    loop {
+        let mut moved = false;
+        loop {
+            match rx.try_recv() {
+                Ok(Command::Input(t, batch)) => {
+                    if t > *input.time() {
+                        input.advance_to(t);
+                    }
+                    count.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for (key, value) in batch {
+                        if key.0.is_log() {
+                            input.update((key, value), 1);
+                        } else if latest.get(&key) != Some(&value) {
+                            if let Some(old) = latest.insert(key.clone(), value.clone()) {
+                                input.update((key.clone(), old), -1);
+                            }
+                            input.update((key, value), 1);
+                        }
+                    }
+                    moved = true;
+                }
+                Ok(Command::Advance(t)) => {
+                    if t > *input.time() {
+                        input.advance_to(t);
+                        moved = true;
+                    }
+                }
+                Ok(Command::Finish(t)) => {
+                    finish = Some(t);
+                    break;
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    finish = Some(*input.time());
+                    break;
+                }
+            }
+        }
+        if let Some(t) = finish {
+            if t + 1 > *input.time() {
+                input.advance_to(t + 1);
+            }
+            input.flush();
+            while probe.less_than(&(t + 1)) {
+                worker.step();
+            }
+            completed.store(t, Ordering::Relaxed);
+            // Closing the input ends the dataflow on every worker.
+            drop(input);
+            while worker.step_or_park(Some(Duration::from_millis(10))) {}
+            return;
+        }
+        if moved {
+            input.flush();
+        }
+        let _ = probe.with_frontier(|f| {
+            if let Some(&t) = f.first() {
+                completed.store(t.saturating_sub(1), Ordering::Relaxed);
+            }
+        });
+        worker.step_or_park(Some(Duration::from_millis(50)));
+    }
+}

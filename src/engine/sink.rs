@@ -1,0 +1,42 @@
+//! The engine's output operator: gathers every output change on the first worker and delivers
+//! all changes of a time `t` together once the frontier has passed `t`, consolidated, retractions
+//! first (then by room).
+
+use std::collections::BTreeMap;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use rmf_dash_dataflows::derived::Output;
+use rmf_dash_dataflows::prelude::host::{Probe, consolidate};
+use rmf_dash_dataflows::prelude::*;
+
+use super::Batch;
+
+/// Sends complete-time batches of `out` to `sender` (on the worker that has one).
+pub fn complete_batches<'s>(out: Coll<'s, Output>, sender: Option<UnboundedSender<Batch>>, probe: &ProbeHandle<Time>) {
+    let mut pending: BTreeMap<Time, Vec<(Output, Diff)>> = BTreeMap::new();
+    let stream = out.inner.probe_with(probe);
+    stream
+        .sink(Exchange::new(|_| 0), "CompleteBatches", move |(input, frontier)| {
+            input.for_each(|_cap, data| {
+                for (o, t, d) in data.drain(..) {
+                    pending.entry(t).or_default().push((o, d));
+                }
+            });
+            let limit = frontier.frontier().first().copied();
+            while let Some(entry) = pending.first_entry() {
+                let t = *entry.key();
+                if limit.is_some_and(|f| t >= f) {
+                    break;
+                }
+                let mut changes = entry.remove();
+                consolidate(&mut changes);
+                changes.sort_by(|(a, da), (b, db)| (da.signum(), &a.room, &a.value).cmp(&(db.signum(), &b.room, &b.value)));
+                if !changes.is_empty()
+                    && let Some(s) = &sender
+                {
+                    let _ = s.send(Batch { time: t, changes });
+                }
+            }
+        });
+}
