@@ -5,7 +5,18 @@
 //! registered event; the hub and the store route the output by room. See `dataflows/README.md`.
 
 pub mod device_health;
+pub mod door_held_open;
+pub mod fleet_throughput;
 pub mod latest_state;
+pub mod lift_occupant;
+pub mod logs;
+pub mod reference;
+pub mod robot_battery_low;
+pub mod robot_health;
+pub mod robot_stuck;
+pub mod robot_task;
+pub mod task_alerts;
+pub mod task_queue;
 
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +108,18 @@ pub fn registry() -> Vec<Descriptor> {
         device_health::LIFT,
         device_health::DISPENSER,
         device_health::INGESTOR,
+        logs::TASK_LOG,
+        logs::FLEET_LOG,
+        robot_health::ROBOT_HEALTH,
+        robot_battery_low::DESCRIPTOR,
+        robot_stuck::DESCRIPTOR,
+        robot_task::DESCRIPTOR,
+        door_held_open::DESCRIPTOR,
+        lift_occupant::DESCRIPTOR,
+        task_alerts::DESCRIPTOR,
+        task_queue::DESCRIPTOR,
+        fleet_throughput::THROUGHPUT_1M,
+        fleet_throughput::THROUGHPUT_15M,
     ]
 }
 
@@ -105,6 +128,15 @@ pub fn registry() -> Vec<Descriptor> {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub device_health: device_health::Config,
+    pub robot_health: robot_health::Config,
+    pub robot_battery_low: robot_battery_low::Config,
+    pub robot_stuck: robot_stuck::Config,
+    pub robot_task: robot_task::Config,
+    pub door_held_open: door_held_open::Config,
+    pub lift_occupant: lift_occupant::Config,
+    pub task_alerts: task_alerts::Config,
+    pub task_queue: task_queue::Config,
+    pub fleet_throughput: fleet_throughput::Config,
 }
 
 /// The typed input collections (upserts keyed by entity name; logs appended).

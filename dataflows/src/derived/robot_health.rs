@@ -1,0 +1,22 @@
+//! `robot_health` (being written).
+
+use serde::Deserialize;
+
+use super::*;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {}
+
+pub const ROBOT_HEALTH: Descriptor = Descriptor {
+    name: "robot_health",
+    room: "/robots/{fleet}/{robot}/health",
+    kind: RoomKind::State,
+    persistence: Persistence::History,
+    max_lookback_ms: 10000,
+    build,
+};
+
+fn build<'s>(inputs: &Inputs<'s>, _config: &super::Config) -> Coll<'s, Output> {
+    inputs.robots.clone().flat_map(|_| None)
+}

@@ -1,0 +1,1 @@
+//! `debounce` (being written).

@@ -1,0 +1,1 @@
+//! `hysteresis` (being written).
