@@ -70,12 +70,19 @@ impl EngineArgs {
         let cluster = match (&self.process, &self.hosts) {
             (Some(p), Some(h)) => {
                 let hosts = rmf_dash::engine::read_hosts(h)?;
-                anyhow::ensure!(*p < hosts.len(), "--process {p} but {h} lists {} hosts", hosts.len());
+                anyhow::ensure!(
+                    *p < hosts.len(),
+                    "--process {p} but {h} lists {} hosts",
+                    hosts.len()
+                );
                 Some((*p, hosts))
             }
             _ => None,
         };
-        anyhow::ensure!(self.workers >= 1 && self.workers <= 256, "--workers must be 1..=256");
+        anyhow::ensure!(
+            self.workers >= 1 && self.workers <= 256,
+            "--workers must be 1..=256"
+        );
         Ok(rmf_dash::engine::EngineConfig {
             workers: self.workers,
             cluster,
@@ -158,6 +165,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -201,7 +209,11 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     let emit = args.emit.is_some().then(std::io::stdout);
     let summary = rmf_dash::replay::run(&args.file, &opts, emit)?;
     if summary.dropped > 0 || summary.invalid > 0 {
-        tracing::warn!(dropped = summary.dropped, invalid = summary.invalid, "some messages were not used");
+        tracing::warn!(
+            dropped = summary.dropped,
+            invalid = summary.invalid,
+            "some messages were not used"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

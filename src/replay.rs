@@ -52,13 +52,22 @@ pub fn write_jsonl(batch: &Batch, out: &mut impl Write) -> std::io::Result<u64> 
     changes.sort_by(|(a, da), (b, db)| (&a.room, da, &a.value).cmp(&(&b.room, db, &b.value)));
     for (o, d) in &changes {
         let room = serde_json::to_string(&o.room).map_err(std::io::Error::from)?;
-        writeln!(out, "{{\"time\":{},\"room\":{room},\"diff\":{d},\"value\":{}}}", batch.time, o.value.as_str())?;
+        writeln!(
+            out,
+            "{{\"time\":{},\"room\":{room},\"diff\":{d},\"value\":{}}}",
+            batch.time,
+            o.value.as_str()
+        )?;
     }
     Ok(changes.len() as u64)
 }
 
 /// Replays `path` through a new engine; every output batch goes to `emit` (on its own thread).
-pub fn run<W: Write + Send + 'static>(path: &str, opts: &ReplayOptions, emit: Option<W>) -> Result<ReplaySummary, ReplayError> {
+pub fn run<W: Write + Send + 'static>(
+    path: &str,
+    opts: &ReplayOptions,
+    emit: Option<W>,
+) -> Result<ReplaySummary, ReplayError> {
     let mut engine = Engine::start(opts.engine.clone())?;
     let outputs = engine.take_outputs();
     let writer = std::thread::Builder::new()
@@ -100,10 +109,14 @@ pub fn run<W: Write + Send + 'static>(path: &str, opts: &ReplayOptions, emit: Op
                 tracing::warn!("dropped: {e}");
                 continue;
             }
-            Err(e) => return Err(ReplayError::Bag(match e {
-                crate::ingest::source::SourceError::Bag(b) => b,
-                crate::ingest::source::SourceError::Decode { .. } => unreachable!("recoverable"),
-            })),
+            Err(e) => {
+                return Err(ReplayError::Bag(match e {
+                    crate::ingest::source::SourceError::Bag(b) => b,
+                    crate::ingest::source::SourceError::Decode { .. } => {
+                        unreachable!("recoverable")
+                    }
+                }));
+            }
         };
         let t = clock.time_of(sample.log_time);
         if t != batch_time && !batch.is_empty() {

@@ -48,10 +48,12 @@ fn dump(path: &Path, extra: &[&str]) -> (i32, String, String) {
     let out = run(&args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
-    let code = out
-        .status
-        .code()
-        .unwrap_or_else(|| panic!("{args:?} was killed by a signal ({}):\n{stderr}", out.status));
+    let code = out.status.code().unwrap_or_else(|| {
+        panic!(
+            "{args:?} was killed by a signal ({}):\n{stderr}",
+            out.status
+        )
+    });
     assert_ne!(code, 101, "{args:?} panicked:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
     (code, stdout, stderr)
@@ -115,8 +117,13 @@ fn write_mcap(
         .unwrap();
     let mut ids = Vec::new();
     for c in channels {
-        let schema_id = w.add_schema(c.type_name, "ros2msg", c.schema.as_bytes()).unwrap();
-        ids.push(w.add_channel(schema_id, c.topic, "cdr", &BTreeMap::new()).unwrap());
+        let schema_id = w
+            .add_schema(c.type_name, "ros2msg", c.schema.as_bytes())
+            .unwrap();
+        ids.push(
+            w.add_channel(schema_id, c.topic, "cdr", &BTreeMap::new())
+                .unwrap(),
+        );
     }
     for (seq, (c, log_time, data)) in messages.iter().enumerate() {
         let header = mcap::records::MessageHeader {
@@ -192,7 +199,11 @@ fn fleet(n: u32, action: Option<&str>, battery: f32) -> FleetState {
             .map(|i| RobotState {
                 name: format!("robot_{i}").into(),
                 model: "TinyRobot".into(),
-                task_id: if i == 0 { "".into() } else { format!("task#{i}").into() },
+                task_id: if i == 0 {
+                    "".into()
+                } else {
+                    format!("task#{i}").into()
+                },
                 seq: u64::from(i) * 7,
                 mode: RobotMode {
                     mode: 2,
@@ -224,7 +235,11 @@ fn both_fail(d: &mut TopicDecoder, payload: &[u8]) -> String {
     let r = d.record(payload).map(|r| format!("{r:?}"));
     match (v, r) {
         (Err(a), Err(b)) => {
-            assert_eq!(a.to_string(), b.to_string(), "value() and record() disagree");
+            assert_eq!(
+                a.to_string(),
+                b.to_string(),
+                "value() and record() disagree"
+            );
             a.to_string()
         }
         (v, r) => panic!("expected errors, got value {v:?} / record {r:?}"),
@@ -249,8 +264,18 @@ const TRUNCATED_DOOR_ERROR: &str = "topic /door_states (rmf_door_msgs/msg/DoorSt
 fn truncated_payload_names_topic_type_offset_and_field() {
     let payload = truncated_door();
     for schema in [Some(schema(DOOR_TYPE, RmfRelease::Jazzy)), None] {
-        let mut d = decoder("/door_states", DOOR_TYPE, schema.as_deref(), ReleasePolicy::default());
-        assert_eq!(both_fail(&mut d, &payload), TRUNCATED_DOOR_ERROR, "schema: {}", schema.is_some());
+        let mut d = decoder(
+            "/door_states",
+            DOOR_TYPE,
+            schema.as_deref(),
+            ReleasePolicy::default(),
+        );
+        assert_eq!(
+            both_fail(&mut d, &payload),
+            TRUNCATED_DOOR_ERROR,
+            "schema: {}",
+            schema.is_some()
+        );
     }
     let err = typed::decode::<DoorState>(&payload, RmfRelease::Jazzy).unwrap_err();
     assert_eq!(
@@ -290,21 +315,36 @@ fn wrong_encapsulation_byte() {
 #[test]
 fn unparsable_schema_names_the_line() {
     let text = "builtin_interfaces/Time door_time\nuint32[ broken\nDoorMode current_mode\n";
-    let err = TopicDecoder::new("/door_states", DOOR_TYPE, "cdr", Some(text), ReleasePolicy::default())
-        .unwrap_err();
+    let err = TopicDecoder::new(
+        "/door_states",
+        DOOR_TYPE,
+        "cdr",
+        Some(text),
+        ReleasePolicy::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, DecodeError::Schema { .. }), "{err:?}");
     let msg = err.to_string();
     assert_contains(
         &msg,
-        &["topic /door_states (rmf_door_msgs/msg/DoorState): bad schema: ", "line 2:"],
+        &[
+            "topic /door_states (rmf_door_msgs/msg/DoorState): bad schema: ",
+            "line 2:",
+        ],
     );
     // A broken dependency section: the line counts in the whole text.
     let mut text = schema(DOOR_TYPE, RmfRelease::Jazzy);
     text.push_str("================================================================================\nMSG: p/Broken\nuint32[ broken\n");
     let line = text.lines().count();
-    let msg = TopicDecoder::new("/door_states", DOOR_TYPE, "cdr", Some(&text), ReleasePolicy::default())
-        .unwrap_err()
-        .to_string();
+    let msg = TopicDecoder::new(
+        "/door_states",
+        DOOR_TYPE,
+        "cdr",
+        Some(&text),
+        ReleasePolicy::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert_contains(&msg, &["/door_states", DOOR_TYPE, &format!("line {line}:")]);
 }
 
@@ -318,15 +358,26 @@ fn fleet_payload_of_the_other_layout_than_the_schema() {
         for n in 1..=3 {
             for battery in [0.0, 1.0, 55.5, 100.0] {
                 for action in ["", "a", "cleaning", "delivery Tür-Ω ✓"] {
-                    let f = fleet(n, (payload_release == RmfRelease::Kilted).then_some(action), battery);
+                    let f = fleet(
+                        n,
+                        (payload_release == RmfRelease::Kilted).then_some(action),
+                        battery,
+                    );
                     let payload = typed::encode(&f, payload_release);
                     for preferred in RmfRelease::ALL {
-                        let mut d = decoder("/fleet_states", FLEET_TYPE, Some(&text), policy(preferred));
+                        let mut d =
+                            decoder("/fleet_states", FLEET_TYPE, Some(&text), policy(preferred));
                         assert_eq!(d.release(), Some(schema_release));
                         let msg = both_fail(&mut d, &payload);
-                        assert_contains(
-                            &msg,
-                            &["topic /fleet_states (rmf_fleet_msgs/msg/FleetState): ", "offset "],
+                        // The payload is recognised as the other layout, not misdecoded.
+                        assert_eq!(
+                            msg,
+                            format!(
+                                "topic /fleet_states (rmf_fleet_msgs/msg/FleetState): the message \
+                                 has the {payload_release} layout, but this topic uses the \
+                                 {schema_release} layout (configured, from its schema, or \
+                                 detected from its earlier messages)"
+                            )
                         );
                     }
                     assert!(typed::decode::<FleetState>(&payload, schema_release).is_err());
@@ -343,7 +394,11 @@ fn schema_less_detected_layout_then_other_payload_is_release_mismatch() {
     for detected in RmfRelease::ALL {
         let other = detected.other();
         let first = typed::encode(
-            &fleet(2, (detected == RmfRelease::Kilted).then_some("cleaning"), 55.5),
+            &fleet(
+                2,
+                (detected == RmfRelease::Kilted).then_some("cleaning"),
+                55.5,
+            ),
             detected,
         );
         let second = typed::encode(
@@ -354,7 +409,8 @@ fn schema_less_detected_layout_then_other_payload_is_release_mismatch() {
             let mut d = decoder("/fleet_states", FLEET_TYPE, None, policy(preferred));
             assert_eq!(d.release(), None);
             // An empty fleet fits both layouts and decides nothing.
-            d.record(&typed::encode(&FleetState::default(), RmfRelease::Jazzy)).unwrap();
+            d.record(&typed::encode(&FleetState::default(), RmfRelease::Jazzy))
+                .unwrap();
             assert_eq!(d.release(), None);
             d.record(&first).unwrap();
             assert_eq!(d.release(), Some(detected));
@@ -366,13 +422,12 @@ fn schema_less_detected_layout_then_other_payload_is_release_mismatch() {
                 ),
                 "{err:?}"
             );
-            // NOTE: the text says "configured as <detected>" although the release was detected
-            // from earlier payloads (and the configured one may be the other): see the report.
             assert_eq!(
                 err.to_string(),
                 format!(
                     "topic /fleet_states (rmf_fleet_msgs/msg/FleetState): the message has the \
-                     {other} layout, but the RMF release is configured as {detected}"
+                     {other} layout, but this topic uses the {detected} layout (configured, from its schema, or detected from its \
+                     earlier messages)"
                 )
             );
             assert_eq!(both_fail(&mut d, &second), err.to_string());
@@ -396,7 +451,8 @@ fn strict_policy_rejects_the_other_layout() {
     assert_eq!(
         both_fail(&mut d, &kilted),
         "topic /fleet_states (rmf_fleet_msgs/msg/FleetState): the message has the kilted layout, \
-         but the RMF release is configured as jazzy"
+         but this topic uses the jazzy layout (configured, from its schema, or detected from its \
+         earlier messages)"
     );
     let err = TopicDecoder::new(
         "/fleet_states",
@@ -406,7 +462,10 @@ fn strict_policy_rejects_the_other_layout() {
         strict,
     )
     .unwrap_err();
-    assert!(matches!(err, DecodeError::ReleaseMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, DecodeError::ReleaseMismatch { .. }),
+        "{err:?}"
+    );
 }
 
 /// A payload that fits neither layout names both failures.
@@ -418,7 +477,11 @@ fn schema_less_payload_fitting_no_layout() {
     let msg = both_fail(&mut d, &payload);
     assert_contains(
         &msg,
-        &["topic /fleet_states (rmf_fleet_msgs/msg/FleetState): the message fits no RMF layout (jazzy: ", "; kilted: ", "offset "],
+        &[
+            "topic /fleet_states (rmf_fleet_msgs/msg/FleetState): the message fits no RMF layout (jazzy: ",
+            "; kilted: ",
+            "offset ",
+        ],
     );
     assert_eq!(d.release(), None);
 }
@@ -434,13 +497,24 @@ fn dump_truncated_payload() {
     write_mcap(
         &path,
         None,
-        &[chan("/door_states", DOOR_TYPE, schema(DOOR_TYPE, RmfRelease::Jazzy))],
+        &[chan(
+            "/door_states",
+            DOOR_TYPE,
+            schema(DOOR_TYPE, RmfRelease::Jazzy),
+        )],
         &[(0, T0, truncated_door())],
     );
     let (code, stdout, stderr) = dump(&path, &[]);
     assert_eq!(code, 1, "stderr:\n{stderr}");
     assert_eq!(stdout, "");
-    assert_contains(&stderr, &[TRUNCATED_DOOR_ERROR, &T0.to_string(), "1 messages could not be decoded"]);
+    assert_contains(
+        &stderr,
+        &[
+            TRUNCATED_DOOR_ERROR,
+            &T0.to_string(),
+            "1 messages could not be decoded",
+        ],
+    );
 }
 
 #[test]
@@ -452,7 +526,11 @@ fn dump_wrong_encapsulation() {
     write_mcap(
         &path,
         Some(mcap::Compression::Zstd),
-        &[chan("/door_states", DOOR_TYPE, schema(DOOR_TYPE, RmfRelease::Jazzy))],
+        &[chan(
+            "/door_states",
+            DOOR_TYPE,
+            schema(DOOR_TYPE, RmfRelease::Jazzy),
+        )],
         &[(0, T0, payload)],
     );
     let (code, stdout, stderr) = dump(&path, &[]);
@@ -460,7 +538,9 @@ fn dump_wrong_encapsulation() {
     assert_eq!(stdout, "");
     assert_contains(
         &stderr,
-        &["topic /door_states (rmf_door_msgs/msg/DoorState): unsupported encapsulation representation 0x00 0x03"],
+        &[
+            "topic /door_states (rmf_door_msgs/msg/DoorState): unsupported encapsulation representation 0x00 0x03",
+        ],
     );
 }
 
@@ -469,13 +549,18 @@ fn dump_wrong_encapsulation() {
 fn dump_unparsable_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("schema.mcap");
-    let broken = "builtin_interfaces/Time door_time\nuint32[ broken\nDoorMode current_mode\n".to_string();
+    let broken =
+        "builtin_interfaces/Time door_time\nuint32[ broken\nDoorMode current_mode\n".to_string();
     write_mcap(
         &path,
         None,
         &[
             chan("/door_states", DOOR_TYPE, broken),
-            chan("/other_doors", DOOR_TYPE, schema(DOOR_TYPE, RmfRelease::Jazzy)),
+            chan(
+                "/other_doors",
+                DOOR_TYPE,
+                schema(DOOR_TYPE, RmfRelease::Jazzy),
+            ),
         ],
         &[
             (0, T0, typed::encode(&door("a", 1), RmfRelease::Jazzy)),
@@ -485,7 +570,10 @@ fn dump_unparsable_schema() {
     );
     let (code, stdout, stderr) = dump(&path, &[]);
     assert_eq!(code, 1, "stderr:\n{stderr}");
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     assert_eq!(lines[0]["topic"], "/other_doors");
     assert_eq!(lines[0]["message"]["door_name"], "b");
@@ -505,12 +593,24 @@ fn dump_fleet_payload_of_the_other_layout_than_the_schema() {
     for schema_release in RmfRelease::ALL {
         let payload_release = schema_release.other();
         let path = dir.path().join(format!("{schema_release}_schema.mcap"));
-        let good = fleet(2, (schema_release == RmfRelease::Kilted).then_some("x"), 50.0);
-        let bad = fleet(2, (payload_release == RmfRelease::Kilted).then_some(""), 50.0);
+        let good = fleet(
+            2,
+            (schema_release == RmfRelease::Kilted).then_some("x"),
+            50.0,
+        );
+        let bad = fleet(
+            2,
+            (payload_release == RmfRelease::Kilted).then_some(""),
+            50.0,
+        );
         write_mcap(
             &path,
             None,
-            &[chan("/fleet_states", "rmf_fleet_msgs/msg/FleetState", schema(FLEET_TYPE, schema_release))],
+            &[chan(
+                "/fleet_states",
+                "rmf_fleet_msgs/msg/FleetState",
+                schema(FLEET_TYPE, schema_release),
+            )],
             &[
                 (0, T0, typed::encode(&good, schema_release)),
                 (0, T0 + 1, typed::encode(&bad, payload_release)),
@@ -521,10 +621,19 @@ fn dump_fleet_payload_of_the_other_layout_than_the_schema() {
             assert_eq!(code, 1, "stderr:\n{stderr}");
             assert_eq!(stdout.lines().count(), 1, "{stdout}");
             let line: Value = serde_json::from_str(stdout.trim()).unwrap();
-            assert_eq!(line["message"], serde_json::from_str::<Value>(&serde_json::to_string(&good).unwrap()).unwrap());
+            assert_eq!(
+                line["message"],
+                serde_json::from_str::<Value>(&serde_json::to_string(&good).unwrap()).unwrap()
+            );
             assert_contains(
                 &stderr,
-                &["topic /fleet_states (rmf_fleet_msgs/msg/FleetState): ", "offset ", &(T0 + 1).to_string()],
+                &[
+                    "topic /fleet_states (rmf_fleet_msgs/msg/FleetState): ",
+                    &format!(
+                        "the message has the {payload_release} layout, but this topic uses the {schema_release} layout"
+                    ),
+                    &(T0 + 1).to_string(),
+                ],
             );
         }
     }
@@ -541,19 +650,31 @@ fn dump_db3_detected_kilted_then_jazzy_payload() {
         &path,
         &[("/fleet_states", FLEET_TYPE), ("/door_states", DOOR_TYPE)],
         &[
-            (0, T0, typed::encode(&FleetState::default(), RmfRelease::Jazzy)),
+            (
+                0,
+                T0,
+                typed::encode(&FleetState::default(), RmfRelease::Jazzy),
+            ),
             (1, T0 + 1, typed::encode(&door("d", 2), RmfRelease::Jazzy)),
             (0, T0 + 2, typed::encode(&kilted, RmfRelease::Kilted)),
             (0, T0 + 3, typed::encode(&jazzy, RmfRelease::Jazzy)),
             (0, T0 + 4, typed::encode(&kilted, RmfRelease::Kilted)),
         ],
     );
-    for extra in [&[][..], &["--rmf-release", "jazzy"], &["--rmf-release", "kilted"]] {
+    for extra in [
+        &[][..],
+        &["--rmf-release", "jazzy"],
+        &["--rmf-release", "kilted"],
+    ] {
         let (code, stdout, stderr) = dump(&path, extra);
         assert_eq!(code, 1, "{extra:?} stderr:\n{stderr}");
         let times: Vec<u64> = stdout
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["log_time"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["log_time"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(times, [T0, T0 + 1, T0 + 2, T0 + 4], "{extra:?}");
         assert_contains(
@@ -567,7 +688,11 @@ fn dump_db3_detected_kilted_then_jazzy_payload() {
         );
     }
     let info = run(&["trace", "info", path.to_str().unwrap(), "--json"]);
-    assert!(info.status.success(), "{}", String::from_utf8_lossy(&info.stderr));
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["layout"], "kilted");
     assert_eq!(info["storage"], "sqlite3");
@@ -578,7 +703,11 @@ fn dump_db3_detected_kilted_then_jazzy_payload() {
 #[test]
 fn dump_one_bad_message_among_many() {
     let dir = tempfile::tempdir().unwrap();
-    for compression in [None, Some(mcap::Compression::Zstd), Some(mcap::Compression::Lz4)] {
+    for compression in [
+        None,
+        Some(mcap::Compression::Zstd),
+        Some(mcap::Compression::Lz4),
+    ] {
         let path = dir.path().join(format!("many_{compression:?}.mcap"));
         let bad = 7;
         let mut messages = Vec::new();
@@ -596,12 +725,19 @@ fn dump_one_bad_message_among_many() {
         write_mcap(
             &path,
             compression,
-            &[chan("/door_states", DOOR_TYPE, schema(DOOR_TYPE, RmfRelease::Jazzy))],
+            &[chan(
+                "/door_states",
+                DOOR_TYPE,
+                schema(DOOR_TYPE, RmfRelease::Jazzy),
+            )],
             &messages,
         );
         let (code, stdout, stderr) = dump(&path, &[]);
         assert_eq!(code, 1, "stderr:\n{stderr}");
-        let got: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let got: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(got.len(), want.len(), "{stdout}");
         for (g, (t, d)) in got.iter().zip(&want) {
             assert_eq!(g["log_time"], *t);
@@ -610,7 +746,15 @@ fn dump_one_bad_message_among_many() {
             assert_eq!(g["message"], serde_json::to_value(d).unwrap());
         }
         let bad_time = (T0 + bad * 1000).to_string();
-        assert_contains(&stderr, &[TRUNCATED_DOOR_ERROR, &bad_time, "1 messages could not be decoded", "; 19 written"]);
+        assert_contains(
+            &stderr,
+            &[
+                TRUNCATED_DOOR_ERROR,
+                &bad_time,
+                "1 messages could not be decoded",
+                "; 19 written",
+            ],
+        );
         assert_eq!(stderr.matches("dropped").count(), 1, "{stderr}");
     }
 }
@@ -634,14 +778,28 @@ fn chunk_data(bytes: &[u8]) -> std::ops::Range<usize> {
 fn corrupt_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let messages: Vec<(usize, u64, Vec<u8>)> = (0..50u64)
-        .map(|i| (0, T0 + i, typed::encode(&door(&format!("door number {i}"), 1), RmfRelease::Jazzy)))
+        .map(|i| {
+            (
+                0,
+                T0 + i,
+                typed::encode(&door(&format!("door number {i}"), 1), RmfRelease::Jazzy),
+            )
+        })
         .collect();
-    for compression in [None, Some(mcap::Compression::Zstd), Some(mcap::Compression::Lz4)] {
+    for compression in [
+        None,
+        Some(mcap::Compression::Zstd),
+        Some(mcap::Compression::Lz4),
+    ] {
         let clean = dir.path().join(format!("clean_{compression:?}.mcap"));
         write_mcap(
             &clean,
             compression,
-            &[chan("/door_states", DOOR_TYPE, schema(DOOR_TYPE, RmfRelease::Jazzy))],
+            &[chan(
+                "/door_states",
+                DOOR_TYPE,
+                schema(DOOR_TYPE, RmfRelease::Jazzy),
+            )],
             &messages,
         );
         let bytes = std::fs::read(&clean).unwrap();
@@ -655,12 +813,17 @@ fn corrupt_chunk() {
             for mask in [0x01u8, 0xff] {
                 let mut corrupt = bytes.clone();
                 corrupt[range.start + pos] ^= mask;
-                let path = dir.path().join(format!("corrupt_{compression:?}_{k}_{mask}.mcap"));
+                let path = dir
+                    .path()
+                    .join(format!("corrupt_{compression:?}_{k}_{mask}.mcap"));
                 std::fs::write(&path, &corrupt).unwrap();
                 let shown = path.display().to_string();
                 let what = format!("{compression:?} chunk byte {pos}/{len} ^ {mask:#x}");
                 let (code, out, stderr) = dump(&path, &[]);
-                if code == 0 && matches!(compression, Some(mcap::Compression::Lz4)) && pos + 4 >= len {
+                if code == 0
+                    && matches!(compression, Some(mcap::Compression::Lz4))
+                    && pos + 4 >= len
+                {
                     // The last bytes of an LZ4 frame are its end mark, which the reader does not
                     // need once it has the chunk's uncompressed size (whose CRC it checks): the
                     // messages are intact.
@@ -679,11 +842,18 @@ fn corrupt_chunk() {
                 );
                 let info = run(&["trace", "info", &shown, "--json"]);
                 let info_err = strip_ansi(&String::from_utf8_lossy(&info.stderr));
-                assert_eq!(info.status.code(), Some(2), "{what}: trace info:\n{info_err}");
+                assert_eq!(
+                    info.status.code(),
+                    Some(2),
+                    "{what}: trace info:\n{info_err}"
+                );
                 assert_contains(&info_err, &[shown.as_str(), "MCAP"]);
                 // The library reports it as an error item, never garbage or a panic.
                 let rec = Recording::open(&path).unwrap();
-                assert!(rec.into_iter().any(|m| m.is_err()), "{what}: Recording yields no error");
+                assert!(
+                    rec.into_iter().any(|m| m.is_err()),
+                    "{what}: Recording yields no error"
+                );
             }
         }
     }
@@ -697,7 +867,10 @@ fn missing_file() {
         let (code, stdout, stderr) = dump(&path, &[]);
         assert_eq!(code, 2, "stderr:\n{stderr}");
         assert_eq!(stdout, "");
-        assert_eq!(stderr.trim_end(), format!("error: {}: no such file or directory", path.display()));
+        assert_eq!(
+            stderr.trim_end(),
+            format!("error: {}: no such file or directory", path.display())
+        );
     }
 }
 
@@ -711,12 +884,24 @@ fn not_a_recording() {
     mcap_both_magics.extend_from_slice(&[0u8; 40]);
     mcap_both_magics.extend_from_slice(mcap::MAGIC);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("text.mcap", b"hello, this is not a recording\n".to_vec(), "MCAP"),
-        ("text.bin", b"hello, this is not a recording either\n".to_vec(), "MCAP"),
+        (
+            "text.mcap",
+            b"hello, this is not a recording\n".to_vec(),
+            "MCAP",
+        ),
+        (
+            "text.bin",
+            b"hello, this is not a recording either\n".to_vec(),
+            "MCAP",
+        ),
         ("empty.mcap", Vec::new(), "MCAP"),
         ("short", b"MCAP".to_vec(), "MCAP"),
         ("json.mcap", br#"{"log_time": 1}"#.to_vec(), "MCAP"),
-        ("text.db3", b"hello, this is not a database\n".to_vec(), "sqlite3"),
+        (
+            "text.db3",
+            b"hello, this is not a database\n".to_vec(),
+            "sqlite3",
+        ),
         ("garbage_after_magic.mcap", mcap_garbage, "MCAP"),
         ("zeros_between_magics.mcap", mcap_both_magics, "MCAP"),
     ];
@@ -740,7 +925,10 @@ fn not_a_recording() {
         .unwrap();
     let (code, _, stderr) = dump(&path, &[]);
     assert_eq!(code, 2, "stderr:\n{stderr}");
-    assert_contains(&stderr, &[&path.display().to_string(), "not a rosbag2 sqlite3 file"]);
+    assert_contains(
+        &stderr,
+        &[&path.display().to_string(), "not a rosbag2 sqlite3 file"],
+    );
 }
 
 /// A folder without recordings, and a rosbag2 folder whose metadata names a missing file.
@@ -751,7 +939,10 @@ fn bad_folders() {
     std::fs::create_dir(&empty).unwrap();
     let (code, _, stderr) = dump(&empty, &[]);
     assert_eq!(code, 2, "stderr:\n{stderr}");
-    assert_contains(&stderr, &[&empty.display().to_string(), "no .mcap or .db3 file"]);
+    assert_contains(
+        &stderr,
+        &[&empty.display().to_string(), "no .mcap or .db3 file"],
+    );
 
     let bag: PathBuf = dir.path().join("bag");
     std::fs::create_dir(&bag).unwrap();
@@ -762,5 +953,11 @@ fn bad_folders() {
     .unwrap();
     let (code, _, stderr) = dump(&bag, &[]);
     assert_eq!(code, 2, "stderr:\n{stderr}");
-    assert_contains(&stderr, &[&bag.join("bag_0.mcap").display().to_string(), "no such file or directory"]);
+    assert_contains(
+        &stderr,
+        &[
+            &bag.join("bag_0.mcap").display().to_string(),
+            "no such file or directory",
+        ],
+    );
 }

@@ -20,7 +20,11 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const TOPICS: &[(&str, &str, u64)] = &[
     ("/door_states", "rmf_door_msgs/msg/DoorState", 3),
     ("/lift_states", "rmf_lift_msgs/msg/LiftState", 2),
-    ("/dispenser_states", "rmf_dispenser_msgs/msg/DispenserState", 2),
+    (
+        "/dispenser_states",
+        "rmf_dispenser_msgs/msg/DispenserState",
+        2,
+    ),
     ("/fleet_states", "rmf_fleet_msgs/msg/FleetState", 3),
     ("/map", "rmf_building_map_msgs/msg/BuildingMap", 1),
     ("/fleet_state_update", "std_msgs/msg/String", 1),
@@ -77,7 +81,10 @@ fn make_fixture() -> Result<Fixture, String> {
         ));
     }
     for distro in ["jazzy", "kilted"] {
-        copy_without_definitions(&dir.join(format!("{distro}_db3")), &dir.join(format!("{distro}_db3_nodefs")))?;
+        copy_without_definitions(
+            &dir.join(format!("{distro}_db3")),
+            &dir.join(format!("{distro}_db3_nodefs")),
+        )?;
     }
     Ok(Fixture { dir })
 }
@@ -120,7 +127,10 @@ fn copy_without_definitions(from: &Path, to: &Path) -> Result<(), String> {
         .execute("DELETE FROM message_definitions", [])
         .map_err(|e| format!("{}: {e}", db3.display()))?;
     if deleted == 0 {
-        return Err(format!("{}: message_definitions was already empty", db3.display()));
+        return Err(format!(
+            "{}: message_definitions was already empty",
+            db3.display()
+        ));
     }
     Ok(())
 }
@@ -150,7 +160,8 @@ fn parse_lines(text: &str, what: &str) -> Vec<Value> {
     text.lines()
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: line {}: not JSON ({e}): {l}", i + 1))
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{what}: line {}: not JSON ({e}): {l}", i + 1))
         })
         .collect()
 }
@@ -172,7 +183,11 @@ fn differences(path: &str, got: &Value, want: &Value, out: &mut Vec<String>) {
         }
         (Value::Array(g), Value::Array(w)) => {
             if g.len() != w.len() {
-                out.push(format!("{path}: {} elements, expected {}", g.len(), w.len()));
+                out.push(format!(
+                    "{path}: {} elements, expected {}",
+                    g.len(),
+                    w.len()
+                ));
             }
             for (i, (gv, wv)) in g.iter().zip(w).enumerate() {
                 differences(&format!("{path}[{i}]"), gv, wv, out);
@@ -205,8 +220,15 @@ fn dump_differences(bag_name: &str, distro: &str, extra: &[&str]) -> Vec<String>
     args.extend_from_slice(extra);
     let out = run(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?} failed ({}):\n{stderr}", out.status);
-    assert!(stderr.trim().is_empty(), "{args:?} wrote to stderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({}):\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "{args:?} wrote to stderr:\n{stderr}"
+    );
     let stdout = String::from_utf8(out.stdout).expect("dump output is UTF-8");
     let got = parse_lines(&stdout, &format!("{args:?} output"));
     let want = expected(distro);
@@ -312,21 +334,49 @@ fn assert_info(bag_name: &str, storage: &str, layout: &str, from_schema: bool) {
     let path = bag(bag_name);
     let out = run(&["trace", "info", &path, "--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "trace info {path} failed ({}):\n{stderr}", out.status);
-    let info: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("trace info --json is not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)));
+    assert!(
+        out.status.success(),
+        "trace info {path} failed ({}):\n{stderr}",
+        out.status
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "trace info --json is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     assert_eq!(info["storage"], storage, "{info:#}");
     assert_eq!(info["layout"], layout, "{info:#}");
-    let how = if from_schema { "(schema)" } else { "(payloads)" };
-    assert_eq!(info["layout_source"], format!("/fleet_states {how}"), "{info:#}");
+    let how = if from_schema {
+        "(schema)"
+    } else {
+        "(payloads)"
+    };
+    assert_eq!(
+        info["layout_source"],
+        format!("/fleet_states {how}"),
+        "{info:#}"
+    );
 
-    let distro = if bag_name.starts_with("kilted") { "kilted" } else { "jazzy" };
+    let distro = if bag_name.starts_with("kilted") {
+        "kilted"
+    } else {
+        "jazzy"
+    };
     let want_lines = expected(distro);
     let total: u64 = TOPICS.iter().map(|t| t.2).sum();
     assert_eq!(info["messages"], total, "{info:#}");
-    assert_eq!(want_lines.len() as u64, total, "expected_{distro}.jsonl and TOPICS disagree");
+    assert_eq!(
+        want_lines.len() as u64,
+        total,
+        "expected_{distro}.jsonl and TOPICS disagree"
+    );
     assert_eq!(info["start_ns"], want_lines[0]["log_time"], "{info:#}");
-    assert_eq!(info["end_ns"], want_lines[want_lines.len() - 1]["log_time"], "{info:#}");
+    assert_eq!(
+        info["end_ns"],
+        want_lines[want_lines.len() - 1]["log_time"],
+        "{info:#}"
+    );
 
     let mut got: BTreeMap<String, (String, u64, bool)> = BTreeMap::new();
     for t in info["topics"].as_array().expect("topics is an array") {
@@ -336,7 +386,10 @@ fn assert_info(bag_name: &str, storage: &str, layout: &str, from_schema: bool) {
             t["count"].as_u64().expect("count"),
             t["has_schema"].as_bool().expect("has_schema"),
         );
-        assert!(got.insert(topic.clone(), entry).is_none(), "{topic} listed twice: {info:#}");
+        assert!(
+            got.insert(topic.clone(), entry).is_none(),
+            "{topic} listed twice: {info:#}"
+        );
     }
     let want: BTreeMap<String, (String, u64, bool)> = TOPICS
         .iter()

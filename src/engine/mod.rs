@@ -75,7 +75,10 @@ pub fn read_hosts(path: &str) -> Result<Vec<String>, EngineError> {
     if hosts.is_empty() {
         return Err(err("no host:port line".into()));
     }
-    if let Some(bad) = hosts.iter().find(|h| h.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err())) {
+    if let Some(bad) = hosts.iter().find(|h| {
+        h.rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+    }) {
         return Err(err(format!("{bad:?} is not host:port")));
     }
     Ok(hosts)
@@ -155,7 +158,10 @@ impl Engine {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                tracing::error!(worker = worker.index(), "engine worker panicked: {what}; stopping the process");
+                tracing::error!(
+                    worker = worker.index(),
+                    "engine worker panicked: {what}; stopping the process"
+                );
                 std::process::exit(70);
             }
         })
@@ -294,7 +300,7 @@ fn run_worker(
         if moved {
             input.flush();
         }
-        let _ = probe.with_frontier(|f| {
+        probe.with_frontier(|f| {
             if let Some(&t) = f.first() {
                 completed.store(t.saturating_sub(1), Ordering::Relaxed);
             }

@@ -13,11 +13,17 @@ use rmf_dash_dataflows::prelude::*;
 use super::Batch;
 
 /// Sends complete-time batches of `out` to `sender` (on the worker that has one).
-pub fn complete_batches<'s>(out: Coll<'s, Output>, sender: Option<UnboundedSender<Batch>>, probe: &ProbeHandle<Time>) {
+pub fn complete_batches<'s>(
+    out: Coll<'s, Output>,
+    sender: Option<UnboundedSender<Batch>>,
+    probe: &ProbeHandle<Time>,
+) {
     let mut pending: BTreeMap<Time, Vec<(Output, Diff)>> = BTreeMap::new();
     let stream = out.inner.probe_with(probe);
-    stream
-        .sink(Exchange::new(|_| 0), "CompleteBatches", move |(input, frontier)| {
+    stream.sink(
+        Exchange::new(|_| 0),
+        "CompleteBatches",
+        move |(input, frontier)| {
             input.for_each(|_cap, data| {
                 for (o, t, d) in data.drain(..) {
                     pending.entry(t).or_default().push((o, d));
@@ -31,12 +37,15 @@ pub fn complete_batches<'s>(out: Coll<'s, Output>, sender: Option<UnboundedSende
                 }
                 let mut changes = entry.remove();
                 consolidate(&mut changes);
-                changes.sort_by(|(a, da), (b, db)| (da.signum(), &a.room, &a.value).cmp(&(db.signum(), &b.room, &b.value)));
+                changes.sort_by(|(a, da), (b, db)| {
+                    (da.signum(), &a.room, &a.value).cmp(&(db.signum(), &b.room, &b.value))
+                });
                 if !changes.is_empty()
                     && let Some(s) = &sender
                 {
                     let _ = s.send(Batch { time: t, changes });
                 }
             }
-        });
+        },
+    );
 }

@@ -63,7 +63,7 @@ pub enum DecodeError {
         kilted: Box<CdrError>,
     },
     #[error(
-        "topic {topic} ({type_name}): the message has the {found} layout, but the RMF release is configured as {configured}"
+        "topic {topic} ({type_name}): the message has the {found} layout, but this topic uses the {configured} layout (configured, from its schema, or detected from its earlier messages)"
     )]
     ReleaseMismatch {
         topic: String,
@@ -387,7 +387,12 @@ impl TopicDecoder {
     /// Turns a failure into the clearest error: a payload of the other layout on a topic whose
     /// layout was detected is a mismatch; a CDR error gets the field path from the generic plan.
     fn explain(&self, payload: &[u8], release: RmfRelease, fail: Fail) -> DecodeError {
-        if let Path::Detect { decided: Some(r) } = self.path
+        let fixed = match self.path {
+            Path::Detect { decided: Some(r) } => Some(r),
+            Path::Typed(r) if builtin::depends_on_release(&self.normalized) => Some(r),
+            _ => None,
+        };
+        if let Some(r) = fixed
             && self.fits(r.other(), payload).is_ok()
         {
             return self.mismatch_with(r.other(), r);

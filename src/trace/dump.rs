@@ -66,6 +66,7 @@ pub fn run(
     }
     let mut decoders: Vec<Option<Result<TopicDecoder, String>>> =
         rec.channels.iter().map(|_| None).collect();
+    let mut reported = vec![false; rec.channels.len()];
     let bytes = if opts.full_bytes {
         Bytes::Array
     } else {
@@ -94,7 +95,15 @@ pub fn run(
         });
         let value = match decoder {
             Ok(d) => d.value(&m.data, bytes).map_err(|e| e.to_string()),
-            Err(e) => Err(e.clone()),
+            // Reported with the topic's first message; later ones are only counted.
+            Err(e) if !reported[m.channel] => {
+                reported[m.channel] = true;
+                Err(e.clone())
+            }
+            Err(_) => {
+                summary.failed += 1;
+                continue;
+            }
         };
         match value {
             Ok(message) => {

@@ -521,7 +521,7 @@ pub fn inputs(record: &Record, unix_ms: u64) -> Result<Vec<Input>, InputError> {
                 log_entries("", value.get("log"), &mut entries);
                 if let Some(phases) = value.get("phases").and_then(Value::as_object) {
                     for (phase, p) in phases {
-                        log_entries(&format!("{phase}"), p.get("log"), &mut entries);
+                        log_entries(phase, p.get("log"), &mut entries);
                         if let Some(events) = p.get("events").and_then(Value::as_object) {
                             for (event, log) in events {
                                 log_entries(&format!("{phase}/{event}"), Some(log), &mut entries);

@@ -198,7 +198,7 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                                     for new in &fresh {
                                         session.give((new.clone(), t, 1));
                                     }
-                                    entry.outputs.extend(fresh.drain(..));
+                                    entry.outputs.append(&mut fresh);
                                 }
                                 if entry.timer.is_none() && entry.outputs.is_empty() && !logic.keep(&entry.state) {
                                     keys.remove(&k);

@@ -1,1 +1,103 @@
-//! `latest` (being written).
+//! `LatestBy::latest_by`: the latest projection of each key's values, as an upsert collection
+//! that changes only when the projection does.
+//!
+//! Robot samples arrive at 10 Hz but a robot's task or level changes rarely: projecting first
+//! keeps joins and reductions downstream from re-doing work for every sample. `None` means the key
+//! has no record (a previous record is retracted).
+
+use differential_dataflow::ExchangeData;
+
+use super::keyed::{Ctx, KeyedLogic, KeyedProcess};
+use crate::prelude::*;
+
+pub trait LatestBy<'s, K, V> {
+    fn latest_by<P, F>(self, name: &str, project: F) -> Coll<'s, (K, P)>
+    where
+        P: ExchangeData,
+        F: Fn(&K, &V) -> Option<P> + 'static;
+}
+
+struct Logic<K, V, P, F> {
+    project: F,
+    _types: std::marker::PhantomData<fn(K, V) -> P>,
+}
+
+impl<K, V, P, F> KeyedLogic for Logic<K, V, P, F>
+where
+    K: ExchangeData + std::hash::Hash + Eq,
+    V: ExchangeData,
+    P: ExchangeData,
+    F: Fn(&K, &V) -> Option<P> + 'static,
+{
+    type Key = K;
+    type In = V;
+    type Out = (K, P);
+    type State = Option<P>;
+
+    fn input(&self, state: &mut Option<P>, key: &K, value: V, _ctx: &mut Ctx<(K, P)>) {
+        *state = (self.project)(key, &value);
+    }
+
+    fn output(&self, state: &Option<P>, key: &K, out: &mut Vec<(K, P)>) {
+        if let Some(p) = state {
+            out.push((key.clone(), p.clone()));
+        }
+    }
+
+    fn keep(&self, state: &Option<P>) -> bool {
+        state.is_some()
+    }
+}
+
+impl<'s, K, V> LatestBy<'s, K, V> for Coll<'s, (K, V)>
+where
+    K: ExchangeData + std::hash::Hash + Eq,
+    V: ExchangeData,
+{
+    fn latest_by<P, F>(self, name: &str, project: F) -> Coll<'s, (K, P)>
+    where
+        P: ExchangeData,
+        F: Fn(&K, &V) -> Option<P> + 'static,
+    {
+        self.keyed_process(
+            name,
+            Logic {
+                project,
+                _types: std::marker::PhantomData,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::run_upsert;
+
+    #[test]
+    fn changes_only_when_the_projection_does() {
+        // (key, value): project the tens digit; None for negative values.
+        let inputs = vec![
+            ('a', 11, 10),
+            ('a', 12, 20),
+            ('a', 25, 30),
+            ('b', 5, 30),
+            ('a', -1, 40),
+            ('a', 31, 50),
+        ];
+        let out = run_upsert(2, inputs, 100, |c| {
+            c.latest_by("Tens", |_k, v: &i32| (*v >= 0).then_some(*v / 10))
+        });
+        assert_eq!(
+            out,
+            vec![
+                (('a', 1), 10, 1),
+                (('a', 1), 30, -1),
+                (('a', 2), 30, 1),
+                (('b', 0), 30, 1),
+                (('a', 2), 40, -1),
+                (('a', 3), 50, 1),
+            ]
+        );
+    }
+}

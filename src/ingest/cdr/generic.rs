@@ -3,8 +3,9 @@
 //! messages as objects, sequences as arrays and integers exact (uint64 included).
 //!
 //! Floats are rendered by their shortest decimal form at their own precision (a `float32` 0.1 is
-//! `0.1`, not `0.10000000149011612`), which is also how serde prints the typed records, so the
-//! two paths give identical JSON. Non-finite floats become `null` (JSON has no NaN).
+//! `0.1`, not `0.10000000149011612`), as serde prints the typed records, so the two paths give
+//! equal JSON values (the text of very large or small numbers may differ in exponent notation).
+//! Non-finite floats become `null` (JSON has no NaN).
 
 use std::sync::Arc;
 
