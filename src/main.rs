@@ -195,6 +195,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A duplicate of stdout for data, with the process's stdout then pointed at stderr.
+fn stdout_for_data() -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let data = std::io::stdout().as_fd().try_clone_to_owned()?;
+    // SAFETY: dup2 on the process's own standard descriptors, both open; no Rust object owns
+    // descriptor 1 exclusively (std's Stdout writes to it by number).
+    let rc = unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) };
+    anyhow::ensure!(rc >= 0, "redirecting stdout: {}", std::io::Error::last_os_error());
+    Ok(data)
+}
+
 fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     anyhow::ensure!(
         args.no_db,
@@ -206,7 +217,13 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         tick_ms: args.engine.tick_ms,
         engine: args.engine.config()?,
     };
-    let emit = args.emit.is_some().then(std::io::stdout);
+    let emit = match args.emit {
+        // timely's cluster set-up prints to stdout: keep the data on its own descriptor and
+        // send anything else written to stdout to stderr.
+        Some(_) if opts.engine.cluster.is_some() => Some(Box::new(std::fs::File::from(stdout_for_data()?)) as Box<dyn Write + Send>),
+        Some(_) => Some(Box::new(std::io::stdout()) as Box<dyn Write + Send>),
+        None => None,
+    };
     let summary = rmf_dash::replay::run(&args.file, &opts, emit)?;
     if summary.dropped > 0 || summary.invalid > 0 {
         tracing::warn!(

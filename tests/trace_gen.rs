@@ -219,7 +219,7 @@ fn bad_options_are_refused_clearly() {
     ]);
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("needs 135 s of trace, but --duration is 60 s"),
+        err.contains("the trace must last at least 165 s, but --duration is 60 s"),
         "{err}"
     );
     let (code, err) = run(&["--scenario", "melting"]);

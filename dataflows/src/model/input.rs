@@ -563,7 +563,11 @@ pub fn inputs(record: &Record, unix_ms: u64) -> Result<Vec<Input>, InputError> {
 /// The `/building_map` payload: the map with every image's bytes replaced by the URL the
 /// backend serves them at (`/building_map/images/<level>/<image>`).
 pub fn building_map_payload(m: &BuildingMap) -> Payload {
-    let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
+    // Through text, so float32 fields keep their short form (0.1, not 0.10000000149011612).
+    let mut v: Value = serde_json::to_string(m)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
     if let Some(levels) = v.get_mut("levels").and_then(Value::as_array_mut) {
         for level in levels {
             let level_name = json_str(level, "name").to_string();

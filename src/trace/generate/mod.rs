@@ -183,10 +183,11 @@ impl SiteConfig {
             });
             if at + s.kind.needs_ms() > self.duration_ms {
                 return bad(format!(
-                    "scenario {} starting at {} s needs {} s of trace, but --duration is {} s",
+                    "scenario {} starting at {} s lasts with its aftermath {} s: the trace must last at least {} s, but --duration is {} s",
                     s.kind.name(),
                     at / 1000,
                     s.kind.needs_ms() / 1000,
+                    (at + s.kind.needs_ms()).div_ceil(1000),
                     self.duration_ms / 1000
                 ));
             }
