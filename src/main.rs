@@ -202,7 +202,11 @@ fn stdout_for_data() -> Result<std::os::fd::OwnedFd> {
     // SAFETY: dup2 on the process's own standard descriptors, both open; no Rust object owns
     // descriptor 1 exclusively (std's Stdout writes to it by number).
     let rc = unsafe { libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) };
-    anyhow::ensure!(rc >= 0, "redirecting stdout: {}", std::io::Error::last_os_error());
+    anyhow::ensure!(
+        rc >= 0,
+        "redirecting stdout: {}",
+        std::io::Error::last_os_error()
+    );
     Ok(data)
 }
 
@@ -220,7 +224,9 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     let emit = match args.emit {
         // timely's cluster set-up prints to stdout: keep the data on its own descriptor and
         // send anything else written to stdout to stderr.
-        Some(_) if opts.engine.cluster.is_some() => Some(Box::new(std::fs::File::from(stdout_for_data()?)) as Box<dyn Write + Send>),
+        Some(_) if opts.engine.cluster.is_some() => {
+            Some(Box::new(std::fs::File::from(stdout_for_data()?)) as Box<dyn Write + Send>)
+        }
         Some(_) => Some(Box::new(std::io::stdout()) as Box<dyn Write + Send>),
         None => None,
     };

@@ -18,11 +18,28 @@ fn recording() -> &'static Path {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("hotel.mcap");
         let out = bin()
-            .args(["trace", "gen", "--preset", "hotel", "--duration", "300s", "--seed", "3", "--scenario", "all", "--no-ws", "-o"])
+            .args([
+                "trace",
+                "gen",
+                "--preset",
+                "hotel",
+                "--duration",
+                "300s",
+                "--seed",
+                "3",
+                "--scenario",
+                "all",
+                "--no-ws",
+                "-o",
+            ])
             .arg(&path)
             .output()
             .expect("run trace gen");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         path
     })
 }
@@ -35,7 +52,11 @@ fn replay(extra: &[&str]) -> Vec<u8> {
         .args(extra)
         .output()
         .expect("run replay");
-    assert!(out.status.success(), "replay {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "replay {extra:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -47,7 +68,11 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
             return format!("line {}:\n  {}\n  {}", i + 1, cut(x), cut(y));
         }
     }
-    format!("lengths {} and {} lines", a.lines().count(), b.lines().count())
+    format!(
+        "lengths {} and {} lines",
+        a.lines().count(),
+        b.lines().count()
+    )
 }
 
 #[test]
@@ -65,9 +90,18 @@ fn output_is_identical_across_runs_workers_and_speeds() {
         assert!((t, room.clone()) >= last, "out of order at {line}");
         last = (t, room);
     }
-    for extra in [&[][..], &["--workers", "2"], &["--workers", "4"], &["--speed", "100"]] {
+    for extra in [
+        &[][..],
+        &["--workers", "2"],
+        &["--workers", "4"],
+        &["--speed", "100"],
+    ] {
         let other = replay(extra);
-        assert!(other == base, "{extra:?} differs: {}", first_difference(&base, &other));
+        assert!(
+            other == base,
+            "{extra:?} differs: {}",
+            first_difference(&base, &other)
+        );
     }
 }
 
@@ -81,13 +115,27 @@ fn two_process_cluster_gives_the_output_of_one_process() {
         .collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let hosts = dir.path().join("hosts.txt");
-    std::fs::write(&hosts, format!("# two processes on loopback\n127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]))
-        .expect("hosts file");
+    std::fs::write(
+        &hosts,
+        format!(
+            "# two processes on loopback\n127.0.0.1:{}\n127.0.0.1:{}\n",
+            ports[0], ports[1]
+        ),
+    )
+    .expect("hosts file");
     let hosts = hosts.to_str().expect("utf-8 path");
     let mut second = bin()
         .arg("replay")
         .arg(recording())
-        .args(["--no-db", "--workers", "2", "--process", "1", "--hosts", hosts])
+        .args([
+            "--no-db",
+            "--workers",
+            "2",
+            "--process",
+            "1",
+            "--hosts",
+            hosts,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -96,7 +144,11 @@ fn two_process_cluster_gives_the_output_of_one_process() {
     let status = second.wait().expect("process 1");
     assert!(status.success(), "process 1 failed");
     let single = replay(&[]);
-    assert!(first == single, "cluster output differs: {}", first_difference(&single, &first));
+    assert!(
+        first == single,
+        "cluster output differs: {}",
+        first_difference(&single, &first)
+    );
 }
 
 #[test]

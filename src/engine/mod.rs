@@ -227,11 +227,14 @@ fn run_worker(
     let mut input = InputSession::<Time, Input, Diff>::new();
     let probe = ProbeHandle::new();
     let sink_out = (index == 0).then(|| outputs.clone());
+    // Set when the input is about to close: nothing after it is output (closing the input lets
+    // operators run their timers to the end of time in any order).
+    let end = std::rc::Rc::new(std::cell::Cell::new(Time::MAX));
     worker.dataflow::<Time, _, _>(|scope| {
         let all = input.to_collection(scope);
         let inputs = Inputs::split(all);
         let out = derived::build_all(&inputs, config);
-        sink::complete_batches(out, sink_out, &probe);
+        sink::complete_batches(out, sink_out, &probe, end.clone());
     });
     if index != 0 {
         // Only the first worker's input drives progress.
@@ -292,6 +295,7 @@ fn run_worker(
                 worker.step();
             }
             completed.store(t, Ordering::Relaxed);
+            end.set(t);
             // Closing the input ends the dataflow on every worker.
             drop(input);
             while worker.step_or_park(Some(Duration::from_millis(10))) {}

@@ -1,6 +1,6 @@
 //! The engine's output operator: gathers every output change on the first worker and delivers
 //! all changes of a time `t` together once the frontier has passed `t`, consolidated, retractions
-//! first (then by room).
+//! first (then by room). Nothing after the engine's end time is delivered.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +17,7 @@ pub fn complete_batches<'s>(
     out: Coll<'s, Output>,
     sender: Option<UnboundedSender<Batch>>,
     probe: &ProbeHandle<Time>,
+    end: std::rc::Rc<std::cell::Cell<Time>>,
 ) {
     let mut pending: BTreeMap<Time, Vec<(Output, Diff)>> = BTreeMap::new();
     let stream = out.inner.probe_with(probe);
@@ -36,6 +37,9 @@ pub fn complete_batches<'s>(
                     break;
                 }
                 let mut changes = entry.remove();
+                if t > end.get() {
+                    continue;
+                }
                 consolidate(&mut changes);
                 changes.sort_by(|(a, da), (b, db)| {
                     (da.signum(), &a.room, &a.value).cmp(&(db.signum(), &b.room, &b.value))

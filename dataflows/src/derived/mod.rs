@@ -137,6 +137,7 @@ pub struct Config {
     pub task_alerts: task_alerts::Config,
     pub task_queue: task_queue::Config,
     pub fleet_throughput: fleet_throughput::Config,
+    pub logs: logs::Config,
 }
 
 /// The typed input collections (upserts keyed by entity name; logs appended).

@@ -121,8 +121,12 @@ pub struct RobotSample {
     pub status: Option<RobotStatus>,
     /// ROS RobotMode (ROS source only).
     pub mode: Option<u32>,
+    /// The message's own counter or stamp (ROS `RobotState.seq`, adapter `unix_millis_time`):
+    /// every new message differs, a repeated one is recognised as the same sample.
+    pub stamp: u64,
     /// 0.0 to 1.0.
     pub battery: Option<F64>,
+    /// Position on `level`; NaN when the sample has no location.
     pub x: F64,
     pub y: F64,
     pub level: Name,
@@ -266,11 +270,12 @@ fn api_robots(fleet: &str, data: &Value, out: &mut Vec<Input>) {
     };
     for (name, r) in robots {
         let loc = r.get("location");
+        // A missing location is NaN: it neither moves nor anchors a robot.
         let num = |k: &str| {
             F64(loc
                 .and_then(|l| l.get(k))
                 .and_then(Value::as_f64)
-                .unwrap_or(0.0))
+                .unwrap_or(f64::NAN))
         };
         let issues = r
             .get("issues")
@@ -293,6 +298,7 @@ fn api_robots(fleet: &str, data: &Value, out: &mut Vec<Input>) {
             source: RobotSource::Api,
             status: RobotStatus::parse(json_str(r, "status")),
             mode: None,
+            stamp: json_u64(r, "unix_millis_time").unwrap_or(0),
             battery: r.get("battery").and_then(Value::as_f64).map(F64),
             x: num("x"),
             y: num("y"),
@@ -458,6 +464,7 @@ pub fn inputs(record: &Record, unix_ms: u64) -> Result<Vec<Input>, InputError> {
                         source: RobotSource::Ros,
                         status: None,
                         mode: Some(r.mode.mode),
+                        stamp: r.seq,
                         battery: Some(F64(f64::from(r.battery_percent) / 100.0)),
                         x: F64(f64::from(r.location.x)),
                         y: F64(f64::from(r.location.y)),

@@ -3,8 +3,10 @@
 //! The general form every stateful operator of `ops/` is built on. The input is an upsert
 //! collection `(key, value)`: each insertion is a new value of the key at its time (retractions of
 //! previous values carry no information and are skipped). Updates are exchanged by key, buffered
-//! until the input frontier passes their time, then handed to the logic in time order; a timer
-//! fires at exactly its time, after the inputs of that time. After each time a key was touched,
+//! until the input frontier passes their time, consolidated (a value inserted and replaced within
+//! the same time never shows), then handed to the logic in time order, and within a time in
+//! `(key, value)` order, so arrival order never matters; a timer fires at exactly its time, after
+//! the inputs of that time. After each time a key was touched,
 //! its *current outputs* are compared with the previous ones and the difference is emitted at that
 //! time (a condition is a record present while it holds); *events* are emitted once (+1).
 //!
@@ -18,6 +20,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use differential_dataflow::ExchangeData;
+
+use differential_dataflow::consolidation::consolidate;
 
 use crate::prelude::*;
 
@@ -33,7 +37,7 @@ impl<O> Ctx<'_, O> {
     /// Sets this key's (single) timer, replacing any previous one. Times at or before `t` are
     /// moved to `t + 1`.
     pub fn set_timer(&mut self, at: Time) {
-        *self.timer = Some(at.max(self.t + 1));
+        *self.timer = Some(at.max(self.t.saturating_add(1)));
     }
 
     pub fn clear_timer(&mut self) {
@@ -104,7 +108,7 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                 name,
                 move |_capability, _info| {
                     let mut keys: HashMap<K, Entry<L::State, L::Out>> = HashMap::new();
-                    let mut pending: BTreeMap<Time, Vec<(K, V)>> = BTreeMap::new();
+                    let mut pending: BTreeMap<Time, Vec<((K, V), Diff)>> = BTreeMap::new();
                     let mut timers: BTreeMap<Time, Vec<K>> = BTreeMap::new();
                     let mut held: Option<Capability<Time>> = None;
                     let mut touched: Vec<K> = Vec::new();
@@ -119,10 +123,8 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                                 held = cap.retain_least(0);
                             }
                             for container in data {
-                                for ((k, v), t, diff) in container.drain(..) {
-                                    if diff > 0 {
-                                        pending.entry(t).or_default().push((k, v));
-                                    }
+                                for (kv, t, diff) in container.drain(..) {
+                                    pending.entry(t).or_default().push((kv, diff));
                                 }
                             }
                         });
@@ -148,7 +150,15 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                             let cap = cap.delayed(&t);
                             // Inputs of time t, in arrival order.
                             if next_input == Some(t) {
-                                for (k, v) in pending.remove(&t).unwrap_or_default() {
+                                let mut batch = pending.remove(&t).unwrap_or_default();
+                                // Canonical order, whatever the arrival order: values replaced
+                                // within the same time cancel out; what remains of a key is
+                                // handled in value order.
+                                consolidate(&mut batch);
+                                for ((k, v), diff) in batch {
+                                    if diff <= 0 {
+                                        continue;
+                                    }
                                     let entry = keys.entry(k.clone()).or_insert_with(|| Entry {
                                         state: L::State::default(),
                                         timer: None,

@@ -3,7 +3,8 @@
 //!
 //! Robot samples arrive at 10 Hz but a robot's task or level changes rarely: projecting first
 //! keeps joins and reductions downstream from re-doing work for every sample. `None` means the key
-//! has no record (a previous record is retracted).
+//! has no record (a previous record is retracted). Several values of a key at one time (upserts
+//! merged under one key) are taken in value order: the greatest is the latest.
 
 use differential_dataflow::ExchangeData;
 
@@ -99,5 +100,28 @@ mod tests {
                 (('a', 3), 50, 1),
             ]
         );
+    }
+
+    #[test]
+    fn several_values_of_one_time_are_taken_in_value_order() {
+        // Two upserts (by source 0 and 1) merged under key 'a': at 10 the greatest value is the
+        // latest whatever the arrival order; at 20 the source-1 value changes, now the greatest.
+        for first in [0u8, 1] {
+            let second = 1 - first;
+            let value = |source: u8| if source == 0 { 25 } else { 12 };
+            let inputs = vec![
+                (('a', first), value(first), 10),
+                (('a', second), value(second), 10),
+                (('a', 1), 31, 20),
+            ];
+            let out = run_upsert(2, inputs, 100, |c| {
+                c.map(|((k, _), v)| (k, v))
+                    .latest_by("Tens", |_k, v: &i32| Some(*v / 10))
+            });
+            assert_eq!(
+                out,
+                vec![(('a', 2), 10, 1), (('a', 2), 20, -1), (('a', 3), 20, 1)]
+            );
+        }
     }
 }

@@ -24,7 +24,10 @@ pub struct Vertex {
 impl Vertex {
     pub fn xy(self) -> (f64, f64) {
         // `+ 0.0` turns -0.0 (row 0) into 0.0.
-        (self.col as f64 * SPACING, -(self.row as f64) * SPACING + 0.0)
+        (
+            self.col as f64 * SPACING,
+            -(self.row as f64) * SPACING + 0.0,
+        )
     }
 }
 
