@@ -100,7 +100,6 @@ fn load(path: &str) -> Recording {
                         .or_default()
                         .push(Sample {
                             t: tick(t),
-                            ros: false,
                             mode: None,
                             status: r["status"].as_str().map(str::to_string),
                             battery: r["battery"].as_f64(),
