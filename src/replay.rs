@@ -9,7 +9,7 @@ use std::io::Write;
 
 use thiserror::Error;
 
-use rmf_dash_dataflows::model::input::inputs;
+use rmf_dash_dataflows::model::input::{Names, inputs};
 use rmf_dash_dataflows::prelude::Time;
 
 use crate::engine::{Batch, Clock, Engine, EngineConfig, EngineError};
@@ -97,6 +97,7 @@ pub fn run<W: Write + Send + 'static>(
     let total = recording.counts.as_ref().map(|c| c.iter().sum());
     let mut source = Replay::new(recording, opts.policy, opts.pacing);
     let mut clock = Clock::new(opts.tick_ms);
+    let mut names = Names::default();
     let mut progress = Progress::new(format!("replaying {path}"), total);
     let (mut batch_time, mut batch) = (0, Vec::new());
     while let Some(item) = source.next_sample() {
@@ -123,7 +124,7 @@ pub fn run<W: Write + Send + 'static>(
             engine.input(batch_time, std::mem::take(&mut batch))?;
         }
         batch_time = t;
-        match inputs(&sample.record, sample.log_time / 1_000_000) {
+        match inputs(&sample.record, sample.log_time / 1_000_000, &mut names) {
             Ok(i) => batch.extend(i),
             Err(e) => {
                 summary.invalid += 1;

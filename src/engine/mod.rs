@@ -3,7 +3,7 @@
 //! as complete-time batches.
 //!
 //! - Inputs are upserts keyed by entity: the first worker keeps the latest value per key and sends
-//!   `-old +new`; logs are appended. The other workers (and the workers of other processes in a
+//!   `-old +new`; logs are appended, and so are robot samples (see `Kind::is_sample`). The other workers (and the workers of other processes in a
 //!   cluster) close their inputs, so the first worker's input alone drives progress.
 //! - Time is logical: milliseconds rounded up to the tick ([`clock`]). [`Engine::advance`] moves
 //!   time on when no data arrives, so timeouts fire.
@@ -14,7 +14,7 @@
 pub mod clock;
 mod sink;
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -84,6 +84,9 @@ pub fn read_hosts(path: &str) -> Result<Vec<String>, EngineError> {
     Ok(hosts)
 }
 
+/// How many input commands may wait for the workers before senders block.
+pub const COMMAND_BACKLOG: usize = 256;
+
 /// All changes of one logical time, retractions first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
@@ -99,7 +102,7 @@ enum Command {
 
 /// A handle to the running engine.
 pub struct Engine {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::SyncSender<Command>,
     wake: Vec<std::thread::Thread>,
     guards: Option<host::WorkerGuards<()>>,
     outputs: Option<UnboundedReceiver<Batch>>,
@@ -132,7 +135,7 @@ impl Engine {
             None if workers == 1 => (host::Config::thread(), 0),
             None => (host::Config::process(workers), 0),
         };
-        let (command_tx, command_rx) = mpsc::channel::<Command>();
+        let (command_tx, command_rx) = mpsc::sync_channel::<Command>(COMMAND_BACKLOG);
         let command_rx = Arc::new(std::sync::Mutex::new(Some(command_rx)));
         let (output_tx, output_rx) = unbounded_channel::<Batch>();
         let (thread_tx, thread_rx) = mpsc::channel::<std::thread::Thread>();
@@ -187,7 +190,9 @@ impl Engine {
     }
 
     /// Feeds the inputs of logical time `t` (times only move forward; an earlier `t` is taken as
-    /// the current time).
+    /// the current time). Blocks while the engine is [`COMMAND_BACKLOG`] commands behind, so a
+    /// source faster than the engine (a replay at full speed) is held back instead of filling
+    /// memory.
     pub fn input(&self, t: Time, inputs: Vec<Input>) -> Result<(), EngineError> {
         self.send(Command::Input(t, inputs))
     }
@@ -246,7 +251,9 @@ fn run_worker(
     let Some(rx) = commands.lock().ok().and_then(|mut r| r.take()) else {
         return;
     };
-    let mut latest: HashMap<InputKey, InputValue> = HashMap::new();
+    let mut latest: rustc_hash::FxHashMap<InputKey, InputValue> = Default::default();
+    let mut samples: rustc_hash::FxHashMap<InputKey, InputValue> = Default::default();
+    let mut last_sample: rustc_hash::FxHashMap<InputKey, u64> = Default::default();
     let mut finish: Option<Time> = None;
     loop {
         let mut moved = false;
@@ -257,13 +264,23 @@ fn run_worker(
                         input.advance_to(t);
                     }
                     count.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    samples.clear();
                     for (key, value) in batch {
                         if key.0.is_log() {
                             input.update((key, value), 1);
+                        } else if key.0.is_sample() {
+                            // The last of each key in this time wins.
+                            samples.insert(key, value);
                         } else if latest.get(&key) != Some(&value) {
                             if let Some(old) = latest.insert(key.clone(), value.clone()) {
                                 input.update((key.clone(), old), -1);
                             }
+                            input.update((key, value), 1);
+                        }
+                    }
+                    for (key, value) in samples.drain() {
+                        let hash = rustc_hash::FxBuildHasher.hash_one(&value);
+                        if last_sample.insert(key.clone(), hash) != Some(hash) {
                             input.update((key, value), 1);
                         }
                     }

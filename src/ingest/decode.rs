@@ -499,22 +499,27 @@ impl TopicDecoder {
                 message,
             })
         };
-        let value: Value = serde_json::from_str(text).map_err(|e| fail(e.to_string()))?;
-        let Value::Object(mut obj) = value else {
-            return Err(fail("not an object".into()));
-        };
-        let is_frame = obj.get("type").and_then(Value::as_str) == Some(kind.as_str())
-            && obj.get("data").is_some_and(Value::is_object);
-        let value = match obj.remove("data") {
-            Some(data) if is_frame => data,
-            Some(data) => {
-                obj.insert("data".into(), data);
-                Value::Object(obj)
-            }
-            None => Value::Object(obj),
-        };
-        Ok(Record::Json { kind, value })
+        let data = json_data(kind, text).map_err(fail)?;
+        Ok(Record::Json { kind, data })
     }
+}
+
+/// The `data` object of a fleet-adapter update: from the frame `{"type": kind, "data": {...}}`,
+/// or the text itself when it is the bare object. The text is kept as received.
+pub fn json_data(kind: JsonKind, text: &str) -> Result<std::sync::Arc<str>, String> {
+    let trimmed = text.trim();
+    if !trimmed.starts_with('{') {
+        return Err("not a JSON object".into());
+    }
+    if let Ok(frame) = serde_json::from_str::<rmf_dash_dataflows::model::api::Frame>(trimmed)
+        && frame.type_ == kind.as_str()
+        && frame.data.get().trim_start().starts_with('{')
+    {
+        return Ok(std::sync::Arc::from(frame.data.get()));
+    }
+    // Not a frame of this kind: the object itself, if it is valid JSON.
+    serde_json::from_str::<&serde_json::value::RawValue>(trimmed).map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::from(trimmed))
 }
 
 /// An internal failure: a CDR error (to be named with topic and field) or a finished error.

@@ -117,7 +117,8 @@ impl KeyedLogic for Logic {
     type Out = Output;
     type State = State;
 
-    fn input(&self, s: &mut State, _key: &Name, sample: DeviceSample, ctx: &mut Ctx<Output>) {
+    fn input(&self, s: &mut State, _key: &Name, sample: &DeviceSample, ctx: &mut Ctx<Output>) {
+        let sample = sample.clone();
         s.seen = true;
         s.dead = false;
         s.unhealthy = self.device.unhealthy(sample.mode);

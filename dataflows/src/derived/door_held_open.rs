@@ -70,7 +70,8 @@ impl KeyedLogic for Logic {
     /// The door's OPEN run; created at its first sample.
     type State = Option<Debounce>;
 
-    fn input(&self, run: &mut Option<Debounce>, _door: &Name, mode: i64, ctx: &mut Ctx<Output>) {
+    fn input(&self, run: &mut Option<Debounce>, _door: &Name, mode: &i64, ctx: &mut Ctx<Output>) {
+        let mode = *mode;
         let run = run.get_or_insert_with(|| Debounce::new(self.open_ms));
         run.update(ctx.t, is_open(mode));
         match run.deadline() {

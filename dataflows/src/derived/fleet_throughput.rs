@@ -76,7 +76,7 @@ const TASK_MEMORY_MS: Time = 24 * 60 * 60 * 1000;
 
 /// How a counted task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum Outcome {
+pub(crate) enum Outcome {
     Completed,
     Failed,
 }
@@ -93,7 +93,7 @@ impl Outcome {
 
 /// What happens in a fleet, keyed by the fleet's name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum FleetEvent {
+pub(crate) enum FleetEvent {
     /// A task was counted (the id keeps two tasks ending alike at the same time two records).
     Task {
         id: Name,
@@ -120,7 +120,8 @@ impl KeyedLogic for TaskLogic {
     type Out = (Name, FleetEvent);
     type State = bool;
 
-    fn input(&self, counted: &mut bool, id: &Name, task: TaskSample, ctx: &mut Ctx<Self::Out>) {
+    fn input(&self, counted: &mut bool, id: &Name, task: &TaskSample, ctx: &mut Ctx<Self::Out>) {
+        let task = task.clone();
         if !*counted && let Some(outcome) = Outcome::of(&task.status) {
             *counted = true;
             if !task.fleet.is_empty() {
@@ -163,9 +164,10 @@ impl KeyedLogic for RobotLogic {
         &self,
         status: &mut Option<RobotStatus>,
         name: &Name,
-        new: RobotStatus,
+        new: &RobotStatus,
         ctx: &mut Ctx<Self::Out>,
     ) {
+        let new = *new;
         if *status == Some(new) {
             return;
         }
@@ -362,9 +364,10 @@ impl<W: Window> KeyedLogic for FleetLogic<W> {
         &self,
         state: &mut Option<Fleet<W>>,
         _fleet: &Name,
-        event: FleetEvent,
+        event: &FleetEvent,
         ctx: &mut Ctx<Output>,
     ) {
+        let event = event.clone();
         let fleet = state.get_or_insert_with(|| Fleet {
             window: W::with_width(self.width),
             robots: HashMap::new(),
@@ -422,14 +425,23 @@ fn throughput<'s, W: Window>(
     )
 }
 
+/// The fleet events, built once for both windows.
+fn shared_events<'s>(inputs: &Inputs<'s>) -> Coll<'s, (Name, FleetEvent)> {
+    inputs
+        .shared
+        .fleet_events
+        .get_or_init(|| fleet_events(inputs.tasks.clone(), inputs.robots.clone(), TASK_MEMORY_MS))
+        .clone()
+}
+
 fn build_1m<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    let events = fleet_events(inputs.tasks.clone(), inputs.robots.clone(), TASK_MEMORY_MS);
+    let events = shared_events(inputs);
     let width = config.fleet_throughput.window_1m_ms;
     throughput::<Tumbling<Throughput>>(events, width, THROUGHPUT_1M.room)
 }
 
 fn build_15m<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    let events = fleet_events(inputs.tasks.clone(), inputs.robots.clone(), TASK_MEMORY_MS);
+    let events = shared_events(inputs);
     let width = config.fleet_throughput.window_15m_ms;
     throughput::<Sliding<Throughput>>(events, width, THROUGHPUT_15M.room)
 }

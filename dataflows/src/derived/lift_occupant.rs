@@ -75,14 +75,14 @@ impl KeyedLogic for RobotLogic {
     type Out = (Name, RobotView);
     type State = Robot;
 
-    fn input(&self, r: &mut Robot, _key: &Name, s: RobotSample, ctx: &mut Ctx<Self::Out>) {
+    fn input(&self, r: &mut Robot, _key: &Name, s: &RobotSample, ctx: &mut Ctx<Self::Out>) {
         if s.source == RobotSource::Api {
             r.status = s.status;
         }
         // Times arrive in order; at equal times the Api sample wins whatever the arrival order.
         let from = (ctx.t, s.source);
         if r.level_from.is_none_or(|previous| from >= previous) {
-            r.level = s.level;
+            r.level = s.level.clone();
             r.level_from = Some(from);
         }
     }

@@ -157,7 +157,8 @@ impl KeyedLogic for Dedupe {
     type Out = Output;
     type State = Seen;
 
-    fn input(&self, seen: &mut Seen, key: &Name, batch: LogBatch, ctx: &mut Ctx<Output>) {
+    fn input(&self, seen: &mut Seen, key: &Name, batch: &LogBatch, ctx: &mut Ctx<Output>) {
+        let batch = batch.clone();
         ctx.set_timer(ctx.t + self.retention);
         let fresh: Vec<(Name, LogEntry)> = batch
             .entries

@@ -157,6 +157,39 @@ pub struct Inputs<'s> {
     /// Keyed by kind for the singleton and id-keyed payload inputs.
     pub payloads: Coll<'s, (InputKey, Payload)>,
     pub alerts: Coll<'s, (Name, AlertSample)>,
+    /// Intermediate collections several events use, built once.
+    pub(crate) shared: Shared<'s>,
+}
+
+/// Collections built once for several events (see [`robot_conditions`]).
+#[derive(Clone, Default)]
+pub(crate) struct Shared<'s> {
+    robot_conditions: std::cell::OnceCell<Coll<'s, Output>>,
+    pub(crate) fleet_events: std::cell::OnceCell<Coll<'s, (Name, fleet_throughput::FleetEvent)>>,
+}
+
+/// Robot health, battery low and stuck read every robot sample (the busiest input): they run as
+/// one keyed operator (one exchange, one lookup per sample, see `ops::keyed::Both`), and each
+/// event takes its rooms from the common output.
+fn robot_conditions<'s>(inputs: &Inputs<'s>, config: &Config) -> Coll<'s, Output> {
+    use crate::ops::keyed::{Both, KeyedProcess};
+    inputs
+        .shared
+        .robot_conditions
+        .get_or_init(|| {
+            let logic = Both(
+                robot_health::logic(&config.robot_health),
+                Both(
+                    robot_battery_low::logic(&config.robot_battery_low),
+                    robot_stuck::logic(&config.robot_stuck),
+                ),
+            );
+            inputs
+                .robots
+                .clone()
+                .keyed_process("RobotConditions", logic)
+        })
+        .clone()
 }
 
 const PARTS: u64 = 11;
@@ -249,6 +282,7 @@ impl<'s> Inputs<'s> {
             fleet_logs,
             payloads,
             alerts,
+            shared: Shared::default(),
         }
     }
 }

@@ -22,7 +22,9 @@ use serde_json::json;
 use super::*;
 use crate::ops::debounce::Change;
 use crate::ops::hysteresis::Hysteresis;
-use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
+#[cfg(test)]
+use crate::ops::keyed::KeyedProcess;
+use crate::ops::keyed::{Ctx, KeyedLogic};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -87,7 +89,7 @@ impl State {
     }
 }
 
-struct Logic {
+pub(super) struct Logic {
     config: Config,
 }
 
@@ -97,7 +99,7 @@ impl KeyedLogic for Logic {
     type Out = Output;
     type State = State;
 
-    fn input(&self, s: &mut State, _key: &Name, sample: RobotSample, ctx: &mut Ctx<Output>) {
+    fn input(&self, s: &mut State, _key: &Name, sample: &RobotSample, ctx: &mut Ctx<Output>) {
         let Some(F64(battery)) = sample.battery.filter(|b| !b.0.is_nan()) else {
             return;
         };
@@ -140,17 +142,20 @@ impl KeyedLogic for Logic {
     }
 }
 
-fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<'s, Output> {
-    robots.keyed_process(
-        "RobotBatteryLow",
-        Logic {
-            config: config.clone(),
-        },
-    )
+pub(super) fn logic(config: &Config) -> Logic {
+    Logic {
+        config: config.clone(),
+    }
 }
 
+#[cfg(test)]
+fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<'s, Output> {
+    robots.keyed_process("RobotBatteryLow", logic(config))
+}
+
+/// Runs in the robot conditions operator shared with health and stuck.
 fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    dataflow(inputs.robots.clone(), &config.robot_battery_low)
+    robot_conditions(inputs, config).filter(|o| o.room.ends_with("/battery_low"))
 }
 
 #[cfg(test)]

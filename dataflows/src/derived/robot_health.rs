@@ -21,7 +21,9 @@ use super::device_health::{Health, health_output};
 use super::*;
 use crate::model::ros::RobotMode;
 use crate::ops::heartbeat::Liveness;
-use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
+#[cfg(test)]
+use crate::ops::keyed::KeyedProcess;
+use crate::ops::keyed::{Ctx, KeyedLogic};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -85,7 +87,7 @@ struct Verdict {
     output: Output,
 }
 
-struct Logic {
+pub(super) struct Logic {
     window: Time,
     dead_message: String,
 }
@@ -124,7 +126,7 @@ impl KeyedLogic for Logic {
     type Out = Output;
     type State = State;
 
-    fn input(&self, s: &mut State, key: &Name, sample: RobotSample, ctx: &mut Ctx<Output>) {
+    fn input(&self, s: &mut State, key: &Name, sample: &RobotSample, ctx: &mut Ctx<Output>) {
         match sample.source {
             RobotSource::Api => {
                 s.api.clear();
@@ -152,20 +154,23 @@ impl KeyedLogic for Logic {
     }
 }
 
-fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<'s, Output> {
+pub(super) fn logic(config: &Config) -> Logic {
     // Liveness takes a window of 0 as 1 ms; the message says the window it uses.
     let window = config.liveliness_ms.max(1);
-    robots.keyed_process(
-        "RobotHealth",
-        Logic {
-            window,
-            dead_message: format!("no state received for {} s", window as f64 / 1000.0),
-        },
-    )
+    Logic {
+        window,
+        dead_message: format!("no state received for {} s", window as f64 / 1000.0),
+    }
 }
 
+#[cfg(test)]
+fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<'s, Output> {
+    robots.keyed_process("RobotHealth", logic(config))
+}
+
+/// Runs in the robot conditions operator shared with battery low and stuck.
 fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    dataflow(inputs.robots.clone(), &config.robot_health)
+    robot_conditions(inputs, config).filter(|o| o.room.ends_with("/health"))
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::*;
-use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
+#[cfg(test)]
+use crate::ops::keyed::KeyedProcess;
+use crate::ops::keyed::{Ctx, KeyedLogic};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,7 +81,7 @@ impl State {
     }
 }
 
-struct Logic {
+pub(super) struct Logic {
     config: Config,
 }
 
@@ -103,7 +105,7 @@ impl KeyedLogic for Logic {
     type Out = Output;
     type State = State;
 
-    fn input(&self, s: &mut State, _key: &Name, sample: RobotSample, ctx: &mut Ctx<Output>) {
+    fn input(&self, s: &mut State, _key: &Name, sample: &RobotSample, ctx: &mut Ctx<Output>) {
         let t = ctx.t;
         if sample.source == RobotSource::Api {
             if sample.status == Some(RobotStatus::Working) {
@@ -120,7 +122,7 @@ impl KeyedLogic for Logic {
             s.anchor = Some(Anchor {
                 x,
                 y,
-                level: sample.level,
+                level: sample.level.clone(),
                 t,
             });
         }
@@ -153,17 +155,20 @@ impl KeyedLogic for Logic {
     }
 }
 
-fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<'s, Output> {
-    robots.keyed_process(
-        "RobotStuck",
-        Logic {
-            config: config.clone(),
-        },
-    )
+pub(super) fn logic(config: &Config) -> Logic {
+    Logic {
+        config: config.clone(),
+    }
 }
 
+#[cfg(test)]
+fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<'s, Output> {
+    robots.keyed_process("RobotStuck", logic(config))
+}
+
+/// Runs in the robot conditions operator shared with health and battery low.
 fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    dataflow(inputs.robots.clone(), &config.robot_stuck)
+    robot_conditions(inputs, config).filter(|o| o.room.ends_with("/stuck"))
 }
 
 #[cfg(test)]

@@ -222,7 +222,8 @@ impl KeyedLogic for Logic {
     type Out = Output;
     type State = Alerted;
 
-    fn input(&self, a: &mut Alerted, task_id: &Name, event: TaskEvent, ctx: &mut Ctx<Output>) {
+    fn input(&self, a: &mut Alerted, task_id: &Name, event: &TaskEvent, ctx: &mut Ctx<Output>) {
+        let event = event.clone();
         ctx.set_timer(ctx.t + self.retention);
         match event {
             TaskEvent::State(s) => {

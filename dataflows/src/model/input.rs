@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ros::*;
-use super::{JsonKind, Record};
+use super::{JsonKind, Record, api};
+use std::borrow::Cow;
 
 /// A JSON payload, encoded once and shared.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -60,7 +61,128 @@ impl std::hash::Hash for F64 {
     }
 }
 
-pub type Name = CompactString;
+/// An entity name (door, lift, fleet/robot, task id, level, ...): shared text, so that clones
+/// through the dataflow are a reference-count increment; ordered and hashed by its text.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Self {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<&String> for Name {
+    fn from(s: &String) -> Self {
+        Name(Arc::from(s.as_str()))
+    }
+}
+
+impl From<CompactString> for Name {
+    fn from(s: CompactString) -> Self {
+        Name(Arc::from(s.as_str()))
+    }
+}
+
+impl From<&CompactString> for Name {
+    fn from(s: &CompactString) -> Self {
+        Name(Arc::from(s.as_str()))
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+/// Interns the names that recur in every message (robots, fleets, levels, devices) so that
+/// turning a message into inputs does not allocate for them. Task ids are not interned (they
+/// never stop coming).
+#[derive(Default)]
+pub struct Names {
+    known: std::collections::HashMap<Box<str>, Name>,
+    scratch: String,
+}
+
+impl Names {
+    /// At most this many names are kept (a bound against unbounded inputs); beyond, names are
+    /// allocated as they come.
+    pub const LIMIT: usize = 1 << 20;
+
+    pub fn get(&mut self, s: &str) -> Name {
+        if let Some(n) = self.known.get(s) {
+            return n.clone();
+        }
+        let n = Name::from(s);
+        if self.known.len() < Self::LIMIT {
+            self.known.insert(Box::from(s), n.clone());
+        }
+        n
+    }
+
+    /// The name `fleet/robot`.
+    pub fn robot(&mut self, fleet: &str, robot: &str) -> Name {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.push_str(fleet);
+        scratch.push('/');
+        scratch.push_str(robot);
+        let n = self.get(&scratch);
+        self.scratch = scratch;
+        n
+    }
+}
 
 /// A robot is known by its fleet and name.
 pub type RobotKey = (Name, Name);
@@ -221,6 +343,13 @@ impl Kind {
     pub fn is_log(self) -> bool {
         matches!(self, Kind::FleetLog | Kind::TaskLog)
     }
+
+    /// Robot samples are only read by keyed operators, which ignore retractions: the engine
+    /// appends them (the last of a key per time, a sample identical to the key's previous one
+    /// skipped) instead of sending `-old +new`, halving the traffic of the busiest input.
+    pub fn is_sample(self) -> bool {
+        matches!(self, Kind::Robot(_))
+    }
 }
 
 /// An engine input value.
@@ -241,10 +370,6 @@ pub type InputKey = (Kind, Name);
 /// One engine input.
 pub type Input = (InputKey, InputValue);
 
-fn json_u64(v: &Value, key: &str) -> Option<u64> {
-    v.get(key).and_then(Value::as_u64)
-}
-
 fn json_str<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
@@ -264,50 +389,43 @@ fn invalid(kind: JsonKind, message: impl Into<String>) -> InputError {
 }
 
 /// The robot samples of a fleet-adapter `fleet_state` JSON object.
-fn api_robots(fleet: &str, data: &Value, out: &mut Vec<Input>) {
-    let Some(robots) = data.get("robots").and_then(Value::as_object) else {
-        return;
-    };
-    for (name, r) in robots {
-        let loc = r.get("location");
+fn api_robots(fleet: &api::FleetState<'_>, names: &mut Names, out: &mut Vec<Input>) {
+    for (name, r) in fleet.robots.iter().flatten() {
+        let loc = r.location.as_ref();
         // A missing location is NaN: it neither moves nor anchors a robot.
-        let num = |k: &str| {
-            F64(loc
-                .and_then(|l| l.get(k))
-                .and_then(Value::as_f64)
-                .unwrap_or(f64::NAN))
-        };
+        let num = |v: Option<f64>| F64(v.unwrap_or(f64::NAN));
         let issues = r
-            .get("issues")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|i| {
-                        format!(
-                            "{}: {}",
-                            json_str(i, "category"),
-                            i.get("detail")
-                                .map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_string))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect()
+            .issues
+            .iter()
+            .flatten()
+            .map(|i| {
+                let detail = i.detail.map(|d| {
+                    serde_json::from_str::<String>(d.get()).unwrap_or_else(|_| d.get().to_string())
+                });
+                format!(
+                    "{}: {}",
+                    i.category.as_deref().unwrap_or_default(),
+                    detail.unwrap_or_default()
+                )
             })
-            .unwrap_or_default();
+            .collect();
         let sample = RobotSample {
             source: RobotSource::Api,
-            status: RobotStatus::parse(json_str(r, "status")),
+            status: r.status.as_deref().and_then(RobotStatus::parse),
             mode: None,
-            stamp: json_u64(r, "unix_millis_time").unwrap_or(0),
-            battery: r.get("battery").and_then(Value::as_f64).map(F64),
-            x: num("x"),
-            y: num("y"),
-            level: loc.map(|l| json_str(l, "map")).unwrap_or_default().into(),
-            task_id: json_str(r, "task_id").into(),
+            stamp: r.unix_millis_time.unwrap_or(0),
+            battery: r.battery.map(F64),
+            x: num(loc.and_then(|l| l.x)),
+            y: num(loc.and_then(|l| l.y)),
+            level: names.get(loc.and_then(|l| l.map.as_deref()).unwrap_or_default()),
+            task_id: r.task_id.as_deref().unwrap_or_default().into(),
             issues,
         };
         out.push((
-            (Kind::Robot(RobotSource::Api), robot_name(fleet, name)),
+            (
+                Kind::Robot(RobotSource::Api),
+                names.robot(&fleet.name, name),
+            ),
             InputValue::Robot(sample),
         ));
     }
@@ -315,7 +433,7 @@ fn api_robots(fleet: &str, data: &Value, out: &mut Vec<Input>) {
 
 /// The entity name of a robot input: `fleet/robot`.
 pub fn robot_name(fleet: &str, robot: &str) -> Name {
-    compact_str::format_compact!("{fleet}/{robot}")
+    Name::from(format!("{fleet}/{robot}"))
 }
 
 /// Splits `fleet/robot` (fleet names contain no `/` in RMF).
@@ -326,79 +444,75 @@ pub fn split_robot(name: &str) -> RobotKey {
     }
 }
 
-fn task_sample(data: &Value) -> Result<(Name, TaskSample), InputError> {
+fn task_sample(text: &Arc<str>) -> Result<(Name, TaskSample), InputError> {
     let k = JsonKind::TaskStateUpdate;
-    let booking = data
-        .get("booking")
-        .ok_or_else(|| invalid(k, "missing booking"))?;
-    let id = booking
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid(k, "missing booking.id"))?;
-    let assigned = data.get("assigned_to");
-    let dispatch = data.get("dispatch");
-    let assignment = dispatch.and_then(|d| d.get("assignment"));
+    let t: api::TaskState = serde_json::from_str(text).map_err(|e| invalid(k, e.to_string()))?;
+    if t.booking.id.is_empty() {
+        return Err(invalid(k, "empty booking.id"));
+    }
+    let nonempty =
+        |c: &Option<Cow<str>>| c.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+    let assigned = t.assigned_to.as_ref();
+    let assignment = t.dispatch.as_ref().and_then(|d| d.assignment.as_ref());
     let fleet = assigned
-        .map(|a| json_str(a, "group"))
-        .filter(|s| !s.is_empty())
-        .or_else(|| assignment.map(|a| json_str(a, "fleet_name")))
+        .and_then(|a| nonempty(&a.group))
+        .or_else(|| assignment.and_then(|a| nonempty(&a.fleet_name)))
         .unwrap_or_default();
     let robot = assigned
-        .map(|a| json_str(a, "name"))
-        .filter(|s| !s.is_empty())
-        .or_else(|| assignment.map(|a| json_str(a, "expected_robot_name")))
+        .and_then(|a| nonempty(&a.name))
+        .or_else(|| assignment.and_then(|a| nonempty(&a.expected_robot_name)))
         .unwrap_or_default();
-    let active_phase = data.get("active").and_then(Value::as_u64).map(|id| {
-        let category = data
-            .get("phases")
-            .and_then(|p| p.get(id.to_string()))
-            .map(|p| json_str(p, "category"))
+    let active_phase = t.active.map(|id| {
+        let category = t
+            .phases
+            .as_ref()
+            .and_then(|p| p.get(id.to_string().as_str()))
+            .and_then(|p| p.category.as_deref())
             .unwrap_or_default();
         (id, Name::from(category))
     });
-    let dispatch_errors = dispatch
-        .and_then(|d| d.get("errors"))
-        .filter(|e| e.as_array().is_some_and(|a| !a.is_empty()))
-        .map(Value::to_string)
+    let dispatch_errors = t
+        .dispatch
+        .as_ref()
+        .and_then(|d| d.errors)
+        .map(|e| e.get().trim())
+        .filter(|e| e.starts_with('[') && *e != "[]" && e.len() > 2)
+        .map(str::to_string)
         .unwrap_or_default();
     Ok((
-        id.into(),
+        Name::from(&*t.booking.id),
         TaskSample {
-            status: json_str(data, "status").into(),
-            category: json_str(data, "category").into(),
+            status: t.status.as_deref().unwrap_or_default().into(),
+            category: t.category.as_deref().unwrap_or_default().into(),
             fleet: fleet.into(),
             robot: robot.into(),
-            request_ms: json_u64(booking, "unix_millis_request_time"),
-            start_ms: json_u64(data, "unix_millis_start_time"),
-            finish_ms: json_u64(data, "unix_millis_finish_time"),
-            estimate_ms: json_u64(data, "estimate_millis"),
+            request_ms: t.booking.unix_millis_request_time,
+            start_ms: t.unix_millis_start_time,
+            finish_ms: t.unix_millis_finish_time,
+            estimate_ms: t.estimate_millis,
             active_phase,
-            dispatch_status: dispatch
-                .map(|d| json_str(d, "status"))
+            dispatch_status: t
+                .dispatch
+                .as_ref()
+                .and_then(|d| d.status.as_deref())
                 .unwrap_or_default()
                 .into(),
             dispatch_errors,
-            payload: Payload::of(data),
+            payload: Payload(text.clone()),
         },
     ))
 }
 
-fn log_entries(stream: &str, v: Option<&Value>, out: &mut Vec<(Name, LogEntry)>) {
-    let Some(entries) = v.and_then(Value::as_array) else {
-        return;
-    };
-    for e in entries {
-        let Some(seq) = e.get("seq").and_then(Value::as_u64) else {
-            continue;
-        };
+fn log_entries(stream: &str, v: Option<&Vec<api::LogEntry<'_>>>, out: &mut Vec<(Name, LogEntry)>) {
+    for e in v.into_iter().flatten() {
+        let Some(seq) = e.seq else { continue };
         out.push((
             stream.into(),
             LogEntry {
                 seq: seq as u32,
-                tier: json_str(e, "tier").into(),
-                unix_millis_time: json_u64(e, "unix_millis_time").unwrap_or(0),
-                text: json_str(e, "text").to_string(),
+                tier: e.tier.as_deref().unwrap_or_default().into(),
+                unix_millis_time: e.unix_millis_time.unwrap_or(0),
+                text: e.text.as_deref().unwrap_or_default().to_string(),
             },
         ));
     }
@@ -426,30 +540,30 @@ fn alert_payload(a: &Alert, unix_ms: u64) -> Payload {
 
 /// The inputs of a decoded record received at `unix_ms` (receive time, for payloads that carry
 /// one, like alerts).
-pub fn inputs(record: &Record, unix_ms: u64) -> Result<Vec<Input>, InputError> {
+pub fn inputs(record: &Record, unix_ms: u64, names: &mut Names) -> Result<Vec<Input>, InputError> {
     let mut out = Vec::new();
     match record {
         Record::DoorState(d) => out.push((
-            (Kind::Door, d.door_name.clone()),
+            (Kind::Door, names.get(&d.door_name)),
             InputValue::Device(DeviceSample {
                 mode: i64::from(d.current_mode.value),
                 payload: Payload::of(d),
             }),
         )),
         Record::LiftState(l) => out.push((
-            (Kind::Lift, l.lift_name.clone()),
+            (Kind::Lift, names.get(&l.lift_name)),
             InputValue::Lift(LiftSample {
                 mode: l.current_mode,
                 door_state: l.door_state,
-                current_floor: l.current_floor.clone(),
-                session_id: l.session_id.clone(),
+                current_floor: names.get(&l.current_floor),
+                session_id: names.get(&l.session_id),
                 payload: Payload::of(l),
             }),
         )),
         Record::DispenserState(w) | Record::IngestorState(w) => {
             let kind = if matches!(record, Record::DispenserState(_)) { Kind::Dispenser } else { Kind::Ingestor };
             out.push((
-                (kind, w.guid.clone()),
+                (kind, names.get(&w.guid)),
                 InputValue::Device(DeviceSample {
                     mode: i64::from(w.mode),
                     payload: Payload::of(w),
@@ -459,7 +573,7 @@ pub fn inputs(record: &Record, unix_ms: u64) -> Result<Vec<Input>, InputError> {
         Record::FleetState(f) => {
             for r in &f.robots {
                 out.push((
-                    (Kind::Robot(RobotSource::Ros), robot_name(&f.name, &r.name)),
+                    (Kind::Robot(RobotSource::Ros), names.robot(&f.name, &r.name)),
                     InputValue::Robot(RobotSample {
                         source: RobotSource::Ros,
                         status: None,
@@ -468,24 +582,24 @@ pub fn inputs(record: &Record, unix_ms: u64) -> Result<Vec<Input>, InputError> {
                         battery: Some(F64(f64::from(r.battery_percent) / 100.0)),
                         x: F64(f64::from(r.location.x)),
                         y: F64(f64::from(r.location.y)),
-                        level: r.location.level_name.clone(),
-                        task_id: r.task_id.clone(),
+                        level: names.get(&r.location.level_name),
+                        task_id: Name::from(&r.task_id),
                         issues: Vec::new(),
                     }),
                 ));
             }
         }
         Record::BuildingMap(m) => out.push(((Kind::BuildingMap, Name::default()), InputValue::Payload(building_map_payload(m)))),
-        Record::BeaconState(b) => out.push(((Kind::Beacon, b.id.clone()), InputValue::Payload(Payload::of(b)))),
+        Record::BeaconState(b) => out.push(((Kind::Beacon, names.get(&b.id)), InputValue::Payload(Payload::of(b)))),
         Record::Alert(a) => out.push((
-            (Kind::Alert, a.id.clone()),
+            (Kind::Alert, names.get(&a.id)),
             InputValue::Alert(AlertSample {
-                task_id: a.task_id.clone(),
+                task_id: Name::from(&a.task_id),
                 payload: alert_payload(a, unix_ms),
             }),
         )),
         Record::AlertResponse(r) => out.push((
-            (Kind::AlertResponse, r.id.clone()),
+            (Kind::AlertResponse, names.get(&r.id)),
             InputValue::Payload(Payload::of(&serde_json::json!({"id": r.id, "unix_millis_response_time": unix_ms, "response": r.response}))),
         )),
         Record::DeliveryAlertRequest(d) => {
@@ -493,7 +607,7 @@ pub fn inputs(record: &Record, unix_ms: u64) -> Result<Vec<Input>, InputError> {
             let tier = if d.tier.value == 1 { "error" } else { "warning" };
             let action = ["waiting", "cancel", "override", "resume"].get(d.action.value as usize).copied().unwrap_or("waiting");
             out.push((
-                (Kind::DeliveryAlert, d.id.clone()),
+                (Kind::DeliveryAlert, names.get(&d.id)),
                 InputValue::Payload(Payload::of(&serde_json::json!({"id": d.id, "category": category, "tier": tier, "action": action, "task_id": d.task_id, "message": d.message}))),
             ));
         }
@@ -501,56 +615,44 @@ pub fn inputs(record: &Record, unix_ms: u64) -> Result<Vec<Input>, InputError> {
             (Kind::FireAlarm, Name::default()),
             InputValue::Payload(Payload::of(&serde_json::json!({"unix_millis_time": unix_ms, "trigger": trigger}))),
         )),
-        Record::Json { kind, value } => match kind {
+        Record::Json { kind, data } => match kind {
             JsonKind::FleetStateUpdate => {
-                let name = value
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| invalid(*kind, "missing name"))?;
-                if !value.get("robots").is_none_or(Value::is_object) {
-                    return Err(invalid(*kind, "robots is not an object"));
+                let f: api::FleetState = serde_json::from_str(data).map_err(|e| invalid(*kind, e.to_string()))?;
+                if f.name.is_empty() {
+                    return Err(invalid(*kind, "empty name"));
                 }
-                out.push(((Kind::Fleet, name.into()), InputValue::Payload(Payload::of(value))));
-                api_robots(name, value, &mut out);
+                out.push(((Kind::Fleet, names.get(&f.name)), InputValue::Payload(Payload(data.clone()))));
+                api_robots(&f, names, &mut out);
             }
             JsonKind::TaskStateUpdate => {
-                let (id, sample) = task_sample(value)?;
+                let (id, sample) = task_sample(data)?;
                 out.push(((Kind::Task, id), InputValue::Task(sample)));
             }
             JsonKind::TaskLogUpdate => {
-                let id = value
-                    .get("task_id")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| invalid(*kind, "missing task_id"))?;
+                let l: api::TaskLog = serde_json::from_str(data).map_err(|e| invalid(*kind, e.to_string()))?;
+                if l.task_id.is_empty() {
+                    return Err(invalid(*kind, "empty task_id"));
+                }
                 let mut entries = Vec::new();
-                log_entries("", value.get("log"), &mut entries);
-                if let Some(phases) = value.get("phases").and_then(Value::as_object) {
-                    for (phase, p) in phases {
-                        log_entries(phase, p.get("log"), &mut entries);
-                        if let Some(events) = p.get("events").and_then(Value::as_object) {
-                            for (event, log) in events {
-                                log_entries(&format!("{phase}/{event}"), Some(log), &mut entries);
-                            }
-                        }
+                log_entries("", l.log.as_ref(), &mut entries);
+                for (phase, p) in l.phases.iter().flatten() {
+                    log_entries(phase, p.log.as_ref(), &mut entries);
+                    for (event, log) in p.events.iter().flatten() {
+                        log_entries(&format!("{phase}/{event}"), Some(log), &mut entries);
                     }
                 }
-                out.push(((Kind::TaskLog, id.into()), InputValue::Log(LogBatch { entries })));
+                out.push(((Kind::TaskLog, Name::from(&*l.task_id)), InputValue::Log(LogBatch { entries })));
             }
             JsonKind::FleetLogUpdate => {
-                let name = value
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| invalid(*kind, "missing name"))?;
-                let mut entries = Vec::new();
-                if let Some(robots) = value.get("robots").and_then(Value::as_object) {
-                    for (robot, log) in robots {
-                        log_entries(robot, Some(log), &mut entries);
-                    }
+                let l: api::FleetLog = serde_json::from_str(data).map_err(|e| invalid(*kind, e.to_string()))?;
+                if l.name.is_empty() {
+                    return Err(invalid(*kind, "empty name"));
                 }
-                out.push(((Kind::FleetLog, name.into()), InputValue::Log(LogBatch { entries })));
+                let mut entries = Vec::new();
+                for (robot, log) in l.robots.iter().flatten() {
+                    log_entries(robot, Some(log), &mut entries);
+                }
+                out.push(((Kind::FleetLog, names.get(&l.name)), InputValue::Log(LogBatch { entries })));
             }
         },
         // Commands and their answers are not engine inputs.

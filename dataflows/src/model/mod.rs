@@ -3,6 +3,7 @@
 //! `ros` holds the RMF ROS 2 messages; [`Record`] is one decoded input, classified by what it
 //! means to rmf-dash (the same ROS type can mean different things on different topics).
 
+pub mod api;
 pub mod input;
 pub mod ros;
 
@@ -64,10 +65,11 @@ pub enum Record {
     BuildingMap(Box<BuildingMap>),
     /// `fire_alarm_trigger`: true = alarm, false = reset.
     FireAlarmTrigger(bool),
-    /// A fleet-adapter JSON update; `value` is the frame's `data`, kept as received.
+    /// A fleet-adapter JSON update; `data` is the text of the frame's `data` object, exactly as
+    /// received (it becomes the room payload unchanged).
     Json {
         kind: JsonKind,
-        value: serde_json::Value,
+        data: std::sync::Arc<str>,
     },
     /// Any other message, decoded generically.
     Other {

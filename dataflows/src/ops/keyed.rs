@@ -15,7 +15,9 @@
 //! inputs are processed and timers after the last of them are dropped (nothing happens after the
 //! end of the stream).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -61,12 +63,13 @@ pub trait KeyedLogic: 'static {
     type Out: ExchangeData;
     type State: Default + 'static;
 
-    /// A new value of `key`.
+    /// A new value of `key` (by reference: several logics can share one operator, see
+    /// [`Both`]).
     fn input(
         &self,
         state: &mut Self::State,
         key: &Self::Key,
-        value: Self::In,
+        value: &Self::In,
         ctx: &mut Ctx<Self::Out>,
     );
 
@@ -80,6 +83,95 @@ pub trait KeyedLogic: 'static {
     /// is not kept is forgotten.
     fn keep(&self, _state: &Self::State) -> bool {
         true
+    }
+}
+
+/// Two logics on the same keyed input, in one operator (one exchange, one lookup per value):
+/// each keeps its own state and timer; the key's timer is the earlier of the two, and outputs
+/// and events are the union.
+pub struct Both<A, B>(pub A, pub B);
+
+/// The state of [`Both`]: each logic's state and timer.
+#[derive(Default)]
+pub struct BothState<SA, SB> {
+    a: SA,
+    b: SB,
+    timer_a: Option<Time>,
+    timer_b: Option<Time>,
+}
+
+impl<SA, SB> BothState<SA, SB> {
+    fn timer(&self) -> Option<Time> {
+        match (self.timer_a, self.timer_b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl<A, B> KeyedLogic for Both<A, B>
+where
+    A: KeyedLogic,
+    B: KeyedLogic<Key = A::Key, In = A::In, Out = A::Out>,
+{
+    type Key = A::Key;
+    type In = A::In;
+    type Out = A::Out;
+    type State = BothState<A::State, B::State>;
+
+    fn input(
+        &self,
+        s: &mut Self::State,
+        key: &Self::Key,
+        value: &Self::In,
+        ctx: &mut Ctx<Self::Out>,
+    ) {
+        let t = ctx.t;
+        let mut sub = Ctx {
+            t,
+            timer: &mut s.timer_a,
+            events: ctx.events,
+        };
+        self.0.input(&mut s.a, key, value, &mut sub);
+        let mut sub = Ctx {
+            t,
+            timer: &mut s.timer_b,
+            events: ctx.events,
+        };
+        self.1.input(&mut s.b, key, value, &mut sub);
+        *ctx.timer = s.timer();
+    }
+
+    fn timer(&self, s: &mut Self::State, key: &Self::Key, ctx: &mut Ctx<Self::Out>) {
+        let t = ctx.t;
+        if s.timer_a.is_some_and(|a| a <= t) {
+            s.timer_a = None;
+            let mut sub = Ctx {
+                t,
+                timer: &mut s.timer_a,
+                events: ctx.events,
+            };
+            self.0.timer(&mut s.a, key, &mut sub);
+        }
+        if s.timer_b.is_some_and(|b| b <= t) {
+            s.timer_b = None;
+            let mut sub = Ctx {
+                t,
+                timer: &mut s.timer_b,
+                events: ctx.events,
+            };
+            self.1.timer(&mut s.b, key, &mut sub);
+        }
+        *ctx.timer = s.timer();
+    }
+
+    fn output(&self, s: &Self::State, key: &Self::Key, out: &mut Vec<Self::Out>) {
+        self.0.output(&s.a, key, out);
+        self.1.output(&s.b, key, out);
+    }
+
+    fn keep(&self, s: &Self::State) -> bool {
+        self.0.keep(&s.a) || self.1.keep(&s.b)
     }
 }
 
@@ -107,7 +199,7 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                 exchange,
                 name,
                 move |_capability, _info| {
-                    let mut keys: HashMap<K, Entry<L::State, L::Out>> = HashMap::new();
+                    let mut keys: FxHashMap<K, Entry<L::State, L::Out>> = FxHashMap::default();
                     let mut pending: BTreeMap<Time, Vec<((K, V), Diff)>> = BTreeMap::new();
                     let mut timers: BTreeMap<Time, Vec<K>> = BTreeMap::new();
                     let mut held: Option<Capability<Time>> = None;
@@ -167,7 +259,7 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                                     });
                                     let mut timer = entry.timer;
                                     let mut ctx = Ctx { t, timer: &mut timer, events: &mut events };
-                                    logic.input(&mut entry.state, &k, v, &mut ctx);
+                                    logic.input(&mut entry.state, &k, &v, &mut ctx);
                                     schedule(&mut timers, &k, entry.timer, timer);
                                     entry.timer = timer;
                                     if !entry.touched {

@@ -35,8 +35,8 @@ where
     type Out = (K, P);
     type State = Option<P>;
 
-    fn input(&self, state: &mut Option<P>, key: &K, value: V, _ctx: &mut Ctx<(K, P)>) {
-        *state = (self.project)(key, &value);
+    fn input(&self, state: &mut Option<P>, key: &K, value: &V, _ctx: &mut Ctx<(K, P)>) {
+        *state = (self.project)(key, value);
     }
 
     fn output(&self, state: &Option<P>, key: &K, out: &mut Vec<(K, P)>) {
