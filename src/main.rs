@@ -28,6 +28,29 @@ enum Command {
     Trace(TraceCommand),
     /// Run a recording through the engine (as fast as possible by default).
     Replay(ReplayArgs),
+    /// Measure every performance figure against its baseline on a generated trace.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, value_enum, default_value = "1k")]
+    site: rmf_dash::bench::BenchSite,
+    /// Length of the generated trace.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Smoke run (hotel site, 30 s): finishes in well under 2 minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Write the JSON report here.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Where to generate the trace (default: a temporary directory).
+    #[arg(long)]
+    workdir: Option<std::path::PathBuf>,
+    /// Only these sections: decode, engine, latency (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[derive(Args)]
@@ -192,7 +215,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Trace(t)) => run_trace(t),
         Some(Command::Replay(r)) => run_replay(r),
+        Some(Command::Bench(b)) => run_bench(b),
     }
+}
+
+fn run_bench(args: BenchArgs) -> Result<ExitCode> {
+    let temp;
+    let workdir = match &args.workdir {
+        Some(w) => w.clone(),
+        None => {
+            temp = std::env::temp_dir().join(format!("rmf-dash-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&temp)?;
+            temp.clone()
+        }
+    };
+    let opts = rmf_dash::bench::BenchOptions {
+        site: args.site,
+        duration: args.duration,
+        quick: args.quick,
+        tick_ms: 10,
+        only: args.only,
+    };
+    let report = rmf_dash::bench::run(&opts, &workdir);
+    if args.workdir.is_none() {
+        let _ = std::fs::remove_dir_all(&workdir);
+    }
+    let report = report?;
+    print!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("report written to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A duplicate of stdout for data, with the process's stdout then pointed at stderr.

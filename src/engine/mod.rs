@@ -106,8 +106,8 @@ pub struct Engine {
     wake: Vec<std::thread::Thread>,
     guards: Option<host::WorkerGuards<()>>,
     outputs: Option<UnboundedReceiver<Batch>>,
-    /// Logical time of the last complete output (the frontier as seen by consumers).
-    pub completed: Arc<AtomicU64>,
+    /// Every output of a logical time before this one has been delivered (the output frontier).
+    pub delivered: Arc<AtomicU64>,
     /// Records received so far.
     pub inputs: Arc<AtomicU64>,
     /// Whether this process delivers output (process 0 of a cluster).
@@ -139,10 +139,10 @@ impl Engine {
         let command_rx = Arc::new(std::sync::Mutex::new(Some(command_rx)));
         let (output_tx, output_rx) = unbounded_channel::<Batch>();
         let (thread_tx, thread_rx) = mpsc::channel::<std::thread::Thread>();
-        let completed = Arc::new(AtomicU64::new(0));
+        let delivered = Arc::new(AtomicU64::new(0));
         let inputs_count = Arc::new(AtomicU64::new(0));
         let derived_config = Arc::new(config.derived.clone());
-        let (completed2, inputs2) = (completed.clone(), inputs_count.clone());
+        let (delivered2, inputs2) = (delivered.clone(), inputs_count.clone());
         let guards = host::execute(timely_config, move |worker| {
             let _ = thread_tx.send(std::thread::current());
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -151,7 +151,7 @@ impl Engine {
                     &command_rx,
                     &output_tx,
                     &derived_config,
-                    &completed2,
+                    &delivered2,
                     &inputs2,
                 )
             }));
@@ -175,7 +175,7 @@ impl Engine {
             wake,
             guards: Some(guards),
             outputs: Some(output_rx),
-            completed,
+            delivered,
             inputs: inputs_count,
             delivers: process == 0,
         })
@@ -225,7 +225,7 @@ fn run_worker(
     commands: &std::sync::Mutex<Option<mpsc::Receiver<Command>>>,
     outputs: &UnboundedSender<Batch>,
     config: &derived::Config,
-    completed: &AtomicU64,
+    delivered: &Arc<AtomicU64>,
     count: &AtomicU64,
 ) {
     let index = worker.index();
@@ -239,7 +239,7 @@ fn run_worker(
         let all = input.to_collection(scope);
         let inputs = Inputs::split(all);
         let out = derived::build_all(&inputs, config);
-        sink::complete_batches(out, sink_out, &probe, end.clone());
+        sink::complete_batches(out, sink_out, &probe, end.clone(), delivered.clone());
     });
     if index != 0 {
         // Only the first worker's input drives progress.
@@ -311,7 +311,6 @@ fn run_worker(
             while probe.less_than(&(t + 1)) {
                 worker.step();
             }
-            completed.store(t, Ordering::Relaxed);
             end.set(t);
             // Closing the input ends the dataflow on every worker.
             drop(input);
@@ -321,11 +320,7 @@ fn run_worker(
         if moved {
             input.flush();
         }
-        probe.with_frontier(|f| {
-            if let Some(&t) = f.first() {
-                completed.store(t.saturating_sub(1), Ordering::Relaxed);
-            }
-        });
+
         worker.step_or_park(Some(Duration::from_millis(50)));
     }
 }

@@ -18,6 +18,7 @@ pub fn complete_batches<'s>(
     sender: Option<UnboundedSender<Batch>>,
     probe: &ProbeHandle<Time>,
     end: std::rc::Rc<std::cell::Cell<Time>>,
+    delivered: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut pending: BTreeMap<Time, Vec<(Output, Diff)>> = BTreeMap::new();
     let stream = out.inner.probe_with(probe);
@@ -49,6 +50,14 @@ pub fn complete_batches<'s>(
                 {
                     let _ = s.send(Batch { time: t, changes });
                 }
+            }
+            if sender.is_some()
+                && let Some(f) = limit
+            {
+                delivered.store(
+                    f.min(end.get().saturating_add(1)),
+                    std::sync::atomic::Ordering::Release,
+                );
             }
         },
     );

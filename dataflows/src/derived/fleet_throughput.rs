@@ -152,7 +152,7 @@ impl KeyedLogic for TaskLogic {
 }
 
 /// Per robot (`fleet/robot`): emits a `FleetEvent::Robot` when its status changes.
-struct RobotLogic;
+pub(super) struct RobotLogic;
 
 impl KeyedLogic for RobotLogic {
     type Key = Name;
@@ -183,21 +183,42 @@ impl KeyedLogic for RobotLogic {
     }
 }
 
+/// A robot's status changes from its samples (only Api samples carry a status), as fleet events.
+pub(super) struct StatusChanges;
+
+impl KeyedLogic for StatusChanges {
+    type Key = Name;
+    type In = RobotSample;
+    type Out = (Name, FleetEvent);
+    type State = Option<RobotStatus>;
+
+    fn input(
+        &self,
+        status: &mut Option<RobotStatus>,
+        name: &Name,
+        s: &RobotSample,
+        ctx: &mut Ctx<Self::Out>,
+    ) {
+        if let (RobotSource::Api, Some(new)) = (s.source, s.status) {
+            RobotLogic.input(status, name, &new, ctx);
+        }
+    }
+
+    fn keep(&self, status: &Option<RobotStatus>) -> bool {
+        status.is_some()
+    }
+}
+
 /// The task and robot events of every fleet, keyed by fleet; a counted task is remembered for
 /// `memory_ms` after its last update.
+#[cfg(test)]
 fn fleet_events<'s>(
     tasks: Coll<'s, (Name, TaskSample)>,
     robots: Coll<'s, (Name, RobotSample)>,
     memory_ms: Time,
 ) -> Coll<'s, (Name, FleetEvent)> {
     let counted = tasks.keyed_process("FleetThroughputTasks", TaskLogic { memory_ms });
-    let statuses = robots
-        .flat_map(|(name, sample)| match sample.source {
-            RobotSource::Api => sample.status.map(|status| (name, status)),
-            RobotSource::Ros => None,
-        })
-        .keyed_process("FleetThroughputRobots", RobotLogic);
-    counted.concat(statuses)
+    counted.concat(robots.keyed_process("FleetThroughputRobots", StatusChanges))
 }
 
 /// A counted task, as a window holds it.
@@ -426,22 +447,30 @@ fn throughput<'s, W: Window>(
 }
 
 /// The fleet events, built once for both windows.
-fn shared_events<'s>(inputs: &Inputs<'s>) -> Coll<'s, (Name, FleetEvent)> {
+fn shared_events<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, (Name, FleetEvent)> {
     inputs
         .shared
         .fleet_events
-        .get_or_init(|| fleet_events(inputs.tasks.clone(), inputs.robots.clone(), TASK_MEMORY_MS))
+        .get_or_init(|| {
+            let tasks = inputs.tasks.clone().keyed_process(
+                "FleetThroughputTasks",
+                TaskLogic {
+                    memory_ms: TASK_MEMORY_MS,
+                },
+            );
+            tasks.concat(robot_stream(inputs, config).statuses.clone())
+        })
         .clone()
 }
 
 fn build_1m<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    let events = shared_events(inputs);
+    let events = shared_events(inputs, config);
     let width = config.fleet_throughput.window_1m_ms;
     throughput::<Tumbling<Throughput>>(events, width, THROUGHPUT_1M.room)
 }
 
 fn build_15m<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    let events = shared_events(inputs);
+    let events = shared_events(inputs, config);
     let width = config.fleet_throughput.window_15m_ms;
     throughput::<Sliding<Throughput>>(events, width, THROUGHPUT_15M.room)
 }

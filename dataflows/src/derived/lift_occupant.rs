@@ -23,7 +23,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::*;
-use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
+#[cfg(test)]
+use crate::ops::keyed::KeyedProcess;
+use crate::ops::keyed::{Ctx, KeyedLogic};
 use crate::ops::latest::LatestBy;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -40,7 +42,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 /// What the room shows of a robot: its Api status and its level.
-type RobotView = (Option<RobotStatus>, Option<Name>);
+pub(crate) type RobotView = (Option<RobotStatus>, Option<Name>);
 
 /// The `LiftOccupant` record of `lift` held by `session`, with its robot if known.
 fn lift_occupant_output(lift: &str, session: &str, robot: Option<&RobotView>) -> Output {
@@ -61,13 +63,13 @@ fn lift_occupant_output(lift: &str, session: &str, robot: Option<&RobotView>) ->
 
 /// A robot's latest Api status, and its latest level with the time and source it came from.
 #[derive(Debug, Default)]
-struct Robot {
+pub(super) struct Robot {
     status: Option<RobotStatus>,
     level: Name,
     level_from: Option<(Time, RobotSource)>,
 }
 
-struct RobotLogic;
+pub(super) struct RobotLogic;
 
 impl KeyedLogic for RobotLogic {
     type Key = Name;
@@ -95,16 +97,25 @@ impl KeyedLogic for RobotLogic {
     }
 }
 
+#[cfg(test)]
 fn lift_occupant<'s>(
     lifts: Coll<'s, (Name, LiftSample)>,
     robots: Coll<'s, (Name, RobotSample)>,
+) -> Coll<'s, Output> {
+    lift_occupant_of(lifts, robots.keyed_process("LiftOccupantRobot", RobotLogic))
+}
+
+/// Sessions joined with the robots' `(status, level)` views (outer join: unknown robots give
+/// nulls).
+fn lift_occupant_of<'s>(
+    lifts: Coll<'s, (Name, LiftSample)>,
+    robots: Coll<'s, (Name, RobotView)>,
 ) -> Coll<'s, Output> {
     let sessions = lifts
         .latest_by("LiftSession", |_, l: &LiftSample| {
             (!l.session_id.is_empty()).then(|| l.session_id.clone())
         })
         .map(|(lift, session)| (session, lift));
-    let robots = robots.keyed_process("LiftOccupantRobot", RobotLogic);
     let known = sessions
         .clone()
         .join_map(robots.clone(), |session, lift, robot| {
@@ -116,8 +127,12 @@ fn lift_occupant<'s>(
     known.concat(unknown)
 }
 
-fn build<'s>(inputs: &Inputs<'s>, _config: &super::Config) -> Coll<'s, Output> {
-    lift_occupant(inputs.lifts.clone(), inputs.robots.clone())
+/// The robot views come from the shared robot operator (`derived::robot_stream`).
+fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
+    lift_occupant_of(
+        inputs.lifts.clone(),
+        robot_stream(inputs, config).occupants.clone(),
+    )
 }
 
 #[cfg(test)]

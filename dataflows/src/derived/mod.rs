@@ -161,35 +161,93 @@ pub struct Inputs<'s> {
     pub(crate) shared: Shared<'s>,
 }
 
-/// Collections built once for several events (see [`robot_conditions`]).
+/// Collections built once for several events (see [`robot_stream`]).
 #[derive(Clone, Default)]
 pub(crate) struct Shared<'s> {
-    robot_conditions: std::cell::OnceCell<Coll<'s, Output>>,
+    robot_stream: std::cell::OnceCell<RobotStream<'s>>,
     pub(crate) fleet_events: std::cell::OnceCell<Coll<'s, (Name, fleet_throughput::FleetEvent)>>,
 }
 
-/// Robot health, battery low and stuck read every robot sample (the busiest input): they run as
-/// one keyed operator (one exchange, one lookup per sample, see `ops::keyed::Both`), and each
-/// event takes its rooms from the common output.
-fn robot_conditions<'s>(inputs: &Inputs<'s>, config: &Config) -> Coll<'s, Output> {
-    use crate::ops::keyed::{Both, KeyedProcess};
+/// Everything computed per robot sample, by one keyed operator.
+#[derive(Clone)]
+pub(crate) struct RobotStream<'s> {
+    /// Robot health, battery low and stuck records.
+    pub outputs: Coll<'s, Output>,
+    /// `(task_id, robot)`: each robot's current task id (robot_task).
+    pub task_ids: Coll<'s, (Name, Name)>,
+    /// `(robot, (status, level))` (lift_occupant).
+    pub occupants: Coll<'s, (Name, lift_occupant::RobotView)>,
+    /// Status changes as fleet events (fleet_throughput).
+    pub statuses: Coll<'s, (Name, fleet_throughput::FleetEvent)>,
+}
+
+/// What the robot logics produce, in one stream.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(crate) enum RobotOut {
+    Output(Output),
+    TaskId(Name, Name),
+    Occupant(Name, lift_occupant::RobotView),
+    Status(Name, fleet_throughput::FleetEvent),
+}
+
+/// Robot samples are the busiest input (10 Hz per robot): every logic that reads them runs in one
+/// keyed operator (one exchange, one lookup per sample; `ops::keyed::{Both, MapOut}`), and each
+/// event takes its part of the common output.
+fn robot_stream<'s>(inputs: &Inputs<'s>, config: &Config) -> RobotStream<'s> {
+    use crate::ops::keyed::{Both, KeyedProcess, MapOut};
     inputs
         .shared
-        .robot_conditions
+        .robot_stream
         .get_or_init(|| {
             let logic = Both(
-                robot_health::logic(&config.robot_health),
+                MapOut(robot_health::logic(&config.robot_health), RobotOut::Output),
                 Both(
-                    robot_battery_low::logic(&config.robot_battery_low),
-                    robot_stuck::logic(&config.robot_stuck),
+                    MapOut(
+                        robot_battery_low::logic(&config.robot_battery_low),
+                        RobotOut::Output,
+                    ),
+                    Both(
+                        MapOut(robot_stuck::logic(&config.robot_stuck), RobotOut::Output),
+                        Both(
+                            MapOut(robot_task::TaskIds, |(t, r)| RobotOut::TaskId(t, r)),
+                            Both(
+                                MapOut(lift_occupant::RobotLogic, |(r, v)| {
+                                    RobotOut::Occupant(r, v)
+                                }),
+                                MapOut(fleet_throughput::StatusChanges, |(f, e)| {
+                                    RobotOut::Status(f, e)
+                                }),
+                            ),
+                        ),
+                    ),
                 ),
             );
-            inputs
-                .robots
-                .clone()
-                .keyed_process("RobotConditions", logic)
+            let out = inputs.robots.clone().keyed_process("Robots", logic);
+            RobotStream {
+                outputs: out.clone().flat_map(|o| match o {
+                    RobotOut::Output(o) => Some(o),
+                    _ => None,
+                }),
+                task_ids: out.clone().flat_map(|o| match o {
+                    RobotOut::TaskId(t, r) => Some((t, r)),
+                    _ => None,
+                }),
+                occupants: out.clone().flat_map(|o| match o {
+                    RobotOut::Occupant(r, v) => Some((r, v)),
+                    _ => None,
+                }),
+                statuses: out.flat_map(|o| match o {
+                    RobotOut::Status(f, e) => Some((f, e)),
+                    _ => None,
+                }),
+            }
         })
         .clone()
+}
+
+/// The records of the robot condition events (health, battery low, stuck).
+fn robot_conditions<'s>(inputs: &Inputs<'s>, config: &Config) -> Coll<'s, Output> {
+    robot_stream(inputs, config).outputs
 }
 
 const PARTS: u64 = 11;
@@ -251,7 +309,7 @@ impl<'s> Inputs<'s> {
             _ => None,
         });
         let tasks = next().flat_map(|((_, name), v)| match v {
-            InputValue::Task(t) => Some((name, t)),
+            InputValue::Task(t) => Some((name, *t)),
             _ => None,
         });
         let logs = |c: Coll<'s, Input>| {

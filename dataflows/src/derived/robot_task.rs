@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::*;
+#[cfg(test)]
+use crate::ops::keyed::KeyedProcess;
+use crate::ops::keyed::{Ctx, KeyedLogic};
 use crate::ops::latest::LatestBy;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,37 +79,61 @@ fn robot_task_output(robot: &str, task_id: &str, task: &Summary) -> Output {
     )
 }
 
-fn robot_task<'s>(
-    robots: Coll<'s, (Name, RobotSample)>,
+/// Each robot's current task id: the latest Api sample's if the robot has any Api sample, else
+/// the latest Ros sample's. Present record `(task_id, robot)` while it is not empty.
+pub(super) struct TaskIds;
+
+#[derive(Default)]
+pub(super) struct Current {
+    api: Option<Name>,
+    ros: Option<Name>,
+}
+
+impl KeyedLogic for TaskIds {
+    type Key = Name;
+    type In = RobotSample;
+    type Out = (Name, Name);
+    type State = Current;
+
+    fn input(&self, c: &mut Current, _robot: &Name, s: &RobotSample, _ctx: &mut Ctx<(Name, Name)>) {
+        match s.source {
+            RobotSource::Api => c.api = Some(s.task_id.clone()),
+            RobotSource::Ros => c.ros = Some(s.task_id.clone()),
+        }
+    }
+
+    fn output(&self, c: &Current, robot: &Name, out: &mut Vec<(Name, Name)>) {
+        if let Some(task_id) = c.api.as_ref().or(c.ros.as_ref()).filter(|t| !t.is_empty()) {
+            out.push((task_id.clone(), robot.clone()));
+        }
+    }
+}
+
+/// The join of the robots' current task ids `(task_id, robot)` with the tasks' latest states.
+fn robot_task_of<'s>(
+    current: Coll<'s, (Name, Name)>,
     tasks: Coll<'s, (Name, TaskSample)>,
 ) -> Coll<'s, Output> {
-    // The latest task id (possibly empty) of each robot and source, changing only when it does.
-    let by_source = robots
-        .map(|(robot, s)| ((robot, s.source), s))
-        .latest_by("RobotTaskIdBySource", |_, s: &RobotSample| {
-            Some(s.task_id.clone())
-        });
-    let of = |source: RobotSource| {
-        by_source
-            .clone()
-            .filter(move |((_, s), _)| *s == source)
-            .map(|((robot, _), task_id)| (robot, task_id))
-    };
-    let api = of(RobotSource::Api);
-    // The Api task id, else (no Api sample) the ROS one; one per robot.
-    let current = of(RobotSource::Ros)
-        .antijoin(api.clone().map(|(robot, _)| robot))
-        .concat(api)
-        .filter(|(_, task_id)| !task_id.is_empty())
-        .map(|(robot, task_id)| (task_id, robot));
     let tasks = tasks.latest_by("TaskSummary", |_, t: &TaskSample| Some(Summary::of(t)));
     current
         .join(tasks)
         .map(|(task_id, (robot, task))| robot_task_output(&robot, &task_id, &task))
 }
 
-fn build<'s>(inputs: &Inputs<'s>, _config: &super::Config) -> Coll<'s, Output> {
-    robot_task(inputs.robots.clone(), inputs.tasks.clone())
+#[cfg(test)]
+fn robot_task<'s>(
+    robots: Coll<'s, (Name, RobotSample)>,
+    tasks: Coll<'s, (Name, TaskSample)>,
+) -> Coll<'s, Output> {
+    robot_task_of(robots.keyed_process("RobotTaskIds", TaskIds), tasks)
+}
+
+/// The current task ids come from the shared robot operator (`derived::robot_stream`).
+fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
+    robot_task_of(
+        robot_stream(inputs, config).task_ids.clone(),
+        inputs.tasks.clone(),
+    )
 }
 
 #[cfg(test)]
@@ -170,7 +197,11 @@ mod tests {
             payload: Payload::of(&json!({"status": status, "update": t})),
             ..task_sample(status, phase)
         };
-        ((Kind::Task, id.into()), InputValue::Task(sample), t)
+        (
+            (Kind::Task, id.into()),
+            InputValue::Task(Box::new(sample)),
+            t,
+        )
     }
 
     fn rt(robot: &str, task_id: &str, status: &str, phase: Option<u64>) -> Output {

@@ -151,7 +151,7 @@ impl PartialEq<&str> for Name {
 /// never stop coming).
 #[derive(Default)]
 pub struct Names {
-    known: std::collections::HashMap<Box<str>, Name>,
+    known: rustc_hash::FxHashMap<Box<str>, Name>,
     scratch: String,
 }
 
@@ -358,7 +358,9 @@ pub enum InputValue {
     Device(DeviceSample),
     Lift(LiftSample),
     Robot(RobotSample),
-    Task(TaskSample),
+    /// Boxed: a task sample is large and rare next to robot samples, and every input element
+    /// is as large as the largest variant.
+    Task(Box<TaskSample>),
     Log(LogBatch),
     Alert(AlertSample),
     Payload(Payload),
@@ -626,7 +628,7 @@ pub fn inputs(record: &Record, unix_ms: u64, names: &mut Names) -> Result<Vec<In
             }
             JsonKind::TaskStateUpdate => {
                 let (id, sample) = task_sample(data)?;
-                out.push(((Kind::Task, id), InputValue::Task(sample)));
+                out.push(((Kind::Task, id), InputValue::Task(Box::new(sample))));
             }
             JsonKind::TaskLogUpdate => {
                 let l: api::TaskLog = serde_json::from_str(data).map_err(|e| invalid(*kind, e.to_string()))?;

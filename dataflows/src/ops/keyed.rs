@@ -19,11 +19,9 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use std::fmt::Debug;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 use differential_dataflow::ExchangeData;
-
-use differential_dataflow::consolidation::consolidate;
 
 use crate::prelude::*;
 
@@ -90,6 +88,53 @@ pub trait KeyedLogic: 'static {
 /// each keeps its own state and timer; the key's timer is the earlier of the two, and outputs
 /// and events are the union.
 pub struct Both<A, B>(pub A, pub B);
+
+/// A logic whose outputs and events are mapped into another type, so that it can share an
+/// operator ([`Both`]) with logics of other output types.
+pub struct MapOut<L: KeyedLogic, O>(pub L, pub fn(L::Out) -> O);
+
+impl<L, O> KeyedLogic for MapOut<L, O>
+where
+    L: KeyedLogic,
+    O: ExchangeData,
+{
+    type Key = L::Key;
+    type In = L::In;
+    type Out = O;
+    type State = L::State;
+
+    fn input(&self, s: &mut L::State, key: &L::Key, value: &L::In, ctx: &mut Ctx<O>) {
+        let mut events = Vec::new();
+        let mut sub = Ctx {
+            t: ctx.t,
+            timer: ctx.timer,
+            events: &mut events,
+        };
+        self.0.input(s, key, value, &mut sub);
+        ctx.events.extend(events.into_iter().map(self.1));
+    }
+
+    fn timer(&self, s: &mut L::State, key: &L::Key, ctx: &mut Ctx<O>) {
+        let mut events = Vec::new();
+        let mut sub = Ctx {
+            t: ctx.t,
+            timer: ctx.timer,
+            events: &mut events,
+        };
+        self.0.timer(s, key, &mut sub);
+        ctx.events.extend(events.into_iter().map(self.1));
+    }
+
+    fn output(&self, s: &L::State, key: &L::Key, out: &mut Vec<O>) {
+        let mut inner = Vec::new();
+        self.0.output(s, key, &mut inner);
+        out.extend(inner.into_iter().map(self.1));
+    }
+
+    fn keep(&self, s: &L::State) -> bool {
+        self.0.keep(s)
+    }
+}
 
 /// The state of [`Both`]: each logic's state and timer.
 #[derive(Default)]
@@ -200,7 +245,7 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                 name,
                 move |_capability, _info| {
                     let mut keys: FxHashMap<K, Entry<L::State, L::Out>> = FxHashMap::default();
-                    let mut pending: BTreeMap<Time, Vec<((K, V), Diff)>> = BTreeMap::new();
+                    let mut pending: BTreeMap<Time, Vec<(u64, (K, V), Diff)>> = BTreeMap::new();
                     let mut timers: BTreeMap<Time, Vec<K>> = BTreeMap::new();
                     let mut held: Option<Capability<Time>> = None;
                     let mut touched: Vec<K> = Vec::new();
@@ -216,7 +261,8 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                             }
                             for container in data {
                                 for (kv, t, diff) in container.drain(..) {
-                                    pending.entry(t).or_default().push((kv, diff));
+                                    let h = rustc_hash::FxBuildHasher.hash_one(&kv.0);
+                                    pending.entry(t).or_default().push((h, kv, diff));
                                 }
                             }
                         });
@@ -240,14 +286,10 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                             }
                             let Some(cap) = held.as_ref() else { break };
                             let cap = cap.delayed(&t);
-                            // Inputs of time t, in arrival order.
                             if next_input == Some(t) {
                                 let mut batch = pending.remove(&t).unwrap_or_default();
-                                // Canonical order, whatever the arrival order: values replaced
-                                // within the same time cancel out; what remains of a key is
-                                // handled in value order.
-                                consolidate(&mut batch);
-                                for ((k, v), diff) in batch {
+                                canonical(&mut batch);
+                                for (_, (k, v), diff) in batch {
                                     if diff <= 0 {
                                         continue;
                                     }
@@ -332,6 +374,25 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
             )
             .as_collection()
     }
+}
+
+/// Puts the inputs of one time in a canonical order, whatever their arrival order, and cancels
+/// values inserted and replaced within that time: sorted by key hash (cheap integer compares;
+/// the order among keys does not matter), then by key and value, consolidated.
+fn canonical<K: Ord, V: Ord>(batch: &mut Vec<(u64, (K, V), Diff)>) {
+    batch.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    // Sum the diffs of equal records (adjacent after the sort), keep the non-zero ones.
+    let mut w = 0;
+    for r in 0..batch.len() {
+        if w > 0 && batch[w - 1].0 == batch[r].0 && batch[w - 1].1 == batch[r].1 {
+            batch[w - 1].2 += batch[r].2;
+        } else {
+            batch.swap(w, r);
+            w += 1;
+        }
+    }
+    batch.truncate(w);
+    batch.retain(|e| e.2 != 0);
 }
 
 /// Records a key's new timer in the time index (the old one is left to be skipped lazily).
