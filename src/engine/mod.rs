@@ -24,7 +24,7 @@ use thiserror::Error;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use rmf_dash_dataflows::derived::{self, Inputs, Output};
-use rmf_dash_dataflows::model::input::{Input, InputKey, InputValue};
+use rmf_dash_dataflows::model::input::{Input, InputKey, InputValue, Name, RobotSample};
 use rmf_dash_dataflows::prelude::*;
 
 pub use clock::Clock;
@@ -230,6 +230,8 @@ fn run_worker(
 ) {
     let index = worker.index();
     let mut input = InputSession::<Time, Input, Diff>::new();
+    // Robot samples have their own input: the busiest kind skips the partition by kind.
+    let mut robot_input = InputSession::<Time, (Name, RobotSample), Diff>::new();
     let probe = ProbeHandle::new();
     let sink_out = (index == 0).then(|| outputs.clone());
     // Set when the input is about to close: nothing after it is output (closing the input lets
@@ -237,13 +239,15 @@ fn run_worker(
     let end = std::rc::Rc::new(std::cell::Cell::new(Time::MAX));
     worker.dataflow::<Time, _, _>(|scope| {
         let all = input.to_collection(scope);
-        let inputs = Inputs::split(all);
+        let robots = robot_input.to_collection(scope);
+        let inputs = Inputs::split_with(all, Some(robots));
         let out = derived::build_all(&inputs, config);
         sink::complete_batches(out, sink_out, &probe, end.clone(), delivered.clone());
     });
     if index != 0 {
         // Only the first worker's input drives progress.
         drop(input);
+        drop(robot_input);
         // Ends when the first worker closes its input and the dataflow completes.
         while worker.step_or_park(Some(Duration::from_millis(100))) {}
         return;
@@ -262,6 +266,7 @@ fn run_worker(
                 Ok(Command::Input(t, batch)) => {
                     if t > *input.time() {
                         input.advance_to(t);
+                        robot_input.advance_to(t);
                     }
                     count.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     samples.clear();
@@ -280,8 +285,10 @@ fn run_worker(
                     }
                     for (key, value) in samples.drain() {
                         let hash = rustc_hash::FxBuildHasher.hash_one(&value);
-                        if last_sample.insert(key.clone(), hash) != Some(hash) {
-                            input.update((key, value), 1);
+                        if last_sample.insert(key.clone(), hash) != Some(hash)
+                            && let InputValue::Robot(sample) = value
+                        {
+                            robot_input.update((key.1, sample), 1);
                         }
                     }
                     moved = true;
@@ -289,6 +296,7 @@ fn run_worker(
                 Ok(Command::Advance(t)) => {
                     if t > *input.time() {
                         input.advance_to(t);
+                        robot_input.advance_to(t);
                         moved = true;
                     }
                 }
@@ -306,19 +314,23 @@ fn run_worker(
         if let Some(t) = finish {
             if t + 1 > *input.time() {
                 input.advance_to(t + 1);
+                robot_input.advance_to(t + 1);
             }
             input.flush();
+            robot_input.flush();
             while probe.less_than(&(t + 1)) {
                 worker.step();
             }
             end.set(t);
-            // Closing the input ends the dataflow on every worker.
+            // Closing the inputs ends the dataflow on every worker.
             drop(input);
+            drop(robot_input);
             while worker.step_or_park(Some(Duration::from_millis(10))) {}
             return;
         }
         if moved {
             input.flush();
+            robot_input.flush();
         }
 
         worker.step_or_park(Some(Duration::from_millis(50)));

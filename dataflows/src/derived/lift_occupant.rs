@@ -23,8 +23,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::*;
-#[cfg(test)]
-use crate::ops::keyed::KeyedProcess;
 use crate::ops::keyed::{Ctx, KeyedLogic};
 use crate::ops::latest::LatestBy;
 
@@ -95,14 +93,6 @@ impl KeyedLogic for RobotLogic {
             out.push((key.clone(), (r.status, level)));
         }
     }
-}
-
-#[cfg(test)]
-fn lift_occupant<'s>(
-    lifts: Coll<'s, (Name, LiftSample)>,
-    robots: Coll<'s, (Name, RobotSample)>,
-) -> Coll<'s, Output> {
-    lift_occupant_of(lifts, robots.keyed_process("LiftOccupantRobot", RobotLogic))
 }
 
 /// Sessions joined with the robots' `(status, level)` views (outer join: unknown robots give

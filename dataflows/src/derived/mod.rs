@@ -255,6 +255,15 @@ const PARTS: u64 = 11;
 impl<'s> Inputs<'s> {
     /// Splits the engine's single input collection by kind (one pass, no copies).
     pub fn split(all: Coll<'s, Input>) -> Inputs<'s> {
+        Self::split_with(all, None)
+    }
+
+    /// Like [`Inputs::split`], with the robot samples (the busiest input) from their own
+    /// collection when given, skipping the partition and the enum of the other inputs.
+    pub fn split_with(
+        all: Coll<'s, Input>,
+        robots: Option<Coll<'s, (Name, RobotSample)>>,
+    ) -> Inputs<'s> {
         use timely::container::CapacityContainerBuilder as B;
         use timely::dataflow::operators::core::Partition;
         type Part = (((Kind, Name), InputValue), Time, Diff);
@@ -300,9 +309,12 @@ impl<'s> Inputs<'s> {
         });
         let dispensers = device(next());
         let ingestors = device(next());
-        let robots = next().flat_map(|((_, name), v)| match v {
-            InputValue::Robot(r) => Some((name, r)),
-            _ => None,
+        let robot_part = next();
+        let robots = robots.unwrap_or_else(|| {
+            robot_part.flat_map(|((_, name), v)| match v {
+                InputValue::Robot(r) => Some((name, r)),
+                _ => None,
+            })
         });
         let fleets = next().flat_map(|((_, name), v)| match v {
             InputValue::Payload(p) => Some((name, p)),

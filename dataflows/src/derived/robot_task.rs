@@ -17,8 +17,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::*;
-#[cfg(test)]
-use crate::ops::keyed::KeyedProcess;
 use crate::ops::keyed::{Ctx, KeyedLogic};
 use crate::ops::latest::LatestBy;
 
@@ -118,14 +116,6 @@ fn robot_task_of<'s>(
     current
         .join(tasks)
         .map(|(task_id, (robot, task))| robot_task_output(&robot, &task_id, &task))
-}
-
-#[cfg(test)]
-fn robot_task<'s>(
-    robots: Coll<'s, (Name, RobotSample)>,
-    tasks: Coll<'s, (Name, TaskSample)>,
-) -> Coll<'s, Output> {
-    robot_task_of(robots.keyed_process("RobotTaskIds", TaskIds), tasks)
 }
 
 /// The current task ids come from the shared robot operator (`derived::robot_stream`).
