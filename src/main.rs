@@ -10,6 +10,9 @@ use rmf_dash::ingest::cdr::RmfRelease;
 use rmf_dash::ingest::decode::ReleasePolicy;
 use rmf_dash::trace;
 
+#[global_allocator]
+static ALLOCATOR: rmf_dash::bench::memory::Counting = rmf_dash::bench::memory::Counting;
+
 #[derive(Parser)]
 #[command(
     name = "rmf-dash",

@@ -108,6 +108,33 @@ pub fn throughput(p: &Prepared, workers: usize) -> Result<Duration, EngineError>
     Ok(elapsed)
 }
 
+/// The memory the engine keeps once every batch is processed (its state, arrangements and
+/// buffers), in bytes: the batches are copied inside the counted window and freed by the
+/// engine, so they do not count.
+pub fn retained(p: &Prepared) -> Result<i64, EngineError> {
+    super::memory::start();
+    let mut engine = Engine::start(EngineConfig::default())?;
+    let outputs = engine.take_outputs();
+    let drain = std::thread::spawn(move || {
+        if let Some(mut rx) = outputs {
+            while rx.blocking_recv().is_some() {}
+        }
+    });
+    let last = p.batches.last().map_or(0, |b| b.0);
+    for (t, batch) in &p.batches {
+        engine.input(*t, batch.clone())?;
+    }
+    engine.advance(last + 1)?;
+    while engine.delivered.load(Ordering::Acquire) <= last {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let bytes = super::memory::live();
+    super::memory::stop();
+    engine.finish(last)?;
+    let _ = drain.join();
+    Ok(bytes)
+}
+
 /// Latency percentiles of complete-time output, in ms.
 #[derive(Debug, Clone, Default)]
 pub struct Latency {
