@@ -46,6 +46,55 @@ pub struct ReplaySummary {
     pub last_time: Time,
 }
 
+/// Replays at a speed: waits for each message's due time, moving the engine's logical time on
+/// every tick meanwhile.
+struct Pacer {
+    speed: Option<f64>,
+    tick_ms: u64,
+    /// Wall-clock start and log time (ns) of the first message.
+    origin: Option<(std::time::Instant, u64)>,
+}
+
+impl Pacer {
+    fn new(pacing: Pacing, tick_ms: u64) -> Self {
+        Pacer {
+            speed: match pacing {
+                Pacing::Max => None,
+                Pacing::Speed(x) => Some(x),
+            },
+            tick_ms: tick_ms.max(1),
+            origin: None,
+        }
+    }
+
+    /// Blocks until the message received at `log_time` (ns) is due; `advance` is called with the
+    /// logical time (ms) reached on every tick of the wait.
+    fn wait_for(
+        &mut self,
+        log_time: u64,
+        mut advance: impl FnMut(Time) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let Some(speed) = self.speed else {
+            return Ok(());
+        };
+        let (start, first) = *self
+            .origin
+            .get_or_insert((std::time::Instant::now(), log_time));
+        let due =
+            std::time::Duration::from_secs_f64(log_time.saturating_sub(first) as f64 / 1e9 / speed);
+        loop {
+            let elapsed = start.elapsed();
+            let Some(left) = due.checked_sub(elapsed) else {
+                return Ok(());
+            };
+            std::thread::sleep(left.min(std::time::Duration::from_millis(self.tick_ms)));
+            let reached_ns = first + (start.elapsed().as_secs_f64() * speed * 1e9) as u64;
+            let reached = reached_ns / 1_000_000 / self.tick_ms * self.tick_ms;
+            advance(reached)?;
+        }
+    }
+}
+
 /// Writes one batch as JSON lines, ordered by room (retraction first within a room).
 pub fn write_jsonl(batch: &Batch, out: &mut impl Write) -> std::io::Result<u64> {
     let mut changes: Vec<_> = batch.changes.iter().collect();
@@ -95,7 +144,10 @@ pub fn run<W: Write + Send + 'static>(
     }
     let recording = Recording::open(path)?;
     let total = recording.counts.as_ref().map(|c| c.iter().sum());
-    let mut source = Replay::new(recording, opts.policy, opts.pacing);
+    // Pacing is done here rather than in the source: while waiting for the next message, the
+    // clock moves logical time on, so timeouts fire when they are due, not at the next message.
+    let mut source = Replay::new(recording, opts.policy, Pacing::Max);
+    let mut pacer = Pacer::new(opts.pacing, opts.tick_ms);
     let mut clock = Clock::new(opts.tick_ms);
     let mut names = Names::default();
     let mut progress = Progress::new(format!("replaying {path}"), total);
@@ -120,9 +172,12 @@ pub fn run<W: Write + Send + 'static>(
             }
         };
         let t = clock.time_of(sample.log_time);
-        if t != batch_time && !batch.is_empty() {
+        if !batch.is_empty() && t != batch_time {
             engine.input(batch_time, std::mem::take(&mut batch))?;
         }
+        pacer.wait_for(sample.log_time, |now| {
+            engine.advance(now.min(t.saturating_sub(1)))
+        })?;
         batch_time = t;
         match inputs(&sample.record, sample.log_time / 1_000_000, &mut names) {
             Ok(i) => batch.extend(i),
