@@ -6,6 +6,7 @@
 //! - [`progress`]: progress display of long operations.
 pub mod bench;
 pub mod engine;
+pub mod hub;
 pub mod ingest;
 pub mod progress;
 pub mod replay;

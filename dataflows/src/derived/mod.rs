@@ -45,7 +45,7 @@ impl Output {
 }
 
 /// How a room's records are delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomKind {
     /// Sticky: a subscriber gets the present value at once, then every change.

@@ -1,0 +1,432 @@
+//! The hub: the sticky state of every room, who subscribes to it, and the delivery of every
+//! change to every subscriber (DESIGN.md invariants 4 and 5).
+//!
+//! - A state room holds its present value and a sequence number that grows with every change; a
+//!   subscriber gets the present value at once, then every change, in sequence order, never an
+//!   older value after a newer one. A stream room (alerts, logs, beacons) delivers each event;
+//!   the last [`STREAM_TAIL`] events are kept for subscribers that fall behind.
+//! - A change is encoded once (the engine's JSON payload, wrapped once as raw JSON) and the same
+//!   bytes go to every subscriber.
+//! - A subscriber whose transport buffer is full is not waited for: the room is marked behind for
+//!   it, and [`Hub::flush`] later sends what it missed coalesced (the present value of a state
+//!   room; the events of a stream room still in its tail). Memory per slow subscriber is bounded
+//!   by its rooms.
+//! - Subscribing to a room whose entity does not exist yet is fine: the first value arrives when
+//!   it appears. Subscribing twice is the same as once.
+//!
+//! The transport is behind [`Subscriber`] (socket.io sockets in production, fakes in tests).
+
+pub mod rooms;
+pub mod socketio;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use rmf_dash_dataflows::derived::{Output, RoomKind};
+use rmf_dash_dataflows::prelude::Time;
+
+use crate::engine::Batch;
+
+/// Events of a stream room kept for subscribers that fall behind.
+pub const STREAM_TAIL: usize = 256;
+
+/// A payload wrapped once as raw JSON, shared by every delivery.
+pub type Raw = Arc<RawValue>;
+
+/// What travels with every delivery, as the event's second argument (dashboards that read only
+/// the first argument see exactly rmf-web's payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Meta {
+    /// Per-room sequence number: consecutive for a subscriber that keeps up; a jump means the
+    /// subscriber was behind and got the latest value (state) or lost events (stream).
+    pub seq: u64,
+    /// Logical time (ms) of the change.
+    pub t: Time,
+    /// Wall-clock time (ms since the epoch) the hub delivered it (for latency measurements).
+    pub sent_ms: u64,
+}
+
+/// Outcome of handing a delivery to a transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Ok,
+    /// The transport's buffer is full: try again later.
+    Full,
+    /// The subscriber is gone.
+    Closed,
+}
+
+/// A transport endpoint (one socket.io socket).
+pub trait Subscriber: Send + Sync {
+    fn id(&self) -> u64;
+    /// Sends one room event; must not block.
+    fn send(&self, room: &str, value: Option<&RawValue>, meta: Meta) -> Sent;
+}
+
+/// Counters of the hub, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct HubMetrics {
+    pub deliveries: AtomicU64,
+    /// Deliveries that found a full buffer (the room was then sent coalesced).
+    pub coalesced: AtomicU64,
+    /// Stream events a slow subscriber lost (they left the tail before it caught up).
+    pub lost: AtomicU64,
+    pub changes: AtomicU64,
+}
+
+struct Room {
+    kind: RoomKind,
+    seq: u64,
+    t: Time,
+    /// State rooms: the present value.
+    value: Option<Raw>,
+    /// The present record as the engine sent it (to apply its retraction).
+    record: Option<String>,
+    /// Stream rooms: the recent events.
+    tail: VecDeque<(u64, Time, Raw)>,
+    subscribers: Vec<Arc<dyn Subscriber>>,
+}
+
+impl Room {
+    fn new(kind: RoomKind) -> Self {
+        Room {
+            kind,
+            seq: 0,
+            t: 0,
+            value: None,
+            record: None,
+            tail: VecDeque::new(),
+            subscribers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    rooms: HashMap<Arc<str>, Room>,
+    /// Subscriber -> rooms it is behind on, with the last sequence it received there.
+    behind: HashMap<u64, (Arc<dyn Subscriber>, BTreeSet<(Arc<str>, u64)>)>,
+    /// Subscriber -> its rooms (to unsubscribe everything on disconnect).
+    of: HashMap<u64, BTreeSet<Arc<str>>>,
+}
+
+/// The hub. Cheap to share (`Arc<Hub>`).
+pub struct Hub {
+    inner: Mutex<Inner>,
+    kind_of: rooms::Kinds,
+    pub metrics: HubMetrics,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Wraps a payload as raw JSON (done once per change). An invalid payload (never produced by the
+/// engine) becomes `null` rather than breaking the stream.
+pub fn raw(payload: &str) -> Raw {
+    Arc::from(RawValue::from_string(payload.to_string()).unwrap_or_else(|_| {
+        RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is valid JSON"))
+    }))
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Hub {
+            inner: Mutex::new(Inner::default()),
+            kind_of: rooms::Kinds::new(),
+            metrics: HubMetrics::default(),
+        }
+    }
+
+    /// The kind of a room, `None` when it is not a room rmf-dash serves.
+    pub fn kind(&self, room: &str) -> Option<RoomKind> {
+        self.kind_of.kind(room)
+    }
+
+    /// Applies one complete-time batch of the engine and delivers every change.
+    pub fn apply(&self, batch: &Batch) {
+        let sent_ms = now_ms();
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        // State rooms: the value after the whole batch (retractions come first).
+        let mut touched: Vec<Arc<str>> = Vec::new();
+        for (Output { room, value }, diff) in &batch.changes {
+            let Some(kind) = self.kind_of.kind(room) else {
+                tracing::debug!(room, "output for a room the hub does not serve");
+                continue;
+            };
+            let key: Arc<str> = match inner.rooms.get_key_value(room.as_str()) {
+                Some((k, _)) => k.clone(),
+                None => Arc::from(room.as_str()),
+            };
+            let r = inner.rooms.entry(key.clone()).or_insert_with(|| Room::new(kind));
+            match (kind, *diff > 0) {
+                (RoomKind::State, false) => {
+                    if r.record.as_deref() == Some(value.as_str()) {
+                        r.record = None;
+                        r.value = None;
+                        if !touched.contains(&key) {
+                            touched.push(key);
+                        }
+                    }
+                }
+                (RoomKind::State, true) => {
+                    r.record = Some(value.as_str().to_string());
+                    r.value = Some(raw(value.as_str()));
+                    if !touched.contains(&key) {
+                        touched.push(key);
+                    }
+                }
+                (RoomKind::Stream, true) => {
+                    let payload = raw(value.as_str());
+                    for _ in 0..*diff {
+                        r.seq += 1;
+                        r.t = batch.time;
+                        r.tail.push_back((r.seq, batch.time, payload.clone()));
+                        if r.tail.len() > STREAM_TAIL {
+                            r.tail.pop_front();
+                        }
+                        let meta = Meta {
+                            seq: r.seq,
+                            t: batch.time,
+                            sent_ms,
+                        };
+                        deliver(&self.metrics, &mut inner.behind, &key, r, Some(&payload), meta);
+                    }
+                }
+                (RoomKind::Stream, false) => {}
+            }
+        }
+        for key in touched {
+            let Some(r) = inner.rooms.get_mut(&key) else { continue };
+            r.seq += 1;
+            r.t = batch.time;
+            let meta = Meta {
+                seq: r.seq,
+                t: batch.time,
+                sent_ms,
+            };
+            let value = r.value.clone();
+            deliver(&self.metrics, &mut inner.behind, &key, r, value.as_deref(), meta);
+        }
+        self.metrics.changes.fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Subscribes `sub` to `room` and sends the present value of a state room at once. Returns
+    /// `false` for a room the hub does not serve (nothing changes).
+    pub fn subscribe(&self, sub: Arc<dyn Subscriber>, room: &str) -> bool {
+        let Some(kind) = self.kind_of.kind(room) else {
+            return false;
+        };
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let key: Arc<str> = match inner.rooms.get_key_value(room) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(room),
+        };
+        let r = inner.rooms.entry(key.clone()).or_insert_with(|| Room::new(kind));
+        if r.subscribers.iter().any(|s| s.id() == sub.id()) {
+            return true; // Already subscribed: nothing is delivered twice.
+        }
+        r.subscribers.push(sub.clone());
+        inner.of.entry(sub.id()).or_default().insert(key.clone());
+        if kind == RoomKind::State
+            && let Some(value) = r.value.clone()
+        {
+            let meta = Meta {
+                seq: r.seq,
+                t: r.t,
+                sent_ms: now_ms(),
+            };
+            match sub.send(&key, Some(&value), meta) {
+                Sent::Ok => {
+                    self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+                }
+                Sent::Full => {
+                    self.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
+                    let seq = r.seq.saturating_sub(1);
+                    inner
+                        .behind
+                        .entry(sub.id())
+                        .or_insert_with(|| (sub.clone(), BTreeSet::new()))
+                        .1
+                        .insert((key, seq));
+                }
+                Sent::Closed => {}
+            }
+        }
+        true
+    }
+
+    pub fn unsubscribe(&self, sub: u64, room: &str) {
+        let mut inner = self.inner.lock();
+        if let Some(r) = inner.rooms.get_mut(room) {
+            r.subscribers.retain(|s| s.id() != sub);
+        }
+        if let Some(rooms) = inner.of.get_mut(&sub) {
+            rooms.remove(room);
+        }
+        if let Some((_, behind)) = inner.behind.get_mut(&sub) {
+            behind.retain(|(r, _)| &**r != room);
+        }
+    }
+
+    /// Forgets a subscriber everywhere (disconnect).
+    pub fn remove(&self, sub: u64) {
+        let mut inner = self.inner.lock();
+        let rooms = inner.of.remove(&sub).unwrap_or_default();
+        for room in rooms {
+            if let Some(r) = inner.rooms.get_mut(&room) {
+                r.subscribers.retain(|s| s.id() != sub);
+            }
+        }
+        inner.behind.remove(&sub);
+    }
+
+    /// Retries the subscribers that were behind: each gets, per room, the present value (state)
+    /// or the events it missed that are still in the tail (stream).
+    pub fn flush(&self) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let behind = std::mem::take(&mut inner.behind);
+        let sent_ms = now_ms();
+        for (id, (sub, rooms)) in behind {
+            let mut still = BTreeSet::new();
+            for (room, last) in rooms {
+                let Some(r) = inner.rooms.get(&room) else { continue };
+                let result = match r.kind {
+                    RoomKind::State => {
+                        let meta = Meta {
+                            seq: r.seq,
+                            t: r.t,
+                            sent_ms,
+                        };
+                        sub.send(&room, r.value.as_deref(), meta)
+                    }
+                    RoomKind::Stream => {
+                        let mut result = Sent::Ok;
+                        let first = r.tail.front().map_or(r.seq + 1, |e| e.0);
+                        if first > last + 1 {
+                            self.metrics.lost.fetch_add(first - last - 1, Ordering::Relaxed);
+                        }
+                        let mut delivered = last;
+                        for (seq, t, payload) in r.tail.iter().filter(|e| e.0 > last) {
+                            result = sub.send(&room, Some(payload), Meta { seq: *seq, t: *t, sent_ms });
+                            if result != Sent::Ok {
+                                break;
+                            }
+                            delivered = *seq;
+                        }
+                        if result == Sent::Full {
+                            still.insert((room.clone(), delivered));
+                            continue;
+                        }
+                        result
+                    }
+                };
+                match result {
+                    Sent::Ok => {
+                        self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Sent::Full => {
+                        still.insert((room, last));
+                    }
+                    Sent::Closed => {}
+                }
+            }
+            if !still.is_empty() {
+                inner.behind.insert(id, (sub, still));
+            }
+        }
+    }
+
+    /// The present value of a state room and its sequence number (REST reads and proxies).
+    pub fn get(&self, room: &str) -> Option<(u64, Option<Raw>)> {
+        let inner = self.inner.lock();
+        inner.rooms.get(room).map(|r| (r.seq, r.value.clone()))
+    }
+
+    /// Present values of the state rooms whose name starts with `prefix` and ends with `suffix`.
+    pub fn values(&self, prefix: &str, suffix: &str) -> Vec<(String, Raw)> {
+        let inner = self.inner.lock();
+        let mut out: Vec<(String, Raw)> = inner
+            .rooms
+            .iter()
+            .filter(|(k, r)| r.kind == RoomKind::State && k.starts_with(prefix) && k.ends_with(suffix))
+            .filter_map(|(k, r)| r.value.clone().map(|v| (k.to_string(), v)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The recent events of a stream room (oldest first).
+    pub fn tail(&self, room: &str) -> Vec<Raw> {
+        let inner = self.inner.lock();
+        inner
+            .rooms
+            .get(room)
+            .map(|r| r.tail.iter().map(|e| e.2.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// (rooms, subscriptions, subscribers behind).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let inner = self.inner.lock();
+        let subs = inner.rooms.values().map(|r| r.subscribers.len()).sum();
+        (inner.rooms.len(), subs, inner.behind.len())
+    }
+}
+
+/// Sends a change to every subscriber of a room; a full buffer marks the room behind for that
+/// subscriber (coalesced later by `flush`); closed subscribers are dropped.
+fn deliver(
+    metrics: &HubMetrics,
+    behind: &mut HashMap<u64, (Arc<dyn Subscriber>, BTreeSet<(Arc<str>, u64)>)>,
+    key: &Arc<str>,
+    room: &mut Room,
+    value: Option<&RawValue>,
+    meta: Meta,
+) {
+    let mut closed = Vec::new();
+    for sub in &room.subscribers {
+        // Already behind on this room: it will get the latest value when it catches up.
+        if let Some((_, rooms)) = behind.get(&sub.id())
+            && rooms.iter().any(|(r, _)| r == key)
+        {
+            continue;
+        }
+        match sub.send(key, value, meta) {
+            Sent::Ok => {
+                metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+            }
+            Sent::Full => {
+                metrics.coalesced.fetch_add(1, Ordering::Relaxed);
+                behind
+                    .entry(sub.id())
+                    .or_insert_with(|| (sub.clone(), BTreeSet::new()))
+                    .1
+                    .insert((key.clone(), meta.seq - 1));
+            }
+            Sent::Closed => closed.push(sub.id()),
+        }
+    }
+    if !closed.is_empty() {
+        room.subscribers.retain(|s| !closed.contains(&s.id()));
+    }
+}
+
+#[cfg(test)]
+mod tests;
