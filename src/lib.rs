@@ -4,6 +4,7 @@
 //!   sources;
 //! - [`trace`]: the recorded-trace tools (generator, info, dump);
 //! - [`progress`]: progress display of long operations.
+pub mod api;
 pub mod bench;
 pub mod engine;
 pub mod hub;

@@ -9,13 +9,14 @@ use std::io::Write;
 
 use thiserror::Error;
 
-use rmf_dash_dataflows::model::input::{Names, inputs};
+use rmf_dash_dataflows::model::Record;
 use rmf_dash_dataflows::prelude::Time;
 
 use crate::engine::{Batch, Clock, Engine, EngineConfig, EngineError};
 use crate::ingest::bag::{BagError, Recording};
 use crate::ingest::decode::ReleasePolicy;
-use crate::ingest::source::{Pacing, Replay, Source};
+use crate::ingest::feed::{Feed, FeedHandle, Feeder, Source, Stamp};
+use crate::ingest::source::{Pacing, Replay, Source as _, SourceError};
 use crate::progress::Progress;
 
 #[derive(Debug, Error)]
@@ -111,6 +112,80 @@ pub fn write_jsonl(batch: &Batch, out: &mut impl Write) -> std::io::Result<u64> 
     Ok(changes.len() as u64)
 }
 
+/// Where a replay puts its records: a feeder in this thread, or the channel of a server's
+/// feeder thread.
+pub trait Sink {
+    fn record(&mut self, record: Record, log_time: u64) -> Result<(), EngineError>;
+    fn advance(&mut self, t: Time) -> Result<(), EngineError>;
+}
+
+impl Sink for Feeder {
+    fn record(&mut self, record: Record, log_time: u64) -> Result<(), EngineError> {
+        Feeder::record(self, &record, Stamp::Recorded(log_time), Source::Replay)
+    }
+
+    fn advance(&mut self, t: Time) -> Result<(), EngineError> {
+        Feeder::advance(self, t)
+    }
+}
+
+impl Sink for FeedHandle {
+    fn record(&mut self, record: Record, log_time: u64) -> Result<(), EngineError> {
+        let item = Feed::Record {
+            record: Box::new(record),
+            stamp: Stamp::Recorded(log_time),
+            source: Source::Replay,
+        };
+        self.blocking_send(item)
+            .then_some(())
+            .ok_or(EngineError::Stopped)
+    }
+
+    fn advance(&mut self, t: Time) -> Result<(), EngineError> {
+        self.blocking_send(Feed::Advance(t))
+            .then_some(())
+            .ok_or(EngineError::Stopped)
+    }
+}
+
+/// Reads a recording into `sink` at the options' pace (as fast as possible, or a speed with the
+/// clock moving logical time on while waiting), counting into `summary`; shows progress.
+pub fn drive(
+    path: &str,
+    opts: &ReplayOptions,
+    sink: &mut impl Sink,
+    summary: &mut ReplaySummary,
+) -> Result<(), ReplayError> {
+    let recording = Recording::open(path)?;
+    let total = recording.counts.as_ref().map(|c| c.iter().sum());
+    let mut source = Replay::new(recording, opts.policy, Pacing::Max);
+    let mut pacer = Pacer::new(opts.pacing, opts.tick_ms);
+    let mut progress = Progress::new(format!("replaying {path}"), total);
+    while let Some(item) = source.next_sample() {
+        summary.messages += 1;
+        progress.inc(1);
+        let sample = match item {
+            Ok(s) => s,
+            Err(SourceError::Bag(b)) => return Err(ReplayError::Bag(b)),
+            Err(e) => {
+                summary.dropped += 1;
+                tracing::warn!("dropped: {e}");
+                continue;
+            }
+        };
+        let t = Clock::logical(sample.log_time, opts.tick_ms);
+        pacer.wait_for(sample.log_time, |now| {
+            sink.advance(now.min(t.saturating_sub(1)))
+        })?;
+        sink.record(sample.record, sample.log_time)?;
+    }
+    progress.finish(&format!(
+        "{} messages, {} dropped",
+        summary.messages, summary.dropped
+    ));
+    Ok(())
+}
+
 /// Replays `path` through a new engine; every output batch goes to `emit` (on its own thread).
 pub fn run<W: Write + Send + 'static>(
     path: &str,
@@ -142,62 +217,25 @@ pub fn run<W: Write + Send + 'static>(
         engine.finish(0)?;
         return Ok(summary);
     }
-    let recording = Recording::open(path)?;
-    let total = recording.counts.as_ref().map(|c| c.iter().sum());
-    // Pacing is done here rather than in the source: while waiting for the next message, the
-    // clock moves logical time on, so timeouts fire when they are due, not at the next message.
-    let mut source = Replay::new(recording, opts.policy, Pacing::Max);
-    let mut pacer = Pacer::new(opts.pacing, opts.tick_ms);
-    let mut clock = Clock::new(opts.tick_ms);
-    let mut names = Names::default();
-    let mut progress = Progress::new(format!("replaying {path}"), total);
-    let (mut batch_time, mut batch) = (0, Vec::new());
-    while let Some(item) = source.next_sample() {
-        summary.messages += 1;
-        progress.inc(1);
-        let sample = match item {
-            Ok(s) => s,
-            Err(e) if e.is_recoverable() => {
-                summary.dropped += 1;
-                tracing::warn!("dropped: {e}");
-                continue;
-            }
-            Err(e) => {
-                return Err(ReplayError::Bag(match e {
-                    crate::ingest::source::SourceError::Bag(b) => b,
-                    crate::ingest::source::SourceError::Decode { .. } => {
-                        unreachable!("recoverable")
-                    }
-                }));
-            }
-        };
-        let t = clock.time_of(sample.log_time);
-        if !batch.is_empty() && t != batch_time {
-            engine.input(batch_time, std::mem::take(&mut batch))?;
-        }
-        pacer.wait_for(sample.log_time, |now| {
-            engine.advance(now.min(t.saturating_sub(1)))
-        })?;
-        batch_time = t;
-        match inputs(&sample.record, sample.log_time / 1_000_000, &mut names) {
-            Ok(i) => batch.extend(i),
-            Err(e) => {
-                summary.invalid += 1;
-                tracing::warn!(topic = %sample.topic, log_time = sample.log_time, "invalid input: {e}");
-            }
-        }
-    }
-    if !batch.is_empty() {
-        engine.input(batch_time, batch)?;
-    }
-    summary.last_time = clock.now();
-    engine.finish(summary.last_time)?;
+    let mut feeder = Feeder::new(engine, opts.tick_ms, true);
+    let drove = drive(path, opts, &mut feeder, &mut summary);
+    summary.invalid = feeder
+        .metrics
+        .invalid
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    let last = feeder.finish()?;
+    drove?;
+    summary.last_time = last;
     summary.changes = writer
         .join()
         .map_err(|_| std::io::Error::other("output thread panicked"))??;
-    progress.finish(&format!(
-        "{} messages, {} output changes, {} dropped, {} invalid",
-        summary.messages, summary.changes, summary.dropped, summary.invalid
-    ));
+    tracing::info!(
+        messages = summary.messages,
+        changes = summary.changes,
+        dropped = summary.dropped,
+        "replay of {path} done"
+    );
     Ok(summary)
 }

@@ -26,10 +26,14 @@ impl Clock {
     /// The logical time of a receive time: milliseconds rounded up to the tick, never earlier
     /// than a previous one.
     pub fn time_of(&mut self, ns: u64) -> Time {
-        let ms = ns.div_ceil(1_000_000);
-        let t = ms.div_ceil(self.tick_ms) * self.tick_ms;
-        self.last = self.last.max(t);
+        self.last = self.last.max(Self::logical(ns, self.tick_ms));
         self.last
+    }
+
+    /// A receive time (ns) in ms rounded up to a tick of `tick_ms`.
+    pub fn logical(ns: u64, tick_ms: u64) -> Time {
+        let tick_ms = tick_ms.max(1);
+        ns.div_ceil(1_000_000).div_ceil(tick_ms) * tick_ms
     }
 
     /// The last logical time handed out.

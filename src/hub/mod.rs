@@ -131,9 +131,12 @@ fn now_ms() -> u64 {
 /// Wraps a payload as raw JSON (done once per change). An invalid payload (never produced by the
 /// engine) becomes `null` rather than breaking the stream.
 pub fn raw(payload: &str) -> Raw {
-    Arc::from(RawValue::from_string(payload.to_string()).unwrap_or_else(|_| {
-        RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is valid JSON"))
-    }))
+    Arc::from(
+        RawValue::from_string(payload.to_string()).unwrap_or_else(|_| {
+            RawValue::from_string("null".into())
+                .unwrap_or_else(|_| unreachable!("null is valid JSON"))
+        }),
+    )
 }
 
 impl Default for Hub {
@@ -172,7 +175,10 @@ impl Hub {
                 Some((k, _)) => k.clone(),
                 None => Arc::from(room.as_str()),
             };
-            let r = inner.rooms.entry(key.clone()).or_insert_with(|| Room::new(kind));
+            let r = inner
+                .rooms
+                .entry(key.clone())
+                .or_insert_with(|| Room::new(kind));
             match (kind, *diff > 0) {
                 (RoomKind::State, false) => {
                     if r.record.as_deref() == Some(value.as_str()) {
@@ -204,14 +210,23 @@ impl Hub {
                             t: batch.time,
                             sent_ms,
                         };
-                        deliver(&self.metrics, &mut inner.behind, &key, r, Some(&payload), meta);
+                        deliver(
+                            &self.metrics,
+                            &mut inner.behind,
+                            &key,
+                            r,
+                            Some(&payload),
+                            meta,
+                        );
                     }
                 }
                 (RoomKind::Stream, false) => {}
             }
         }
         for key in touched {
-            let Some(r) = inner.rooms.get_mut(&key) else { continue };
+            let Some(r) = inner.rooms.get_mut(&key) else {
+                continue;
+            };
             r.seq += 1;
             r.t = batch.time;
             let meta = Meta {
@@ -220,9 +235,18 @@ impl Hub {
                 sent_ms,
             };
             let value = r.value.clone();
-            deliver(&self.metrics, &mut inner.behind, &key, r, value.as_deref(), meta);
+            deliver(
+                &self.metrics,
+                &mut inner.behind,
+                &key,
+                r,
+                value.as_deref(),
+                meta,
+            );
         }
-        self.metrics.changes.fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .changes
+            .fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
     }
 
     /// Subscribes `sub` to `room` and sends the present value of a state room at once. Returns
@@ -237,7 +261,10 @@ impl Hub {
             Some((k, _)) => k.clone(),
             None => Arc::from(room),
         };
-        let r = inner.rooms.entry(key.clone()).or_insert_with(|| Room::new(kind));
+        let r = inner
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| Room::new(kind));
         if r.subscribers.iter().any(|s| s.id() == sub.id()) {
             return true; // Already subscribed: nothing is delivered twice.
         }
@@ -306,7 +333,9 @@ impl Hub {
         for (id, (sub, rooms)) in behind {
             let mut still = BTreeSet::new();
             for (room, last) in rooms {
-                let Some(r) = inner.rooms.get(&room) else { continue };
+                let Some(r) = inner.rooms.get(&room) else {
+                    continue;
+                };
                 let result = match r.kind {
                     RoomKind::State => {
                         let meta = Meta {
@@ -320,11 +349,21 @@ impl Hub {
                         let mut result = Sent::Ok;
                         let first = r.tail.front().map_or(r.seq + 1, |e| e.0);
                         if first > last + 1 {
-                            self.metrics.lost.fetch_add(first - last - 1, Ordering::Relaxed);
+                            self.metrics
+                                .lost
+                                .fetch_add(first - last - 1, Ordering::Relaxed);
                         }
                         let mut delivered = last;
                         for (seq, t, payload) in r.tail.iter().filter(|e| e.0 > last) {
-                            result = sub.send(&room, Some(payload), Meta { seq: *seq, t: *t, sent_ms });
+                            result = sub.send(
+                                &room,
+                                Some(payload),
+                                Meta {
+                                    seq: *seq,
+                                    t: *t,
+                                    sent_ms,
+                                },
+                            );
                             if result != Sent::Ok {
                                 break;
                             }
@@ -365,7 +404,9 @@ impl Hub {
         let mut out: Vec<(String, Raw)> = inner
             .rooms
             .iter()
-            .filter(|(k, r)| r.kind == RoomKind::State && k.starts_with(prefix) && k.ends_with(suffix))
+            .filter(|(k, r)| {
+                r.kind == RoomKind::State && k.starts_with(prefix) && k.ends_with(suffix)
+            })
             .filter_map(|(k, r)| r.value.clone().map(|v| (k.to_string(), v)))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -60,7 +60,10 @@ mod tests {
     fn matches_templates_by_segment() {
         let k = Kinds::new();
         assert_eq!(k.kind("/doors/main_door/state"), Some(RoomKind::State));
-        assert_eq!(k.kind("/robots/tinyRobot/tinyRobot1/health"), Some(RoomKind::State));
+        assert_eq!(
+            k.kind("/robots/tinyRobot/tinyRobot1/health"),
+            Some(RoomKind::State)
+        );
         assert_eq!(k.kind("/alerts/requests"), Some(RoomKind::Stream));
         assert_eq!(k.kind("/tasks/t1/log"), Some(RoomKind::Stream));
         assert_eq!(k.kind("/building_map"), Some(RoomKind::State));

@@ -57,11 +57,20 @@ const DOOR: &str = "/doors/d1/state";
 fn sticky_value_first_then_every_change_in_sequence() {
     let hub = Hub::new();
     hub.apply(&batch(10, vec![change(DOOR, "1", 1)]));
-    hub.apply(&batch(20, vec![change(DOOR, "1", -1), change(DOOR, "2", 1)]));
+    hub.apply(&batch(
+        20,
+        vec![change(DOOR, "1", -1), change(DOOR, "2", 1)],
+    ));
     let a = Fake::new(1);
     assert!(hub.subscribe(a.clone(), DOOR));
-    hub.apply(&batch(30, vec![change(DOOR, "2", -1), change(DOOR, "3", 1)]));
-    assert_eq!(a.got(), vec![(DOOR.into(), "2".into(), 2), (DOOR.into(), "3".into(), 3)]);
+    hub.apply(&batch(
+        30,
+        vec![change(DOOR, "2", -1), change(DOOR, "3", 1)],
+    ));
+    assert_eq!(
+        a.got(),
+        vec![(DOOR.into(), "2".into(), 2), (DOOR.into(), "3".into(), 3)]
+    );
 }
 
 #[test]
@@ -71,8 +80,14 @@ fn double_subscribe_delivers_once() {
     let a = Fake::new(1);
     assert!(hub.subscribe(a.clone(), DOOR));
     assert!(hub.subscribe(a.clone(), DOOR));
-    hub.apply(&batch(20, vec![change(DOOR, "1", -1), change(DOOR, "2", 1)]));
-    assert_eq!(a.got(), vec![(DOOR.into(), "1".into(), 1), (DOOR.into(), "2".into(), 2)]);
+    hub.apply(&batch(
+        20,
+        vec![change(DOOR, "1", -1), change(DOOR, "2", 1)],
+    ));
+    assert_eq!(
+        a.got(),
+        vec![(DOOR.into(), "1".into(), 1), (DOOR.into(), "2".into(), 2)]
+    );
 }
 
 #[test]
@@ -81,8 +96,14 @@ fn a_room_without_entity_yet_gets_the_first_value() {
     let a = Fake::new(1);
     assert!(hub.subscribe(a.clone(), "/doors/later/state"));
     assert!(a.got().is_empty());
-    hub.apply(&batch(10, vec![change("/doors/later/state", "{\"x\":1}", 1)]));
-    assert_eq!(a.got(), vec![("/doors/later/state".into(), "{\"x\":1}".into(), 1)]);
+    hub.apply(&batch(
+        10,
+        vec![change("/doors/later/state", "{\"x\":1}", 1)],
+    ));
+    assert_eq!(
+        a.got(),
+        vec![("/doors/later/state".into(), "{\"x\":1}".into(), 1)]
+    );
 }
 
 #[test]
@@ -102,8 +123,17 @@ fn a_retracted_condition_is_delivered_as_null() {
     hub.subscribe(a.clone(), room);
     hub.apply(&batch(10, vec![change(room, "{\"low\":1}", 1)]));
     hub.apply(&batch(20, vec![change(room, "{\"low\":1}", -1)]));
-    assert_eq!(a.got(), vec![(room.into(), "{\"low\":1}".into(), 1), (room.into(), "null".into(), 2)]);
-    assert_eq!(hub.get(room).map(|(seq, v)| (seq, v.is_none())), Some((2, true)));
+    assert_eq!(
+        a.got(),
+        vec![
+            (room.into(), "{\"low\":1}".into(), 1),
+            (room.into(), "null".into(), 2)
+        ]
+    );
+    assert_eq!(
+        hub.get(room).map(|(seq, v)| (seq, v.is_none())),
+        Some((2, true))
+    );
 }
 
 #[test]

@@ -8,5 +8,6 @@ pub mod bag;
 pub mod builtin;
 pub mod cdr;
 pub mod decode;
+pub mod feed;
 pub mod ros2msg;
 pub mod source;

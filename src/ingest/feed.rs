@@ -1,0 +1,247 @@
+//! The single entry of inputs into the engine: stamps every decoded record with its logical time
+//! (DESIGN.md invariant 1), turns it into engine inputs, batches them per logical time, and moves
+//! time on when no data comes.
+//!
+//! - A recorded sample's logical time is its `log_time`; a live one's is the ingest clock (wall
+//!   clock) — or, while a recording is replayed into a live server, the replay's current time, so
+//!   that both share one clock.
+//! - One thread owns the [`Feeder`]; other producers (the replay thread, `/_internal` sockets)
+//!   send [`Feed`] items through a bounded channel ([`spawn`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rmf_dash_dataflows::model::Record;
+use rmf_dash_dataflows::model::input::{Input, Names, inputs};
+use rmf_dash_dataflows::prelude::Time;
+
+use crate::engine::{Clock, Engine, EngineError};
+
+/// When a record was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// From a recording: its log time (ns).
+    Recorded(u64),
+    /// Just now.
+    Live,
+}
+
+/// What producers send to the feeder thread.
+#[derive(Debug)]
+pub enum Feed {
+    Record {
+        record: Box<Record>,
+        stamp: Stamp,
+        source: Source,
+    },
+    /// Logical time reached with no data (a replay's clock).
+    Advance(Time),
+}
+
+/// Which producer a record came from (counters per source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Replay = 0,
+    Internal = 1,
+    Ros = 2,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Replay, Source::Internal, Source::Ros];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Replay => "replay",
+            Source::Internal => "internal",
+            Source::Ros => "ros",
+        }
+    }
+}
+
+/// Counters per source, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct FeedMetrics {
+    pub records: [AtomicU64; 3],
+    /// Records that gave no input (invalid JSON updates and the like).
+    pub invalid: [AtomicU64; 3],
+    /// The latest logical time fed.
+    pub time: AtomicU64,
+}
+
+/// Stamps and batches records into the engine. Owned by one thread.
+pub struct Feeder {
+    engine: Engine,
+    clock: Clock,
+    names: Names,
+    batch_time: Time,
+    batch: Vec<Input>,
+    /// Whether a recording drives the clock (live records then take its current time).
+    replaying: bool,
+    pub metrics: Arc<FeedMetrics>,
+}
+
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Feeder {
+    pub fn new(engine: Engine, tick_ms: u64, replaying: bool) -> Self {
+        Feeder {
+            engine,
+            clock: Clock::new(tick_ms),
+            names: Names::default(),
+            batch_time: 0,
+            batch: Vec::new(),
+            replaying,
+            metrics: Arc::new(FeedMetrics::default()),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The current logical time.
+    pub fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    fn flush(&mut self) -> Result<(), EngineError> {
+        if !self.batch.is_empty() {
+            self.engine
+                .input(self.batch_time, std::mem::take(&mut self.batch))?;
+        }
+        Ok(())
+    }
+
+    /// Takes one record. An invalid one is counted and logged; it never stops the feed.
+    pub fn record(
+        &mut self,
+        record: &Record,
+        stamp: Stamp,
+        source: Source,
+    ) -> Result<(), EngineError> {
+        let (t, unix_ms) = match stamp {
+            Stamp::Recorded(ns) => (self.clock.time_of(ns), ns / 1_000_000),
+            Stamp::Live if self.replaying => {
+                let t = self.clock.now().max(self.batch_time);
+                (t, t)
+            }
+            Stamp::Live => {
+                let ns = wall_ns();
+                (self.clock.time_of(ns), ns / 1_000_000)
+            }
+        };
+        if t != self.batch_time {
+            self.flush()?;
+            self.batch_time = t;
+        }
+        self.metrics.records[source as usize].fetch_add(1, Ordering::Relaxed);
+        match inputs(record, unix_ms, &mut self.names) {
+            Ok(i) => self.batch.extend(i),
+            Err(e) => {
+                self.metrics.invalid[source as usize].fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(source = source.as_str(), "invalid input: {e}");
+            }
+        }
+        self.metrics.time.store(t, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves logical time to `t` (no data before `t` will come).
+    pub fn advance(&mut self, t: Time) -> Result<(), EngineError> {
+        if t > self.batch_time {
+            self.flush()?;
+        }
+        self.engine.advance(t)
+    }
+
+    /// In live mode: moves logical time to the wall clock (called on every tick).
+    pub fn tick(&mut self) -> Result<(), EngineError> {
+        if self.replaying {
+            return self.flush();
+        }
+        let now = self.clock.time_of(wall_ns());
+        self.advance(now)
+    }
+
+    /// Sends what is pending and stops the engine once every output up to the last time is out.
+    pub fn finish(mut self) -> Result<Time, EngineError> {
+        self.flush()?;
+        let last = self.clock.now();
+        self.engine.finish(last)?;
+        Ok(last)
+    }
+}
+
+/// A handle for producers.
+#[derive(Clone)]
+pub struct FeedHandle {
+    tx: tokio::sync::mpsc::Sender<Feed>,
+}
+
+impl FeedHandle {
+    /// Sends from async code, waiting while the feeder is behind (backpressure).
+    pub async fn send(&self, item: Feed) -> bool {
+        self.tx.send(item).await.is_ok()
+    }
+
+    /// Sends from a thread, blocking while the feeder is behind.
+    pub fn blocking_send(&self, item: Feed) -> bool {
+        self.tx.blocking_send(item).is_ok()
+    }
+
+    /// Items waiting for the feeder.
+    pub fn backlog(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Runs a feeder on its own thread; it ends (finishing the engine) when every handle is dropped.
+pub fn spawn(
+    feeder: Feeder,
+    capacity: usize,
+    tick: Duration,
+) -> std::io::Result<(
+    FeedHandle,
+    Arc<FeedMetrics>,
+    std::thread::JoinHandle<Result<Time, EngineError>>,
+)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(capacity.max(1));
+    let metrics = feeder.metrics.clone();
+    let thread = std::thread::Builder::new()
+        .name("rmf-dash-feeder".into())
+        .spawn(move || {
+            let mut feeder = feeder;
+            let mut last_tick = std::time::Instant::now();
+            loop {
+                // Wait for an item, at most until the next tick.
+                let item = match rx.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(tick.min(Duration::from_millis(1)));
+                        None
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                };
+                match item {
+                    Some(Feed::Record {
+                        record,
+                        stamp,
+                        source,
+                    }) => feeder.record(&record, stamp, source)?,
+                    Some(Feed::Advance(t)) => feeder.advance(t)?,
+                    None => {}
+                }
+                if last_tick.elapsed() >= tick {
+                    last_tick = std::time::Instant::now();
+                    feeder.tick()?;
+                }
+            }
+            feeder.finish()
+        })?;
+    Ok((FeedHandle { tx }, metrics, thread))
+}
