@@ -11,4 +11,5 @@ pub mod hub;
 pub mod ingest;
 pub mod progress;
 pub mod replay;
+pub mod serve;
 pub mod trace;

@@ -33,6 +33,52 @@ enum Command {
     Replay(ReplayArgs),
     /// Measure every performance figure against its baseline on a generated trace.
     Bench(BenchArgs),
+    /// Run the server: REST, socket.io, the fleet-adapter websocket, fed by RMF or a recording.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000", env = "RMF_DASH_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// URL prefix of every route, when served behind a proxy (like /api).
+    #[arg(long, default_value = "", env = "RMF_DASH_PREFIX")]
+    prefix: String,
+    /// Feed the server from a recording (.mcap, .db3 or rosbag2 folder).
+    #[arg(long, env = "RMF_DASH_REPLAY")]
+    replay: Option<String>,
+    /// Replay speed: 1 = real time, a factor, or `max`.
+    #[arg(long, default_value = "1", env = "RMF_DASH_SPEED")]
+    speed: rmf_dash::ingest::source::Pacing,
+    /// Run without persistence.
+    #[arg(long, env = "RMF_DASH_NO_DB")]
+    no_db: bool,
+    /// PostgreSQL URL of the store.
+    #[arg(long, env = "RMF_DASH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// HMAC secret of the JWTs.
+    #[arg(long, env = "RMF_DASH_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// RSA public key (PEM) of the JWTs.
+    #[arg(long, env = "RMF_DASH_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
+    jwt_public_key: Option<String>,
+    /// Expected audience of the JWTs.
+    #[arg(long, default_value = "rmf_api_server", env = "RMF_DASH_JWT_AUD")]
+    jwt_aud: String,
+    /// Expected issuer of the JWTs (checked when given).
+    #[arg(long, env = "RMF_DASH_JWT_ISS")]
+    jwt_iss: Option<String>,
+    /// No authentication (local demos only: a warning is logged).
+    #[arg(long, env = "RMF_DASH_NO_AUTH")]
+    no_auth: bool,
+    /// Token fleet adapters must give on /_internal (?token= or Authorization: Bearer).
+    #[arg(long, env = "RMF_DASH_INTERNAL_TOKEN", hide_env_values = true)]
+    internal_token: Option<String>,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    release: ReleaseArgs,
 }
 
 #[derive(Args)]
@@ -219,7 +265,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Trace(t)) => run_trace(t),
         Some(Command::Replay(r)) => run_replay(r),
         Some(Command::Bench(b)) => run_bench(b),
+        Some(Command::Serve(s)) => run_serve(s),
     }
+}
+
+fn run_serve(args: ServeArgs) -> Result<ExitCode> {
+    anyhow::ensure!(
+        args.database_url.is_none(),
+        "the PostgreSQL store is not available yet: run without --database-url (or with --no-db)"
+    );
+    if !args.no_db {
+        tracing::warn!("running without persistence: the PostgreSQL store is not available yet");
+    }
+    let prefix = args.prefix.trim_end_matches('/').to_string();
+    anyhow::ensure!(
+        prefix.is_empty() || prefix.starts_with('/'),
+        "--prefix must start with /"
+    );
+    let config = rmf_dash::serve::ServeConfig {
+        listen: args.listen,
+        prefix,
+        replay: args.replay,
+        speed: args.speed,
+        policy: args.release.policy(),
+        tick_ms: args.engine.tick_ms,
+        engine: args.engine.config()?,
+        jwt_secret: args.jwt_secret,
+        jwt_public_key: args.jwt_public_key,
+        jwt_aud: args.jwt_aud,
+        jwt_iss: args.jwt_iss,
+        no_auth: args.no_auth,
+        internal_token: args.internal_token,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(rmf_dash::serve::run(config))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_bench(args: BenchArgs) -> Result<ExitCode> {

@@ -1,2 +1,86 @@
-//! REST and the HTTP surface (axum): auth, the routes of COMPAT.md, `/health`, `/metrics`.
+//! The HTTP surface (axum): REST routes of COMPAT.md, `/health`, `/metrics`, and the shared
+//! state of the handlers. Every route but `/health`, `/metrics` and `/time` needs a valid token
+//! (`Authorization: Bearer <JWT>`), checked by the [`AuthUser`] extractor.
+
 pub mod auth;
+pub mod system;
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use crate::hub::Hub;
+use crate::ingest::feed::{FeedHandle, FeedMetrics};
+use auth::{Auth, User};
+
+/// What every handler shares.
+pub struct App {
+    pub hub: Arc<Hub>,
+    pub auth: Auth,
+    /// Inputs from `/_internal` and other live sources go here.
+    pub feed: FeedHandle,
+    pub feed_metrics: Arc<FeedMetrics>,
+    pub sockets: Arc<crate::hub::socketio::SocketState>,
+    pub started: std::time::Instant,
+    /// The engine's output frontier (logical ms).
+    pub delivered: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the engine still runs.
+    pub engine_running: Arc<std::sync::atomic::AtomicBool>,
+    /// `None` when running without a database.
+    pub store: Option<String>,
+    /// Token `/_internal` clients must give, if any.
+    pub internal_token: Option<String>,
+}
+
+/// Every route, under `prefix`.
+pub fn router(app: AppState, prefix: &str) -> axum::Router {
+    use axum::routing::get;
+    let routes = axum::Router::new()
+        .route("/health", get(system::health))
+        .route("/metrics", get(system::metrics))
+        .route("/time", get(system::time))
+        .route("/user", get(system::user))
+        .route("/permissions", get(system::permissions))
+        .with_state(app);
+    if prefix.is_empty() || prefix == "/" {
+        routes
+    } else {
+        axum::Router::new().nest(prefix, routes)
+    }
+}
+
+pub type AppState = Arc<App>;
+
+/// An error answered as rmf-web does: a status and `{"detail": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(serde_json::json!({"detail": self.1}))).into_response()
+    }
+}
+
+/// The authenticated user of a request.
+pub struct AuthUser(pub User);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok());
+        app.auth
+            .verify(Auth::bearer(header))
+            .map(AuthUser)
+            .map_err(|e| ApiError(StatusCode::UNAUTHORIZED, e.to_string()))
+    }
+}

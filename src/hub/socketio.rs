@@ -1,1 +1,184 @@
-//! socket.io transport (being written).
+//! The hub's socket.io transport (socketioxide on axum; COMPAT.md): Socket.IO v5 at
+//! `<prefix>/socket.io`, the JWT checked at connect (`auth: {token}`; refused with
+//! `connect_error`), `subscribe`/`unsubscribe` with `{room}` (URL-encoded rooms decoded), every
+//! change emitted as an event named after the room with the payload as first argument and
+//! `{seq, t, sent_ms}` as second. Errors go to the offending socket only (`subscribe_error`, and
+//! the acknowledgement when one is asked for).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SendError, SocketError, SocketIo};
+
+use super::{Hub, Meta, Sent, Subscriber};
+use crate::api::auth::{Auth, AuthError, User};
+
+/// What the socket handlers share.
+pub struct SocketState {
+    pub hub: Arc<Hub>,
+    pub auth: Auth,
+    next_id: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+impl SocketState {
+    pub fn new(hub: Arc<Hub>, auth: Auth) -> Arc<Self> {
+        Arc::new(SocketState {
+            hub,
+            auth,
+            next_id: AtomicU64::new(1),
+            connections: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Per-socket data kept in the socket's extensions.
+#[derive(Clone)]
+struct Conn {
+    id: u64,
+    user: Arc<User>,
+}
+
+/// A socket as a hub subscriber.
+struct SocketSub {
+    id: u64,
+    socket: SocketRef,
+}
+
+impl Subscriber for SocketSub {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn send(&self, room: &str, value: Option<&RawValue>, meta: Meta) -> Sent {
+        match self.socket.emit(room, &(value, meta)) {
+            Ok(()) => Sent::Ok,
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => Sent::Full,
+            Err(SendError::Socket(SocketError::Closed)) => Sent::Closed,
+            Err(e) => {
+                tracing::warn!(room, "emit failed: {e}");
+                Sent::Ok
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthData {
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RoomRequest {
+    room: String,
+}
+
+/// Builds the socket.io layer; `prefix` is the URL prefix ("" or "/api").
+pub fn layer(state: Arc<SocketState>, prefix: &str) -> (SocketIoLayer, SocketIo) {
+    let (layer, io) = SocketIo::builder()
+        .req_path(format!("{prefix}/socket.io"))
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20))
+        // Packets waiting per socket before the hub coalesces for it.
+        .max_buffer_size(1024)
+        .with_state(state)
+        .build_layer();
+    io.ns("/", connected.with(authenticate));
+    (layer, io)
+}
+
+async fn connected(_socket: SocketRef) {}
+
+/// Runs before the CONNECT reply: checks the token, then registers the handlers (registered in
+/// the connect handler they could miss the first events a fast client sends).
+async fn authenticate(
+    socket: SocketRef,
+    TryData(auth): TryData<AuthData>,
+    State(state): State<Arc<SocketState>>,
+) -> Result<(), AuthError> {
+    let token = auth.ok().and_then(|a| a.token);
+    let user = state.auth.verify(token.as_deref()).inspect_err(|e| {
+        tracing::info!(sid = %socket.id, "socket.io connection refused: {e}");
+    })?;
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    socket.extensions.insert(Conn {
+        id,
+        user: Arc::new(user),
+    });
+    state.connections.fetch_add(1, Ordering::Relaxed);
+    socket.on("subscribe", subscribe);
+    socket.on("unsubscribe", unsubscribe);
+    socket.on_disconnect(disconnect);
+    Ok(())
+}
+
+/// The room of a `{room}` request, URL-decoded.
+fn room_of(req: Result<RoomRequest, impl std::fmt::Display>) -> Result<String, String> {
+    let req = req.map_err(|e| format!("expected {{\"room\": \"<room>\"}}: {e}"))?;
+    percent_encoding::percent_decode_str(&req.room)
+        .decode_utf8()
+        .map(|r| r.into_owned())
+        .map_err(|e| format!("room is not valid UTF-8 once URL-decoded: {e}"))
+}
+
+fn refuse(socket: &SocketRef, ack: AckSender, room: Option<&str>, error: &str) {
+    let body = serde_json::json!({"room": room, "error": error});
+    let _ = socket.emit("subscribe_error", &body);
+    let _ = ack.send(&body);
+}
+
+async fn subscribe(
+    socket: SocketRef,
+    TryData(req): TryData<RoomRequest>,
+    State(state): State<Arc<SocketState>>,
+    ack: AckSender,
+) {
+    let Some(conn) = socket.extensions.get::<Conn>() else {
+        return;
+    };
+    let room = match room_of(req) {
+        Ok(r) => r,
+        Err(e) => return refuse(&socket, ack, None, &e),
+    };
+    let sub = Arc::new(SocketSub {
+        id: conn.id,
+        socket: socket.clone(),
+    });
+    if state.hub.subscribe(sub, &room) {
+        tracing::debug!(user = %conn.user.username, room, "subscribed");
+        let _ = ack.send(&serde_json::json!({"room": room}));
+    } else {
+        refuse(&socket, ack, Some(&room), "unknown room");
+    }
+}
+
+async fn unsubscribe(
+    socket: SocketRef,
+    TryData(req): TryData<RoomRequest>,
+    State(state): State<Arc<SocketState>>,
+    ack: AckSender,
+) {
+    let Some(conn) = socket.extensions.get::<Conn>() else {
+        return;
+    };
+    match room_of(req) {
+        Ok(room) => {
+            state.hub.unsubscribe(conn.id, &room);
+            let _ = ack.send(&serde_json::json!({"room": room}));
+        }
+        Err(e) => refuse(&socket, ack, None, &e),
+    }
+}
+
+async fn disconnect(socket: SocketRef, State(state): State<Arc<SocketState>>) {
+    if let Some(conn) = socket.extensions.get::<Conn>() {
+        state.hub.remove(conn.id);
+        state.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}

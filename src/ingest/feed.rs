@@ -181,17 +181,25 @@ impl Feeder {
 #[derive(Clone)]
 pub struct FeedHandle {
     tx: tokio::sync::mpsc::Sender<Feed>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FeedHandle {
-    /// Sends from async code, waiting while the feeder is behind (backpressure).
+    /// Sends from async code, waiting while the feeder is behind (backpressure). `false` once the
+    /// feed is closed.
     pub async fn send(&self, item: Feed) -> bool {
-        self.tx.send(item).await.is_ok()
+        !self.closed.load(Ordering::Relaxed) && self.tx.send(item).await.is_ok()
     }
 
     /// Sends from a thread, blocking while the feeder is behind.
     pub fn blocking_send(&self, item: Feed) -> bool {
-        self.tx.blocking_send(item).is_ok()
+        !self.closed.load(Ordering::Relaxed) && self.tx.blocking_send(item).is_ok()
+    }
+
+    /// Refuses every later send (shutdown): producers stop, and the feeder ends once the
+    /// handles are dropped.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
     }
 
     /// Items waiting for the feeder.
@@ -243,5 +251,6 @@ pub fn spawn(
             }
             feeder.finish()
         })?;
-    Ok((FeedHandle { tx }, metrics, thread))
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    Ok((FeedHandle { tx, closed }, metrics, thread))
 }

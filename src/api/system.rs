@@ -1,0 +1,160 @@
+//! `/health` (liveness and readiness), `/metrics` (Prometheus text), `/time`, `/user`,
+//! `/permissions`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::{AppState, AuthUser};
+use crate::ingest::feed::Source;
+
+/// Readiness: the engine runs (and, with a database, the store is reachable). 503 otherwise.
+pub async fn health(State(app): State<AppState>) -> impl IntoResponse {
+    let engine = app.engine_running.load(Ordering::Relaxed);
+    let fed = app.feed_metrics.time.load(Ordering::Relaxed);
+    let delivered = app.delivered.load(Ordering::Relaxed);
+    let body = json!({
+        "status": if engine { "ok" } else { "unavailable" },
+        "role": "active",
+        "engine": {
+            "running": engine,
+            "input_time_ms": fed,
+            "output_frontier_ms": delivered,
+            "lag_ms": fed.saturating_sub(delivered),
+        },
+        "store": match &app.store { None => json!("disabled"), Some(s) => json!(s) },
+        "uptime_s": app.started.elapsed().as_secs(),
+    });
+    let status = if engine {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, lines: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in lines {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let per_source = |counters: &[std::sync::atomic::AtomicU64; 3]| -> Vec<(String, u64)> {
+        Source::ALL
+            .iter()
+            .map(|s| {
+                (
+                    format!("{{source=\"{}\"}}", s.as_str()),
+                    counters[*s as usize].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    };
+    gauge(
+        "rmf_dash_ingest_records_total",
+        "Records received, by source.",
+        "counter",
+        &per_source(&app.feed_metrics.records),
+    );
+    gauge(
+        "rmf_dash_ingest_invalid_total",
+        "Records that gave no input (invalid), by source.",
+        "counter",
+        &per_source(&app.feed_metrics.invalid),
+    );
+    let fed = app.feed_metrics.time.load(Ordering::Relaxed);
+    let delivered = app.delivered.load(Ordering::Relaxed);
+    gauge(
+        "rmf_dash_engine_frontier_lag_ms",
+        "Logical time fed minus the engine's output frontier.",
+        "gauge",
+        &[(String::new(), fed.saturating_sub(delivered))],
+    );
+    gauge(
+        "rmf_dash_feed_backlog",
+        "Records waiting for the feeder.",
+        "gauge",
+        &[(String::new(), app.feed.backlog() as u64)],
+    );
+    let (rooms, subscriptions, behind) = app.hub.sizes();
+    gauge(
+        "rmf_dash_rooms",
+        "Rooms with a value or a subscriber.",
+        "gauge",
+        &[(String::new(), rooms as u64)],
+    );
+    gauge(
+        "rmf_dash_subscriptions",
+        "Room subscriptions.",
+        "gauge",
+        &[(String::new(), subscriptions as u64)],
+    );
+    gauge(
+        "rmf_dash_subscribers_behind",
+        "Subscribers with coalesced rooms to catch up on.",
+        "gauge",
+        &[(String::new(), behind as u64)],
+    );
+    gauge(
+        "rmf_dash_socketio_connections",
+        "Connected socket.io clients.",
+        "gauge",
+        &[(
+            String::new(),
+            app.sockets.connections.load(Ordering::Relaxed),
+        )],
+    );
+    let m = &app.hub.metrics;
+    gauge(
+        "rmf_dash_deliveries_total",
+        "Room events sent to subscribers.",
+        "counter",
+        &[(String::new(), m.deliveries.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "rmf_dash_coalesced_total",
+        "Deliveries that found a full buffer and were coalesced.",
+        "counter",
+        &[(String::new(), m.coalesced.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "rmf_dash_stream_events_lost_total",
+        "Stream events a slow subscriber lost.",
+        "counter",
+        &[(String::new(), m.lost.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "rmf_dash_output_changes_total",
+        "Output changes applied by the hub.",
+        "counter",
+        &[(String::new(), m.changes.load(Ordering::Relaxed))],
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Server time in ms since the epoch (rmf-web returns a bare number).
+pub async fn time() -> Json<u64> {
+    Json(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
+}
+
+/// The user of the token (rmf-web's `User` shape).
+pub async fn user(AuthUser(user): AuthUser) -> Json<serde_json::Value> {
+    Json(json!({"username": user.username, "is_admin": false, "roles": []}))
+}
+
+/// The user's permissions (`[{authz_grp, action}]`; roles come with the users issue).
+pub async fn permissions(AuthUser(_user): AuthUser) -> Json<Vec<serde_json::Value>> {
+    Json(Vec::new())
+}

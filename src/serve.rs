@@ -1,0 +1,242 @@
+//! `rmf-dash serve`: the process a site runs. Starts the engine, the feeder (inputs from a
+//! replayed recording, the `/_internal` websocket, ...), the hub and the HTTP server (REST,
+//! socket.io, `/health`, `/metrics`), and stops them in order on Ctrl-C or SIGTERM. One log line
+//! per lifecycle event.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::api::auth::{Auth, AuthConfigError};
+use crate::api::{App, router};
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::hub::Hub;
+use crate::hub::socketio::{self, SocketState};
+use crate::ingest::decode::ReleasePolicy;
+use crate::ingest::feed::{self, Feeder};
+use crate::ingest::source::Pacing;
+use crate::replay::{ReplayOptions, ReplaySummary};
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// URL prefix of every route ("" or like "/api").
+    pub prefix: String,
+    pub replay: Option<String>,
+    pub speed: Pacing,
+    pub policy: ReleasePolicy,
+    pub tick_ms: u64,
+    pub engine: EngineConfig,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<String>,
+    pub jwt_aud: String,
+    pub jwt_iss: Option<String>,
+    pub no_auth: bool,
+    /// Token `/_internal` clients must give (`?token=` or `Authorization: Bearer`), if any.
+    pub internal_token: Option<String>,
+}
+
+/// A running server (for tests and the CLI).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    feeder: std::thread::JoinHandle<Result<u64, EngineError>>,
+    replay: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts every part and returns once the server listens.
+pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+    let auth = Auth::new(
+        config.jwt_secret.as_deref(),
+        config.jwt_public_key.as_deref(),
+        &config.jwt_aud,
+        config.jwt_iss.as_deref(),
+        config.no_auth,
+    )?;
+    if !auth.enabled() {
+        tracing::warn!(
+            "authentication is disabled (--no-auth): every client is user `stub`; do not expose this server"
+        );
+    }
+    let mut engine = Engine::start(config.engine.clone())?;
+    tracing::info!(workers = config.engine.workers, "engine started");
+    let delivered = engine.delivered.clone();
+    let hub = Arc::new(Hub::new());
+    let engine_running = Arc::new(AtomicBool::new(true));
+    if let Some(mut outputs) = engine.take_outputs() {
+        let hub = hub.clone();
+        let running = engine_running.clone();
+        std::thread::Builder::new()
+            .name("rmf-dash-hub".into())
+            .spawn(move || {
+                while let Some(batch) = outputs.blocking_recv() {
+                    hub.apply(&batch);
+                }
+                running.store(false, Ordering::Relaxed);
+                tracing::info!("engine output ended");
+            })?;
+    }
+    let feeder = Feeder::new(engine, config.tick_ms, config.replay.is_some());
+    let (feed, feed_metrics, feeder_thread) =
+        feed::spawn(feeder, 65_536, Duration::from_millis(config.tick_ms.max(1)))?;
+    let sockets = SocketState::new(hub.clone(), auth.clone());
+    let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
+    let app = Arc::new(App {
+        hub: hub.clone(),
+        auth,
+        feed: feed.clone(),
+        feed_metrics,
+        sockets,
+        started: std::time::Instant::now(),
+        delivered,
+        engine_running,
+        store: None,
+        internal_token: config.internal_token.clone(),
+    });
+    // Subscribers that fell behind get their coalesced rooms a few times a second.
+    {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                every.tick().await;
+                hub.flush();
+            }
+        });
+    }
+    let routes = router(app.clone(), &config.prefix).layer(layer);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, routes)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    });
+    tracing::info!(%addr, prefix = %config.prefix, "listening (socket.io at {}/socket.io)", config.prefix);
+    let replay = match &config.replay {
+        Some(path) => {
+            let path = path.clone();
+            let opts = ReplayOptions {
+                pacing: config.speed,
+                policy: config.policy,
+                tick_ms: config.tick_ms,
+                engine: config.engine.clone(),
+            };
+            let mut sink = feed.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("rmf-dash-replay".into())
+                    .spawn(move || {
+                        tracing::info!(path, "replay started");
+                        let mut summary = ReplaySummary::default();
+                        match crate::replay::drive(&path, &opts, &mut sink, &mut summary) {
+                            Ok(()) => tracing::info!(
+                                path,
+                                messages = summary.messages,
+                                dropped = summary.dropped,
+                                "replay finished; serving the final state"
+                            ),
+                            Err(e) => tracing::error!(path, "replay stopped: {e}"),
+                        }
+                    })?,
+            )
+        }
+        None => None,
+    };
+    drop(feed);
+    Ok(Running {
+        addr,
+        app,
+        shutdown,
+        server,
+        feeder: feeder_thread,
+        replay,
+    })
+}
+
+impl Running {
+    /// Stops the HTTP server, then the inputs and the engine.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        tracing::info!("shutting down");
+        let _ = self.shutdown.send(true);
+        // Long-lived connections (socket.io, /_internal) would keep a graceful shutdown waiting:
+        // they get a moment, then are cut.
+        let mut server = self.server;
+        match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(e)) => tracing::warn!("server task: {e}"),
+            Err(_) => {
+                server.abort();
+                tracing::info!("closed the remaining connections");
+            }
+        }
+        // Producers stop at their next send; the feeder ends when the last handle is dropped.
+        self.app.feed.close();
+        drop(self.app);
+        if let Some(r) = self.replay {
+            let _ = tokio::task::spawn_blocking(move || r.join()).await;
+        }
+        let feeder = self.feeder;
+        let result = tokio::task::spawn_blocking(move || feeder.join())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        match result {
+            Ok(Ok(t)) => tracing::info!(logical_time = t, "engine stopped"),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => tracing::error!("the feeder thread panicked"),
+        }
+        Ok(())
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    let running = start(config).await?;
+    let term = async {
+        #[cfg(unix)]
+        {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = term => tracing::info!("terminated"),
+    }
+    running.stop().await
+}
