@@ -12,7 +12,7 @@ VENV="$REPO/.venv"
 PYTHON="${PYTHON:-python3}"
 
 # Pinned requirements (rosbags brings its own deps: numpy, lz4, zstandard, ruamel.yaml).
-REQUIREMENTS="rosbags==0.11.9"
+REQUIREMENTS="rosbags==0.11.9 python-socketio[client]==5.11.4 websocket-client==1.8.0"
 
 HASH="$(printf '%s\n' "$REQUIREMENTS" | sha256sum | cut -d' ' -f1)"
 MARKER="$VENV/.requirements.sha256"

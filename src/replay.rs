@@ -161,6 +161,7 @@ pub fn drive(
     let mut source = Replay::new(recording, opts.policy, Pacing::Max);
     let mut pacer = Pacer::new(opts.pacing, opts.tick_ms);
     let mut progress = Progress::new(format!("replaying {path}"), total);
+    let mut last = None;
     while let Some(item) = source.next_sample() {
         summary.messages += 1;
         progress.inc(1);
@@ -178,6 +179,11 @@ pub fn drive(
             sink.advance(now.min(t.saturating_sub(1)))
         })?;
         sink.record(sample.record, sample.log_time)?;
+        last = Some(t);
+    }
+    // The recording's last time is complete: its outputs can go out.
+    if let Some(t) = last {
+        sink.advance(t + 1)?;
     }
     progress.finish(&format!(
         "{} messages, {} dropped",

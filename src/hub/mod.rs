@@ -270,15 +270,16 @@ impl Hub {
         }
         r.subscribers.push(sub.clone());
         inner.of.entry(sub.id()).or_default().insert(key.clone());
-        if kind == RoomKind::State
-            && let Some(value) = r.value.clone()
-        {
+        // The present value; `null` for a room that had a value and has none now (a condition
+        // that ended); nothing for a room whose entity never appeared.
+        if kind == RoomKind::State && r.seq > 0 {
+            let value = r.value.clone();
             let meta = Meta {
                 seq: r.seq,
                 t: r.t,
                 sent_ms: now_ms(),
             };
-            match sub.send(&key, Some(&value), meta) {
+            match sub.send(&key, value.as_deref(), meta) {
                 Sent::Ok => {
                     self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
                 }
