@@ -4,6 +4,7 @@
 //!   sources;
 //! - [`trace`]: the recorded-trace tools (generator, info, dump);
 //! - [`progress`]: progress display of long operations.
+//! - [`rmf_link`]: commands to RMF (door and lift requests, the task API, alert responses).
 pub mod api;
 pub mod bench;
 pub mod engine;
@@ -11,5 +12,6 @@ pub mod hub;
 pub mod ingest;
 pub mod progress;
 pub mod replay;
+pub mod rmf_link;
 pub mod serve;
 pub mod trace;

@@ -75,6 +75,39 @@ struct ServeArgs {
     /// Token fleet adapters must give on /_internal (?token= or Authorization: Bearer).
     #[arg(long, env = "RMF_DASH_INTERNAL_TOKEN", hide_env_values = true)]
     internal_token: Option<String>,
+    /// How commands reach RMF: `loopback` (an in-process RMF stand-in that records what is
+    /// published and answers task requests; tests and demos) or `none` (commands refused).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "loopback",
+        env = "RMF_DASH_RMF_LINK"
+    )]
+    rmf_link: rmf_dash::rmf_link::LinkKind,
+    /// Wait for RMF's answer to a task request (ms); an acknowledgement restarts it.
+    #[arg(long, default_value_t = 5000, env = "RMF_DASH_TASK_TIMEOUT_MS")]
+    task_timeout_ms: u64,
+    /// Largest /_internal message in bytes; a larger one closes its connection (code 1009).
+    #[arg(
+        long,
+        default_value_t = rmf_dash::ingest::internal::DEFAULT_MAX_FRAME,
+        env = "RMF_DASH_INTERNAL_MAX_FRAME"
+    )]
+    internal_max_frame: usize,
+    /// Frames a second each /_internal connection may send (0: no limit); the excess is dropped.
+    #[arg(
+        long,
+        default_value_t = rmf_dash::ingest::internal::DEFAULT_RATE,
+        env = "RMF_DASH_INTERNAL_RATE"
+    )]
+    internal_rate: u32,
+    /// Frames each /_internal connection may send at once, above the rate.
+    #[arg(
+        long,
+        default_value_t = rmf_dash::ingest::internal::DEFAULT_BURST,
+        env = "RMF_DASH_INTERNAL_BURST"
+    )]
+    internal_burst: u32,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -296,6 +329,13 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         jwt_iss: args.jwt_iss,
         no_auth: args.no_auth,
         internal_token: args.internal_token,
+        rmf_link: args.rmf_link,
+        task_timeout_ms: args.task_timeout_ms,
+        internal: rmf_dash::ingest::internal::InternalConfig {
+            max_frame: args.internal_max_frame,
+            rate: args.internal_rate,
+            burst: args.internal_burst,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -52,8 +52,14 @@ pub struct ServeConfig {
     pub jwt_aud: String,
     pub jwt_iss: Option<String>,
     pub no_auth: bool,
+    /// The link commands to RMF go through.
+    pub rmf_link: crate::rmf_link::LinkKind,
+    /// Wait for a task API answer (ms), restarted by an acknowledgement.
+    pub task_timeout_ms: u64,
     /// Token `/_internal` clients must give (`?token=` or `Authorization: Bearer`), if any.
     pub internal_token: Option<String>,
+    /// Bounds of `/_internal` connections (frame size, rate limit).
+    pub internal: crate::ingest::internal::InternalConfig,
 }
 
 /// A running server (for tests and the CLI).
@@ -99,6 +105,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             })?;
     }
     let feeder = Feeder::new(engine, config.tick_ms, config.replay.is_some());
+    let map_images = feeder.images.clone();
     let (feed, feed_metrics, feeder_thread) =
         feed::spawn(feeder, 65_536, Duration::from_millis(config.tick_ms.max(1)))?;
     let sockets = SocketState::new(hub.clone(), auth.clone());
@@ -108,12 +115,19 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         auth,
         feed: feed.clone(),
         feed_metrics,
+        link: crate::rmf_link::connect(&crate::rmf_link::LinkConfig {
+            kind: config.rmf_link,
+            node_name: crate::rmf_link::NODE_NAME.into(),
+            task_timeout: Duration::from_millis(config.task_timeout_ms),
+        }),
         sockets,
         started: std::time::Instant::now(),
         delivered,
         engine_running,
         store: None,
         internal_token: config.internal_token.clone(),
+        internal: crate::ingest::internal::Internal::new(config.internal.clone()),
+        map_images,
     });
     // Subscribers that fell behind get their coalesced rooms a few times a second.
     {

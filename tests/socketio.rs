@@ -23,8 +23,13 @@ fn repo() -> PathBuf {
 }
 
 fn token(user: &str) -> String {
-    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 3600;
-    let claims = serde_json::json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let claims =
+        serde_json::json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -57,7 +62,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn wait_healthy(port: u16) {
@@ -74,7 +83,15 @@ fn wait_healthy(port: u16) {
 fn serve(recording: &Path, speed: &str) -> (Server, u16) {
     let port = free_port();
     let child = bin()
-        .args(["serve", "--no-db", "--jwt-secret", SECRET, "--speed", speed, "--listen"])
+        .args([
+            "serve",
+            "--no-db",
+            "--jwt-secret",
+            SECRET,
+            "--speed",
+            speed,
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(recording)
@@ -90,37 +107,66 @@ fn serve(recording: &Path, speed: &str) -> (Server, u16) {
 fn generate(dir: &Path) -> PathBuf {
     let path = dir.join("hotel.mcap");
     let out = bin()
-        .args(["trace", "gen", "--preset", "hotel", "--duration", "120s", "--seed", "5", "--no-ws", "-o"])
+        .args([
+            "trace",
+            "gen",
+            "--preset",
+            "hotel",
+            "--duration",
+            "120s",
+            "--seed",
+            "5",
+            "--no-ws",
+            "-o",
+        ])
         .arg(&path)
         .output()
         .expect("trace gen");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     path
 }
 
 /// The engine's final value of every state room (from `replay --emit jsonl`).
 fn final_values(recording: &Path) -> BTreeMap<String, Value> {
-    let out = bin().arg("replay").arg(recording).args(["--no-db", "--emit", "jsonl"]).output().expect("replay");
+    let out = bin()
+        .arg("replay")
+        .arg(recording)
+        .args(["--no-db", "--emit", "jsonl"])
+        .output()
+        .expect("replay");
     assert!(out.status.success());
     let mut last: BTreeMap<String, Option<Value>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let v: Value = serde_json::from_str(line).expect("line");
         let room = v["room"].as_str().unwrap_or_default().to_string();
+        // Within a time retractions come first, so a value retracted and not replaced is gone.
         if v["diff"] == 1 {
             last.insert(room, Some(v["value"].clone()));
         } else {
-            last.entry(room).or_insert(None);
+            last.insert(room, None);
         }
     }
-    last.into_iter().filter_map(|(r, v)| v.map(|v| (r, v))).collect()
+    last.into_iter()
+        .filter_map(|(r, v)| v.map(|v| (r, v)))
+        .collect()
 }
 
 /// JSON equality with numbers compared as numbers (JavaScript prints 4.0 as 4).
 fn same_json(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w))),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -128,18 +174,31 @@ fn same_json(a: &Value, b: &Value) -> bool {
 /// 100 rooms of the hotel: every door, lift, workcell, fleet and robot room the test can name.
 fn rooms(recording: &Path) -> Vec<String> {
     let values = final_values(recording);
-    let mut rooms: Vec<String> = values.keys().filter(|r| !r.starts_with("/tasks/")).cloned().collect();
+    let mut rooms: Vec<String> = values
+        .keys()
+        .filter(|r| !r.starts_with("/tasks/"))
+        .cloned()
+        .collect();
     // Condition rooms (that may never fire) of every door, lift and robot, and a room of an
     // entity that never exists.
     let mut more = vec!["/doors/not_yet_there/state".to_string()];
     for r in &rooms {
-        if let Some(door) = r.strip_prefix("/doors/").and_then(|d| d.strip_suffix("/state")) {
+        if let Some(door) = r
+            .strip_prefix("/doors/")
+            .and_then(|d| d.strip_suffix("/state"))
+        {
             more.push(format!("/doors/{door}/held_open"));
         }
-        if let Some(lift) = r.strip_prefix("/lifts/").and_then(|d| d.strip_suffix("/state")) {
+        if let Some(lift) = r
+            .strip_prefix("/lifts/")
+            .and_then(|d| d.strip_suffix("/state"))
+        {
             more.push(format!("/lifts/{lift}/occupant"));
         }
-        if let Some(robot) = r.strip_prefix("/robots/").and_then(|d| d.strip_suffix("/health")) {
+        if let Some(robot) = r
+            .strip_prefix("/robots/")
+            .and_then(|d| d.strip_suffix("/health"))
+        {
             more.push(format!("/robots/{robot}/battery_low"));
             more.push(format!("/robots/{robot}/stuck"));
         }
@@ -151,9 +210,19 @@ fn rooms(recording: &Path) -> Vec<String> {
     rooms
 }
 
-fn run_clients(port: u16, token: &str, clients: usize, rooms: &[String], seconds: u64, dir: &Path, name: &str) -> std::process::Child {
+fn run_clients(
+    port: u16,
+    token: &str,
+    clients: usize,
+    rooms: &[String],
+    seconds: u64,
+    dir: &Path,
+    name: &str,
+) -> std::process::Child {
     let file = dir.join(format!("{name}.rooms"));
-    std::fs::File::create(&file).and_then(|mut f| f.write_all(rooms.join("\n").as_bytes())).expect("rooms file");
+    std::fs::File::create(&file)
+        .and_then(|mut f| f.write_all(rooms.join("\n").as_bytes()))
+        .expect("rooms file");
     Command::new("node")
         .arg(node_clients())
         .arg(format!("http://127.0.0.1:{port}"))
@@ -170,7 +239,8 @@ fn run_clients(port: u16, token: &str, clients: usize, rooms: &[String], seconds
 fn summary(child: std::process::Child) -> Value {
     let out = child.wait_with_output().expect("node output");
     assert!(out.status.success(), "node clients failed");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("summary: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -184,23 +254,46 @@ fn a_thousand_clients_get_sticky_values_then_every_change_without_gaps() {
     // margin, so that every client has the final values).
     let (_server, port) = serve(&recording, "10");
     let good = token("operator");
-    let mut s = summary(run_clients(port, &good, 1000, &rooms, 22, dir.path(), "all"));
+    let mut s = summary(run_clients(
+        port,
+        &good,
+        1000,
+        &rooms,
+        22,
+        dir.path(),
+        "all",
+    ));
     let last_values = s["lastValues"].take();
     s["last"] = Value::Null;
     assert_eq!(s["connected"], 1000, "{s}");
     assert_eq!(s["connectErrors"].as_array().map(Vec::len), Some(0), "{s}");
-    assert_eq!(s["subscribeErrors"].as_array().map(Vec::len), Some(0), "{s}");
+    assert_eq!(
+        s["subscribeErrors"].as_array().map(Vec::len),
+        Some(0),
+        "{s}"
+    );
     assert_eq!(s["duplicates"], 0, "{s}");
     assert_eq!(s["gaps"], 0, "{s}");
     assert_eq!(s["backwards"], 0, "{s}");
-    assert_eq!(s["disagree"], 0, "every client ends with the same values: {s}");
+    assert_eq!(
+        s["disagree"], 0,
+        "every client ends with the same values: {s}"
+    );
     assert!(s["events"].as_u64().unwrap_or(0) > 100_000, "{s}");
     // Every client ends with the engine's final value of each room.
-    for room in rooms.iter().filter(|r| !r.starts_with("/alerts/") && !r.ends_with("/log")) {
-        let got = last_values[room].as_str().map(|v| serde_json::from_str::<Value>(v).expect("value"));
+    for room in rooms
+        .iter()
+        .filter(|r| !r.starts_with("/alerts/") && !r.ends_with("/log"))
+    {
+        let got = last_values[room]
+            .as_str()
+            .map(|v| serde_json::from_str::<Value>(v).expect("value"));
         let want = expected.get(room);
         match (got, want) {
-            (Some(g), Some(w)) => assert!(same_json(&g, w), "{room}: clients ended with {g}, the engine with {w}"),
+            (Some(g), Some(w)) => assert!(
+                same_json(&g, w),
+                "{room}: clients ended with {g}, the engine with {w}"
+            ),
             (None, None) => {}
             (Some(Value::Null), None) => {}
             (g, w) => panic!("{room}: clients ended with {g:?}, the engine with {w:?}"),
@@ -215,24 +308,81 @@ fn a_bad_token_is_refused_and_an_unknown_room_is_an_error_to_that_client_only() 
     let recording = generate(dir.path());
     let (_server, port) = serve(&recording, "max");
     // Bad token: refused with connect_error.
-    let bad = summary(run_clients(port, "not-a-jwt", 1, &["/building_map".into()], 1, dir.path(), "bad"));
+    let bad = summary(run_clients(
+        port,
+        "not-a-jwt",
+        1,
+        &["/building_map".into()],
+        1,
+        dir.path(),
+        "bad",
+    ));
     assert_eq!(bad["connected"], 0, "{bad}");
-    assert!(bad["connectErrors"][0].as_str().unwrap_or_default().contains("invalid token"), "{bad}");
-    let none = summary(run_clients(port, "-", 1, &["/building_map".into()], 1, dir.path(), "none"));
+    assert!(
+        bad["connectErrors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid token"),
+        "{bad}"
+    );
+    let none = summary(run_clients(
+        port,
+        "-",
+        1,
+        &["/building_map".into()],
+        1,
+        dir.path(),
+        "none",
+    ));
     assert_eq!(none["connected"], 0, "{none}");
-    assert!(none["connectErrors"][0].as_str().unwrap_or_default().contains("no token"), "{none}");
+    assert!(
+        none["connectErrors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no token"),
+        "{none}"
+    );
     // One client asks for an unknown room: only it gets the error; both get the valid room.
     let good = token("operator");
-    let a = run_clients(port, &good, 1, &["/nope/x".into(), "/building_map".into()], 2, dir.path(), "a");
-    let b = run_clients(port, &good, 1, &["/building_map".into()], 2, dir.path(), "b");
+    let a = run_clients(
+        port,
+        &good,
+        1,
+        &["/nope/x".into(), "/building_map".into()],
+        2,
+        dir.path(),
+        "a",
+    );
+    let b = run_clients(
+        port,
+        &good,
+        1,
+        &["/building_map".into()],
+        2,
+        dir.path(),
+        "b",
+    );
     let (a, b) = (summary(a), summary(b));
-    assert_eq!(a["subscribeErrors"].as_array().map(Vec::len), Some(1), "{a}");
+    assert_eq!(
+        a["subscribeErrors"].as_array().map(Vec::len),
+        Some(1),
+        "{a}"
+    );
     assert_eq!(a["subscribeErrors"][0]["room"], "/nope/x");
     assert_eq!(a["subscribeErrors"][0]["error"], "unknown room");
-    assert_eq!(b["subscribeErrors"].as_array().map(Vec::len), Some(0), "{b}");
+    assert_eq!(
+        b["subscribeErrors"].as_array().map(Vec::len),
+        Some(0),
+        "{b}"
+    );
     for s in [&a, &b] {
         assert_eq!(s["connected"], 1);
-        assert!(s["lastValues"]["/building_map"].as_str().is_some_and(|v| v.contains("\"levels\"")), "{s}");
+        assert!(
+            s["lastValues"]["/building_map"]
+                .as_str()
+                .is_some_and(|v| v.contains("\"levels\"")),
+            "{s}"
+        );
         assert_eq!(s["firstWasSticky"], 1, "{s}");
     }
 }
@@ -245,9 +395,16 @@ fn python_socketio_gets_sticky_values_in_sequence() {
     let (_server, port) = serve(&recording, "max");
     // Wait for the replay to end (the rooms then hold their final values).
     std::thread::sleep(Duration::from_secs(2));
-    let st = Command::new(repo().join("scripts/python-env.sh")).status().expect("python env");
+    let st = Command::new(repo().join("scripts/python-env.sh"))
+        .status()
+        .expect("python env");
     assert!(st.success());
-    let rooms = ["/building_map", "/doors/L1_door_01/state", "/fleets/tinyRobot/state", "/robots/tinyRobot/tinyRobot1/health"];
+    let rooms = [
+        "/building_map",
+        "/doors/L1_door_01/state",
+        "/fleets/tinyRobot/state",
+        "/robots/tinyRobot/tinyRobot1/health",
+    ];
     let out = Command::new(repo().join(".venv/bin/python"))
         .arg(repo().join("tests/python/sticky.py"))
         .arg(format!("http://127.0.0.1:{port}"))
@@ -255,10 +412,18 @@ fn python_socketio_gets_sticky_values_in_sequence() {
         .args(rooms)
         .output()
         .expect("python client");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got: Value = serde_json::from_slice(&out.stdout).expect("json");
     for room in rooms {
         assert_eq!(got[room]["value"], expected[room], "{room}");
-        assert!(got[room]["seq"].as_u64().unwrap_or(0) >= 1, "{room}: {}", got[room]);
+        assert!(
+            got[room]["seq"].as_u64().unwrap_or(0) >= 1,
+            "{room}: {}",
+            got[room]
+        );
     }
 }

@@ -3,6 +3,10 @@
 //! (`Authorization: Bearer <JWT>`), checked by the [`AuthUser`] extractor.
 
 pub mod auth;
+pub mod commands;
+pub mod query;
+pub mod read;
+pub mod routes;
 pub mod system;
 
 use std::sync::Arc;
@@ -23,6 +27,8 @@ pub struct App {
     /// Inputs from `/_internal` and other live sources go here.
     pub feed: FeedHandle,
     pub feed_metrics: Arc<FeedMetrics>,
+    /// Commands to RMF go through it.
+    pub link: Arc<dyn crate::rmf_link::RmfLink>,
     pub sockets: Arc<crate::hub::socketio::SocketState>,
     pub started: std::time::Instant,
     /// The engine's output frontier (logical ms).
@@ -33,6 +39,10 @@ pub struct App {
     pub store: Option<String>,
     /// Token `/_internal` clients must give, if any.
     pub internal_token: Option<String>,
+    /// `/_internal` bounds and counters.
+    pub internal: crate::ingest::internal::Internal,
+    /// The images of the latest building map (`GET /building_map/images/...`).
+    pub map_images: Arc<crate::ingest::feed::MapImages>,
 }
 
 /// Every route, under `prefix`.
@@ -44,6 +54,9 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .route("/time", get(system::time))
         .route("/user", get(system::user))
         .route("/permissions", get(system::permissions))
+        .merge(commands::routes(app.link.as_loopback().is_some()))
+        .route("/_internal", get(crate::ingest::internal::handler))
+        .merge(routes::router())
         .with_state(app);
     if prefix.is_empty() || prefix == "/" {
         routes

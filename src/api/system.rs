@@ -112,6 +112,19 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             app.sockets.connections.load(Ordering::Relaxed),
         )],
     );
+    let internal = &app.internal.metrics;
+    gauge(
+        "rmf_dash_internal_frames_total",
+        "Frames received on /_internal, by result (each frame counted once).",
+        "counter",
+        &internal.by_result(),
+    );
+    gauge(
+        "rmf_dash_internal_connections",
+        "Connected /_internal clients (fleet adapters, task dispatcher).",
+        "gauge",
+        &[(String::new(), internal.connections.load(Ordering::Relaxed))],
+    );
     let m = &app.hub.metrics;
     gauge(
         "rmf_dash_deliveries_total",

@@ -8,12 +8,14 @@
 //! - One thread owns the [`Feeder`]; other producers (the replay thread, `/_internal` sockets)
 //!   send [`Feed`] items through a bounded channel ([`spawn`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rmf_dash_dataflows::model::Record;
 use rmf_dash_dataflows::model::input::{Input, Names, inputs};
+use rmf_dash_dataflows::model::ros::BuildingMap;
 use rmf_dash_dataflows::prelude::Time;
 
 use crate::engine::{Clock, Engine, EngineError};
@@ -69,6 +71,48 @@ pub struct FeedMetrics {
     pub time: AtomicU64,
 }
 
+/// One image of a building map level: its encoding (`png`, ...) and bytes.
+#[derive(Debug, Clone)]
+pub struct MapImage {
+    pub encoding: String,
+    pub data: Arc<[u8]>,
+}
+
+/// The images of the latest building map, by (level, image name). The engine's `/building_map`
+/// payload replaces each image's bytes by its URL; `GET /building_map/images/{level}/{image}`
+/// serves them from here. Filled by the feeder when a map passes (a new map replaces them all).
+#[derive(Debug, Default)]
+pub struct MapImages(parking_lot::RwLock<HashMap<(String, String), MapImage>>);
+
+impl MapImages {
+    /// Keeps the images of `map`, forgetting those of the previous one.
+    pub fn replace(&self, map: &BuildingMap) {
+        let images = map
+            .levels
+            .iter()
+            .flat_map(|level| {
+                level.images.iter().map(move |image| {
+                    (
+                        (level.name.to_string(), image.name.to_string()),
+                        MapImage {
+                            encoding: image.encoding.to_string(),
+                            data: Arc::from(image.data.as_slice()),
+                        },
+                    )
+                })
+            })
+            .collect();
+        *self.0.write() = images;
+    }
+
+    pub fn get(&self, level: &str, image: &str) -> Option<MapImage> {
+        self.0
+            .read()
+            .get(&(level.to_string(), image.to_string()))
+            .cloned()
+    }
+}
+
 /// Stamps and batches records into the engine. Owned by one thread.
 pub struct Feeder {
     engine: Engine,
@@ -79,6 +123,8 @@ pub struct Feeder {
     /// Whether a recording drives the clock (live records then take its current time).
     replaying: bool,
     pub metrics: Arc<FeedMetrics>,
+    /// The images of the latest building map that passed.
+    pub images: Arc<MapImages>,
 }
 
 fn wall_ns() -> u64 {
@@ -97,6 +143,7 @@ impl Feeder {
             batch: Vec::new(),
             replaying,
             metrics: Arc::new(FeedMetrics::default()),
+            images: Arc::new(MapImages::default()),
         }
     }
 
@@ -140,6 +187,9 @@ impl Feeder {
             self.batch_time = t;
         }
         self.metrics.records[source as usize].fetch_add(1, Ordering::Relaxed);
+        if let Record::BuildingMap(map) = record {
+            self.images.replace(map);
+        }
         match inputs(record, unix_ms, &mut self.names) {
             Ok(i) => self.batch.extend(i),
             Err(e) => {

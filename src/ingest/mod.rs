@@ -9,5 +9,6 @@ pub mod builtin;
 pub mod cdr;
 pub mod decode;
 pub mod feed;
+pub mod internal;
 pub mod ros2msg;
 pub mod source;

@@ -1,0 +1,1110 @@
+//! The command routes (COMPAT.md ★): what users ask of RMF, sent through the [`RmfLink`] with
+//! the request bodies, query parameters, answers and status codes of rmf-web's api-server
+//! (`routes/doors.py`, `lifts.py`, `tasks/tasks.py`, `fleets.py`, `alerts.py`,
+//! `building_map.py`, `delivery_alerts.py`).
+//!
+//! - Bodies are checked against the shapes of rmf-web's pydantic models; an invalid body or
+//!   query is answered 422 with FastAPI's `{"detail": [{type, loc, msg}]}`. As there, unknown
+//!   body fields are ignored and not forwarded to RMF (the request is re-serialized without
+//!   them and without null fields).
+//! - Task API calls pass RMF's JSON answer back as the response body. A dispatch or robot task
+//!   that RMF refuses (`success` not true) is 400 with that body; the other task requests are
+//!   200 whatever RMF says, as in rmf-web; no answer within the task timeout is 504 naming the
+//!   request and the timeout; no link is 503.
+//! - Alerts created here and responses to alerts are fed to the engine (live records), which
+//!   shows them in `/alerts/requests` and `/alerts/responses`; the alert state the 400/409 rules
+//!   need is read back from those rooms' recent tails.
+//! - `/_loopback/published` (GET, DELETE) shows what the loopback link published (only with
+//!   `--rmf-link loopback`).
+//!
+//! [`RmfLink`]: crate::rmf_link::RmfLink
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value, json};
+
+use rmf_dash_dataflows::model::Record;
+use rmf_dash_dataflows::model::ros::{
+    Alert, AlertParameter, AlertResponse, DeliveryAlert, EnumValue,
+};
+
+use super::{AppState, AuthUser};
+use crate::ingest::feed::{Feed, Source, Stamp};
+use crate::rmf_link::LinkError;
+
+/// How long a command that feeds the engine waits for its record to show in the room.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(2);
+
+/// The command routes; `loopback` adds the loopback link's test routes.
+pub fn routes(loopback: bool) -> axum::Router<AppState> {
+    let routes = axum::Router::new()
+        .route("/doors/{door_name}/request", post(door_request))
+        .route("/lifts/{lift_name}/request", post(lift_request))
+        .route("/tasks/dispatch_task", post(dispatch_task))
+        .route("/tasks/robot_task", post(robot_task))
+        .route("/tasks/cancel_task", post(cancel_task))
+        .route("/tasks/kill_task", post(kill_task))
+        .route("/tasks/interrupt_task", post(interrupt_task))
+        .route("/tasks/resume_task", post(resume_task))
+        .route("/tasks/rewind_task", post(rewind_task))
+        .route("/tasks/skip_phase", post(skip_phase))
+        .route("/tasks/undo_skip_phase", post(undo_skip_phase))
+        .route("/fleets/{name}/decommission", post(decommission))
+        .route("/fleets/{name}/recommission", post(recommission))
+        .route(
+            "/fleets/{name}/unlock_mutex_group",
+            post(unlock_mutex_group),
+        )
+        .route("/alerts/request", post(create_alert))
+        .route("/alerts/request/{alert_id}/respond", post(respond_to_alert))
+        .route(
+            "/delivery_alerts/{delivery_alert_id}/response",
+            post(respond_to_delivery_alert),
+        )
+        .route(
+            "/building_map/reset_fire_alarm_trigger",
+            post(reset_fire_alarm_trigger),
+        );
+    if loopback {
+        routes.route(
+            "/_loopback/published",
+            get(loopback_published).delete(loopback_clear),
+        )
+    } else {
+        routes
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation (FastAPI's 422)
+
+/// One FastAPI validation error item.
+fn invalid(kind: &str, loc: Vec<Value>, msg: impl Into<String>) -> Value {
+    json!({"type": kind, "loc": loc, "msg": msg.into()})
+}
+
+/// Why a command was not carried out: `{"detail": ...}` with a status (FastAPI's shape: a
+/// string, a list of validation errors, or an object).
+#[derive(Debug)]
+pub struct Reject(pub StatusCode, pub Value);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"detail": self.1}))).into_response()
+    }
+}
+
+fn unprocessable(errors: Vec<Value>) -> Reject {
+    Reject(StatusCode::UNPROCESSABLE_ENTITY, Value::Array(errors))
+}
+
+/// The name inside the backquotes of a serde message like "missing field `mode`".
+fn quoted(msg: &str) -> Option<&str> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(&msg[start..start + len])
+}
+
+/// Parses a JSON body into `T`, or the 422 answer naming where it is wrong.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Reject> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(unprocessable(vec![invalid(
+            "missing",
+            vec![json!("body")],
+            "Field required",
+        )]));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        unprocessable(vec![invalid(
+            "json_invalid",
+            vec![json!("body"), json!(e.column())],
+            format!("JSON decode error: {e}"),
+        )])
+    })?;
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let mut loc = vec![json!("body")];
+        for segment in e.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => loc.push(json!(index)),
+                serde_path_to_error::Segment::Map { key } => loc.push(json!(key)),
+                serde_path_to_error::Segment::Enum { variant } => loc.push(json!(variant)),
+                serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        let msg = e.inner().to_string();
+        let error = if msg.starts_with("missing field") {
+            loc.extend(quoted(&msg).map(|f| json!(f)));
+            invalid("missing", loc, "Field required")
+        } else if msg.starts_with("unknown field") {
+            loc.extend(quoted(&msg).map(|f| json!(f)));
+            invalid("extra_forbidden", loc, "Extra inputs are not permitted")
+        } else if msg.starts_with("unknown variant") {
+            invalid("enum", loc, msg)
+        } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+            invalid("type_error", loc, msg)
+        } else {
+            invalid("value_error", loc, msg)
+        };
+        unprocessable(vec![error])
+    })
+}
+
+/// A JSON body checked like FastAPI checks a pydantic body (any content type).
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Reject;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Reject(e.status(), Value::String(e.body_text())))?;
+        parse_body(&bytes).map(Body)
+    }
+}
+
+/// Query parameters (the last of repeated names wins, as in Starlette).
+struct Query(HashMap<String, String>);
+
+fn decode_component(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Self {
+        let mut params = HashMap::new();
+        for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            params.insert(decode_component(k), decode_component(v));
+        }
+        Query(params)
+    }
+
+    fn string(&self, name: &str, errors: &mut Vec<Value>) -> String {
+        match self.0.get(name) {
+            Some(v) => v.clone(),
+            None => {
+                errors.push(invalid(
+                    "missing",
+                    vec![json!("query"), json!(name)],
+                    "Field required",
+                ));
+                String::new()
+            }
+        }
+    }
+
+    /// pydantic's lax booleans.
+    fn boolean(&self, name: &str, errors: &mut Vec<Value>) -> bool {
+        let Some(v) = self.0.get(name) else {
+            errors.push(invalid(
+                "missing",
+                vec![json!("query"), json!(name)],
+                "Field required",
+            ));
+            return false;
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" | "t" | "y" => true,
+            "false" | "0" | "no" | "off" | "f" | "n" => false,
+            _ => {
+                errors.push(invalid(
+                    "bool_parsing",
+                    vec![json!("query"), json!(name)],
+                    "Input should be a valid boolean, unable to interpret input",
+                ));
+                false
+            }
+        }
+    }
+
+    /// One of `choices`; its index.
+    fn choice(&self, name: &str, choices: &[&str], errors: &mut Vec<Value>) -> u32 {
+        let v = self.string(name, errors);
+        if !self.0.contains_key(name) {
+            return 0;
+        }
+        match choices.iter().position(|c| *c == v) {
+            Some(i) => i as u32,
+            None => {
+                errors.push(invalid(
+                    "enum",
+                    vec![json!("query"), json!(name)],
+                    format!("Input should be {}", choices.join(", ")),
+                ));
+                0
+            }
+        }
+    }
+}
+
+fn check(errors: Vec<Value>) -> Result<(), Reject> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(unprocessable(errors))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+fn link_error(e: LinkError) -> Reject {
+    let status = match e {
+        LinkError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        LinkError::Disabled | LinkError::Publish { .. } | LinkError::Closed { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    Reject(status, Value::String(e.to_string()))
+}
+
+fn error(status: StatusCode, detail: impl Into<String>) -> Reject {
+    Reject(status, Value::String(detail.into()))
+}
+
+/// A JSON text answered as is.
+fn raw_json(status: StatusCode, text: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+/// Sends a record to the engine as received now.
+async fn feed(app: &AppState, record: Record) -> Result<(), Reject> {
+    let sent = app
+        .feed
+        .send(Feed::Record {
+            record: Box::new(record),
+            stamp: Stamp::Live,
+            source: Source::Internal,
+        })
+        .await;
+    if sent {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping",
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Doors, lifts
+
+#[derive(Debug, Deserialize)]
+pub struct DoorRequestBody {
+    /// A `rmf_door_msgs/DoorMode` value.
+    pub mode: u32,
+}
+
+/// `POST /doors/{door_name}/request {mode}`: a DoorRequest on `adapter_door_requests`.
+async fn door_request(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Path(door_name): Path<String>,
+    Body(body): Body<DoorRequestBody>,
+) -> Result<Response, Reject> {
+    app.link
+        .request_door(&door_name, body.mode)
+        .map_err(link_error)?;
+    tracing::info!(user = %user.username, door = %door_name, mode = body.mode, "door request");
+    Ok(Json(Value::Null).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LiftRequestBody {
+    /// `rmf_lift_msgs/LiftRequest` request type (END_SESSION 0, AGV_MODE 1, HUMAN_MODE 2).
+    pub request_type: u8,
+    /// LiftRequest door state (DOOR_CLOSED 0, DOOR_OPEN 2).
+    pub door_mode: u8,
+    pub destination: String,
+    #[serde(default)]
+    pub additional_session_ids: Vec<String>,
+}
+
+/// `POST /lifts/{lift_name}/request`: a LiftRequest for rmf-dash's session, then one per
+/// additional session id.
+async fn lift_request(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Path(lift_name): Path<String>,
+    Body(body): Body<LiftRequestBody>,
+) -> Result<Response, Reject> {
+    app.link
+        .request_lift(
+            &lift_name,
+            &body.destination,
+            body.request_type,
+            body.door_mode,
+            &body.additional_session_ids,
+        )
+        .map_err(link_error)?;
+    tracing::info!(user = %user.username, lift = %lift_name, request_type = body.request_type, destination = %body.destination, "lift request");
+    Ok(Json(Value::Null).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks (rmf_api_msgs request schemas, as rmf-web's generated models)
+
+/// A `type` field that must hold one string.
+macro_rules! literal {
+    ($name:ident, $value:literal) => {
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+        pub enum $name {
+            #[default]
+            #[serde(rename = $value)]
+            Value,
+        }
+    };
+}
+
+literal!(DispatchTaskType, "dispatch_task_request");
+literal!(CancelTaskType, "cancel_task_request");
+literal!(KillTaskType, "kill_task_request");
+literal!(InterruptTaskType, "interrupt_task_request");
+literal!(ResumeTaskType, "resume_task_request");
+literal!(RewindTaskType, "rewind_task_request");
+literal!(SkipPhaseType, "skip_phase_request");
+literal!(UndoPhaseSkipType, "undo_phase_skip_request");
+
+/// `task_request.json`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TaskRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_millis_earliest_start_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_millis_request_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Map<String, Value>>,
+    pub category: String,
+    /// Required; any JSON (the fleet's schema for the category decides).
+    #[serde(deserialize_with = "any_value")]
+    pub description: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_name: Option<String>,
+}
+
+/// A required field that may hold any JSON, null included.
+fn any_value<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    Value::deserialize(d)
+}
+
+/// A required field that may be null.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct DispatchTaskRequest {
+    #[serde(rename = "type")]
+    pub type_: DispatchTaskType,
+    pub request: TaskRequest,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct RobotTaskRequest {
+    /// Any string in rmf-web's model (RMF answers only `robot_task_request`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub robot: String,
+    pub fleet: String,
+    pub request: TaskRequest,
+}
+
+/// Cancel, kill and interrupt requests share their shape.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct TaskIdRequest<T> {
+    #[serde(rename = "type")]
+    pub type_: T,
+    pub task_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// Resume and undo-phase-skip requests (every field optional in the schema; a missing `type`
+/// is filled in, as RMF ignores requests without one).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de> + Default"))]
+pub struct TokensRequest<T: Default> {
+    #[serde(rename = "type", default, deserialize_with = "default_if_null")]
+    pub type_: T,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_task: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "non_empty"
+    )]
+    pub for_tokens: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// An optional field whose null means its default.
+fn default_if_null<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `for_tokens` has `minItems: 1`.
+fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let v = Option::<Vec<String>>::deserialize(d)?;
+    if v.as_ref().is_some_and(Vec::is_empty) {
+        return Err(serde::de::Error::custom(
+            "List should have at least 1 item after validation, not 0",
+        ));
+    }
+    Ok(v)
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct RewindTaskRequest {
+    #[serde(rename = "type")]
+    pub type_: RewindTaskType,
+    pub task_id: String,
+    pub phase_id: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct SkipPhaseRequest {
+    #[serde(rename = "type")]
+    pub type_: SkipPhaseType,
+    pub task_id: String,
+    pub phase_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// Sends a task API request; RMF's answer as text and as JSON.
+async fn call(
+    app: &AppState,
+    request_type: &str,
+    request: &impl Serialize,
+) -> Result<(String, Value), Reject> {
+    let json_msg = serde_json::to_string(request)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let answer = app
+        .link
+        .call(request_type, json_msg)
+        .await
+        .map_err(link_error)?;
+    let value: Value = serde_json::from_str(&answer).map_err(|e| {
+        error(
+            StatusCode::BAD_GATEWAY,
+            format!("RMF answered {request_type} with invalid JSON: {e}"),
+        )
+    })?;
+    Ok((answer, value))
+}
+
+/// A dispatch or robot task: 200 with RMF's answer when it succeeded, 400 with it otherwise.
+async fn task_with_state(
+    app: &AppState,
+    user: &str,
+    request_type: &str,
+    request: &impl Serialize,
+) -> Result<Response, Reject> {
+    let (text, value) = call(app, request_type, request).await?;
+    let success = value.get("success") == Some(&Value::Bool(true));
+    let task_id = value
+        .pointer("/state/booking/id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    tracing::info!(user, request_type, success, task_id, "task request");
+    let status = if success {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok(raw_json(status, text))
+}
+
+/// Other task requests: RMF's answer, 200.
+async fn task_simple(
+    app: &AppState,
+    user: &str,
+    request_type: &str,
+    request: &impl Serialize,
+) -> Result<Response, Reject> {
+    let (text, value) = call(app, request_type, request).await?;
+    let success = value.get("success") == Some(&Value::Bool(true));
+    tracing::info!(user, request_type, success, "task request");
+    Ok(raw_json(StatusCode::OK, text))
+}
+
+async fn dispatch_task(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<DispatchTaskRequest>,
+) -> Result<Response, Reject> {
+    task_with_state(&app, &user.username, "dispatch_task_request", &body).await
+}
+
+async fn robot_task(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<RobotTaskRequest>,
+) -> Result<Response, Reject> {
+    task_with_state(&app, &user.username, "robot_task_request", &body).await
+}
+
+async fn cancel_task(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<TaskIdRequest<CancelTaskType>>,
+) -> Result<Response, Reject> {
+    task_simple(&app, &user.username, "cancel_task_request", &body).await
+}
+
+async fn kill_task(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<TaskIdRequest<KillTaskType>>,
+) -> Result<Response, Reject> {
+    task_simple(&app, &user.username, "kill_task_request", &body).await
+}
+
+async fn interrupt_task(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<TaskIdRequest<InterruptTaskType>>,
+) -> Result<Response, Reject> {
+    task_simple(&app, &user.username, "interrupt_task_request", &body).await
+}
+
+async fn resume_task(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<TokensRequest<ResumeTaskType>>,
+) -> Result<Response, Reject> {
+    task_simple(&app, &user.username, "resume_task_request", &body).await
+}
+
+async fn rewind_task(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<RewindTaskRequest>,
+) -> Result<Response, Reject> {
+    task_simple(&app, &user.username, "rewind_task_request", &body).await
+}
+
+async fn skip_phase(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<SkipPhaseRequest>,
+) -> Result<Response, Reject> {
+    task_simple(&app, &user.username, "skip_phase_request", &body).await
+}
+
+async fn undo_skip_phase(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<TokensRequest<UndoPhaseSkipType>>,
+) -> Result<Response, Reject> {
+    task_simple(&app, &user.username, "undo_phase_skip_request", &body).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleets
+
+/// The present state of robot `robot` of fleet `fleet` (404 as rmf-web when either is unknown).
+fn robot_state(app: &AppState, fleet: &str, robot: &str) -> Result<Value, Reject> {
+    let state: Option<Value> = app
+        .hub
+        .get(&format!("/fleets/{fleet}/state"))
+        .and_then(|(_, v)| v)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    let Some(state) = state else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("Fleet {fleet} not found"),
+        ));
+    };
+    state
+        .get("robots")
+        .and_then(|r| r.get(robot))
+        .cloned()
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("Robot {robot} not found in fleet {fleet}"),
+            )
+        })
+}
+
+/// Sends a robot commission request; 400 with `{"detail": answer}` when RMF refused it.
+async fn commission(app: &AppState, user: &str, request: Value) -> Result<Response, Reject> {
+    let (text, value) = call(app, "robot_commission_request", &request).await?;
+    let success = value.pointer("/commission/success") == Some(&Value::Bool(true));
+    tracing::info!(
+        user,
+        fleet = request["fleet"].as_str().unwrap_or_default(),
+        robot = request["robot"].as_str().unwrap_or_default(),
+        commission = %request["commission"],
+        success,
+        "robot commission request"
+    );
+    if success {
+        Ok(raw_json(StatusCode::OK, text))
+    } else {
+        Err(Reject(StatusCode::BAD_REQUEST, value))
+    }
+}
+
+/// `POST /fleets/{name}/decommission?robot_name=&reassign_tasks=&allow_idle_behavior=`.
+async fn decommission(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Reject> {
+    let q = Query::parse(raw.as_deref());
+    let mut errors = Vec::new();
+    let robot = q.string("robot_name", &mut errors);
+    let reassign = q.boolean("reassign_tasks", &mut errors);
+    let idle = q.boolean("allow_idle_behavior", &mut errors);
+    check(errors)?;
+    robot_state(&app, &name, &robot)?;
+    let request = json!({
+        "type": "robot_commission_request",
+        "robot": robot,
+        "fleet": name,
+        "commission": {"dispatch_tasks": false, "direct_tasks": false, "idle_behavior": idle},
+        "pending_dispatch_tasks_policy": if reassign { "reassign" } else { "cancel" },
+        "pending_direct_tasks_policy": "cancel",
+    });
+    commission(&app, &user.username, request).await
+}
+
+/// `POST /fleets/{name}/recommission?robot_name=`.
+async fn recommission(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Reject> {
+    let q = Query::parse(raw.as_deref());
+    let mut errors = Vec::new();
+    let robot = q.string("robot_name", &mut errors);
+    check(errors)?;
+    robot_state(&app, &name, &robot)?;
+    let request = json!({
+        "type": "robot_commission_request",
+        "robot": robot,
+        "fleet": name,
+        "commission": {"dispatch_tasks": true, "direct_tasks": true, "idle_behavior": true},
+        "pending_dispatch_tasks_policy": "complete",
+        "pending_direct_tasks_policy": "complete",
+    });
+    commission(&app, &user.username, request).await
+}
+
+/// `POST /fleets/{name}/unlock_mutex_group?robot_name=&mutex_group=`: a MutexGroupManualRelease,
+/// only for a group the robot holds (400 otherwise).
+async fn unlock_mutex_group(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Reject> {
+    let q = Query::parse(raw.as_deref());
+    let mut errors = Vec::new();
+    let robot = q.string("robot_name", &mut errors);
+    let group = q.string("mutex_group", &mut errors);
+    check(errors)?;
+    let state = robot_state(&app, &name, &robot)?;
+    let locked = state
+        .pointer("/mutex_groups/locked")
+        .and_then(Value::as_array)
+        .is_some_and(|l| l.iter().any(|g| g.as_str() == Some(group.as_str())));
+    if !locked {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("Robot {robot} in fleet {name} does not have mutex group {group} locked"),
+        ));
+    }
+    app.link
+        .release_mutex_groups(&name, &robot, std::slice::from_ref(&group))
+        .map_err(link_error)?;
+    tracing::info!(user = %user.username, fleet = %name, robot = %robot, mutex_group = %group, "manual mutex group release");
+    Ok(Json(Value::Null).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+
+/// Alert creation and responses check, then act: one at a time.
+static ALERTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertTier {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AlertParameterBody {
+    pub name: String,
+    pub value: String,
+}
+
+/// rmf-web's `AlertRequest` (every field required; `task_id` may be null).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AlertRequestBody {
+    pub id: String,
+    pub unix_millis_alert_time: i64,
+    pub title: String,
+    pub subtitle: String,
+    pub message: String,
+    pub display: bool,
+    pub tier: AlertTier,
+    pub responses_available: Vec<String>,
+    pub alert_parameters: Vec<AlertParameterBody>,
+    #[serde(deserialize_with = "nullable")]
+    pub task_id: Option<String>,
+}
+
+/// The last event of stream `room` whose `id` is `id`.
+fn last_with_id(app: &AppState, room: &str, id: &str) -> Option<Value> {
+    app.hub
+        .tail(room)
+        .iter()
+        .rev()
+        .filter_map(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        .find(|v| v.get("id").and_then(Value::as_str) == Some(id))
+}
+
+/// Waits until the engine shows `id` in stream `room`.
+async fn visible(app: &AppState, room: &str, id: &str) -> Option<Value> {
+    let until = tokio::time::Instant::now() + VISIBLE_WITHIN;
+    loop {
+        if let Some(v) = last_with_id(app, room, id) {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= until {
+            tracing::warn!(room, id, "the engine did not show the record in time");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `POST /alerts/request`: a new alert (409 when its id exists), shown in `/alerts/requests`;
+/// 201 with the alert.
+async fn create_alert(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Body(body): Body<AlertRequestBody>,
+) -> Result<Response, Reject> {
+    let _one_at_a_time = ALERTS.lock().await;
+    if last_with_id(&app, "/alerts/requests", &body.id).is_some() {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!("Alert with ID {} already exists", body.id),
+        ));
+    }
+    let alert = Alert {
+        id: body.id.as_str().into(),
+        title: body.title.clone(),
+        subtitle: body.subtitle.clone(),
+        message: body.message.clone(),
+        display: body.display,
+        tier: match body.tier {
+            AlertTier::Info => Alert::TIER_INFO,
+            AlertTier::Warning => Alert::TIER_WARNING,
+            AlertTier::Error => Alert::TIER_ERROR,
+        },
+        responses_available: body
+            .responses_available
+            .iter()
+            .map(|r| r.as_str().into())
+            .collect(),
+        alert_parameters: body
+            .alert_parameters
+            .iter()
+            .map(|p| AlertParameter {
+                name: p.name.as_str().into(),
+                value: p.value.clone(),
+            })
+            .collect(),
+        task_id: body.task_id.as_deref().unwrap_or_default().into(),
+    };
+    feed(&app, Record::Alert(alert)).await?;
+    visible(&app, "/alerts/requests", &body.id).await;
+    tracing::info!(user = %user.username, alert = %body.id, "alert created");
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `POST /alerts/request/{alert_id}/respond?response=`: 409 when already answered, 404 for an
+/// unknown alert, 400 when not one of its `responses_available`; otherwise an AlertResponse to
+/// RMF, shown in `/alerts/responses`; 201 with `{id, unix_millis_response_time, response}`.
+async fn respond_to_alert(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Path(alert_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Reject> {
+    let q = Query::parse(raw.as_deref());
+    let mut errors = Vec::new();
+    let response = q.string("response", &mut errors);
+    check(errors)?;
+    let _one_at_a_time = ALERTS.lock().await;
+    if let Some(existing) = last_with_id(&app, "/alerts/responses", &alert_id) {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!(
+                "Alert with ID {alert_id} already has a response of {}",
+                existing["response"].as_str().unwrap_or_default()
+            ),
+        ));
+    }
+    let Some(alert) = last_with_id(&app, "/alerts/requests", &alert_id) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("Alert with ID {alert_id} does not exists"),
+        ));
+    };
+    let available = alert["responses_available"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r.as_str() == Some(response.as_str())));
+    if !available {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("Response [{response}] is not a response option of alert with ID {alert_id}"),
+        ));
+    }
+    app.link
+        .respond_to_alert(&alert_id, &response)
+        .map_err(link_error)?;
+    let record = Record::AlertResponse(AlertResponse {
+        id: alert_id.as_str().into(),
+        response: response.as_str().into(),
+    });
+    feed(&app, record).await?;
+    tracing::info!(user = %user.username, alert = %alert_id, response = %response, "alert response");
+    let shown = visible(&app, "/alerts/responses", &alert_id)
+        .await
+        .unwrap_or_else(
+            || json!({"id": alert_id, "unix_millis_response_time": now_ms(), "response": response}),
+        );
+    Ok((StatusCode::CREATED, Json(shown)).into_response())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+const DELIVERY_CATEGORIES: [&str; 4] = ["missing", "wrong", "obstructed", "cancelled"];
+const DELIVERY_TIERS: [&str; 2] = ["warning", "error"];
+const DELIVERY_ACTIONS: [&str; 4] = ["waiting", "cancel", "override", "resume"];
+
+/// `POST /delivery_alerts/{id}/response?category=&tier=&task_id=&action=&message=` (deprecated
+/// in rmf-web for `/alerts`): a DeliveryAlert on `delivery_alert_response`, also shown in
+/// `/delivery_alerts` as rmf-web does.
+async fn respond_to_delivery_alert(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Reject> {
+    let q = Query::parse(raw.as_deref());
+    let mut errors = Vec::new();
+    let category = q.choice("category", &DELIVERY_CATEGORIES, &mut errors);
+    let tier = q.choice("tier", &DELIVERY_TIERS, &mut errors);
+    let task_id = q.string("task_id", &mut errors);
+    let action = q.choice("action", &DELIVERY_ACTIONS, &mut errors);
+    let message = q.string("message", &mut errors);
+    check(errors)?;
+    let alert = DeliveryAlert {
+        id: id.as_str().into(),
+        category: EnumValue { value: category },
+        tier: EnumValue { value: tier },
+        task_id: task_id.as_str().into(),
+        action: EnumValue { value: action },
+        message: message.clone(),
+    };
+    app.link
+        .respond_to_delivery_alert(alert.clone())
+        .map_err(link_error)?;
+    feed(&app, Record::DeliveryAlertRequest(alert)).await?;
+    tracing::info!(user = %user.username, delivery_alert = %id, action = DELIVERY_ACTIONS[action as usize], "delivery alert response");
+    Ok(Json(json!({
+        "id": id,
+        "category": DELIVERY_CATEGORIES[category as usize],
+        "tier": DELIVERY_TIERS[tier as usize],
+        "task_id": task_id,
+        "action": DELIVERY_ACTIONS[action as usize],
+        "message": message,
+    }))
+    .into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building
+
+/// `POST /building_map/reset_fire_alarm_trigger`: `fire_alarm_trigger` false, also shown in
+/// `/building_map/fire_alarm_trigger`; `{unix_millis_time, trigger: false}`.
+async fn reset_fire_alarm_trigger(
+    AuthUser(user): AuthUser,
+    State(app): State<AppState>,
+) -> Result<Response, Reject> {
+    app.link.reset_fire_alarm_trigger().map_err(link_error)?;
+    feed(&app, Record::FireAlarmTrigger(false)).await?;
+    tracing::info!(user = %user.username, "fire alarm trigger reset");
+    Ok(Json(json!({"unix_millis_time": now_ms(), "trigger": false})).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loopback link (tests)
+
+/// `GET /_loopback/published`: `[{topic, type, message}]`, oldest first.
+async fn loopback_published(
+    AuthUser(_user): AuthUser,
+    State(app): State<AppState>,
+) -> Result<Response, Reject> {
+    let l = app
+        .link
+        .as_loopback()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
+    Ok(Json(l.published()).into_response())
+}
+
+/// `DELETE /_loopback/published`: forgets them (204).
+async fn loopback_clear(
+    AuthUser(_user): AuthUser,
+    State(app): State<AppState>,
+) -> Result<Response, Reject> {
+    let l = app
+        .link
+        .as_loopback()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
+    l.clear();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(r: Reject) -> (StatusCode, Value) {
+        let r = r.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn missing_and_mistyped_fields_are_422_with_their_location() {
+        let r = parse_body::<DispatchTaskRequest>(
+            br#"{"type":"dispatch_task_request","request":{"description":{}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            body_of(r).await,
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"detail": [{"type": "missing", "loc": ["body", "request", "category"], "msg": "Field required"}]})
+            )
+        );
+        let r = parse_body::<DoorRequestBody>(br#"{"mode":"open"}"#).unwrap_err();
+        assert_eq!(
+            body_of(r).await.1,
+            json!({"detail": [{"type": "type_error", "loc": ["body", "mode"], "msg": "invalid type: string \"open\", expected u32"}]})
+        );
+        let r = parse_body::<TaskIdRequest<CancelTaskType>>(
+            br#"{"type":"kill_task_request","task_id":"t"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            body_of(r).await.1,
+            json!({"detail": [{"type": "enum", "loc": ["body", "type"], "msg": "unknown variant `kill_task_request`, expected `cancel_task_request`"}]})
+        );
+        let r = parse_body::<TokensRequest<ResumeTaskType>>(br#"{"for_task":"t","for_tokens":[]}"#)
+            .unwrap_err();
+        assert_eq!(
+            body_of(r).await.1,
+            json!({"detail": [{"type": "value_error", "loc": ["body", "for_tokens"], "msg": "List should have at least 1 item after validation, not 0"}]})
+        );
+        let r = parse_body::<DoorRequestBody>(b"").unwrap_err();
+        assert_eq!(
+            body_of(r).await.1,
+            json!({"detail": [{"type": "missing", "loc": ["body"], "msg": "Field required"}]})
+        );
+        let r = parse_body::<DoorRequestBody>(b"{").unwrap_err();
+        let (status, v) = body_of(r).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(v["detail"][0]["type"], "json_invalid");
+    }
+
+    #[test]
+    fn task_requests_are_forwarded_without_unknown_or_null_fields() {
+        let r: DispatchTaskRequest = parse_body(
+            br#"{"type":"dispatch_task_request","extra":1,"request":{"category":"patrol","priority":null,"description":{"places":["a"],"x":null},"unknown":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"type":"dispatch_task_request","request":{"category":"patrol","description":{"places":["a"],"x":null}}}"#
+        );
+        let r: TokensRequest<UndoPhaseSkipType> =
+            parse_body(br#"{"type":null,"for_task":"t"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"type":"undo_phase_skip_request","for_task":"t"}"#
+        );
+    }
+
+    #[test]
+    fn alert_task_id_is_required_but_nullable() {
+        let base = json!({"id": "a", "unix_millis_alert_time": 1, "title": "t", "subtitle": "s",
+            "message": "m", "display": true, "tier": "warning", "responses_available": [],
+            "alert_parameters": []});
+        assert!(parse_body::<AlertRequestBody>(base.to_string().as_bytes()).is_err());
+        let mut with_null = base.clone();
+        with_null["task_id"] = Value::Null;
+        let a: AlertRequestBody = parse_body(with_null.to_string().as_bytes()).unwrap();
+        assert_eq!(a.task_id, None);
+    }
+
+    #[test]
+    fn query_parameters_decode_and_validate() {
+        let q = Query::parse(Some("robot_name=tiny%201&reassign_tasks=True&x=a+b&x=c"));
+        let mut errors = Vec::new();
+        assert_eq!(q.string("robot_name", &mut errors), "tiny 1");
+        assert!(q.boolean("reassign_tasks", &mut errors));
+        assert_eq!(q.string("x", &mut errors), "c");
+        assert!(errors.is_empty());
+        q.boolean("allow_idle_behavior", &mut errors);
+        let q = Query::parse(Some("b=maybe&tier=fatal"));
+        q.boolean("b", &mut errors);
+        q.choice("tier", &DELIVERY_TIERS, &mut errors);
+        assert_eq!(
+            errors,
+            vec![
+                json!({"type": "missing", "loc": ["query", "allow_idle_behavior"], "msg": "Field required"}),
+                json!({"type": "bool_parsing", "loc": ["query", "b"], "msg": "Input should be a valid boolean, unable to interpret input"}),
+                json!({"type": "enum", "loc": ["query", "tier"], "msg": "Input should be warning, error"}),
+            ]
+        );
+    }
+}

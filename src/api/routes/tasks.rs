@@ -1,0 +1,106 @@
+//! Tasks: `GET /tasks` (filtered, sorted, paginated task states, as stored: the fleet adapter's
+//! JSON unchanged), `GET /tasks/{task_id}/state`, `GET /tasks/{task_id}/log?between=` (rmf-web's
+//! `TaskEventLog`, default window the last minute), `GET /tasks/{task_id}/booking_label` (the
+//! booking labels as `{key: value}`), and the original requests, `GET /tasks/requests` and
+//! `GET /tasks/{task_id}/request`, which only the store keeps (404 until it is there).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Map, Value};
+
+use super::{ReadError, ReadResult, found, now_ms, room};
+use crate::api::query::Params;
+use crate::api::read::{self, TASK_ORDER_FIELDS, TASK_STATUSES, TaskQuery};
+use crate::api::{AppState, AuthUser};
+use crate::hub::Raw;
+
+/// The query of `GET /tasks` (rmf-web's parameters and their meaning).
+pub fn task_query(params: &Params, now: u64) -> Result<TaskQuery, ReadError> {
+    let labels = params
+        .list("label")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l, String::new()),
+        })
+        .collect();
+    Ok(TaskQuery {
+        task_id: params.list("task_id"),
+        category: params.list("category"),
+        requester: params.list("requester"),
+        assigned_to: params.list("assigned_to"),
+        status: params.list("status").map(|s| {
+            s.into_iter()
+                .filter(|s| TASK_STATUSES.contains(&s.as_str()))
+                .collect()
+        }),
+        labels,
+        request_time: params.between("request_time_between", None, now)?,
+        start_time: params.between("start_time_between", None, now)?,
+        finish_time: params.between("finish_time_between", None, now)?,
+        pagination: params.pagination(&TASK_ORDER_FIELDS, true)?,
+    })
+}
+
+pub async fn query_task_states(
+    _: AuthUser,
+    State(app): State<AppState>,
+    params: Params,
+) -> ReadResult<Json<Vec<Raw>>> {
+    let query = task_query(&params, now_ms(&app))?;
+    Ok(Json(read::tasks(&app.hub, &query)))
+}
+
+pub async fn get_task_state(
+    _: AuthUser,
+    State(app): State<AppState>,
+    Path(task_id): Path<String>,
+) -> ReadResult<Json<Raw>> {
+    room(&app, &format!("/tasks/{task_id}/state"), || {
+        format!("task {task_id} not found")
+    })
+}
+
+pub async fn get_task_log(
+    _: AuthUser,
+    State(app): State<AppState>,
+    Path(task_id): Path<String>,
+    params: Params,
+) -> ReadResult<Json<Value>> {
+    let window = params.between("between", Some("-60000"), now_ms(&app))?;
+    found(read::task_log(&app.hub, &task_id, window), || {
+        format!("task {task_id} not found")
+    })
+    .map(Json)
+}
+
+/// rmf-web answers its `Labels` model, a bare object `{key: value}`; 404 for an unknown task
+/// or one without labels.
+pub async fn get_task_booking_label(
+    _: AuthUser,
+    State(app): State<AppState>,
+    Path(task_id): Path<String>,
+) -> ReadResult<Json<Map<String, Value>>> {
+    let labels = found(read::task_booking_labels(&app.hub, &task_id), || {
+        format!("task {task_id} not found")
+    })?;
+    found((!labels.is_empty()).then_some(labels), || {
+        format!("task {task_id} has no booking labels")
+    })
+    .map(Json)
+}
+
+const NO_REQUESTS: &str = "task requests are kept by the PostgreSQL store, which this server \
+    runs without: the original request of a task is not known";
+
+pub async fn query_task_requests(_: AuthUser) -> ReadResult<Json<Vec<Value>>> {
+    Err(ReadError::NotFound(NO_REQUESTS.into()))
+}
+
+pub async fn get_task_request(
+    _: AuthUser,
+    Path(_task_id): Path<String>,
+) -> ReadResult<Json<Value>> {
+    Err(ReadError::NotFound(NO_REQUESTS.into()))
+}

@@ -1,0 +1,556 @@
+//! `/_internal`: the websocket ingest of RMF fleet adapters and the task dispatcher (RMF.md
+//! section 5). They connect as clients and send one JSON object per text frame,
+//! `{"type": T, "data": {...}}`; nothing is answered. Each valid frame becomes a
+//! [`Record::Json`] (its `data` text exactly as received) fed live to the engine, waiting while
+//! the feeder is behind (backpressure on this connection only).
+//!
+//! - Idempotent by construction: the engine de-duplicates log entries by seq and states are last
+//!   writer wins, so the task logs an adapter re-sends after each reconnect add nothing.
+//! - A frame that is not a valid update (not JSON, not an object, unknown `type`, no `data`,
+//!   `data` not an object or rejected by the input views, a binary frame) is counted and logged
+//!   with its reason, never its text; the connection stays open. Warnings are budgeted per
+//!   connection (a burst of [`WARN_BURST`], then one a second) so a broken adapter cannot flood
+//!   the log; the number left out is given with the next one.
+//! - Bounds: a message larger than `max_frame` closes the connection with close code 1009 (the
+//!   websocket library refuses it before it is buffered whole). A token bucket per connection
+//!   (`rate` frames/s, `burst`) drops the excess of a flooding adapter, counted as
+//!   `rate_limited`: its frames never reach the feeder, so it cannot fill the shared input
+//!   queue and delay the other adapters. Dropping rather than waiting keeps the adapter's socket
+//!   drained (an RMF adapter queues unsent frames in memory without bound); states are full
+//!   snapshots re-sent every second, so a dropped state heals by itself.
+//! - When a token is configured (`--internal-token`), clients give it as `?token=` or
+//!   `Authorization: Bearer`; others are refused with 401 before the upgrade.
+//!
+//! Counters: `rmf_dash_internal_frames_total{result="ok|invalid|oversized|rate_limited"}` (each
+//! data frame counted once) and `rmf_dash_internal_connections` on `/metrics`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use rmf_dash_dataflows::model::input::{InputError, Names, inputs};
+use rmf_dash_dataflows::model::{JsonKind, Record};
+
+use crate::api::auth::Auth;
+use crate::api::{ApiError, AppState};
+use crate::ingest::feed::{Feed, Source, Stamp};
+
+/// Largest message accepted by default (bytes).
+pub const DEFAULT_MAX_FRAME: usize = 4 << 20;
+/// Frames per second a connection may send by default.
+pub const DEFAULT_RATE: u32 = 2000;
+/// Frames a connection may send at once by default (an adapter's queue after a reconnect).
+pub const DEFAULT_BURST: u32 = 4000;
+/// Warnings logged at once per connection before they are limited to one a second.
+pub const WARN_BURST: u32 = 10;
+/// Longest reason logged (serde messages may quote a piece of the frame).
+const REASON_MAX: usize = 200;
+/// How long a connection closed for an oversized message waits for the adapter's close reply.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Bounds of `/_internal` connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InternalConfig {
+    /// Largest message (bytes); a larger one closes the connection with code 1009.
+    pub max_frame: usize,
+    /// Sustained frames per second per connection (0: no limit).
+    pub rate: u32,
+    /// Frames a connection may send at once.
+    pub burst: u32,
+}
+
+impl Default for InternalConfig {
+    fn default() -> Self {
+        InternalConfig {
+            max_frame: DEFAULT_MAX_FRAME,
+            rate: DEFAULT_RATE,
+            burst: DEFAULT_BURST,
+        }
+    }
+}
+
+/// Counters read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct InternalMetrics {
+    /// Frames fed to the engine.
+    pub ok: AtomicU64,
+    /// Frames dropped as invalid.
+    pub invalid: AtomicU64,
+    /// Messages over `max_frame` (each closed its connection).
+    pub oversized: AtomicU64,
+    /// Frames dropped by the rate limit.
+    pub rate_limited: AtomicU64,
+    /// Open connections.
+    pub connections: AtomicU64,
+}
+
+impl InternalMetrics {
+    /// `(labels, count)` of `rmf_dash_internal_frames_total`.
+    pub fn by_result(&self) -> Vec<(String, u64)> {
+        [
+            ("ok", &self.ok),
+            ("invalid", &self.invalid),
+            ("oversized", &self.oversized),
+            ("rate_limited", &self.rate_limited),
+        ]
+        .into_iter()
+        .map(|(result, n)| {
+            (
+                format!("{{result=\"{result}\"}}"),
+                n.load(Ordering::Relaxed),
+            )
+        })
+        .collect()
+    }
+}
+
+/// The shared state of `/_internal` (in [`crate::api::App`]).
+#[derive(Debug, Default)]
+pub struct Internal {
+    pub config: InternalConfig,
+    pub metrics: InternalMetrics,
+    next_id: AtomicU64,
+}
+
+impl Internal {
+    pub fn new(config: InternalConfig) -> Self {
+        Internal {
+            config,
+            metrics: InternalMetrics::default(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Why a frame was dropped (logged; the frame itself never is).
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not a JSON object")]
+    NotObject,
+    #[error("not a frame {{\"type\", \"data\"}}: {0}")]
+    Malformed(String),
+    #[error("missing `type`")]
+    MissingType,
+    #[error("unknown type `{0}`")]
+    UnknownType(String),
+    #[error("missing `data`")]
+    MissingData,
+    #[error("`data` is not a JSON object")]
+    DataNotObject,
+    #[error("invalid {0}")]
+    Rejected(#[from] InputError),
+    #[error("binary frame ({0} bytes)")]
+    Binary(usize),
+}
+
+/// A frame as sent by fleet adapters; other fields are ignored.
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow, default)]
+    type_: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The record of one text frame, checked as the engine will read it.
+pub fn parse_frame(text: &str) -> Result<Record, FrameError> {
+    // Checked first: serde would also take an array `[type, data]` for the struct.
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => FrameError::NotObject,
+            Err(e) => FrameError::NotJson(e.to_string()),
+        });
+    }
+    let frame: Incoming = serde_json::from_str(text).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            FrameError::NotJson(e.to_string())
+        } else {
+            FrameError::Malformed(e.to_string())
+        }
+    })?;
+    let type_ = frame.type_.ok_or(FrameError::MissingType)?;
+    let kind = JsonKind::parse(&type_)
+        .ok_or_else(|| FrameError::UnknownType(clip(&type_, 64).to_string()))?;
+    let data = frame.data.ok_or(FrameError::MissingData)?.get();
+    if !data.starts_with('{') {
+        return Err(FrameError::DataNotObject);
+    }
+    let record = Record::Json {
+        kind,
+        data: Arc::from(data),
+    };
+    inputs(&record, 0, &mut Names::default())?;
+    Ok(record)
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket. `rate` 0 never runs out.
+    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Bucket {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Whether two secrets are equal, in a time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token of a request: `?token=` (URL-decoded) or `Authorization: Bearer`.
+fn token_of(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    let from_query = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| {
+            let value = pair.strip_prefix("token=")?;
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .ok()
+                .map(|v| v.into_owned())
+        });
+    from_query.or_else(|| {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok());
+        Auth::bearer(header).map(str::to_string)
+    })
+}
+
+/// `GET /_internal`: checks the token (if one is configured), then upgrades to a websocket.
+pub async fn handler(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Some(expected) = &app.internal_token {
+        let given = token_of(query.as_deref(), &headers);
+        let reason = match given {
+            None => Some("no token"),
+            Some(g) if !same_secret(g.as_bytes(), expected.as_bytes()) => Some("wrong token"),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            tracing::warn!(reason, "/_internal connection refused");
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                format!("/_internal: {reason} (give ?token= or Authorization: Bearer)"),
+            )
+            .into_response();
+        }
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    let max = app.internal.config.max_frame;
+    // A single frame up to twice the limit is read whole, so that the message check fails at a
+    // frame boundary and the adapter gets a clean close handshake; a longer one is refused from
+    // its header, before its payload is buffered.
+    ws.max_message_size(max)
+        .max_frame_size(max.saturating_mul(2))
+        .on_upgrade(move |socket| connection(socket, app))
+}
+
+/// Warnings of one connection, limited to a burst then one a second.
+struct Warnings {
+    conn: u64,
+    budget: Bucket,
+    left_out: u64,
+}
+
+impl Warnings {
+    fn warn(&mut self, what: &str, reason: &dyn std::fmt::Display) {
+        if !self.budget.take(Instant::now()) {
+            self.left_out += 1;
+            return;
+        }
+        let reason = reason.to_string();
+        let reason = clip(&reason, REASON_MAX);
+        tracing::warn!(
+            conn = self.conn,
+            left_out = self.left_out,
+            "/_internal: {what}: {reason}"
+        );
+        self.left_out = 0;
+    }
+}
+
+/// Counts of one connection (logged when it ends).
+#[derive(Default)]
+struct Counts {
+    ok: u64,
+    invalid: u64,
+    rate_limited: u64,
+}
+
+/// Whether a receive error is a message over `max_frame` and, if so, whether it was read whole
+/// (the stream is then at a frame boundary and the close handshake can be completed).
+fn oversized(e: axum::Error, max_frame: usize) -> Result<bool, axum::Error> {
+    match e.into_inner().downcast::<tungstenite::Error>() {
+        Ok(e) => match *e {
+            tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+                max_size,
+                ..
+            }) => Ok(max_size == max_frame),
+            other => Err(axum::Error::new(other)),
+        },
+        Err(other) => Err(axum::Error::new(other)),
+    }
+}
+
+/// One adapter's connection: reads frames until it closes.
+async fn connection(mut socket: WebSocket, app: AppState) {
+    let internal = &app.internal;
+    let metrics = &internal.metrics;
+    let conn = internal.next_id.fetch_add(1, Ordering::Relaxed);
+    metrics.connections.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(conn, "/_internal: fleet adapter connected");
+    let now = Instant::now();
+    let mut limit = Bucket::new(internal.config.rate, internal.config.burst, now);
+    let mut warnings = Warnings {
+        conn,
+        budget: Bucket::new(1, WARN_BURST, now),
+        left_out: 0,
+    };
+    let mut counts = Counts::default();
+    let end: Cow<str> = loop {
+        let message = match socket.recv().await {
+            None => break "connection lost".into(),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => match oversized(e, internal.config.max_frame) {
+                Ok(whole) => {
+                    metrics.oversized.fetch_add(1, Ordering::Relaxed);
+                    let max = internal.config.max_frame;
+                    tracing::warn!(
+                        conn,
+                        max_frame = max,
+                        "/_internal: message over the size limit, closing the connection (1009)"
+                    );
+                    let close = CloseFrame {
+                        code: close_code::SIZE,
+                        reason: format!("message larger than {max} bytes").into(),
+                    };
+                    if socket.send(Message::Close(Some(close))).await.is_ok() && whole {
+                        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                            while let Some(Ok(m)) = socket.recv().await {
+                                if matches!(m, Message::Close(_)) {
+                                    break;
+                                }
+                            }
+                        })
+                        .await;
+                    }
+                    break "message over the size limit".into();
+                }
+                Err(e) => break format!("receive error: {e}").into(),
+            },
+        };
+        let text = match message {
+            Message::Text(text) => Ok(text),
+            Message::Binary(bytes) => Err(FrameError::Binary(bytes.len())),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) => break "closed by the adapter".into(),
+        };
+        if !limit.take(Instant::now()) {
+            counts.rate_limited += 1;
+            metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            warnings.warn(
+                "frame dropped",
+                &format_args!(
+                    "over the rate limit ({} frames/s, burst {})",
+                    internal.config.rate, internal.config.burst
+                ),
+            );
+            continue;
+        }
+        match text.and_then(|t| parse_frame(t.as_str())) {
+            Ok(record) => {
+                let item = Feed::Record {
+                    record: Box::new(record),
+                    stamp: Stamp::Live,
+                    source: Source::Internal,
+                };
+                if !app.feed.send(item).await {
+                    break "the server is stopping".into();
+                }
+                counts.ok += 1;
+                metrics.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counts.invalid += 1;
+                metrics.invalid.fetch_add(1, Ordering::Relaxed);
+                warnings.warn("invalid frame dropped", &e);
+            }
+        }
+    };
+    metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    tracing::info!(
+        conn,
+        ok = counts.ok,
+        invalid = counts.invalid,
+        rate_limited = counts.rate_limited,
+        "/_internal: fleet adapter disconnected ({end})"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(text: &str) -> String {
+        match parse_frame(text) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_valid_frame_keeps_its_data_text_as_received() {
+        let text = r#"{"type":"fleet_state_update","data": {"name":"f1", "robots":{}} }"#;
+        match parse_frame(text) {
+            Ok(Record::Json { kind, data }) => {
+                assert_eq!(kind, JsonKind::FleetStateUpdate);
+                assert_eq!(&*data, r#"{"name":"f1", "robots":{}}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_kind_of_bad_frame_has_its_reason() {
+        assert!(reason("{\"type\":").starts_with("not JSON: "));
+        assert!(reason("hello").starts_with("not JSON: "));
+        assert_eq!(reason("[1, 2]"), "not a JSON object");
+        assert_eq!(
+            reason(r#"["fleet_state_update", {"name": "f"}]"#),
+            "not a JSON object"
+        );
+        assert_eq!(reason("\"fleet_state_update\""), "not a JSON object");
+        assert_eq!(reason("42"), "not a JSON object");
+        assert!(reason(r#"{"type": 5, "data": {}}"#).starts_with("not a frame "));
+        assert_eq!(reason(r#"{"data": {"name": "f"}}"#), "missing `type`");
+        assert_eq!(
+            reason(r#"{"type": "door_state", "data": {}}"#),
+            "unknown type `door_state`"
+        );
+        assert_eq!(
+            reason(r#"{"type": "fleet_state_update"}"#),
+            "missing `data`"
+        );
+        assert_eq!(
+            reason(r#"{"type": "fleet_state_update", "data": null}"#),
+            "missing `data`"
+        );
+        assert_eq!(
+            reason(r#"{"type": "fleet_state_update", "data": [1]}"#),
+            "`data` is not a JSON object"
+        );
+        assert!(
+            reason(r#"{"type": "fleet_state_update", "data": {"robots": {}}}"#)
+                .starts_with("invalid fleet_state_update: missing field `name`"),
+            "{}",
+            reason(r#"{"type": "fleet_state_update", "data": {"robots": {}}}"#)
+        );
+        assert_eq!(
+            reason(r#"{"type": "task_state_update", "data": {"booking": {"id": ""}}}"#),
+            "invalid task_state_update: empty booking.id"
+        );
+        let long = format!(r#"{{"type": "{}", "data": {{}}}}"#, "x".repeat(1000));
+        assert_eq!(reason(&long), format!("unknown type `{}`", "x".repeat(64)));
+    }
+
+    #[test]
+    fn the_bucket_gives_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(10, 3, t0);
+        assert_eq!((0..5).filter(|_| b.take(t0)).count(), 3);
+        // 0.25 s later: 2.5 tokens.
+        let t1 = t0 + Duration::from_millis(250);
+        assert_eq!((0..5).filter(|_| b.take(t1)).count(), 2);
+        // Never more than the burst saved.
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| b.take(t2)).count(), 3);
+        // An earlier instant (another clock read) takes nothing back.
+        assert!(!b.take(t1));
+        let mut unlimited = Bucket::new(0, 1, t0);
+        assert!((0..10_000).all(|_| unlimited.take(t0)));
+    }
+
+    #[test]
+    fn tokens_come_from_the_query_or_the_bearer_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(token_of(None, &h), None);
+        assert_eq!(
+            token_of(Some("a=1&token=s%20e%2Fc"), &h).as_deref(),
+            Some("s e/c")
+        );
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("header"));
+        assert_eq!(token_of(None, &h).as_deref(), Some("abc"));
+        assert_eq!(token_of(Some("token=q"), &h).as_deref(), Some("q"));
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn reasons_are_clipped_at_a_character_boundary() {
+        assert_eq!(clip("héllo", 2), "h");
+        assert_eq!(clip("héllo", 3), "hé");
+        assert_eq!(clip("abc", 10), "abc");
+    }
+}
