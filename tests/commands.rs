@@ -900,6 +900,22 @@ fn commands_need_a_token() {
         try_http(server.port, "GET", "/_loopback/published", None, Some(&t)).expect("http");
     assert_eq!(v[0]["message"]["door_name"], "d");
     assert_eq!(v.as_array().map(Vec::len), Some(1));
+    // Every command route is in /openapi.json, documented as needing a token, and is one.
+    let (status, doc) = try_http(server.port, "GET", "/openapi.json", None, None).expect("http");
+    assert_eq!(status, 200);
+    let posts: Vec<(String, Value)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .filter_map(|(path, item)| item.get("post").map(|op| (path.clone(), op.clone())))
+        .collect();
+    assert_eq!(posts.len(), 18, "{posts:?}");
+    for (path, op) in posts {
+        assert_eq!(op["security"], json!([{"bearer": []}]), "{path}");
+        let url = path.replace('{', "").replace('}', "");
+        let (status, _) = try_http(server.port, "POST", &url, Some("{}"), None).expect("http");
+        assert_eq!(status, 401, "POST {url} without a token");
+    }
 }
 
 #[test]

@@ -36,6 +36,7 @@ use rmf_dash_dataflows::model::ros::{
     Alert, AlertParameter, AlertResponse, DeliveryAlert, EnumValue,
 };
 
+use super::routes::{In, Param, Route};
 use super::{AppState, AuthUser};
 use crate::ingest::feed::{Feed, Source, Stamp};
 use crate::rmf_link::LinkError;
@@ -43,36 +44,217 @@ use crate::rmf_link::LinkError;
 /// How long a command that feeds the engine waits for its record to show in the room.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(2);
 
+macro_rules! command {
+    ($path:literal, $name:literal, $tag:literal, $summary:literal, $params:expr, $handler:expr) => {
+        Route {
+            method: "post",
+            path: $path,
+            name: $name,
+            tag: $tag,
+            summary: $summary,
+            params: $params,
+            auth: true,
+            content: "application/json",
+            handler: Some(|| post($handler)),
+        }
+    };
+}
+
+const fn q(name: &'static str, schema: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        location: In::Query,
+        schema,
+        description,
+        default: None,
+    }
+}
+
+const ROBOT_NAME: Param = q("robot_name", "string", "The robot.");
+
+/// The command routes (the ★ routes of COMPAT.md): registered and documented from this table.
+pub const COMMANDS: &[Route] = &[
+    command!(
+        "/doors/{door_name}/request",
+        "post_door_request",
+        "Doors",
+        "Body `{mode: 0|1|2}`: a DoorRequest on `adapter_door_requests`.",
+        &[],
+        door_request
+    ),
+    command!(
+        "/lifts/{lift_name}/request",
+        "_post_lift_request",
+        "Lifts",
+        "Body `{request_type, door_mode, destination, additional_session_ids?}`: a LiftRequest \
+            on `adapter_lift_requests`.",
+        &[],
+        lift_request
+    ),
+    command!(
+        "/tasks/dispatch_task",
+        "post_dispatch_task",
+        "Tasks",
+        "Body: a `dispatch_task_request`; RMF's answer (the task state), 400 when refused, 504 \
+            when RMF does not answer in time.",
+        &[],
+        dispatch_task
+    ),
+    command!(
+        "/tasks/robot_task",
+        "post_robot_task",
+        "Tasks",
+        "Body: a `robot_task_request`; RMF's answer as for dispatch.",
+        &[],
+        robot_task
+    ),
+    command!(
+        "/tasks/cancel_task",
+        "post_cancel_task",
+        "Tasks",
+        "Body: a `cancel_task_request`; RMF's answer.",
+        &[],
+        cancel_task
+    ),
+    command!(
+        "/tasks/kill_task",
+        "post_kill_task",
+        "Tasks",
+        "Body: a `kill_task_request`; RMF's answer.",
+        &[],
+        kill_task
+    ),
+    command!(
+        "/tasks/interrupt_task",
+        "post_interrupt_task",
+        "Tasks",
+        "Body: an `interrupt_task_request`; RMF's answer.",
+        &[],
+        interrupt_task
+    ),
+    command!(
+        "/tasks/resume_task",
+        "post_resume_task",
+        "Tasks",
+        "Body: a `resume_task_request`; RMF's answer.",
+        &[],
+        resume_task
+    ),
+    command!(
+        "/tasks/rewind_task",
+        "post_rewind_task",
+        "Tasks",
+        "Body: a `rewind_task_request`; RMF's answer.",
+        &[],
+        rewind_task
+    ),
+    command!(
+        "/tasks/skip_phase",
+        "post_skip_phase",
+        "Tasks",
+        "Body: a `task_phase_skip_request`; RMF's answer.",
+        &[],
+        skip_phase
+    ),
+    command!(
+        "/tasks/undo_skip_phase",
+        "post_undo_skip_phase",
+        "Tasks",
+        "Body: an `undo_phase_skip_request`; RMF's answer.",
+        &[],
+        undo_skip_phase
+    ),
+    command!(
+        "/fleets/{name}/decommission",
+        "decommission_robot",
+        "Fleets",
+        "A robot commission request taking the robot out of service; 400 when RMF refused.",
+        &[
+            ROBOT_NAME,
+            q(
+                "reassign_tasks",
+                "boolean",
+                "Give its queued tasks to other robots."
+            ),
+            q(
+                "allow_idle_behavior",
+                "boolean",
+                "Let it keep its idle behavior."
+            ),
+        ],
+        decommission
+    ),
+    command!(
+        "/fleets/{name}/recommission",
+        "recommission_robot",
+        "Fleets",
+        "A robot commission request putting the robot back in service; 400 when RMF refused.",
+        &[ROBOT_NAME],
+        recommission
+    ),
+    command!(
+        "/fleets/{name}/unlock_mutex_group",
+        "unlock_mutex_group",
+        "Fleets",
+        "A MutexGroupManualRelease of a group the robot holds (400 otherwise).",
+        &[
+            ROBOT_NAME,
+            q("mutex_group", "string", "The group to release.")
+        ],
+        unlock_mutex_group
+    ),
+    command!(
+        "/alerts/request",
+        "create_new_alert",
+        "Alerts",
+        "Body: an alert request; 201 with it, 409 when its id exists.",
+        &[],
+        create_alert
+    ),
+    command!(
+        "/alerts/request/{alert_id}/respond",
+        "respond_to_alert",
+        "Alerts",
+        "An AlertResponse to RMF; 201, 404 for an unknown alert, 400 for a response it does \
+            not offer, 409 when already answered.",
+        &[q(
+            "response",
+            "string",
+            "One of the alert's responses_available."
+        )],
+        respond_to_alert
+    ),
+    command!(
+        "/delivery_alerts/{delivery_alert_id}/response",
+        "respond_to_delivery_alert",
+        "Delivery Alerts",
+        "A DeliveryAlert on `delivery_alert_response` (deprecated in rmf-web for /alerts).",
+        &[
+            q(
+                "category",
+                "string",
+                "missing, wrong, obstructed or cancelled."
+            ),
+            q("tier", "string", "warning or error."),
+            q("task_id", "string", "The task."),
+            q("action", "string", "waiting, cancel, override or resume."),
+            q("message", "string", "Text for the operator."),
+        ],
+        respond_to_delivery_alert
+    ),
+    command!(
+        "/building_map/reset_fire_alarm_trigger",
+        "reset_fire_alarm_trigger",
+        "Building",
+        "Resets the fire alarm trigger (`{unix_millis_time, trigger: false}`).",
+        &[],
+        reset_fire_alarm_trigger
+    ),
+];
+
 /// The command routes; `loopback` adds the loopback link's test routes.
 pub fn routes(loopback: bool) -> axum::Router<AppState> {
-    let routes = axum::Router::new()
-        .route("/doors/{door_name}/request", post(door_request))
-        .route("/lifts/{lift_name}/request", post(lift_request))
-        .route("/tasks/dispatch_task", post(dispatch_task))
-        .route("/tasks/robot_task", post(robot_task))
-        .route("/tasks/cancel_task", post(cancel_task))
-        .route("/tasks/kill_task", post(kill_task))
-        .route("/tasks/interrupt_task", post(interrupt_task))
-        .route("/tasks/resume_task", post(resume_task))
-        .route("/tasks/rewind_task", post(rewind_task))
-        .route("/tasks/skip_phase", post(skip_phase))
-        .route("/tasks/undo_skip_phase", post(undo_skip_phase))
-        .route("/fleets/{name}/decommission", post(decommission))
-        .route("/fleets/{name}/recommission", post(recommission))
-        .route(
-            "/fleets/{name}/unlock_mutex_group",
-            post(unlock_mutex_group),
-        )
-        .route("/alerts/request", post(create_alert))
-        .route("/alerts/request/{alert_id}/respond", post(respond_to_alert))
-        .route(
-            "/delivery_alerts/{delivery_alert_id}/response",
-            post(respond_to_delivery_alert),
-        )
-        .route(
-            "/building_map/reset_fire_alarm_trigger",
-            post(reset_fire_alarm_trigger),
-        );
+    let routes = super::routes::register(COMMANDS);
     if loopback {
         routes.route(
             "/_loopback/published",

@@ -1,6 +1,8 @@
 //! The HTTP surface (axum): REST routes of COMPAT.md, `/health`, `/metrics`, and the shared
-//! state of the handlers. Every route but `/health`, `/metrics` and `/time` needs a valid token
-//! (`Authorization: Bearer <JWT>`), checked by the [`AuthUser`] extractor.
+//! state of the handlers. Every route needs a valid token (`Authorization: Bearer <JWT>`, checked
+//! by the [`AuthUser`] extractor) but the public ones: `/health`, `/metrics`, `/time`,
+//! `/openapi.json` and the building map images (loaded by browsers from `<img>` URLs);
+//! `/_internal` checks its own token (`--internal-token`).
 
 pub mod auth;
 pub mod commands;

@@ -14,7 +14,8 @@
 //! Room `/alerts/requests` (stream), value (COMPAT.md) `{id, unix_millis_alert_time (logical
 //! time), title, subtitle, message, display: true, tier, responses_available: ["acknowledge"],
 //! alert_parameters: [], task_id}` with id `task-completed-<task_id>`, `task-failed-<task_id>` or
-//! `task-log-<task_id>-<stream>-<seq>` and subtitle `<category> task <task_id>` (`task <task_id>`
+//! `task-log-<task_id>-<stream>-<seq>` (a `/` of the stream written `.`, so that the id is one
+//! URL path segment of `/alerts/request/{alert_id}/respond`) and subtitle `<category> task <task_id>` (`task <task_id>`
 //! when the category is unknown).
 //!
 //! A log alert's category is the task's as of its latest state received *before* the log's
@@ -94,6 +95,11 @@ fn alert(
             "task_id": task_id,
         }),
     )
+}
+
+/// A log stream name as part of an alert id: `/` written `.` (ids are URL path segments).
+fn id_part(stream: &str) -> String {
+    stream.replace('/', ".")
 }
 
 fn subtitle(category: &str, task_id: &str) -> String {
@@ -241,7 +247,7 @@ impl KeyedLogic for Logic {
                         continue;
                     }
                     ctx.emit(alert(
-                        format!("task-log-{task_id}-{stream}-{}", e.seq),
+                        format!("task-log-{task_id}-{}-{}", id_part(&stream), e.seq),
                         ctx.t,
                         "Task error",
                         subtitle(a.category_before(ctx.t), task_id),
@@ -521,7 +527,7 @@ mod tests {
             out,
             vec![
                 e("task-log-t--1", 20, "error 1"),
-                e("task-log-t-1/2-1", 20, "error 1"),
+                e("task-log-t-1.2-1", 20, "error 1"),
                 e("task-log-t-1-3", 30, "error 3"),
             ]
         );
@@ -675,7 +681,7 @@ mod tests {
                     "a"
                 ),
                 a(
-                    "task-log-b-2/0-5",
+                    "task-log-b-2.0-5",
                     30,
                     "Task error",
                     "delivery task b",
@@ -766,7 +772,11 @@ mod tests {
                                         format!("{category} task {id}")
                                     };
                                     out.push(expected(
-                                        &format!("task-log-{id}-{stream}-{}", e.seq),
+                                        &format!(
+                                            "task-log-{id}-{}-{}",
+                                            super::id_part(stream),
+                                            e.seq
+                                        ),
                                         t,
                                         "Task error",
                                         &sub,

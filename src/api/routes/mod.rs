@@ -559,7 +559,12 @@ const fn system(
 
 /// The routes of the table that have a handler here.
 pub fn router() -> axum::Router<AppState> {
-    ROUTES
+    register(ROUTES)
+}
+
+/// The routes of `table` that have a handler.
+pub fn register(table: &[Route]) -> axum::Router<AppState> {
+    table
         .iter()
         .filter_map(|r| r.handler.map(|h| (r.path, h)))
         .fold(axum::Router::new(), |router, (path, handler)| {
@@ -639,7 +644,7 @@ fn operation(r: &Route) -> Value {
 /// The OpenAPI 3 document of [`ROUTES`].
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
-    for r in ROUTES {
+    for r in ROUTES.iter().chain(super::commands::COMMANDS) {
         let item = paths
             .entry(r.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -694,7 +699,7 @@ mod tests {
     fn every_route_is_documented_once() {
         let doc = openapi_document();
         let mut seen = std::collections::BTreeSet::new();
-        for r in ROUTES {
+        for r in ROUTES.iter().chain(super::super::commands::COMMANDS) {
             assert!(seen.insert((r.method, r.path)), "{} twice", r.path);
             let op = &doc["paths"][r.path][r.method];
             assert_eq!(op["summary"], r.summary);
@@ -710,7 +715,8 @@ mod tests {
             assert_eq!(documented, expected, "{}", r.path);
             assert_eq!(op["security"].is_array(), r.auth, "{}", r.path);
         }
-        let ids: std::collections::BTreeSet<String> = ROUTES.iter().map(operation_id).collect();
-        assert_eq!(ids.len(), ROUTES.len());
+        let all = ROUTES.iter().chain(super::super::commands::COMMANDS);
+        let ids: std::collections::BTreeSet<String> = all.clone().map(operation_id).collect();
+        assert_eq!(ids.len(), all.count());
     }
 }
