@@ -912,7 +912,7 @@ fn commands_need_a_token() {
     assert_eq!(posts.len(), 18, "{posts:?}");
     for (path, op) in posts {
         assert_eq!(op["security"], json!([{"bearer": []}]), "{path}");
-        let url = path.replace('{', "").replace('}', "");
+        let url = path.replace(['{', '}'], "");
         let (status, _) = try_http(server.port, "POST", &url, Some("{}"), None).expect("http");
         assert_eq!(status, 401, "POST {url} without a token");
     }
