@@ -208,10 +208,6 @@ async fn socketio(server: &Server, rooms: &[String]) -> mpsc::UnboundedReceiver<
     ws.send(Message::text("40")).await.expect("connect packet");
     let connected = next_text(&mut ws).await;
     assert!(connected.starts_with("40"), "{connected}");
-    // socketioxide 0.18 marks a socket connected only after sending the CONNECT reply, and emits
-    // to it fail until then: a subscribe handled in that window loses its sticky value (reported
-    // against src/hub/socketio.rs). A moment's wait keeps this test about /_internal.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     for (i, room) in rooms.iter().enumerate() {
         let packet = format!("42{i}{}", json!(["subscribe", {"room": room}]));
         ws.send(Message::text(packet)).await.expect("subscribe");

@@ -133,6 +133,24 @@ fn refuse(socket: &SocketRef, ack: AckSender, room: Option<&str>, error: &str) {
     let _ = ack.send(&body);
 }
 
+/// Waits (at most [`CONNECT_WINDOW`]) until socketioxide marks the socket connected: it does so
+/// only after sending the CONNECT reply, and an emit before that fails as if the socket were
+/// closed, so a subscription handled in that window would lose its sticky value. False when the
+/// socket closed instead.
+async fn until_connected(socket: &SocketRef) -> bool {
+    let deadline = tokio::time::Instant::now() + CONNECT_WINDOW;
+    while !socket.connected() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
+}
+
+/// Longest wait for a socket's CONNECT reply to be marked sent.
+const CONNECT_WINDOW: Duration = Duration::from_secs(2);
+
 async fn subscribe(
     socket: SocketRef,
     TryData(req): TryData<RoomRequest>,
@@ -142,6 +160,9 @@ async fn subscribe(
     let Some(conn) = socket.extensions.get::<Conn>() else {
         return;
     };
+    if !until_connected(&socket).await {
+        return;
+    }
     let room = match room_of(req) {
         Ok(r) => r,
         Err(e) => return refuse(&socket, ack, None, &e),
