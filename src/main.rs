@@ -130,9 +130,12 @@ struct BenchArgs {
     /// Where to generate the trace (default: a temporary directory).
     #[arg(long)]
     workdir: Option<std::path::PathBuf>,
-    /// Only these sections: decode, engine, latency (comma separated).
+    /// Only these sections: decode, engine, latency, ingest, fanout (comma separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// socket.io clients of the fan-out section (100 with --quick).
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
 }
 
 #[derive(Args)]
@@ -360,6 +363,7 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         quick: args.quick,
         tick_ms: 10,
         only: args.only,
+        clients: args.clients,
     };
     let report = rmf_dash::bench::run(&opts, &workdir);
     if args.workdir.is_none() {

@@ -62,6 +62,34 @@ pub struct ServeConfig {
     pub internal: crate::ingest::internal::InternalConfig,
 }
 
+impl ServeConfig {
+    /// A server on `listen` with every default and no authentication, no replay, and no
+    /// `/_internal` rate limit (benchmarks and in-process tests).
+    pub fn local(listen: SocketAddr) -> Self {
+        ServeConfig {
+            listen,
+            prefix: String::new(),
+            replay: None,
+            speed: Pacing::Speed(1.0),
+            policy: ReleasePolicy::default(),
+            tick_ms: 10,
+            engine: EngineConfig::default(),
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_aud: "rmf_api_server".into(),
+            jwt_iss: None,
+            no_auth: true,
+            rmf_link: crate::rmf_link::LinkKind::Loopback,
+            task_timeout_ms: 5000,
+            internal_token: None,
+            internal: crate::ingest::internal::InternalConfig {
+                rate: 0,
+                ..Default::default()
+            },
+        }
+    }
+}
+
 /// A running server (for tests and the CLI).
 pub struct Running {
     pub addr: SocketAddr,

@@ -2,11 +2,15 @@
 //! a baseline measured in the same run (absolute times on a shared machine are noise; ratios are
 //! not). Prints a table and writes a JSON report.
 //!
-//! Sections so far: `decode` (typed and generic CDR decoding vs a plain copy of the same bytes)
-//! and `engine` (input records through every derived event on 1 and 2 workers vs a naive
-//! recomputation; latency at the real-time rate; memory per entity).
+//! Sections so far: `decode` (typed and generic CDR decoding vs a plain copy of the same bytes),
+//! `engine` (input records through every derived event on 1 and 2 workers vs a naive
+//! recomputation; memory per entity), `latency` (input to complete output at the real-time
+//! rate), `ingest` (`/_internal` frames/s vs websocket reception alone) and `fanout` (socket.io
+//! deliveries and end-to-end latency with many clients at real time), the last two against a
+//! live server in this process ([`live`]).
 
 pub mod engine;
+pub mod live;
 pub mod memory;
 pub mod naive;
 
@@ -30,6 +34,8 @@ pub enum BenchError {
     Bag(#[from] BagError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -79,8 +85,10 @@ pub struct BenchOptions {
     /// Smoke run: a small site, short trace, few repetitions.
     pub quick: bool,
     pub tick_ms: u64,
-    /// Only these sections (`decode`, `engine`, `latency`); all when empty.
+    /// Only these sections (`decode`, `engine`, `latency`, `ingest`, `fanout`); all when empty.
     pub only: Vec<String>,
+    /// socket.io clients of the fan-out section.
+    pub clients: usize,
 }
 
 impl BenchOptions {
@@ -425,6 +433,17 @@ pub fn run(opts: &BenchOptions, workdir: &std::path::Path) -> Result<Report, Ben
     }
     if opts.wants("engine") || opts.wants("latency") {
         engine_figures(&path_s, opts, &mut facts, &mut figures)?;
+    }
+    if opts.wants("ingest") {
+        live::ingest(&path_s, opts.quick, &mut figures)?;
+    }
+    if opts.wants("fanout") {
+        let (clients, seconds) = if opts.quick {
+            (opts.clients.min(100), 20)
+        } else {
+            (opts.clients, duration_ms / 1000)
+        };
+        live::fanout(&path_s, clients, 10, seconds, &mut figures)?;
     }
     Ok(Report {
         machine: machine(),
