@@ -18,6 +18,9 @@
   const MAX_ALERTS = 200;
   const MAX_TASK_ROWS = 200;
   const FLEET_POLL_MS = 10000;
+  // `?coalesce=0`: apply and redraw on every event, no frame coalescing and no redraw rates (the
+  // baseline the coalescing is measured against; see tests/node/view_measure.mjs).
+  const COALESCE = new URLSearchParams(location.search).get('coalesce') !== '0';
 
   const DOOR_MODES = ['closed', 'moving', 'open', 'offline', 'unknown'];
   const LIFT_DOORS = ['closed', 'moving', 'open'];
@@ -57,6 +60,14 @@
   const fleets = new Map(); // name -> {queue, t1m, t15m, minutes: Map, series: [], robots: Set}
   const alerts = new Map(); // id -> {alert, response, li}
   const rooms = new Map(); // room -> handler(value, meta)
+  // The sum over fleets of their sliding 15-minute counts, as it changed: [[t, completed, failed]].
+  const site = { completed: 0, failed: 0, series: [] };
+  // Appends to a time series, dropping what left the 15-minute window (one point before it kept
+  // as the value at its start).
+  function push(series, point) {
+    series.push(point);
+    while (series.length > 2 && series[1][0] < point[0] - WINDOW_MS) series.shift();
+  }
 
   // Events of the current frame: state rooms keep their latest value only.
   let pending = new Map();
@@ -67,7 +78,7 @@
 
   // What the page measures about itself (read by tests and `window.rmfView.stats()`).
   const SAMPLES = 2000;
-  const metrics = { frames: 0, events: 0, frameMs: [], delayMs: [], intervalMs: [], lastFrame: 0 };
+  const metrics = { frames: 0, events: 0, frameMs: [], delayMs: [], intervalMs: [], lastFrame: 0, parts: {} };
   const sample = (arr, v) => { arr.push(v); if (arr.length > SAMPLES) arr.shift(); };
 
   // ---- transport ----------------------------------------------------------------------------
@@ -87,6 +98,10 @@
       if (pendingStream.length < 10000) pendingStream.push([room, value, meta]);
     } else {
       pending.set(room, [value, meta]);
+    }
+    if (!COALESCE) {
+      frame(performance.now());
+      return;
     }
     if (!scheduled) {
       scheduled = true;
@@ -196,10 +211,17 @@
     subscribe(`/fleets/${name}/throughput_15m`, (v, meta) => {
       const f = fleets.get(name);
       f.t15m = v;
-      const t = meta && typeof meta.t === 'number' ? meta.t : dataTime;
-      f.series.push([t, v ? v.completed | 0 : 0, v ? v.failed | 0 : 0]);
-      while (f.series.length > 1 && f.series[0][0] < t - WINDOW_MS) f.series.shift();
       dirty.charts = true;
+      // The room also changes with the robots' statuses: the series keep count changes only.
+      const c = v ? v.completed | 0 : 0;
+      const x = v ? v.failed | 0 : 0;
+      const prev = f.series.length ? f.series[f.series.length - 1] : [0, 0, 0];
+      if (f.series.length && prev[1] === c && prev[2] === x) return;
+      const t = meta && typeof meta.t === 'number' ? meta.t : dataTime;
+      push(f.series, [t, c, x]);
+      site.completed += c - prev[1];
+      site.failed += x - prev[2];
+      push(site.series, [t, site.completed, site.failed]);
     });
     dirty.counts = true;
   }
@@ -352,8 +374,9 @@
   function frame(now) {
     scheduled = false;
     const t0 = performance.now();
-    if (metrics.lastFrame) sample(metrics.intervalMs, now - metrics.lastFrame);
+    if (COALESCE && metrics.lastFrame) sample(metrics.intervalMs, now - metrics.lastFrame);
     metrics.lastFrame = now;
+    const tApply = performance.now();
     const batch = pending;
     const streams = pendingStream;
     pending = new Map();
@@ -375,6 +398,11 @@
       if (room === '/alerts/requests') addAlert(value);
       else if (value && typeof value.id === 'string') answered(value.id, value.response);
     }
+    const applied = performance.now();
+    const part = metrics.parts.apply || (metrics.parts.apply = { total: 0, max: 0, n: 0 });
+    part.total += applied - tApply;
+    part.n++;
+    if (applied - tApply > part.max) part.max = applied - tApply;
     render();
     const done = performance.now();
     metrics.frames++;
@@ -383,15 +411,44 @@
     if (oldest !== Infinity) sample(metrics.delayMs, Date.now() - oldest);
   }
 
+  // Time spent per part of the page (ms, total and worst), for `stats()`.
+  function timed(name, f) {
+    const t = performance.now();
+    f();
+    const ms = performance.now() - t;
+    const p = metrics.parts[name] || (metrics.parts[name] = { total: 0, max: 0, n: 0 });
+    p.total += ms;
+    p.n++;
+    if (ms > p.max) p.max = ms;
+  }
+
+  // The least time between two redraws of a part (ms): what arrived meanwhile waits, coalesced,
+  // for the part's next turn. Data comes at about 1 Hz per entity; these rates keep the page
+  // current to the eye while a large site's hundreds of events a second cost a few redraws.
+  const EVERY = { doors: 100, lifts: 100, robots: 250, tasks: 500, alerts: 0, charts: 1000, map: 100 };
+  const lastRun = {};
+  let wakeTimer = null;
+  function due(name) {
+    if (!COALESCE) return true;
+    const now = performance.now();
+    const wait = EVERY[name] - (now - (lastRun[name] || -Infinity));
+    if (wait <= 0) {
+      lastRun[name] = now;
+      return true;
+    }
+    if (!wakeTimer) wakeTimer = setTimeout(() => { wakeTimer = null; schedule(); }, wait);
+    return false;
+  }
+
   function render() {
-    if (dirty.levels) renderLevels();
-    if (dirty.doors.size) renderDoors();
-    if (dirty.lifts.size) renderLifts();
-    if (dirty.robots.size) renderRobots();
-    if (dirty.tasks) renderTasks();
-    if (dirty.alerts) renderAlerts();
-    if (dirty.charts) renderCharts();
-    if (dirty.map) drawMap();
+    if (dirty.levels) timed('levels', renderLevels);
+    if (dirty.doors.size && due('doors')) timed('doors', renderDoors);
+    if (dirty.lifts.size && due('lifts')) timed('lifts', renderLifts);
+    if (dirty.robots.size && due('robots')) timed('robots', renderRobots);
+    if (dirty.tasks && due('tasks')) timed('tasks', renderTasks);
+    if (dirty.alerts && due('alerts')) timed('alerts', renderAlerts);
+    if (dirty.charts && due('charts')) timed('charts', renderCharts);
+    if (dirty.map && due('map')) timed('map', drawMap);
     renderCounts();
     setText($('data-time'), dataTime ? new Date(dataTime).toISOString().replace('T', ' ').slice(0, 19) : '');
   }
@@ -710,28 +767,36 @@
     }
     g.setLineDash([]);
     // Robots: a disc coloured by status and a heading tick; a ring when an alert condition holds.
+    // One path per colour: a large site has hundreds of robots per level.
     const radius = Math.max(3, Math.min(12, s * 0.35));
+    const byColor = new Map();
+    const ticks = new Path2D();
+    const rings = new Path2D();
     for (const r of robots.values()) {
       if (r.level !== lv.name) continue;
       const x = px(r.x); const y = py(r.y);
-      g.fillStyle = robotColor(r);
-      g.beginPath();
-      g.arc(x, y, radius, 0, 2 * Math.PI);
-      g.fill();
-      g.strokeStyle = '#fff';
-      g.lineWidth = Math.max(1, radius / 4);
-      g.beginPath();
-      g.moveTo(x, y);
-      g.lineTo(x + Math.cos(r.yaw) * radius, y - Math.sin(r.yaw) * radius);
-      g.stroke();
+      const color = robotColor(r);
+      let path = byColor.get(color);
+      if (!path) { path = new Path2D(); byColor.set(color, path); }
+      path.moveTo(x + radius, y);
+      path.arc(x, y, radius, 0, 2 * Math.PI);
+      ticks.moveTo(x, y);
+      ticks.lineTo(x + Math.cos(r.yaw) * radius, y - Math.sin(r.yaw) * radius);
       if (r.stuck || r.batteryLow || r.health !== 'Healthy') {
-        g.strokeStyle = COLORS.error;
-        g.lineWidth = 2;
-        g.beginPath();
-        g.arc(x, y, radius + 3, 0, 2 * Math.PI);
-        g.stroke();
+        rings.moveTo(x + radius + 3, y);
+        rings.arc(x, y, radius + 3, 0, 2 * Math.PI);
       }
     }
+    for (const [color, path] of byColor) {
+      g.fillStyle = color;
+      g.fill(path);
+    }
+    g.strokeStyle = '#fff';
+    g.lineWidth = Math.max(1, radius / 4);
+    g.stroke(ticks);
+    g.strokeStyle = COLORS.error;
+    g.lineWidth = 2;
+    g.stroke(rings);
   }
 
   // ---- charts ------------------------------------------------------------------------------------
@@ -798,18 +863,8 @@
       });
     }
     {
-      // Sum over the chosen fleets of their sliding-window counts, as a step line.
-      const events = [];
-      for (const fl of chosen) for (const [t, c, f] of fl.series) events.push([t, fl.name, c, f]);
-      events.sort((a, b) => a[0] - b[0]);
-      const current = new Map();
-      const points = [];
-      for (const [t, name, c, f] of events) {
-        current.set(name, [c, f]);
-        let sc = 0; let sf = 0;
-        for (const [vc, vf] of current.values()) { sc += vc; sf += vf; }
-        points.push([t, sc, sf]);
-      }
+      // The sliding-window counts of the chosen fleet (or their sum), as a step line.
+      const points = which ? (fleets.get(which) || { series: [] }).series : site.series;
       const [g, cw, ch] = prepare($('chart-window'));
       const max = Math.max(1, ...points.map((p) => p[1] + p[2]));
       const pad = 22;
@@ -913,8 +968,11 @@
       frame_ms: { p50: pct(metrics.frameMs, 0.5), p95: pct(metrics.frameMs, 0.95), max: pct(metrics.frameMs, 1) },
       frame_interval_ms: { p50: pct(metrics.intervalMs, 0.5), p95: pct(metrics.intervalMs, 0.95), max: pct(metrics.intervalMs, 1) },
       update_to_frame_ms: { p50: pct(metrics.delayMs, 0.5), p95: pct(metrics.delayMs, 0.95), max: pct(metrics.delayMs, 1) },
+      parts: Object.fromEntries(Object.entries(metrics.parts).map(([k, v]) => [k, { total_ms: Math.round(v.total), max_ms: Math.round(v.max), n: v.n }])),
     }),
-    resetStats: () => { metrics.frameMs = []; metrics.delayMs = []; metrics.intervalMs = []; metrics.frames = 0; metrics.events = 0; },
+    resetStats: () => {
+      metrics.frameMs = []; metrics.delayMs = []; metrics.intervalMs = []; metrics.frames = 0; metrics.events = 0; metrics.parts = {};
+    },
   };
   start();
 })();
