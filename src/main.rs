@@ -389,7 +389,11 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let view = format!("{}/", config.prefix);
+    let view = if config.prefix.is_empty() {
+        "/".to_string()
+    } else {
+        config.prefix.clone()
+    };
     runtime.block_on(rmf_dash::serve::run_announced(config, |addr| {
         tracing::info!("live view at http://{addr}{view}");
         if demo {

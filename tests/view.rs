@@ -6,7 +6,8 @@
 //! the held-open door going through the recording's states, and answer an alert through the
 //! REST route. A screenshot is saved as `target/view-test/live-view.png`.
 //!
-//! The page's static files are also checked over plain HTTP (public, with their content types).
+//! The page's static files are also checked over plain HTTP (public, with their content types,
+//! also behind a URL prefix).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -73,10 +74,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(recording: &Path, speed: &str) -> (Server, u16) {
+fn serve(recording: &Path, speed: &str, extra: &[&str]) -> (Server, u16) {
     let port = free_port();
     let child = bin()
         .args(["serve", "--no-db", "--jwt-secret", SECRET, "--speed", speed])
+        .args(extra)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
@@ -238,7 +240,7 @@ fn http_get(port: u16, path: &str) -> (u16, String, String) {
 fn view_files_are_public_with_their_types() {
     let dir = tempfile::tempdir().expect("tempdir");
     let recording = generate(dir.path());
-    let (_server, port) = serve(&recording, "1");
+    let (_server, port) = serve(&recording, "1", &[]);
     for (path, kind) in [
         ("/", "text/html"),
         ("/view/view.js", "text/javascript"),
@@ -267,6 +269,15 @@ fn view_files_are_public_with_their_types() {
     assert_eq!(http_get(port, "/view/..%2FCargo.toml").0, 404);
     // The data itself still needs the token.
     assert_eq!(http_get(port, "/fleets").0, 401);
+
+    // Behind a URL prefix the page is at the prefix, based there.
+    let (_prefixed, port) = serve(&recording, "1", &["--prefix", "/api"]);
+    let (status, _, body) = http_get(port, "/api");
+    assert_eq!(status, 200);
+    assert!(body.contains("<base href=\"/api/\">"), "{body}");
+    assert_eq!(http_get(port, "/api/view/view.js").0, 200);
+    assert_eq!(http_get(port, "/api/view/config.json").0, 200);
+    assert_eq!(http_get(port, "/view/view.js").0, 404);
 }
 
 #[test]
@@ -281,7 +292,7 @@ fn live_view_in_headless_chromium() {
     let (counts, door) = expected(&changes(&recording));
     // The hotel preset, as the generator describes it.
     assert_eq!(counts, json!({"robots": 4, "doors": 19, "lifts": 2}));
-    let (_server, port) = serve(&recording, "4");
+    let (_server, port) = serve(&recording, "4", &[]);
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("target dir")

@@ -1,4 +1,5 @@
-//! The built-in live view of the site: one page at `{prefix}/` and its static files at
+//! The built-in live view of the site: one page at `/` (at `{prefix}` with a URL prefix: axum
+//! routes a nested router's `/` there, not at `{prefix}/`) and its static files at
 //! `{prefix}/view/{file}`, embedded in the binary (no build step, no CDN). The page holds no data
 //! and needs no token to load; it reads everything through the public API (socket.io
 //! subscriptions and REST), with the user's token when authentication is on, so it is also the
@@ -57,47 +58,76 @@ const ASSETS: &[Asset] = &[
 
 /// Scripts, styles and connections only from this server; map images may be blobs.
 const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; \
-                   object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+                   object-src 'none'; base-uri 'self'; frame-ancestors 'none'";
 
 /// Environment variable naming a directory to serve the view's files from.
 pub const VIEW_DIR_ENV: &str = "RMF_DASH_VIEW_DIR";
 
-/// The view's routes (public: the page and its files hold no data).
-pub fn routes() -> axum::Router<AppState> {
+/// Where the files come from, and the page's `<base>` (its URLs are relative to it, so the page
+/// works at `{prefix}` as well as `{prefix}/`).
+struct Files {
+    dir: Option<std::path::PathBuf>,
+    base: String,
+}
+
+/// The view's routes under `prefix` ("" or like "/api"; public: the page and its files hold no
+/// data).
+pub fn routes(prefix: &str) -> axum::Router<AppState> {
     let dir = std::env::var_os(VIEW_DIR_ENV).map(std::path::PathBuf::from);
     if let Some(d) = &dir {
         tracing::info!(dir = %d.display(), "serving the view's files from a directory");
     }
-    let index_dir = dir.clone();
+    let files = std::sync::Arc::new(Files {
+        dir,
+        base: base_tag(prefix),
+    });
+    let index = files.clone();
     axum::Router::new()
-        .route("/", get(move || serve("index.html", index_dir.clone())))
+        .route("/", get(move || serve("index.html".into(), index.clone())))
         .route("/view/config.json", get(config))
         .route(
             "/view/{file}",
-            get(move |Path(file): Path<String>| serve_asset(file, dir.clone())),
+            get(move |Path(file): Path<String>| serve(file, files.clone())),
         )
 }
 
-async fn serve_asset(file: String, dir: Option<std::path::PathBuf>) -> Response {
-    serve(&file, dir).await
+/// `<base href="{prefix}/">`, or nothing for a prefix that is not a plain path (the page then
+/// only works at `{prefix}/`).
+fn base_tag(prefix: &str) -> String {
+    let plain = prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
+    if plain {
+        format!("<head>\n<base href=\"{prefix}/\">")
+    } else {
+        "<head>".into()
+    }
 }
 
-/// The file `name` (embedded, or from `dir`).
-async fn serve(name: &str, dir: Option<std::path::PathBuf>) -> Response {
+/// The file `name` (embedded, or from the directory).
+async fn serve(name: String, files: std::sync::Arc<Files>) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
         return (StatusCode::NOT_FOUND, "no such file in the view").into_response();
     };
-    match dir {
-        None => with_headers(asset.content_type, Body::from(asset.body)),
+    let body: std::borrow::Cow<'static, str> = match &files.dir {
+        None => asset.body.into(),
         Some(dir) => match tokio::fs::read_to_string(dir.join(asset.name)).await {
-            Ok(body) => with_headers(asset.content_type, Body::from(body)),
-            Err(e) => (
-                StatusCode::NOT_FOUND,
-                format!("{}: {e}", dir.join(asset.name).display()),
-            )
-                .into_response(),
+            Ok(body) => body.into(),
+            Err(e) => {
+                let path = dir.join(asset.name);
+                return (StatusCode::NOT_FOUND, format!("{}: {e}", path.display())).into_response();
+            }
         },
-    }
+    };
+    let body = if asset.name == "index.html" {
+        Body::from(body.replacen("<head>", &files.base, 1))
+    } else {
+        match body {
+            std::borrow::Cow::Borrowed(b) => Body::from(b),
+            std::borrow::Cow::Owned(b) => Body::from(b),
+        }
+    };
+    with_headers(asset.content_type, body)
 }
 
 fn with_headers(content_type: &'static str, body: Body) -> Response {
@@ -140,6 +170,13 @@ mod tests {
         assert!(index.contains("\"view/view.js\""));
         assert!(index.contains("\"view/socket.io.min.js\""));
         assert!(index.contains("\"view/view.css\""));
+    }
+
+    #[test]
+    fn the_page_is_based_at_the_prefix() {
+        assert_eq!(base_tag(""), "<head>\n<base href=\"/\">");
+        assert_eq!(base_tag("/api"), "<head>\n<base href=\"/api/\">");
+        assert_eq!(base_tag("/a\"><script>"), "<head>");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //   Bearer header.
 'use strict';
 (() => {
-  const PREFIX = new URL('.', location.href).pathname.replace(/\/$/, '');
+  // The page's <base> is `{prefix}/` (set by the server).
+  const PREFIX = new URL('.', document.baseURI).pathname.replace(/\/$/, '');
   const TOKEN_KEY = 'rmf-dash-token';
   const WINDOW_MS = 15 * 60 * 1000;
   const MAX_ALERTS = 200;
