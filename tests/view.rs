@@ -292,7 +292,7 @@ fn live_view_in_headless_chromium() {
     let (counts, door) = expected(&changes(&recording));
     // The hotel preset, as the generator describes it.
     assert_eq!(counts, json!({"robots": 4, "doors": 19, "lifts": 2}));
-    let (_server, port) = serve(&recording, "4", &[]);
+    let (_server, port) = serve(&recording, "3", &[]);
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("target dir")

@@ -20,27 +20,7 @@ const browser = await chromium.launch({
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
 });
 try {
-  // 1. Without a token the page asks for one; the sign-in form connects with it.
-  {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-    await page.goto(args.url);
-    await page.waitForSelector('#login:not([hidden])', { timeout });
-    check(await page.getAttribute('#connection', 'data-state') !== 'connected', 'connected without a token');
-    await page.fill('#token-input', 'not-a-jwt');
-    await page.click('#login button[type=submit]');
-    await page.waitForSelector('#connection[data-state="refused"]', { timeout });
-    await page.waitForSelector('#login:not([hidden])', { timeout });
-    results.bad_token_refused = true;
-    await page.fill('#token-input', args.token);
-    await page.click('#login button[type=submit]');
-    await page.waitForSelector('#connection[data-state="connected"]', { timeout });
-    results.sign_in_form = true;
-    await context.close();
-  }
-
-  // 2. With the token in the URL fragment: connects, and the token leaves the address bar.
+  // 1. With the token in the URL fragment: connects, and the token leaves the address bar.
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
   const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
@@ -66,7 +46,7 @@ try {
   await page.waitForSelector('#connection[data-state="connected"]', { timeout });
   check(!page.url().includes('token='), `the token stayed in the URL: ${page.url()}`);
 
-  // 3. Every robot, door and lift of the recording, in the counters and as rows / map entries.
+  // 2. Every robot, door and lift of the recording, in the counters and as rows / map entries.
   const { robots, doors, lifts } = args.expect;
   await page.waitForFunction(([r, d, l]) => {
     const n = (id) => +document.getElementById(id).getAttribute('data-count');
@@ -84,15 +64,7 @@ try {
   await page.waitForFunction(() => [...document.querySelectorAll('#lifts tr[data-lift]')]
     .every((r) => r.getAttribute('data-floor')), null, { timeout });
 
-  // 4. After a dropped connection the page reconnects, subscribes again and keeps updating.
-  const before = await page.textContent('#data-time');
-  await page.evaluate(() => window.rmfView.socket.io.engine.close());
-  await page.waitForSelector('#connection[data-state="disconnected"]', { timeout });
-  await page.waitForSelector('#connection[data-state="connected"]', { timeout });
-  await page.waitForFunction((t) => document.getElementById('data-time').textContent > t, before, { timeout });
-  results.reconnected = true;
-
-  // 5. The door the recording holds open: the screen goes through its states in order, shows it
+  // 3. The door the recording holds open: the screen goes through its states in order, shows it
   //    held open, and closed again when the recording closes it.
   const modes = args.door.modes.map((m) => MODES[m] ?? 'unknown');
   await page.waitForFunction(() => window.__doorHeld === true, null, { timeout });
@@ -113,7 +85,15 @@ try {
   check(seen.includes('open') && seen.length >= 2, `door ${args.door.name} showed only ${JSON.stringify(seen)}`);
   results.door = { name: args.door.name, seen };
 
-  // 6. An alert appears with its responses; answering it calls the REST route, and the alert
+  // 4. After a dropped connection the page reconnects, subscribes again and keeps updating.
+  const before = await page.textContent('#data-time');
+  await page.evaluate(() => window.rmfView.socket.io.engine.close());
+  await page.waitForSelector('#connection[data-state="disconnected"]', { timeout });
+  await page.waitForSelector('#connection[data-state="connected"]', { timeout });
+  await page.waitForFunction((t) => document.getElementById('data-time').textContent > t, before, { timeout });
+  results.reconnected = true;
+
+  // 5. An alert appears with its responses; answering it calls the REST route, and the alert
   //    shows as answered (here and on the server).
   const button = await page.waitForSelector('#alerts li[data-answered="false"] button[data-response]', { timeout });
   const response = await button.getAttribute('data-response');
@@ -134,6 +114,26 @@ try {
   results.tasks_rows = await page.evaluate(() => document.querySelectorAll('#tasks tr[data-task]').length);
   await page.screenshot({ path: args.screenshot, fullPage: true });
   results.stats = await page.evaluate(() => window.rmfView.stats());
+  // 6. Without a token the page asks for one; the sign-in form connects with it.
+  {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    await page.goto(args.url);
+    await page.waitForSelector('#login:not([hidden])', { timeout });
+    check(await page.getAttribute('#connection', 'data-state') !== 'connected', 'connected without a token');
+    await page.fill('#token-input', 'not-a-jwt');
+    await page.click('#login button[type=submit]');
+    await page.waitForSelector('#connection[data-state="refused"]', { timeout });
+    await page.waitForSelector('#login:not([hidden])', { timeout });
+    results.bad_token_refused = true;
+    await page.fill('#token-input', args.token);
+    await page.click('#login button[type=submit]');
+    await page.waitForSelector('#connection[data-state="connected"]', { timeout });
+    results.sign_in_form = true;
+    await context.close();
+  }
+
   check(problems.length === 0, `page problems: ${problems.join('; ')}`);
   console.log(JSON.stringify(results));
 } catch (e) {
