@@ -271,13 +271,67 @@ fn view_files_are_public_with_their_types() {
     assert_eq!(http_get(port, "/fleets").0, 401);
 
     // Behind a URL prefix the page is at the prefix, based there.
-    let (_prefixed, port) = serve(&recording, "1", &["--prefix", "/api"]);
+    let (_prefixed, port) = serve(&recording, "1", &["--prefix", "/api", "--no-auth"]);
     let (status, _, body) = http_get(port, "/api");
     assert_eq!(status, 200);
     assert!(body.contains("<base href=\"/api/\">"), "{body}");
     assert_eq!(http_get(port, "/api/view/view.js").0, 200);
     assert_eq!(http_get(port, "/api/view/config.json").0, 200);
     assert_eq!(http_get(port, "/view/view.js").0, 404);
+    let (_, _, config) = http_get(port, "/api/view/config.json");
+    assert_eq!(
+        serde_json::from_str::<Value>(&config).expect("json"),
+        json!({"auth": false})
+    );
+}
+
+/// `rmf-dash` alone (what `cargo run --release` runs): generates the demo recording, serves it
+/// without authentication and prints the view's URL.
+#[test]
+fn demo_starts_with_no_arguments() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = bin()
+        .env("RMF_DASH_DEMO_DIR", dir.path())
+        .env("RMF_DASH_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rmf-dash");
+    let stdout = child.stdout.take().expect("stdout");
+    let _server = Server(child);
+    let want = format!("open http://127.0.0.1:{port}/");
+    let announced = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains(&want));
+    assert!(announced, "the demo did not print `{want}`");
+    assert!(dir.path().join("demo.mcap").exists());
+    assert!(!dir.path().join("demo.partial.mcap").exists());
+    let (status, _, body) = http_get(port, "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("<canvas id=\"map\""));
+    let (_, _, config) = http_get(port, "/view/config.json");
+    assert_eq!(
+        serde_json::from_str::<Value>(&config).expect("json"),
+        json!({"auth": false})
+    );
+    // Serving the recording: the building map is there without a token.
+    let start = Instant::now();
+    loop {
+        let (status, _, body) = http_get(port, "/building_map");
+        if status == 200 {
+            let map: Value = serde_json::from_str(&body).expect("map json");
+            assert_eq!(map["name"], "hotel");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no building map: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
