@@ -5,6 +5,7 @@
 //! - [`trace`]: the recorded-trace tools (generator, info, dump);
 //! - [`progress`]: progress display of long operations.
 //! - [`rmf_link`]: commands to RMF (door and lift requests, the task API, alert responses).
+//! - [`view`]: the built-in live view of the site (a page served at `/`).
 pub mod api;
 pub mod bench;
 pub mod engine;
@@ -15,3 +16,4 @@ pub mod replay;
 pub mod rmf_link;
 pub mod serve;
 pub mod trace;
+pub mod view;

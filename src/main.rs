@@ -286,18 +286,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        None => {
-            println!(
-                "rmf-dash {}: the real-time data backend for Open-RMF dashboards.\n\n\
-                 Available now:\n  \
-                 rmf-dash trace gen --preset office --duration 60s -o office.mcap   generate a recording\n  \
-                 rmf-dash trace info office.mcap                                    what a recording holds\n  \
-                 rmf-dash trace dump office.mcap --topic /door_states              decoded messages (JSON lines)\n\n\
-                 Run `rmf-dash --help` for everything.",
-                env!("CARGO_PKG_VERSION")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        None => run_demo(),
         Some(Command::Trace(t)) => run_trace(t),
         Some(Command::Replay(r)) => run_replay(r),
         Some(Command::Bench(b)) => run_bench(b),
@@ -305,7 +294,67 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The demo's recording: a hotel with every scenario, an hour long.
+const DEMO_GEN: &[&str] = &[
+    "--preset",
+    "hotel",
+    "--scenario",
+    "all",
+    "--duration",
+    "60m",
+    "--no-ws",
+];
+
+/// `rmf-dash` alone: the demo site. Generates the demo recording when missing (in
+/// `RMF_DASH_DEMO_DIR`, default `./rmf-dash-data`), replays it at real time without
+/// authentication (local only) and prints the URL of the live view.
+fn run_demo() -> Result<ExitCode> {
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("RMF_DASH_DEMO_DIR").unwrap_or_else(|| "rmf-dash-data".into()),
+    );
+    let recording = dir.join("demo.mcap");
+    if !recording.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Written aside, then renamed: an interrupted run leaves no half recording behind.
+        let partial = dir.join("demo.partial.mcap");
+        eprintln!(
+            "rmf-dash demo: generating the demo recording {} (rmf-dash trace gen {})",
+            recording.display(),
+            DEMO_GEN.join(" ")
+        );
+        let mut argv = vec!["rmf-dash", "trace", "gen", "-o"];
+        let partial_str = partial.to_string_lossy().into_owned();
+        argv.push(&partial_str);
+        argv.extend_from_slice(DEMO_GEN);
+        if let Some(Command::Trace(t)) = Cli::try_parse_from(argv)?.command {
+            run_trace(t)?;
+        }
+        std::fs::rename(&partial, &recording).with_context(|| {
+            format!("renaming {} to {}", partial.display(), recording.display())
+        })?;
+    }
+    let path = recording.to_string_lossy().into_owned();
+    let serve = [
+        "rmf-dash",
+        "serve",
+        "--replay",
+        &path,
+        "--no-auth",
+        "--no-db",
+    ];
+    let Some(Command::Serve(args)) = Cli::try_parse_from(serve)?.command else {
+        anyhow::bail!("the demo's serve arguments do not parse");
+    };
+    eprintln!("rmf-dash demo: replaying {path} at real time (Ctrl-C stops)");
+    serve_with(args, true)
+}
+
 fn run_serve(args: ServeArgs) -> Result<ExitCode> {
+    serve_with(args, false)
+}
+
+/// Runs the server; `demo` prints where its live view is once it listens.
+fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
     anyhow::ensure!(
         args.database_url.is_none(),
         "the PostgreSQL store is not available yet: run without --database-url (or with --no-db)"
@@ -343,7 +392,17 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(rmf_dash::serve::run(config))?;
+    let view = if config.prefix.is_empty() {
+        "/".to_string()
+    } else {
+        config.prefix.clone()
+    };
+    runtime.block_on(rmf_dash::serve::run_announced(config, |addr| {
+        tracing::info!("live view at http://{addr}{view}");
+        if demo {
+            println!("\nrmf-dash demo site is running: open http://{addr}{view}\n");
+        }
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -263,7 +263,16 @@ impl Running {
 
 /// Runs until Ctrl-C or SIGTERM.
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    run_announced(config, |_| {}).await
+}
+
+/// Runs until Ctrl-C or SIGTERM; `announce` gets the address once the server listens.
+pub async fn run_announced(
+    config: ServeConfig,
+    announce: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
     let running = start(config).await?;
+    announce(running.addr);
     let term = async {
         #[cfg(unix)]
         {

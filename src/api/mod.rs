@@ -59,6 +59,7 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .merge(commands::routes(app.link.as_loopback().is_some()))
         .route("/_internal", get(crate::ingest::internal::handler))
         .merge(routes::router())
+        .merge(crate::view::routes(prefix))
         .with_state(app);
     if prefix.is_empty() || prefix == "/" {
         routes

@@ -1,0 +1,390 @@
+//! The live view in a real browser: `rmf-dash serve` (JWT auth on) replays a generated hotel
+//! recording with every scenario over loopback, and `tests/node/view.mjs` drives headless
+//! Chromium (Debian's `chromium`, installed by `scripts/test`) with playwright-core. The page
+//! must ask for a token and refuse a bad one, connect with the token of the URL fragment, show
+//! every robot, door and lift of the recording, keep updating after a dropped connection, show
+//! the held-open door going through the recording's states, and answer an alert through the
+//! REST route. A screenshot is saved as `target/view-test/live-view.png`.
+//!
+//! The page's static files are also checked over plain HTTP (public, with their content types,
+//! also behind a URL prefix).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SECRET: &str = "view-test-secret";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn token(user: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let claims = json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+/// The node test clients (npm ci when playwright-core is missing).
+fn node_dir() -> PathBuf {
+    let dir = repo().join("tests/node");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let st = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm");
+        assert!(st.success(), "npm ci failed in tests/node");
+    }
+    dir
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn serve(recording: &Path, speed: &str, extra: &[&str]) -> (Server, u16) {
+    let port = free_port();
+    let child = bin()
+        .args(["serve", "--no-db", "--jwt-secret", SECRET, "--speed", speed])
+        .args(extra)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--replay")
+        .arg(recording)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rmf-dash serve");
+    let server = Server(child);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, port)
+}
+
+fn generate(dir: &Path) -> PathBuf {
+    let path = dir.join("hotel.mcap");
+    let out = bin()
+        .args([
+            "trace",
+            "gen",
+            "--preset",
+            "hotel",
+            "--duration",
+            "300s",
+            "--scenario",
+            "all",
+            "--no-ws",
+            "-o",
+        ])
+        .arg(&path)
+        .output()
+        .expect("trace gen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// Every output change of the recording (`replay --emit jsonl`).
+fn changes(recording: &Path) -> Vec<Value> {
+    let out = bin()
+        .arg("replay")
+        .arg(recording)
+        .args(["--no-db", "--emit", "jsonl"])
+        .output()
+        .expect("replay");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl line"))
+        .collect()
+}
+
+/// What the page must show, from the recording's outputs: robots, doors and lifts counted, and
+/// the door held open with its states (consecutive duplicates removed) up to its first
+/// `closed` after the held-open condition ended.
+fn expected(changes: &[Value]) -> (Value, Value) {
+    let inserted = |c: &&Value| c["diff"] == 1;
+    let map = changes
+        .iter()
+        .filter(inserted)
+        .find(|c| c["room"] == "/building_map")
+        .expect("a building map")["value"]
+        .clone();
+    let doors: usize = map["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(|l| l["doors"].as_array().map_or(0, Vec::len))
+        .sum();
+    let lifts = map["lifts"].as_array().map_or(0, Vec::len);
+    let mut robots = BTreeSet::new();
+    for c in changes.iter().filter(inserted) {
+        let room = c["room"].as_str().unwrap_or_default();
+        if room.starts_with("/fleets/") && room.ends_with("/state") {
+            for name in c["value"]["robots"].as_object().expect("robots").keys() {
+                robots.insert(format!("{}/{name}", c["value"]["name"]));
+            }
+        }
+    }
+    // The held-open door: inserted, then retracted with nothing in its place.
+    let held = changes
+        .iter()
+        .filter(inserted)
+        .find(|c| {
+            c["room"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("/held_open")
+        })
+        .expect("a held-open door (scenario door-held-open)");
+    let door = held["value"]["door_name"]
+        .as_str()
+        .expect("door_name")
+        .to_string();
+    let held_room = format!("/doors/{door}/held_open");
+    let ended = changes
+        .iter()
+        .filter(|c| c["room"] == held_room.as_str() && c["diff"] == -1)
+        .map(|c| c["time"].as_u64().expect("time"))
+        .find(|t| {
+            !changes
+                .iter()
+                .any(|c| c["room"] == held_room.as_str() && c["diff"] == 1 && c["time"] == *t)
+        })
+        .expect("the held-open condition ends");
+    let state_room = format!("/doors/{door}/state");
+    let mut modes: Vec<u64> = Vec::new();
+    for c in changes
+        .iter()
+        .filter(inserted)
+        .filter(|c| c["room"] == state_room.as_str())
+    {
+        let mode = c["value"]["current_mode"]["value"].as_u64().expect("mode");
+        if modes.last() != Some(&mode) {
+            modes.push(mode);
+        }
+        if c["time"].as_u64().expect("time") > ended && mode == 0 {
+            break;
+        }
+    }
+    assert_eq!(modes.last(), Some(&0), "the door closes after being held");
+    (
+        json!({"robots": robots.len(), "doors": doors, "lifts": lifts}),
+        json!({"name": door, "modes": modes}),
+    )
+}
+
+/// A plain HTTP/1.1 GET: (status, headers, body).
+fn http_get(port: u16, path: &str) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[test]
+fn view_files_are_public_with_their_types() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recording = generate(dir.path());
+    let (_server, port) = serve(&recording, "1", &[]);
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/view/view.js", "text/javascript"),
+        ("/view/view.css", "text/css"),
+        ("/view/socket.io.min.js", "text/javascript"),
+        ("/view/socket.io-client.LICENSE", "text/plain"),
+        ("/view/config.json", "application/json"),
+    ] {
+        let (status, head, body) = http_get(port, path);
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            head.contains(&format!("content-type: {kind}")),
+            "{path}: {head}"
+        );
+        assert!(!body.is_empty(), "{path}");
+    }
+    let (_, head, body) = http_get(port, "/");
+    assert!(head.contains("content-security-policy: default-src 'self'"));
+    assert!(body.contains("<canvas id=\"map\""));
+    let (_, _, config) = http_get(port, "/view/config.json");
+    assert_eq!(
+        serde_json::from_str::<Value>(&config).expect("json"),
+        json!({"auth": true})
+    );
+    assert_eq!(http_get(port, "/view/nope.js").0, 404);
+    assert_eq!(http_get(port, "/view/..%2FCargo.toml").0, 404);
+    // The data itself still needs the token.
+    assert_eq!(http_get(port, "/fleets").0, 401);
+
+    // Behind a URL prefix the page is at the prefix, based there.
+    let (_prefixed, port) = serve(&recording, "1", &["--prefix", "/api", "--no-auth"]);
+    let (status, _, body) = http_get(port, "/api");
+    assert_eq!(status, 200);
+    assert!(body.contains("<base href=\"/api/\">"), "{body}");
+    assert_eq!(http_get(port, "/api/view/view.js").0, 200);
+    assert_eq!(http_get(port, "/api/view/config.json").0, 200);
+    assert_eq!(http_get(port, "/view/view.js").0, 404);
+    let (_, _, config) = http_get(port, "/api/view/config.json");
+    assert_eq!(
+        serde_json::from_str::<Value>(&config).expect("json"),
+        json!({"auth": false})
+    );
+}
+
+/// `rmf-dash` alone (what `cargo run --release` runs): generates the demo recording, serves it
+/// without authentication and prints the view's URL.
+#[test]
+fn demo_starts_with_no_arguments() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = bin()
+        .env("RMF_DASH_DEMO_DIR", dir.path())
+        .env("RMF_DASH_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rmf-dash");
+    let stdout = child.stdout.take().expect("stdout");
+    let _server = Server(child);
+    let want = format!("open http://127.0.0.1:{port}/");
+    let announced = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains(&want));
+    assert!(announced, "the demo did not print `{want}`");
+    assert!(dir.path().join("demo.mcap").exists());
+    assert!(!dir.path().join("demo.partial.mcap").exists());
+    let (status, _, body) = http_get(port, "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("<canvas id=\"map\""));
+    let (_, _, config) = http_get(port, "/view/config.json");
+    assert_eq!(
+        serde_json::from_str::<Value>(&config).expect("json"),
+        json!({"auth": false})
+    );
+    // Serving the recording: the building map is there without a token.
+    let start = Instant::now();
+    loop {
+        let (status, _, body) = http_get(port, "/building_map");
+        if status == 200 {
+            let map: Value = serde_json::from_str(&body).expect("map json");
+            assert_eq!(map["name"], "hotel");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no building map: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn live_view_in_headless_chromium() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: scripts/test installs it (apt-get install chromium)"
+    );
+    let node = node_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recording = generate(dir.path());
+    let (counts, door) = expected(&changes(&recording));
+    // The hotel preset, as the generator describes it.
+    assert_eq!(counts, json!({"robots": 4, "doors": 19, "lifts": 2}));
+    let (_server, port) = serve(&recording, "3", &[]);
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("view-test");
+    std::fs::create_dir_all(&artifacts).expect("artifact dir");
+    let screenshot = artifacts.join("live-view.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let args = json!({
+        "url": format!("http://127.0.0.1:{port}/"),
+        "token": token("operator"),
+        "expect": counts,
+        "door": door,
+        "screenshot": screenshot,
+        "timeoutMs": 90_000,
+    });
+    let out = Command::new("node")
+        .arg("view.mjs")
+        .arg(args.to_string())
+        .current_dir(&node)
+        .output()
+        .expect("node view.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "view.mjs failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Value = serde_json::from_str(stdout.trim()).expect("results json");
+    println!("{results:#}");
+    assert_eq!(results["bad_token_refused"], true);
+    assert_eq!(results["sign_in_form"], true);
+    assert_eq!(results["reconnected"], true);
+    assert_eq!(
+        results["rows"],
+        json!({"robots": 4, "doors": 19, "lifts": 2, "levels": 3})
+    );
+    assert_eq!(results["door"]["name"], door["name"]);
+    assert_eq!(results["alert"]["response"], "acknowledge");
+    let png = std::fs::read(&screenshot).expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+}
