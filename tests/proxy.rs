@@ -256,6 +256,16 @@ fn summary(child: Child) -> Value {
         .unwrap_or_else(|e| panic!("summary: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// A summary without its per-room maps (for messages).
+fn brief(s: &Value) -> Value {
+    let mut s = s.clone();
+    if let Some(o) = s.as_object_mut() {
+        o.remove("last");
+        o.remove("lastValues");
+    }
+    s
+}
+
 /// Asserts that the clients ended with `expected` (the engine's final values) in every room.
 fn assert_final_values(who: &str, s: &Value, rooms: &[String], expected: &BTreeMap<String, Value>) {
     for room in rooms {
@@ -363,7 +373,7 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
         .collect();
     let summaries: Vec<(&str, Value)> = runs.into_iter().map(|(n, c)| (n, summary(c))).collect();
     for (who, s) in &summaries {
-        assert_eq!(s["connected"], 40, "{who}: {s}");
+        assert_eq!(s["connected"], 40, "{who}: {}", brief(s));
         assert_eq!(s["subscribeErrors"].as_array().map(Vec::len), Some(0), "{who}");
         assert_eq!(s["duplicates"], 0, "{who}");
         assert_eq!(s["gaps"], 0, "{who}");
@@ -466,14 +476,15 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
     std::thread::sleep(Duration::from_secs(1));
     a = proxy(pa, pm, &token("proxy-a"));
     let (sa, sb) = (summary(on_a), summary(on_b));
-    for (who, s, min_connects) in [("a", &sa, 40), ("b", &sb, 40)] {
-        assert!(
-            s["connects"].as_u64().unwrap_or(0) >= min_connects,
-            "{who}: clients reconnected: {s}"
-        );
-        assert_eq!(s["backwards"], 0, "{who}: an older value after a newer one: {s}");
-        assert_eq!(s["duplicates"], 0, "{who}: {s}");
-        assert_eq!(s["disagree"], 0, "{who}: {s}");
+    for (who, s) in [("a", &sa), ("b", &sb)] {
+        let brief = brief(s);
+        // Each client connected twice: at the start and after its own proxy restarted; the
+        // restarts upstream of its proxy did not disconnect it.
+        assert_eq!(s["connects"], 40, "{who}: {brief}");
+        // Within a connection, across the upstream restarts: never an older value.
+        assert_eq!(s["backwards"], 0, "{who}: an older value after a newer one: {brief}");
+        assert_eq!(s["duplicates"], 0, "{who}: {brief}");
+        assert_eq!(s["disagree"], 0, "{who}: {brief}");
         assert_eq!(s["subscribeErrors"].as_array().map(Vec::len), Some(0), "{who}");
         assert_final_values(who, s, &rooms, &expected);
     }

@@ -1,7 +1,9 @@
 // Long-lived socket.io clients (socket.io-client 4.x, websocket transport) that reconnect when
 // their server goes away and subscribe again on every connect. Per room, sequence numbers are
-// checked within a connection (no duplicate, never backwards) and across reconnects (never
-// backwards: a server that comes back must not hand out an older value). Prints one JSON summary.
+// checked within a connection: no duplicate, never backwards (also while the server's own
+// upstream restarts). A reconnect is a new subscription to a possibly different process: its
+// first value is taken as truth (counted as `resent` when it is the value held, `rewound` when
+// its seq is lower). Prints one JSON summary.
 //
 // usage: node resync.mjs URL TOKEN CLIENTS ROOMS_FILE SECONDS
 //   TOKEN "-" = no auth object; ROOMS_FILE: one room per line; SECONDS: how long to run.
@@ -22,8 +24,10 @@ const summary = {
   duplicates: 0,
   backwards: 0,
   backwardsSample: [],
-  // First value of a room after a reconnect with the seq already held (same value re-sent).
+  // First value of a room after a reconnect: the value held (re-sent), or a lower seq (another
+  // process's numbering).
   resent: 0,
+  rewound: 0,
   last: {},
   lastValues: {},
   disagree: 0,
@@ -54,16 +58,19 @@ for (let i = 0; i < n; i++) {
       const prev = mine[room];
       const first = fresh.has(room);
       fresh.delete(room);
-      if (prev !== undefined) {
+      const text = JSON.stringify(value);
+      if (prev !== undefined && first) {
+        if (seq === prev.seq && text === prev.value) summary.resent += 1;
+        else if (seq <= prev.seq) summary.rewound += 1;
+      } else if (prev !== undefined) {
         if (seq < prev.seq) {
           summary.backwards += 1;
           if (summary.backwardsSample.length < 10) summary.backwardsSample.push({ client: i, room, seq, prev: prev.seq });
         } else if (seq === prev.seq) {
-          if (first && JSON.stringify(value) === prev.value) summary.resent += 1;
-          else summary.duplicates += 1;
+          summary.duplicates += 1;
         }
       }
-      mine[room] = { seq, value: JSON.stringify(value) };
+      mine[room] = { seq, value: text };
     });
   }
   s.on("subscribe_error", (e) => summary.subscribeErrors.push(e));
