@@ -128,12 +128,18 @@ fn proxy(port: u16, upstream: u16, upstream_token: &str) -> Proc {
     p
 }
 
-fn generate(dir: &Path, seed: u32) -> PathBuf {
+/// A hotel recording: 300 s with every scenario, or `short`: 100 s without scenarios.
+fn generate(dir: &Path, seed: u32, short: bool) -> PathBuf {
     let path = dir.join(format!("hotel{seed}.mcap"));
-    let out = bin()
-        .args(["trace", "gen", "--preset", "hotel", "--scenario", "all"])
-        .args(["--duration", "300s", "--no-ws", "--seed"])
-        .arg(seed.to_string())
+    let mut cmd = bin();
+    cmd.args(["trace", "gen", "--preset", "hotel", "--no-ws", "--seed"])
+        .arg(seed.to_string());
+    if short {
+        cmd.args(["--duration", "100s"]);
+    } else {
+        cmd.args(["--duration", "300s", "--scenario", "all"]);
+    }
+    let out = cmd
         .arg("-o")
         .arg(&path)
         .output()
@@ -352,7 +358,7 @@ fn replicate_status(port: u16, token: Option<&str>) -> u16 {
 #[test]
 fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let recording = generate(dir.path(), 5);
+    let recording = generate(dir.path(), 5, false);
     let expected = final_values(&recording);
     let rooms = state_rooms(&expected);
     assert!(rooms.len() >= 50, "{rooms:?}");
@@ -439,11 +445,15 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
 #[test]
 fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = generate(dir.path(), 5);
-    let second = generate(dir.path(), 6);
+    let first = generate(dir.path(), 5, false);
+    // Shorter: its rooms end with lower seqs than the first recording's, so a proxy comparing
+    // seqs across the restart would keep the old values.
+    let second = generate(dir.path(), 6, true);
     let expected = final_values(&second);
     let before = final_values(&first);
-    let rooms = state_rooms(&expected);
+    let mut both = before.clone();
+    both.extend(expected.clone());
+    let rooms = state_rooms(&both);
     // The second recording ends elsewhere: a proxy serving stale values would be seen.
     let differ = rooms
         .iter()
@@ -458,14 +468,15 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
     let mut a = proxy(pa, pm, &token("proxy-a"));
     let mut b = proxy(pb, pa, &token("proxy-b"));
     let good = token("operator");
-    let on_a = clients("resync.mjs", pa, &good, 20, &rooms, 45, dir.path(), "a");
-    let on_b = clients("resync.mjs", pb, &good, 20, &rooms, 45, dir.path(), "b");
+    let on_a = clients("resync.mjs", pa, &good, 20, &rooms, 50, dir.path(), "a");
+    let on_b = clients("resync.mjs", pb, &good, 20, &rooms, 50, dir.path(), "b");
     std::thread::sleep(Duration::from_secs(4));
     // Proxy B dies and comes back: its clients reconnect to the new B.
     b.kill();
     std::thread::sleep(Duration::from_secs(1));
     b = proxy(pb, pa, &token("proxy-b"));
-    std::thread::sleep(Duration::from_secs(3));
+    // The first replay ends (15 s at 20x).
+    std::thread::sleep(Duration::from_secs(13));
     // The main process dies and comes back on the second recording.
     main.kill();
     std::thread::sleep(Duration::from_secs(1));
