@@ -139,11 +139,7 @@ fn generate(dir: &Path, seed: u32, short: bool) -> PathBuf {
     } else {
         cmd.args(["--duration", "300s", "--scenario", "all"]);
     }
-    let out = cmd
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("trace gen");
+    let out = cmd.arg("-o").arg(&path).output().expect("trace gen");
     assert!(
         out.status.success(),
         "{}",
@@ -235,10 +231,8 @@ fn clients(
     n: usize,
     rooms: &[String],
     seconds: u64,
-    dir: &Path,
-    name: &str,
+    file: PathBuf,
 ) -> Child {
-    let file = dir.join(format!("{name}.rooms"));
     std::fs::File::create(&file)
         .and_then(|mut f| f.write_all(rooms.join("\n").as_bytes()))
         .expect("rooms file");
@@ -289,7 +283,13 @@ fn assert_final_values(who: &str, s: &Value, rooms: &[String], expected: &BTreeM
     }
 }
 
-fn http(port: u16, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, Value) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, Value) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -312,7 +312,10 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>, token: Option<&
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = String::new();
         let mut s = rest;
         while let Some((size, r)) = s.split_once("\r\n") {
@@ -344,8 +347,10 @@ fn replicate_status(port: u16, token: Option<&str>) -> u16 {
             .into_client_request()
             .expect("request");
         if let Some(t) = token {
-            req.headers_mut()
-                .insert("authorization", format!("Bearer {t}").parse().expect("header"));
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("header"),
+            );
         }
         match tokio_tungstenite::connect_async(req).await {
             Ok((_, resp)) => resp.status().as_u16(),
@@ -373,21 +378,43 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
         .map(|(name, port)| {
             (
                 name,
-                clients("clients.mjs", port, &good, 40, &rooms, 25, dir.path(), name),
+                clients(
+                    "clients.mjs",
+                    port,
+                    &good,
+                    40,
+                    &rooms,
+                    25,
+                    dir.path().join(format!("{name}.rooms")),
+                ),
             )
         })
         .collect();
     let summaries: Vec<(&str, Value)> = runs.into_iter().map(|(n, c)| (n, summary(c))).collect();
     for (who, s) in &summaries {
         assert_eq!(s["connected"], 40, "{who}: {}", brief(s));
-        assert_eq!(s["subscribeErrors"].as_array().map(Vec::len), Some(0), "{who}");
+        assert_eq!(
+            s["subscribeErrors"].as_array().map(Vec::len),
+            Some(0),
+            "{who}"
+        );
         assert_eq!(s["duplicates"], 0, "{who}");
         assert_eq!(s["gaps"], 0, "{who}");
         assert_eq!(s["backwards"], 0, "{who}");
-        assert_eq!(s["disagree"], 0, "{who}: every client ends with the same values");
-        assert!(s["events"].as_u64().unwrap_or(0) > 10_000, "{who}: {}", s["events"]);
+        assert_eq!(
+            s["disagree"], 0,
+            "{who}: every client ends with the same values"
+        );
+        assert!(
+            s["events"].as_u64().unwrap_or(0) > 10_000,
+            "{who}: {}",
+            s["events"]
+        );
         assert_final_values(who, s, &rooms, &expected);
-        eprintln!("{who}: {} events, latency from main to client {}", s["events"], s["latency"]);
+        eprintln!(
+            "{who}: {} events, latency from main to client {}",
+            s["events"], s["latency"]
+        );
     }
     // Same seqs everywhere: the proxies forward the main process's sequence numbers.
     let main_last = &summaries[0].1["last"];
@@ -397,8 +424,14 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
     // The proxies forgot the rooms nobody follows any more.
     let (_, metrics) = http(pb, "GET", "/metrics", None, None);
     let metrics = metrics.as_str().unwrap_or_default().to_string();
-    assert!(metrics.contains("rmf_dash_proxy_upstream_rooms 0"), "{metrics}");
-    assert!(metrics.contains("rmf_dash_proxy_frames_invalid_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("rmf_dash_proxy_upstream_rooms 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rmf_dash_proxy_frames_invalid_total 0"),
+        "{metrics}"
+    );
 
     // REST through B: reads are upstream's answers, commands reach the main process.
     let (status, doors_b) = http(pb, "GET", "/doors", None, Some(&good));
@@ -412,24 +445,47 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
         "a command without token stops at the proxy"
     );
     assert_eq!(
-        http(pb, "POST", "/doors/L1_door_01/request", Some(door), Some(&good)),
+        http(
+            pb,
+            "POST",
+            "/doors/L1_door_01/request",
+            Some(door),
+            Some(&good)
+        ),
         (200, Value::Null)
     );
-    let (status, bad) = http(pb, "POST", "/doors/L1_door_01/request", Some(r#"{"mode": "x"}"#), Some(&good));
+    let (status, bad) = http(
+        pb,
+        "POST",
+        "/doors/L1_door_01/request",
+        Some(r#"{"mode": "x"}"#),
+        Some(&good),
+    );
     assert_eq!(status, 422, "upstream's validation answer: {bad}");
     let (status, published) = http(pm, "GET", "/_loopback/published", None, Some(&good));
     assert_eq!(status, 200, "{published}");
     let published = published.as_array().cloned().unwrap_or_default();
     assert_eq!(published.len(), 1, "{published:?}");
     assert_eq!(published[0]["message"]["door_name"], "L1_door_01");
-    assert_eq!(published[0]["message"]["requested_mode"], json!({"value": 2}));
+    assert_eq!(
+        published[0]["message"]["requested_mode"],
+        json!({"value": 2})
+    );
     assert_eq!(http(pb, "POST", "/_internal", None, Some(&good)).0, 404);
 
     // Authentication of every entry point.
     assert_eq!(replicate_status(pm, None), 401);
     assert_eq!(replicate_status(pa, Some("not-a-jwt")), 401);
     assert_eq!(replicate_status(pa, Some(&good)), 101);
-    let bad = summary(clients("clients.mjs", pb, "not-a-jwt", 1, &rooms[..1], 1, dir.path(), "bad"));
+    let bad = summary(clients(
+        "clients.mjs",
+        pb,
+        "not-a-jwt",
+        1,
+        &rooms[..1],
+        1,
+        dir.path().join("bad.rooms"),
+    ));
     assert_eq!(bad["connected"], 0, "{bad}");
     // A proxy whose upstream token is refused is not ready.
     let pc = free_port();
@@ -439,7 +495,11 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
     assert_eq!(status, 503, "{health}");
     assert_eq!(health["upstream"]["connected"], false);
     let (status, health) = http(pb, "GET", "/health", None, None);
-    assert_eq!((status, &health["role"]), (200, &json!("proxy")), "{health}");
+    assert_eq!(
+        (status, &health["role"]),
+        (200, &json!("proxy")),
+        "{health}"
+    );
 }
 
 #[test]
@@ -462,14 +522,33 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
             (a, b) => a.is_some() != b.is_some(),
         })
         .count();
-    assert!(differ >= 10, "only {differ} rooms differ between the recordings");
+    assert!(
+        differ >= 10,
+        "only {differ} rooms differ between the recordings"
+    );
     let (pm, pa, pb) = (free_port(), free_port(), free_port());
     let mut main = serve(pm, &first, "20");
     let mut a = proxy(pa, pm, &token("proxy-a"));
     let mut b = proxy(pb, pa, &token("proxy-b"));
     let good = token("operator");
-    let on_a = clients("resync.mjs", pa, &good, 20, &rooms, 50, dir.path(), "a");
-    let on_b = clients("resync.mjs", pb, &good, 20, &rooms, 50, dir.path(), "b");
+    let on_a = clients(
+        "resync.mjs",
+        pa,
+        &good,
+        20,
+        &rooms,
+        50,
+        dir.path().join("a.rooms"),
+    );
+    let on_b = clients(
+        "resync.mjs",
+        pb,
+        &good,
+        20,
+        &rooms,
+        50,
+        dir.path().join("b.rooms"),
+    );
     std::thread::sleep(Duration::from_secs(4));
     // Proxy B dies and comes back: its clients reconnect to the new B.
     b.kill();
@@ -493,15 +572,30 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
         // restarts upstream of its proxy did not disconnect it.
         assert_eq!(s["connects"], 40, "{who}: {brief}");
         // Within a connection, across the upstream restarts: never an older value.
-        assert_eq!(s["backwards"], 0, "{who}: an older value after a newer one: {brief}");
+        assert_eq!(
+            s["backwards"], 0,
+            "{who}: an older value after a newer one: {brief}"
+        );
         assert_eq!(s["duplicates"], 0, "{who}: {brief}");
         assert_eq!(s["disagree"], 0, "{who}: {brief}");
-        assert_eq!(s["subscribeErrors"].as_array().map(Vec::len), Some(0), "{who}");
+        assert_eq!(
+            s["subscribeErrors"].as_array().map(Vec::len),
+            Some(0),
+            "{who}"
+        );
         assert_final_values(who, s, &rooms, &expected);
     }
     // Fresh clients everywhere see the new main's values.
     for (who, port) in [("main", pm), ("a", pa), ("b", pb)] {
-        let s = summary(clients("clients.mjs", port, &good, 2, &rooms, 2, dir.path(), who));
+        let s = summary(clients(
+            "clients.mjs",
+            port,
+            &good,
+            2,
+            &rooms,
+            2,
+            dir.path().join(format!("{who}.rooms")),
+        ));
         assert_eq!(s["connected"], 2, "{who}");
         assert_final_values(who, &s, &rooms, &expected);
     }

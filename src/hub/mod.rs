@@ -510,7 +510,11 @@ impl Hub {
     /// serve its value later as present). Returns whether it was forgotten.
     pub fn evict(&self, room: &str) -> bool {
         let mut inner = self.inner.lock();
-        if inner.rooms.get(room).is_some_and(|r| r.subscribers.is_empty()) {
+        if inner
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.subscribers.is_empty())
+        {
             inner.rooms.remove(room);
             return true;
         }

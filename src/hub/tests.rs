@@ -212,15 +212,24 @@ fn remote_values_keep_upstream_seqs_and_drop_duplicates_and_older_ones() {
     let a = Fake::new(1);
     hub.subscribe(a.clone(), DOOR);
     assert!(hub.apply_remote(DOOR, Some(raw("5")), meta(5)));
-    assert!(!hub.apply_remote(DOOR, Some(raw("5")), meta(5)), "duplicate");
+    assert!(
+        !hub.apply_remote(DOOR, Some(raw("5")), meta(5)),
+        "duplicate"
+    );
     assert!(!hub.apply_remote(DOOR, Some(raw("4")), meta(4)), "older");
     assert!(hub.apply_remote(DOOR, None, meta(7)));
     assert!(!hub.apply_remote("/nope", Some(raw("1")), meta(9)));
     assert_eq!(
         a.got(),
-        vec![(DOOR.into(), "5".into(), 5), (DOOR.into(), "null".into(), 7)]
+        vec![
+            (DOOR.into(), "5".into(), 5),
+            (DOOR.into(), "null".into(), 7)
+        ]
     );
-    assert_eq!(hub.get(DOOR).map(|(s, v)| (s, v.is_none())), Some((7, true)));
+    assert_eq!(
+        hub.get(DOOR).map(|(s, v)| (s, v.is_none())),
+        Some((7, true))
+    );
     // A later subscriber gets the present state with the upstream seq.
     let b = Fake::new(2);
     hub.subscribe(b.clone(), DOOR);

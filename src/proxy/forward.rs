@@ -159,8 +159,7 @@ pub async fn forward(State(proxy): State<ProxyState>, request: Request) -> Respo
 async fn send(
     authority: &str,
     request: axum::http::Request<Body>,
-) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>>
-{
+) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
     let stream = tokio::net::TcpStream::connect(authority).await?;
     stream.set_nodelay(true)?;
     let (mut sender, connection) =

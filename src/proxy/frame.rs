@@ -141,26 +141,61 @@ mod tests {
     #[test]
     fn bad_frames_are_errors() {
         assert_eq!(decode(&[1, 2, 3]), Err(FrameError::Short(3)));
-        let mut b = encode("/x", None, Meta { seq: 1, t: 1, sent_ms: 1 });
+        let mut b = encode(
+            "/x",
+            None,
+            Meta {
+                seq: 1,
+                t: 1,
+                sent_ms: 1,
+            },
+        );
         b[0] = 7;
         assert_eq!(decode(&b), Err(FrameError::Flags(7)));
-        let mut b = encode("/x", None, Meta { seq: 1, t: 1, sent_ms: 1 });
+        let mut b = encode(
+            "/x",
+            None,
+            Meta {
+                seq: 1,
+                t: 1,
+                sent_ms: 1,
+            },
+        );
         b[26] = 200;
         assert!(matches!(decode(&b), Err(FrameError::Short(_))));
-        let mut b = encode("/x", None, Meta { seq: 1, t: 1, sent_ms: 1 });
+        let mut b = encode(
+            "/x",
+            None,
+            Meta {
+                seq: 1,
+                t: 1,
+                sent_ms: 1,
+            },
+        );
         b[27] = 0xff;
         assert_eq!(decode(&b), Err(FrameError::Room));
     }
 
     #[test]
     fn requests_are_tagged_json() {
-        let r: Request = serde_json::from_str(r#"{"op":"sub","room":"/a","since":3}"#).expect("sub");
-        assert_eq!(r, Request::Sub { room: "/a".into(), since: Some(3) });
+        let r: Request =
+            serde_json::from_str(r#"{"op":"sub","room":"/a","since":3}"#).expect("sub");
+        assert_eq!(
+            r,
+            Request::Sub {
+                room: "/a".into(),
+                since: Some(3)
+            }
+        );
         let r: Request = serde_json::from_str(r#"{"op":"unsub","room":"/a"}"#).expect("unsub");
         assert_eq!(r, Request::Unsub { room: "/a".into() });
         assert!(serde_json::from_str::<Request>(r#"{"op":"drop","room":"/a"}"#).is_err());
         assert_eq!(
-            serde_json::to_string(&Request::Sub { room: "/a".into(), since: None }).ok(),
+            serde_json::to_string(&Request::Sub {
+                room: "/a".into(),
+                since: None
+            })
+            .ok(),
             Some(r#"{"op":"sub","room":"/a"}"#.to_string())
         );
     }

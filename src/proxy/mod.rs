@@ -95,7 +95,9 @@ pub fn router(proxy: ProxyState, prefix: &str) -> axum::Router {
 async fn not_here() -> impl IntoResponse {
     (
         StatusCode::NOT_FOUND,
-        Json(json!({"detail": "a proxy does not ingest: connect fleet adapters to the main process"})),
+        Json(
+            json!({"detail": "a proxy does not ingest: connect fleet adapters to the main process"}),
+        ),
     )
 }
 
@@ -178,8 +180,18 @@ async fn metrics(State(p): State<ProxyState>) -> impl IntoResponse {
         l.rooms.load(Ordering::Relaxed),
     );
     let (rooms, subscriptions, behind) = p.hub.sizes();
-    gauge("rmf_dash_rooms", "Rooms with a value or a subscriber.", "gauge", rooms as u64);
-    gauge("rmf_dash_subscriptions", "Room subscriptions.", "gauge", subscriptions as u64);
+    gauge(
+        "rmf_dash_rooms",
+        "Rooms with a value or a subscriber.",
+        "gauge",
+        rooms as u64,
+    );
+    gauge(
+        "rmf_dash_subscriptions",
+        "Room subscriptions.",
+        "gauge",
+        subscriptions as u64,
+    );
     gauge(
         "rmf_dash_subscribers_behind",
         "Subscribers with coalesced rooms to catch up on.",
