@@ -338,6 +338,17 @@ fn http(
     (status, value)
 }
 
+/// A counter or gauge of `/metrics`.
+fn metric(port: u16, name: &str) -> u64 {
+    let (status, text) = http(port, "GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    text.as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 /// The HTTP status a websocket upgrade to `/_replicate` gets.
 fn replicate_status(port: u16, token: Option<&str>) -> u16 {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -390,6 +401,14 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
             )
         })
         .collect();
+    // While the clients follow the building map, B answers its REST read from its own hub.
+    std::thread::sleep(Duration::from_secs(6));
+    let (status, map_b) = http(pb, "GET", "/building_map", None, Some(&good));
+    assert_eq!(status, 200);
+    assert_eq!(map_b, http(pm, "GET", "/building_map", None, Some(&good)).1);
+    assert!(map_b["levels"].is_array(), "{map_b}");
+    assert_eq!(http(pb, "GET", "/building_map", None, None).0, 401);
+    assert_eq!(metric(pb, "rmf_dash_proxy_rest_cached_total"), 1);
     let summaries: Vec<(&str, Value)> = runs.into_iter().map(|(n, c)| (n, summary(c))).collect();
     for (who, s) in &summaries {
         assert_eq!(s["connected"], 40, "{who}: {}", brief(s));

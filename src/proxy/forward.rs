@@ -100,14 +100,21 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 /// The fallback of the proxy's router: forwards the request upstream.
 pub async fn forward(State(proxy): State<ProxyState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    if let Some(cached) = super::cache::answer(
+        &proxy,
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        authorization,
+    ) {
+        return cached;
+    }
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        let bearer = Auth::bearer(
-            parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok()),
-        );
-        if let Err(e) = proxy.auth.verify(bearer) {
+        if let Err(e) = proxy.auth.verify(Auth::bearer(authorization)) {
             return error(StatusCode::UNAUTHORIZED, e.to_string());
         }
     }

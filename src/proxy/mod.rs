@@ -4,9 +4,11 @@
 //! A proxy serves the same socket.io protocol and rooms as the main process from its own hub,
 //! fed by one replication link to its upstream (the main process or another proxy: proxies
 //! chain into a tree), subscribing rooms upstream on demand ([`link`]); it serves
-//! `/_replicate` itself ([`replicate`]), `/health` and `/metrics` of its own, and forwards every
-//! other REST request (reads and ★ commands) to its upstream ([`forward`]).
+//! `/_replicate` itself ([`replicate`]), `/health` and `/metrics` of its own, the reads of one
+//! followed state room from its hub ([`cache`]), and forwards every other REST request (reads
+//! and ★ commands) to its upstream ([`forward`]).
 
+pub mod cache;
 pub mod forward;
 pub mod frame;
 pub mod link;
@@ -70,6 +72,7 @@ pub struct Proxy {
     pub link: Arc<link::LinkStatus>,
     pub sockets: Arc<SocketState>,
     pub replicas: Arc<replicate::Replicas>,
+    pub cache: cache::CacheMetrics,
     pub started: std::time::Instant,
 }
 
@@ -179,6 +182,12 @@ async fn metrics(State(p): State<ProxyState>) -> impl IntoResponse {
         "gauge",
         l.rooms.load(Ordering::Relaxed),
     );
+    gauge(
+        "rmf_dash_proxy_rest_cached_total",
+        "REST reads answered from the proxy's hub (not forwarded).",
+        "counter",
+        p.cache.hits.load(Ordering::Relaxed),
+    );
     let (rooms, subscriptions, behind) = p.hub.sizes();
     gauge(
         "rmf_dash_rooms",
@@ -272,6 +281,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
         upstream,
         link,
         sockets,
+        cache: cache::CacheMetrics::default(),
         started: std::time::Instant::now(),
     });
     {
