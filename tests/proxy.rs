@@ -376,8 +376,11 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
     let dir = tempfile::tempdir().expect("tempdir");
     let recording = generate(dir.path(), 5, false);
     let expected = final_values(&recording);
-    let rooms = state_rooms(&expected);
+    let mut rooms = state_rooms(&expected);
     assert!(rooms.len() >= 50, "{rooms:?}");
+    // Stream rooms too: events pass through the proxies with the main process's seqs.
+    rooms.push("/alerts/requests".into());
+    rooms.push("/fleets/tinyRobot/log".into());
     let (pm, pa, pb) = (free_port(), free_port(), free_port());
     // 300 s of hotel at 20x: 15 s of changes while the clients listen, then a quiet margin.
     let _main = serve(pm, &recording, "20");

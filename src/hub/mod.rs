@@ -53,7 +53,8 @@ pub struct Meta {
     pub seq: u64,
     /// Logical time (ms) of the change.
     pub t: Time,
-    /// Wall-clock time (ms since the epoch) the hub delivered it (for latency measurements).
+    /// Wall-clock time (ms since the epoch) the hub delivered it (for latency measurements); on
+    /// a proxy, the main process's (so latency counts from the main process's output).
     pub sent_ms: u64,
 }
 

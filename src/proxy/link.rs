@@ -49,6 +49,8 @@ pub enum LinkError {
     Silent,
     #[error("upstream closed the link")]
     Closed,
+    #[error("encoding a request: {0}")]
+    Request(#[from] serde_json::Error),
 }
 
 /// Where the link goes.
@@ -352,7 +354,7 @@ async fn send_all(ws: &mut Ws, requests: &[Request]) -> Result<(), LinkError> {
         return Ok(());
     }
     for r in requests {
-        let text = serde_json::to_string(r).map_err(|e| LinkError::Url(e.to_string()))?;
+        let text = serde_json::to_string(r)?;
         ws.feed(Message::Text(text.into())).await?;
     }
     ws.flush().await?;
