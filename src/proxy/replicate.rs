@@ -26,6 +26,8 @@ use crate::hub::{Hub, Meta, Sent, Subscriber};
 pub const LINK_BUFFER: usize = 65_536;
 /// Frames written per websocket flush.
 const BATCH: usize = 256;
+/// Rooms one link may follow (more are refused).
+pub const MAX_ROOMS: usize = 100_000;
 
 /// What the `/_replicate` handler shares.
 pub struct Replicas {
@@ -119,6 +121,7 @@ async fn serve(replicas: Arc<Replicas>, mut socket: WebSocket, user: String) {
         version: frame::VERSION,
         epoch: replicas.epoch.clone(),
     };
+    let mut rooms = std::collections::HashSet::new();
     let mut ok = match serde_json::to_string(&hello) {
         Ok(h) => socket.send(Message::Text(h.into())).await.is_ok(),
         Err(_) => false,
@@ -132,7 +135,7 @@ async fn serve(replicas: Arc<Replicas>, mut socket: WebSocket, user: String) {
             msg = socket.recv() => {
                 ok = match msg {
                     Some(Ok(Message::Text(text))) => {
-                        answer(&replicas, &sub, &mut socket, text.as_str()).await
+                        answer(&replicas, &sub, &mut rooms, &mut socket, text.as_str()).await
                     }
                     Some(Ok(Message::Binary(_))) => {
                         refuse(&mut socket, "binary requests are not understood", None).await
@@ -177,12 +180,16 @@ async fn write_batch(
 async fn answer(
     replicas: &Replicas,
     sub: &Arc<dyn Subscriber>,
+    rooms: &mut std::collections::HashSet<String>,
     socket: &mut WebSocket,
     text: &str,
 ) -> bool {
     match serde_json::from_str::<Request>(text) {
         Ok(Request::Sub { room, since }) => {
-            if replicas.hub.replicate(sub.clone(), &room, since) {
+            if rooms.len() >= MAX_ROOMS && !rooms.contains(&room) {
+                refuse(socket, "too many rooms on one link", Some(room)).await
+            } else if replicas.hub.replicate(sub.clone(), &room, since) {
+                rooms.insert(room);
                 true
             } else {
                 refuse(socket, "unknown room", Some(room)).await
@@ -190,6 +197,7 @@ async fn answer(
         }
         Ok(Request::Unsub { room }) => {
             replicas.hub.unsubscribe(sub.id(), &room);
+            rooms.remove(&room);
             true
         }
         Err(e) => refuse(socket, &format!("bad request: {e}"), None).await,
