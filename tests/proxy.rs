@@ -625,3 +625,91 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
     assert_eq!(health["upstream"]["connected"], true, "{health}");
     drop((main, a, b));
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_message(ws: &mut Ws) -> tokio_tungstenite::tungstenite::Message {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a message in time")
+        .expect("open")
+        .expect("message")
+}
+
+#[test]
+fn the_replication_stream_answers_each_subscription_with_the_present_state() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recording = generate(dir.path(), 5, true);
+    let pm = free_port();
+    let _main = serve(pm, &recording, "max");
+    let good = token("proxy");
+    // The replay is over once the building map's REST answer is there and stable.
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, map) = http(pm, "GET", "/building_map", None, Some(&good));
+    assert_eq!(status, 200);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut req = format!("ws://127.0.0.1:{pm}/_replicate")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {good}").parse().expect("header"),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        let hello: Value = match next_message(&mut ws).await {
+            Message::Text(t) => serde_json::from_str(t.as_str()).expect("hello"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(hello["protocol"], "rmf-dash-replicate");
+        assert_eq!(hello["version"], 1);
+        assert_eq!(hello["epoch"].as_str().map(str::len), Some(36), "{hello}");
+        let sub = |room: &str| Message::Text(json!({"op": "sub", "room": room}).to_string().into());
+        ws.send(sub("/nope")).await.expect("send");
+        match next_message(&mut ws).await {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                assert_eq!(v, json!({"error": "unknown room", "room": "/nope"}));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A room never seen: seq 0, no value.
+        ws.send(sub("/doors/not_yet_there/state"))
+            .await
+            .expect("send");
+        let frame = match next_message(&mut ws).await {
+            Message::Binary(b) => b.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        let room = "/doors/not_yet_there/state";
+        assert_eq!(frame[0], 0, "no value");
+        assert_eq!(&frame[1..9], &0u64.to_be_bytes(), "seq 0");
+        assert_eq!(frame.len(), 27 + room.len());
+        assert_eq!(&frame[27..], room.as_bytes());
+        // The building map: its bytes exactly as the hub holds them (the REST answer).
+        ws.send(sub("/building_map")).await.expect("send");
+        let frame = match next_message(&mut ws).await {
+            Message::Binary(b) => b.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        let room = "/building_map";
+        assert_eq!(frame[0], 1, "a value");
+        assert_eq!(&frame[1..9], &1u64.to_be_bytes(), "seq 1");
+        assert_eq!(&frame[27..27 + room.len()], room.as_bytes());
+        let payload: Value = serde_json::from_slice(&frame[27 + room.len()..]).expect("json");
+        assert_eq!(payload, map);
+        ws.send(Message::Text("{\"op\":\"drop\"}".into()))
+            .await
+            .expect("send");
+        match next_message(&mut ws).await {
+            Message::Text(t) => assert!(t.as_str().contains("bad request"), "{t}"),
+            other => panic!("{other:?}"),
+        }
+    });
+}
