@@ -22,8 +22,9 @@ use super::frame::{self, Hello, Refused, Request};
 use crate::api::auth::Auth;
 use crate::hub::{Hub, Meta, Sent, Subscriber};
 
-/// Frames waiting per link before the hub coalesces for it.
-pub const LINK_BUFFER: usize = 65_536;
+/// Frames waiting per link before the hub coalesces for it: a few complete batches of a
+/// 1,000-robot site (about 2,500 rooms). Memory per link is bounded by this many payloads.
+pub const LINK_BUFFER: usize = 16_384;
 /// Frames written per websocket flush.
 const BATCH: usize = 256;
 /// Rooms one link may follow (more are refused).
