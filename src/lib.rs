@@ -12,6 +12,7 @@ pub mod engine;
 pub mod hub;
 pub mod ingest;
 pub mod progress;
+pub mod proxy;
 pub mod replay;
 pub mod rmf_link;
 pub mod serve;

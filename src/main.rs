@@ -35,6 +35,40 @@ enum Command {
     Bench(BenchArgs),
     /// Run the server: REST, socket.io, the fleet-adapter websocket, fed by RMF or a recording.
     Serve(ServeArgs),
+    /// Run a proxy: serves the rooms (socket.io) of an upstream main process or proxy to more
+    /// clients and forwards REST requests to it.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// The main process or another proxy: http://host:port[/prefix].
+    #[arg(long, env = "RMF_DASH_UPSTREAM")]
+    upstream: String,
+    /// JWT given to the upstream's /_replicate (Authorization: Bearer).
+    #[arg(long, env = "RMF_DASH_UPSTREAM_TOKEN", hide_env_values = true)]
+    upstream_token: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8001", env = "RMF_DASH_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// URL prefix of every route, when served behind a proxy (like /api).
+    #[arg(long, default_value = "", env = "RMF_DASH_PREFIX")]
+    prefix: String,
+    /// HMAC secret of the JWTs.
+    #[arg(long, env = "RMF_DASH_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// RSA public key (PEM) of the JWTs.
+    #[arg(long, env = "RMF_DASH_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
+    jwt_public_key: Option<String>,
+    /// Expected audience of the JWTs.
+    #[arg(long, default_value = "rmf_api_server", env = "RMF_DASH_JWT_AUD")]
+    jwt_aud: String,
+    /// Expected issuer of the JWTs (checked when given).
+    #[arg(long, env = "RMF_DASH_JWT_ISS")]
+    jwt_iss: Option<String>,
+    /// No authentication (local demos only: a warning is logged).
+    #[arg(long, env = "RMF_DASH_NO_AUTH")]
+    no_auth: bool,
 }
 
 #[derive(Args)]
@@ -291,6 +325,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Replay(r)) => run_replay(r),
         Some(Command::Bench(b)) => run_bench(b),
         Some(Command::Serve(s)) => run_serve(s),
+        Some(Command::Proxy(p)) => run_proxy(p),
     }
 }
 
@@ -347,6 +382,30 @@ fn run_demo() -> Result<ExitCode> {
     };
     eprintln!("rmf-dash demo: replaying {path} at real time (Ctrl-C stops)");
     serve_with(args, true)
+}
+
+fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
+    let prefix = args.prefix.trim_end_matches('/').to_string();
+    anyhow::ensure!(
+        prefix.is_empty() || prefix.starts_with('/'),
+        "--prefix must start with /"
+    );
+    let config = rmf_dash::proxy::ProxyConfig {
+        upstream: args.upstream,
+        upstream_token: args.upstream_token,
+        listen: args.listen,
+        prefix,
+        jwt_secret: args.jwt_secret,
+        jwt_public_key: args.jwt_public_key,
+        jwt_aud: args.jwt_aud,
+        jwt_iss: args.jwt_iss,
+        no_auth: args.no_auth,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(rmf_dash::proxy::run(config))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_serve(args: ServeArgs) -> Result<ExitCode> {

@@ -58,6 +58,10 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .route("/permissions", get(system::permissions))
         .merge(commands::routes(app.link.as_loopback().is_some()))
         .route("/_internal", get(crate::ingest::internal::handler))
+        // Proxies replicate the rooms through it.
+        .merge(crate::proxy::replicate::router(
+            crate::proxy::replicate::Replicas::new(app.hub.clone(), app.auth.clone()),
+        ))
         .merge(routes::router())
         .merge(crate::view::routes(prefix))
         .with_state(app);

@@ -15,6 +15,12 @@
 //!   it appears. Subscribing twice is the same as once.
 //!
 //! The transport is behind [`Subscriber`] (socket.io sockets in production, fakes in tests).
+//!
+//! Replication (proxies, `src/proxy/`): [`Hub::replicate`] subscribes a downstream link and
+//! always sends the room's present state (seq 0 and no value for a room never seen);
+//! [`Hub::apply_remote`] applies a value received from upstream with its sequence number,
+//! dropping duplicates and older values; an [`Interest`] hears when a room gets its first
+//! subscriber or loses its last one, and [`Hub::evict`] forgets a room nobody follows.
 
 pub mod rooms;
 pub mod socketio;
@@ -47,7 +53,8 @@ pub struct Meta {
     pub seq: u64,
     /// Logical time (ms) of the change.
     pub t: Time,
-    /// Wall-clock time (ms since the epoch) the hub delivered it (for latency measurements).
+    /// Wall-clock time (ms since the epoch) the hub delivered it (for latency measurements); on
+    /// a proxy, the main process's (so latency counts from the main process's output).
     pub sent_ms: u64,
 }
 
@@ -66,6 +73,12 @@ pub trait Subscriber: Send + Sync {
     fn id(&self) -> u64;
     /// Sends one room event; must not block.
     fn send(&self, room: &str, value: Option<&RawValue>, meta: Meta) -> Sent;
+}
+
+/// Told when a room gets its first subscriber or loses its last one (a proxy subscribes
+/// upstream on demand). Called with the hub locked: must not block nor call the hub.
+pub trait Interest: Send + Sync {
+    fn changed(&self, room: &str);
 }
 
 /// Counters of the hub, read by `/metrics`.
@@ -119,6 +132,7 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     kind_of: rooms::Kinds,
+    interest: std::sync::OnceLock<Arc<dyn Interest>>,
     pub metrics: HubMetrics,
 }
 
@@ -150,7 +164,19 @@ impl Hub {
         Hub {
             inner: Mutex::new(Inner::default()),
             kind_of: rooms::Kinds::new(),
+            interest: std::sync::OnceLock::new(),
             metrics: HubMetrics::default(),
+        }
+    }
+
+    /// Sets who hears about first and last subscribers (once; later calls are ignored).
+    pub fn set_interest(&self, interest: Arc<dyn Interest>) {
+        let _ = self.interest.set(interest);
+    }
+
+    fn interest_changed(&self, room: &str) {
+        if let Some(i) = self.interest.get() {
+            i.changed(room);
         }
     }
 
@@ -210,14 +236,16 @@ impl Hub {
                             t: batch.time,
                             sent_ms,
                         };
-                        deliver(
+                        if deliver(
                             &self.metrics,
                             &mut inner.behind,
                             &key,
                             r,
                             Some(&payload),
                             meta,
-                        );
+                        ) {
+                            self.interest_changed(&key);
+                        }
                     }
                 }
                 (RoomKind::Stream, false) => {}
@@ -235,14 +263,16 @@ impl Hub {
                 sent_ms,
             };
             let value = r.value.clone();
-            deliver(
+            if deliver(
                 &self.metrics,
                 &mut inner.behind,
                 &key,
                 r,
                 value.as_deref(),
                 meta,
-            );
+            ) {
+                self.interest_changed(&key);
+            }
         }
         self.metrics
             .changes
@@ -269,6 +299,9 @@ impl Hub {
             return true; // Already subscribed: nothing is delivered twice.
         }
         r.subscribers.push(sub.clone());
+        if r.subscribers.len() == 1 {
+            self.interest_changed(&key);
+        }
         inner.of.entry(sub.id()).or_default().insert(key.clone());
         // The present value; `null` for a room that had a value and has none now (a condition
         // that ended); nothing for a room whose entity never appeared.
@@ -302,7 +335,11 @@ impl Hub {
     pub fn unsubscribe(&self, sub: u64, room: &str) {
         let mut inner = self.inner.lock();
         if let Some(r) = inner.rooms.get_mut(room) {
+            let before = r.subscribers.len();
             r.subscribers.retain(|s| s.id() != sub);
+            if before > 0 && r.subscribers.is_empty() {
+                self.interest_changed(room);
+            }
         }
         if let Some(rooms) = inner.of.get_mut(&sub) {
             rooms.remove(room);
@@ -318,10 +355,171 @@ impl Hub {
         let rooms = inner.of.remove(&sub).unwrap_or_default();
         for room in rooms {
             if let Some(r) = inner.rooms.get_mut(&room) {
+                let before = r.subscribers.len();
                 r.subscribers.retain(|s| s.id() != sub);
+                if before > 0 && r.subscribers.is_empty() {
+                    self.interest_changed(&room);
+                }
             }
         }
         inner.behind.remove(&sub);
+    }
+
+    /// Subscribes a replication link (a proxy downstream) to `room` and sends, in order and
+    /// before any later change, the room's present state:
+    /// - a state room: its value and seq, always (seq 0 and no value for a room never seen, so
+    ///   the link learns that it holds nothing);
+    /// - a stream room: a marker without value whose seq is the last event not sent, then the
+    ///   events after `since` still in the tail (`None`: none, like a socket subscriber).
+    ///
+    /// Returns `false` for a room the hub does not serve.
+    pub fn replicate(&self, sub: Arc<dyn Subscriber>, room: &str, since: Option<u64>) -> bool {
+        let Some(kind) = self.kind_of.kind(room) else {
+            return false;
+        };
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let key: Arc<str> = match inner.rooms.get_key_value(room) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(room),
+        };
+        let r = inner
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| Room::new(kind));
+        if !r.subscribers.iter().any(|s| s.id() == sub.id()) {
+            r.subscribers.push(sub.clone());
+            if r.subscribers.len() == 1 {
+                self.interest_changed(&key);
+            }
+            inner.of.entry(sub.id()).or_default().insert(key.clone());
+        }
+        // A room it is behind on gets its present state from `flush`.
+        if let Some((_, rooms)) = inner.behind.get_mut(&sub.id()) {
+            rooms.retain(|(r, _)| r != &key);
+        }
+        let sent_ms = now_ms();
+        let mut send = |value: Option<&RawValue>, seq: u64, t: Time| -> bool {
+            match sub.send(&key, value, Meta { seq, t, sent_ms }) {
+                Sent::Ok => {
+                    self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Sent::Full => {
+                    self.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
+                    inner
+                        .behind
+                        .entry(sub.id())
+                        .or_insert_with(|| (sub.clone(), BTreeSet::new()))
+                        .1
+                        .insert((key.clone(), seq.saturating_sub(1)));
+                    false
+                }
+                Sent::Closed => false,
+            }
+        };
+        match kind {
+            RoomKind::State => {
+                send(r.value.as_deref(), r.seq, r.t);
+            }
+            RoomKind::Stream => {
+                let oldest = r.tail.front().map_or(r.seq, |e| e.0.saturating_sub(1));
+                let base = since.map_or(r.seq, |s| s.max(oldest)).min(r.seq);
+                if send(None, base, r.t) {
+                    for (seq, t, payload) in r.tail.iter().filter(|e| e.0 > base) {
+                        if !send(Some(payload), *seq, *t) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Applies a value replicated from an upstream hub, with the upstream's sequence number
+    /// (proxies). A seq not above the room's present one is a duplicate or an older value and is
+    /// dropped (returns `false`). A state room takes `value` as its present value (`None`: it
+    /// has none); a stream room delivers the event, or, for `None` (the marker of
+    /// [`Hub::replicate`]), only moves its seq on. `meta.sent_ms` is kept as the upstream's, so
+    /// latency is measured from the main process's output.
+    pub fn apply_remote(&self, room: &str, value: Option<Raw>, meta: Meta) -> bool {
+        let Some(kind) = self.kind_of.kind(room) else {
+            return false;
+        };
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let key: Arc<str> = match inner.rooms.get_key_value(room) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(room),
+        };
+        let r = inner
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| Room::new(kind));
+        if meta.seq <= r.seq {
+            return false;
+        }
+        r.seq = meta.seq;
+        r.t = meta.t;
+        self.metrics.changes.fetch_add(1, Ordering::Relaxed);
+        let emptied = match (kind, value) {
+            (RoomKind::State, value) => {
+                r.record = None;
+                r.value = value.clone();
+                deliver(
+                    &self.metrics,
+                    &mut inner.behind,
+                    &key,
+                    r,
+                    value.as_deref(),
+                    meta,
+                )
+            }
+            (RoomKind::Stream, Some(payload)) => {
+                r.tail.push_back((meta.seq, meta.t, payload.clone()));
+                if r.tail.len() > STREAM_TAIL {
+                    r.tail.pop_front();
+                }
+                deliver(
+                    &self.metrics,
+                    &mut inner.behind,
+                    &key,
+                    r,
+                    Some(&payload),
+                    meta,
+                )
+            }
+            (RoomKind::Stream, None) => false,
+        };
+        if emptied {
+            self.interest_changed(&key);
+        }
+        true
+    }
+
+    /// Whether anyone subscribes to `room`.
+    pub fn has_subscribers(&self, room: &str) -> bool {
+        let inner = self.inner.lock();
+        inner
+            .rooms
+            .get(room)
+            .is_some_and(|r| !r.subscribers.is_empty())
+    }
+
+    /// Forgets a room nobody subscribes to (a proxy that stopped following it upstream must not
+    /// serve its value later as present). Returns whether it was forgotten.
+    pub fn evict(&self, room: &str) -> bool {
+        let mut inner = self.inner.lock();
+        if inner
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.subscribers.is_empty())
+        {
+            inner.rooms.remove(room);
+            return true;
+        }
+        false
     }
 
     /// Retries the subscribers that were behind: each gets, per room, the present value (state)
@@ -441,7 +639,7 @@ fn deliver(
     room: &mut Room,
     value: Option<&RawValue>,
     meta: Meta,
-) {
+) -> bool {
     let mut closed = Vec::new();
     for sub in &room.subscribers {
         // Already behind on this room: it will get the latest value when it catches up.
@@ -467,7 +665,9 @@ fn deliver(
     }
     if !closed.is_empty() {
         room.subscribers.retain(|s| !closed.contains(&s.id()));
+        return room.subscribers.is_empty();
     }
+    false
 }
 
 #[cfg(test)]

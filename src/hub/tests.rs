@@ -197,3 +197,140 @@ fn unsubscribe_and_remove_stop_deliveries() {
     assert!(a.got().is_empty());
     assert_eq!(hub.sizes().1, 0);
 }
+
+fn meta(seq: u64) -> Meta {
+    Meta {
+        seq,
+        t: seq * 10,
+        sent_ms: 7,
+    }
+}
+
+#[test]
+fn remote_values_keep_upstream_seqs_and_drop_duplicates_and_older_ones() {
+    let hub = Hub::new();
+    let a = Fake::new(1);
+    hub.subscribe(a.clone(), DOOR);
+    assert!(hub.apply_remote(DOOR, Some(raw("5")), meta(5)));
+    assert!(
+        !hub.apply_remote(DOOR, Some(raw("5")), meta(5)),
+        "duplicate"
+    );
+    assert!(!hub.apply_remote(DOOR, Some(raw("4")), meta(4)), "older");
+    assert!(hub.apply_remote(DOOR, None, meta(7)));
+    assert!(!hub.apply_remote("/nope", Some(raw("1")), meta(9)));
+    assert_eq!(
+        a.got(),
+        vec![
+            (DOOR.into(), "5".into(), 5),
+            (DOOR.into(), "null".into(), 7)
+        ]
+    );
+    assert_eq!(
+        hub.get(DOOR).map(|(s, v)| (s, v.is_none())),
+        Some((7, true))
+    );
+    // A later subscriber gets the present state with the upstream seq.
+    let b = Fake::new(2);
+    hub.subscribe(b.clone(), DOOR);
+    assert_eq!(b.got(), vec![(DOOR.into(), "null".into(), 7)]);
+}
+
+#[test]
+fn remote_stream_events_are_delivered_and_markers_only_move_the_seq() {
+    let hub = Hub::new();
+    let room = "/alerts/requests";
+    let a = Fake::new(1);
+    hub.subscribe(a.clone(), room);
+    assert!(hub.apply_remote(room, None, meta(10)));
+    assert!(!hub.apply_remote(room, Some(raw("\"old\"")), meta(10)));
+    assert!(hub.apply_remote(room, Some(raw("\"e11\"")), meta(11)));
+    assert_eq!(a.got(), vec![(room.into(), "\"e11\"".into(), 11)]);
+    assert_eq!(hub.tail(room).len(), 1);
+}
+
+#[test]
+fn replicate_always_sends_the_present_state_first() {
+    let hub = Hub::new();
+    let link = Fake::new(1 << 63);
+    // A room never seen: seq 0 without value.
+    assert!(hub.replicate(link.clone(), "/doors/later/state", None));
+    hub.apply(&batch(10, vec![change(DOOR, "1", 1)]));
+    assert!(hub.replicate(link.clone(), DOOR, None));
+    assert!(!hub.replicate(link.clone(), "/nope", None));
+    hub.apply(&batch(
+        20,
+        vec![change(DOOR, "1", -1), change(DOOR, "2", 1)],
+    ));
+    assert_eq!(
+        link.got(),
+        vec![
+            ("/doors/later/state".into(), "null".into(), 0),
+            (DOOR.into(), "1".into(), 1),
+            (DOOR.into(), "2".into(), 2)
+        ]
+    );
+}
+
+#[test]
+fn replicate_resumes_a_stream_after_the_given_seq() {
+    let hub = Hub::new();
+    let room = "/alerts/requests";
+    for i in 1..=5u64 {
+        hub.apply(&batch(i, vec![change(room, &i.to_string(), 1)]));
+    }
+    // Fresh: only the marker (like a socket subscriber, no history).
+    let fresh = Fake::new(1);
+    hub.replicate(fresh.clone(), room, None);
+    assert_eq!(fresh.got(), vec![(room.into(), "null".into(), 5)]);
+    // Resuming after 3: the marker at 3, then events 4 and 5.
+    let resume = Fake::new(2);
+    hub.replicate(resume.clone(), room, Some(3));
+    assert_eq!(
+        resume.got(),
+        vec![
+            (room.into(), "null".into(), 3),
+            (room.into(), "4".into(), 4),
+            (room.into(), "5".into(), 5)
+        ]
+    );
+    // Asking beyond the present: the marker at the present seq.
+    let ahead = Fake::new(3);
+    hub.replicate(ahead.clone(), room, Some(99));
+    assert_eq!(ahead.got(), vec![(room.into(), "null".into(), 5)]);
+}
+
+/// Records interest changes.
+#[derive(Default)]
+struct Watch(Mutex<Vec<String>>);
+
+impl Interest for Watch {
+    fn changed(&self, room: &str) {
+        self.0.lock().push(room.to_string());
+    }
+}
+
+#[test]
+fn interest_hears_first_and_last_subscribers_and_evict_forgets_unfollowed_rooms() {
+    let hub = Hub::new();
+    let watch = Arc::new(Watch::default());
+    hub.set_interest(watch.clone());
+    let (a, b) = (Fake::new(1), Fake::new(2));
+    hub.subscribe(a.clone(), DOOR); // first: heard
+    hub.subscribe(b.clone(), DOOR); // second: not heard
+    hub.subscribe(a.clone(), "/doors/d2/state"); // first: heard
+    assert!(hub.has_subscribers(DOOR));
+    hub.apply_remote(DOOR, Some(raw("1")), meta(1));
+    assert!(!hub.evict(DOOR), "a followed room is kept");
+    hub.unsubscribe(1, DOOR); // b remains
+    hub.remove(2); // last of DOOR: heard
+    hub.remove(1); // last of d2: heard
+    assert!(!hub.has_subscribers(DOOR));
+    assert_eq!(
+        *watch.0.lock(),
+        vec![DOOR, "/doors/d2/state", DOOR, "/doors/d2/state"]
+    );
+    assert!(hub.evict(DOOR));
+    assert!(hub.get(DOOR).is_none());
+    assert_eq!(hub.sizes(), (1, 0, 0));
+}

@@ -1,0 +1,362 @@
+//! The client side of the replication link: one websocket from a proxy to its upstream (the
+//! main process or another proxy), subscribing rooms on demand and applying what arrives to the
+//! proxy's hub with the upstream's sequence numbers.
+//!
+//! - On demand: the hub's [`Interest`] marks a room when it gets its first local subscriber or
+//!   loses its last; the link then subscribes or unsubscribes upstream (and forgets the room's
+//!   value, which would go stale).
+//! - Gap-free and duplicate-free: every change carries the upstream seq; the hub drops a seq not
+//!   above the one it holds, so a snapshot after a reconnect delivers nothing already seen.
+//! - Reconnects: after a drop the link reconnects with backoff (0.1 s doubling to 5 s) and
+//!   subscribes every room again (stream rooms with the last seq it holds, to resume their tail).
+//! - Restarts upstream: the hello's epoch changes; seqs of the new epoch are not comparable, so
+//!   each room held gets an offset (its present seq + 1): the new snapshot is accepted as truth
+//!   and delivered to local subscribers (a `null` when the room has no value upstream any more),
+//!   and local seqs keep growing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::value::RawValue;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
+
+use super::frame::{self, Hello, Refused, Request};
+use crate::hub::{Hub, Interest, Meta};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A ping this often; a link silent for [`SILENT`] is dead.
+const PING: Duration = Duration::from_secs(5);
+const SILENT: Duration = Duration::from_secs(15);
+/// Largest frame accepted from upstream.
+const MAX_FRAME: usize = 16 << 20;
+
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error("connecting: {0}")]
+    Connect(#[from] tungstenite::Error),
+    #[error("bad upstream URL: {0}")]
+    Url(String),
+    #[error("upstream said no hello ({0})")]
+    Hello(String),
+    #[error("upstream went silent")]
+    Silent,
+    #[error("upstream closed the link")]
+    Closed,
+    #[error("encoding a request: {0}")]
+    Request(#[from] serde_json::Error),
+}
+
+/// Where the link goes.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// `ws://host:port/prefix/_replicate`.
+    pub url: String,
+    /// JWT given as `Authorization: Bearer`.
+    pub token: Option<String>,
+}
+
+/// The link's state and counters (`/health`, `/metrics`).
+#[derive(Debug, Default)]
+pub struct LinkStatus {
+    pub connected: AtomicBool,
+    pub epoch: Mutex<Option<String>>,
+    /// Successful connections (the first included).
+    pub connects: AtomicU64,
+    /// Upstream epoch changes seen (upstream restarts).
+    pub epochs: AtomicU64,
+    pub frames: AtomicU64,
+    /// Frames whose seq was already held (duplicates or older; dropped).
+    pub stale: AtomicU64,
+    pub invalid: AtomicU64,
+    /// Rooms subscribed upstream.
+    pub rooms: AtomicU64,
+}
+
+/// The rooms whose local interest changed since the link last looked.
+#[derive(Default)]
+struct Wanted {
+    dirty: Mutex<HashSet<String>>,
+    notify: Notify,
+}
+
+impl Interest for Wanted {
+    fn changed(&self, room: &str) {
+        self.dirty.lock().insert(room.to_string());
+        self.notify.notify_one();
+    }
+}
+
+/// A room followed upstream.
+#[derive(Debug, Clone, Copy, Default)]
+struct Followed {
+    /// Added to upstream seqs (grows when upstream's epoch changes).
+    offset: u64,
+    /// The last upstream seq applied in the present epoch (stream resume).
+    last: u64,
+}
+
+/// Starts the link; it runs until the process ends.
+pub fn spawn(hub: Arc<Hub>, config: LinkConfig) -> Arc<LinkStatus> {
+    let wanted = Arc::new(Wanted::default());
+    hub.set_interest(wanted.clone());
+    let status = Arc::new(LinkStatus::default());
+    let link = Link {
+        hub,
+        wanted,
+        status: status.clone(),
+        config,
+        rooms: HashMap::new(),
+        epoch: None,
+    };
+    tokio::spawn(link.run());
+    status
+}
+
+struct Link {
+    hub: Arc<Hub>,
+    wanted: Arc<Wanted>,
+    status: Arc<LinkStatus>,
+    config: LinkConfig,
+    rooms: HashMap<String, Followed>,
+    epoch: Option<String>,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Link {
+    async fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut last_error = String::new();
+        loop {
+            self.reconcile();
+            match self.connect().await {
+                Ok(ws) => {
+                    backoff = BACKOFF_MIN;
+                    last_error.clear();
+                    let why = self.follow(ws).await;
+                    self.status.connected.store(false, Ordering::Relaxed);
+                    tracing::warn!(url = %self.config.url, "upstream link lost: {why}");
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    // One line per distinct failure, not one per attempt.
+                    if e != last_error {
+                        tracing::warn!(url = %self.config.url, "upstream unavailable: {e}; retrying");
+                        last_error = e;
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Connects and reads the hello; adopts its epoch.
+    async fn connect(&mut self) -> Result<Ws, LinkError> {
+        let mut request = self
+            .config
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| LinkError::Url(e.to_string()))?;
+        if let Some(token) = &self.config.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| LinkError::Url("the token is not a valid header value".into()))?;
+            request
+                .headers_mut()
+                .insert(tungstenite::http::header::AUTHORIZATION, value);
+        }
+        let config = tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME))
+            .max_frame_size(Some(MAX_FRAME));
+        let (mut ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true),
+        )
+        .await
+        .map_err(|_| LinkError::Silent)??;
+        let hello = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Hello>(t.as_str())
+                .map_err(|e| LinkError::Hello(e.to_string()))?,
+            Ok(Some(Ok(other))) => return Err(LinkError::Hello(format!("got {other:?}"))),
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => return Err(LinkError::Closed),
+            Err(_) => return Err(LinkError::Silent),
+        };
+        if hello.protocol != frame::PROTOCOL || hello.version != frame::VERSION {
+            return Err(LinkError::Hello(format!(
+                "{} version {} (expected {} version {})",
+                hello.protocol,
+                hello.version,
+                frame::PROTOCOL,
+                frame::VERSION
+            )));
+        }
+        self.adopt(hello.epoch);
+        self.status.connects.fetch_add(1, Ordering::Relaxed);
+        self.status.connected.store(true, Ordering::Relaxed);
+        Ok(ws)
+    }
+
+    /// A new epoch: upstream seqs start over, so every room held moves its offset past the seq
+    /// it holds (the next snapshot is then accepted and delivered).
+    fn adopt(&mut self, epoch: String) {
+        if self.epoch.as_deref() == Some(epoch.as_str()) {
+            tracing::info!(url = %self.config.url, epoch, "upstream link resumed (same upstream process)");
+            return;
+        }
+        if self.epoch.is_some() {
+            self.status.epochs.fetch_add(1, Ordering::Relaxed);
+            for (room, f) in &mut self.rooms {
+                let held = self.hub.get(room).map_or(0, |(seq, _)| seq);
+                f.offset = if held > 0 { held + 1 } else { 0 };
+                f.last = 0;
+            }
+            tracing::info!(url = %self.config.url, epoch, rooms = self.rooms.len(), "upstream restarted (new epoch): resyncing every room");
+        } else {
+            tracing::info!(url = %self.config.url, epoch, "upstream link connected");
+        }
+        *self.status.epoch.lock() = Some(epoch.clone());
+        self.epoch = Some(epoch);
+    }
+
+    /// Applies local interest changes to the followed set; returns the requests to send.
+    fn reconcile(&mut self) -> Vec<Request> {
+        let dirty = std::mem::take(&mut *self.wanted.dirty.lock());
+        let mut requests = Vec::new();
+        for room in dirty {
+            let want = self.hub.has_subscribers(&room);
+            match (want, self.rooms.contains_key(&room)) {
+                (true, false) => {
+                    let held = self.hub.get(&room).map_or(0, |(seq, _)| seq);
+                    self.rooms.insert(
+                        room.clone(),
+                        Followed {
+                            offset: held,
+                            last: 0,
+                        },
+                    );
+                    requests.push(Request::Sub { room, since: None });
+                }
+                (false, true) => {
+                    self.rooms.remove(&room);
+                    self.hub.evict(&room);
+                    requests.push(Request::Unsub { room });
+                }
+                _ => {}
+            }
+        }
+        self.status
+            .rooms
+            .store(self.rooms.len() as u64, Ordering::Relaxed);
+        requests
+    }
+
+    /// Subscribes every followed room, then applies frames until the link drops.
+    async fn follow(&mut self, mut ws: Ws) -> LinkError {
+        let mut first: Vec<Request> = self
+            .rooms
+            .iter()
+            .map(|(room, f)| Request::Sub {
+                room: room.clone(),
+                since: (f.last > 0).then_some(f.last),
+            })
+            .collect();
+        first.extend(self.reconcile());
+        if let Err(e) = send_all(&mut ws, &first).await {
+            return e;
+        }
+        let mut ping = tokio::time::interval(PING);
+        let mut heard = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                msg = ws.next() => {
+                    heard = tokio::time::Instant::now();
+                    match msg {
+                        Some(Ok(Message::Binary(b))) => self.apply(&b),
+                        Some(Ok(Message::Text(t))) => match serde_json::from_str::<Refused>(t.as_str()) {
+                            Ok(r) => tracing::warn!(room = ?r.room, "upstream refused: {}", r.error),
+                            Err(_) => {
+                                self.status.invalid.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                        Some(Ok(Message::Close(_))) | None => return LinkError::Closed,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return e.into(),
+                    }
+                }
+                _ = self.wanted.notify.notified() => {
+                    let requests = self.reconcile();
+                    if let Err(e) = send_all(&mut ws, &requests).await {
+                        return e;
+                    }
+                }
+                _ = ping.tick() => {
+                    if heard.elapsed() > SILENT {
+                        return LinkError::Silent;
+                    }
+                    if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                        return e.into();
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, bytes: &[u8]) {
+        self.status.frames.fetch_add(1, Ordering::Relaxed);
+        let change = match frame::decode(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                self.status.invalid.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("invalid frame from upstream: {e}");
+                return;
+            }
+        };
+        // A room no longer followed (its frames were in flight): ignored.
+        let Some(followed) = self.rooms.get_mut(change.room) else {
+            return;
+        };
+        let value = match change.value.map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| RawValue::from_string(s.to_string()).ok())
+        }) {
+            None => None,
+            Some(Some(v)) => Some(Arc::from(v)),
+            Some(None) => {
+                self.status.invalid.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        followed.last = followed.last.max(change.meta.seq);
+        let meta = Meta {
+            seq: change.meta.seq + followed.offset,
+            ..change.meta
+        };
+        if !self.hub.apply_remote(change.room, value, meta) {
+            self.status.stale.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn send_all(ws: &mut Ws, requests: &[Request]) -> Result<(), LinkError> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    for r in requests {
+        let text = serde_json::to_string(r)?;
+        ws.feed(Message::Text(text.into())).await?;
+    }
+    ws.flush().await?;
+    Ok(())
+}

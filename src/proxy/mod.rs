@@ -1,0 +1,360 @@
+//! `rmf-dash proxy`: a process that fans the main process's room stream out to more clients
+//! (DESIGN.md: only the main process ingests, derives and writes RMF data; proxies read).
+//!
+//! A proxy serves the same socket.io protocol and rooms as the main process from its own hub,
+//! fed by one replication link to its upstream (the main process or another proxy: proxies
+//! chain into a tree), subscribing rooms upstream on demand ([`link`]); it serves
+//! `/_replicate` itself ([`replicate`]), `/health` and `/metrics` of its own, the reads of one
+//! followed state room from its hub ([`cache`]), and forwards every other REST request (reads
+//! and ★ commands) to its upstream ([`forward`]).
+
+pub mod cache;
+pub mod forward;
+pub mod frame;
+pub mod link;
+pub mod replicate;
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+use thiserror::Error;
+
+use crate::api::auth::{Auth, AuthConfigError};
+use crate::hub::Hub;
+use crate::hub::socketio::{self, SocketState};
+
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Upstream(#[from] forward::ForwardError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything `proxy` needs.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// `http://host:port[/prefix]` of the main process or of another proxy.
+    pub upstream: String,
+    /// JWT the proxy gives upstream on `/_replicate`.
+    pub upstream_token: Option<String>,
+    pub listen: SocketAddr,
+    /// URL prefix of every route ("" or like "/api").
+    pub prefix: String,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<String>,
+    pub jwt_aud: String,
+    pub jwt_iss: Option<String>,
+    pub no_auth: bool,
+}
+
+/// What the proxy's handlers share.
+pub struct Proxy {
+    pub hub: Arc<Hub>,
+    pub auth: Auth,
+    pub upstream: forward::Upstream,
+    pub link: Arc<link::LinkStatus>,
+    pub sockets: Arc<SocketState>,
+    pub replicas: Arc<replicate::Replicas>,
+    pub cache: cache::CacheMetrics,
+    pub started: std::time::Instant,
+}
+
+pub type ProxyState = Arc<Proxy>;
+
+/// The proxy's routes, under `prefix`.
+pub fn router(proxy: ProxyState, prefix: &str) -> axum::Router {
+    use axum::routing::get;
+    let routes = axum::Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/_internal", axum::routing::any(not_here))
+        .merge(replicate::router(proxy.replicas.clone()))
+        .fallback(forward::forward)
+        .with_state(proxy);
+    if prefix.is_empty() || prefix == "/" {
+        routes
+    } else {
+        axum::Router::new().nest(prefix, routes)
+    }
+}
+
+async fn not_here() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(
+            json!({"detail": "a proxy does not ingest: connect fleet adapters to the main process"}),
+        ),
+    )
+}
+
+/// Readiness: the upstream link is up (503 otherwise, so a load balancer sends clients to a
+/// proxy that has data).
+async fn health(State(p): State<ProxyState>) -> impl IntoResponse {
+    let connected = p.link.connected.load(Ordering::Relaxed);
+    let body = json!({
+        "status": if connected { "ok" } else { "unavailable" },
+        "role": "proxy",
+        "upstream": {
+            "url": format!("http://{}{}", p.upstream.authority, p.upstream.prefix),
+            "connected": connected,
+            "epoch": p.link.epoch.lock().clone(),
+            "connects": p.link.connects.load(Ordering::Relaxed),
+            "restarts_seen": p.link.epochs.load(Ordering::Relaxed),
+            "rooms": p.link.rooms.load(Ordering::Relaxed),
+        },
+        "epoch": p.replicas.epoch,
+        "uptime_s": p.started.elapsed().as_secs(),
+    });
+    let status = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text format.
+async fn metrics(State(p): State<ProxyState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    };
+    let l = &p.link;
+    gauge(
+        "rmf_dash_proxy_upstream_connected",
+        "Whether the upstream link is up.",
+        "gauge",
+        u64::from(l.connected.load(Ordering::Relaxed)),
+    );
+    gauge(
+        "rmf_dash_proxy_upstream_connects_total",
+        "Upstream link connections made.",
+        "counter",
+        l.connects.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_proxy_upstream_restarts_total",
+        "Upstream epoch changes seen (upstream restarts).",
+        "counter",
+        l.epochs.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_proxy_frames_total",
+        "Frames received from upstream.",
+        "counter",
+        l.frames.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_proxy_frames_stale_total",
+        "Frames dropped as duplicates or older than the value held.",
+        "counter",
+        l.stale.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_proxy_frames_invalid_total",
+        "Frames from upstream that could not be decoded.",
+        "counter",
+        l.invalid.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_proxy_upstream_rooms",
+        "Rooms subscribed upstream.",
+        "gauge",
+        l.rooms.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_proxy_rest_cached_total",
+        "REST reads answered from the proxy's hub (not forwarded).",
+        "counter",
+        p.cache.hits.load(Ordering::Relaxed),
+    );
+    let (rooms, subscriptions, behind) = p.hub.sizes();
+    gauge(
+        "rmf_dash_rooms",
+        "Rooms with a value or a subscriber.",
+        "gauge",
+        rooms as u64,
+    );
+    gauge(
+        "rmf_dash_subscriptions",
+        "Room subscriptions.",
+        "gauge",
+        subscriptions as u64,
+    );
+    gauge(
+        "rmf_dash_subscribers_behind",
+        "Subscribers with coalesced rooms to catch up on.",
+        "gauge",
+        behind as u64,
+    );
+    gauge(
+        "rmf_dash_socketio_connections",
+        "Connected socket.io clients.",
+        "gauge",
+        p.sockets.connections.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_replication_links",
+        "Connected downstream replication links (chained proxies).",
+        "gauge",
+        p.replicas.connections.load(Ordering::Relaxed),
+    );
+    let m = &p.hub.metrics;
+    gauge(
+        "rmf_dash_deliveries_total",
+        "Room events sent to subscribers.",
+        "counter",
+        m.deliveries.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_coalesced_total",
+        "Deliveries that found a full buffer and were coalesced.",
+        "counter",
+        m.coalesced.load(Ordering::Relaxed),
+    );
+    gauge(
+        "rmf_dash_stream_events_lost_total",
+        "Stream events a slow subscriber lost.",
+        "counter",
+        m.lost.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// A running proxy.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub proxy: ProxyState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+}
+
+/// Starts the link and the server; returns once the server listens.
+pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
+    let auth = Auth::new(
+        config.jwt_secret.as_deref(),
+        config.jwt_public_key.as_deref(),
+        &config.jwt_aud,
+        config.jwt_iss.as_deref(),
+        config.no_auth,
+    )?;
+    if !auth.enabled() {
+        tracing::warn!(
+            "authentication is disabled (--no-auth): every client is user `stub`; do not expose this proxy"
+        );
+    }
+    let upstream = forward::Upstream::parse(&config.upstream)?;
+    let hub = Arc::new(Hub::new());
+    let link = link::spawn(
+        hub.clone(),
+        link::LinkConfig {
+            url: upstream.replicate_url(),
+            token: config.upstream_token.clone(),
+        },
+    );
+    let sockets = SocketState::new(hub.clone(), auth.clone());
+    let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
+    let proxy = Arc::new(Proxy {
+        replicas: replicate::Replicas::new(hub.clone(), auth.clone()),
+        hub: hub.clone(),
+        auth,
+        upstream,
+        link,
+        sockets,
+        cache: cache::CacheMetrics::default(),
+        started: std::time::Instant::now(),
+    });
+    {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                every.tick().await;
+                hub.flush();
+            }
+        });
+    }
+    let routes = router(proxy.clone(), &config.prefix).layer(layer);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ProxyError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, routes)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    });
+    tracing::info!(%addr, upstream = %config.upstream, epoch = %proxy.replicas.epoch, "proxy listening (socket.io at {}/socket.io)", config.prefix);
+    Ok(Running {
+        addr,
+        proxy,
+        shutdown,
+        server,
+    })
+}
+
+impl Running {
+    pub async fn stop(self) -> Result<(), ProxyError> {
+        tracing::info!("shutting down");
+        let _ = self.shutdown.send(true);
+        let mut server = self.server;
+        match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(e)) => tracing::warn!("server task: {e}"),
+            Err(_) => {
+                server.abort();
+                tracing::info!("closed the remaining connections");
+            }
+        }
+        tracing::info!("proxy stopped");
+        Ok(())
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: ProxyConfig) -> Result<(), ProxyError> {
+    let running = start(config).await?;
+    let term = async {
+        #[cfg(unix)]
+        {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = term => tracing::info!("terminated"),
+    }
+    running.stop().await
+}
