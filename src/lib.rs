@@ -5,6 +5,8 @@
 //! - [`trace`]: the recorded-trace tools (generator, info, dump);
 //! - [`progress`]: progress display of long operations.
 //! - [`rmf_link`]: commands to RMF (door and lift requests, the task API, alert responses).
+//! - [`store`]: PostgreSQL persistence (batched writer, restore, dump, retention, private
+//!   cluster).
 pub mod api;
 pub mod bench;
 pub mod engine;
@@ -14,4 +16,5 @@ pub mod progress;
 pub mod replay;
 pub mod rmf_link;
 pub mod serve;
+pub mod store;
 pub mod trace;
