@@ -163,7 +163,8 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         &[(String::new(), m.changes.load(Ordering::Relaxed))],
     );
     if let Some(s) = &app.store {
-        let load = |a: &std::sync::atomic::AtomicU64| vec![(String::new(), a.load(Ordering::Relaxed))];
+        let load =
+            |a: &std::sync::atomic::AtomicU64| vec![(String::new(), a.load(Ordering::Relaxed))];
         gauge(
             "rmf_dash_store_up",
             "1 when the last store write succeeded, 0 during an outage.",

@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use serde_json::{Value, json};
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use rmf_dash_dataflows::model::input::Input;
 
@@ -22,7 +22,10 @@ fn payload(text: Option<String>) -> Value {
 }
 
 /// Writes the dump of every table to `out`; returns the number of lines.
-pub async fn dump(client: &tokio_postgres::Client, out: &mut impl Write) -> Result<u64, StoreError> {
+pub async fn dump(
+    client: &tokio_postgres::Client,
+    out: &mut impl Write,
+) -> Result<u64, StoreError> {
     let mut n = 0u64;
     let mut emit = |mut lines: Vec<String>, out: &mut dyn Write| -> Result<(), StoreError> {
         lines.sort();
@@ -79,8 +82,10 @@ pub async fn dump(client: &tokio_postgres::Client, out: &mut impl Write) -> Resu
             .collect(),
         out,
     )?;
-    let rows = q("SELECT task_id, category, status, requester, assigned_fleet, assigned_robot, \
-         request_time_ms, start_time_ms, finish_time_ms, labels, time_ms, state FROM task_state")
+    let rows = q(
+        "SELECT task_id, category, status, requester, assigned_fleet, assigned_robot, \
+         request_time_ms, start_time_ms, finish_time_ms, labels, time_ms, state FROM task_state",
+    )
     .await?;
     emit(
         rows.iter()
@@ -125,8 +130,8 @@ pub async fn dump(client: &tokio_postgres::Client, out: &mut impl Write) -> Resu
             out,
         )?;
     }
-    let rows = q("SELECT id, task_id, time_ms, request, response, response_time_ms FROM alerts")
-        .await?;
+    let rows =
+        q("SELECT id, task_id, time_ms, request, response, response_time_ms FROM alerts").await?;
     emit(
         rows.iter()
             .map(|r| {

@@ -131,9 +131,14 @@ impl LocalPg {
             }
         }
         let mut c = self.command("initdb");
-        c.arg("-D")
-            .arg(&self.pgdata)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]);
+        c.arg("-D").arg(&self.pgdata).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
         if options.unsafe_fast {
             c.arg("--no-sync");
         }

@@ -231,7 +231,10 @@ pub fn replay<W: Write + Send + 'static>(
     let on_batch = emit.map(|w| {
         let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
         Box::new(move |b: &Batch| {
-            if crate::replay::write_jsonl(b, &mut w).and_then(|_| w.flush()).is_err() {
+            if crate::replay::write_jsonl(b, &mut w)
+                .and_then(|_| w.flush())
+                .is_err()
+            {
                 tracing::warn!("writing the emitted output failed");
             }
         }) as Box<dyn FnMut(&Batch) + Send>
@@ -261,7 +264,10 @@ pub fn replay<W: Write + Send + 'static>(
         tick_ms: opts.tick_ms,
     };
     if let Some(c) = horizon {
-        tracing::info!(checkpoint = c, "resuming the recording after the checkpoint");
+        tracing::info!(
+            checkpoint = c,
+            "resuming the recording after the checkpoint"
+        );
     }
     let mut summary = ReplaySummary::default();
     let drove = crate::replay::drive(path, opts, &mut sink, &mut summary);
@@ -272,6 +278,9 @@ pub fn replay<W: Write + Send + 'static>(
         let _ = a.join();
     }
     let _ = runtime.block_on(writer);
-    tracing::info!(messages = summary.messages, "replay of {path} into the store done");
+    tracing::info!(
+        messages = summary.messages,
+        "replay of {path} into the store done"
+    );
     Ok(summary)
 }

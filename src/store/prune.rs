@@ -42,14 +42,20 @@ pub struct Pruned {
 }
 
 /// Applies `retention` now.
-pub async fn prune(client: &tokio_postgres::Client, retention: &Retention) -> Result<Pruned, StoreError> {
+pub async fn prune(
+    client: &tokio_postgres::Client,
+    retention: &Retention,
+) -> Result<Pruned, StoreError> {
     let mut pruned = Pruned::default();
     let Some(now) = super::checkpoint(client).await? else {
         return Ok(pruned);
     };
     let now = now as i64;
     let cutoff = |d: Duration| now - d.as_millis() as i64;
-    for (table, keep) in [("input_log", retention.input_log), ("output_history", retention.history)] {
+    for (table, keep) in [
+        ("input_log", retention.input_log),
+        ("output_history", retention.history),
+    ] {
         let rows = client
             .query(
                 "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
@@ -60,7 +66,10 @@ pub async fn prune(client: &tokio_postgres::Client, retention: &Retention) -> Re
         let prefix = format!("{table}_d");
         for r in rows {
             let name: String = r.get(0);
-            let Some(day) = name.strip_prefix(&prefix).and_then(|d| d.parse::<i64>().ok()) else {
+            let Some(day) = name
+                .strip_prefix(&prefix)
+                .and_then(|d| d.parse::<i64>().ok())
+            else {
                 continue;
             };
             if (day + 1) * PARTITION_MS <= cutoff(keep) {
@@ -79,7 +88,10 @@ pub async fn prune(client: &tokio_postgres::Client, retention: &Retention) -> Re
             .await?;
     }
     pruned.alert_rows = client
-        .execute("DELETE FROM alerts WHERE time_ms < $1", &[&cutoff(retention.alerts)])
+        .execute(
+            "DELETE FROM alerts WHERE time_ms < $1",
+            &[&cutoff(retention.alerts)],
+        )
         .await?;
     pruned.partitions.sort();
     Ok(pruned)

@@ -154,7 +154,11 @@ pub fn task_row(value: &str, time: i64) -> Option<(String, TaskRow)> {
     let labels = v
         .pointer("/booking/labels")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     Some((
         id,
@@ -245,8 +249,7 @@ impl WriteSet {
         }
         for (room, seq) in seqs {
             let value = last.get(&**room).copied().flatten().cloned();
-            self.rooms
-                .insert(room.clone(), (*seq as i64, time, value));
+            self.rooms.insert(room.clone(), (*seq as i64, time, value));
         }
     }
 
@@ -376,7 +379,10 @@ mod tests {
         .expect("a task");
         assert_eq!(id, "t9");
         assert_eq!(row.requester.as_deref(), Some("ann"));
-        assert_eq!((row.request_ms, row.start_ms, row.finish_ms), (Some(10), Some(11), Some(12)));
+        assert_eq!(
+            (row.request_ms, row.start_ms, row.finish_ms),
+            (Some(10), Some(11), Some(12))
+        );
         assert_eq!(row.labels, vec!["a=b".to_string()]);
         assert_eq!(row.fleet.as_deref(), Some("f"));
     }

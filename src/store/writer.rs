@@ -129,8 +129,9 @@ pub fn spawn(
     (StoreHandle { tx, metrics }, task)
 }
 
-type Flight =
-    std::pin::Pin<Box<dyn Future<Output = (Option<Conn>, WriteSet, Result<(), StoreError>)> + Send>>;
+type Flight = std::pin::Pin<
+    Box<dyn Future<Output = (Option<Conn>, WriteSet, Result<(), StoreError>)> + Send>,
+>;
 
 struct Buffer {
     msgs: VecDeque<Msg>,
@@ -342,7 +343,12 @@ fn target(frontier: Time, max_seen: Option<Time>) -> Option<Time> {
 }
 
 /// The memory bound's policy: drop the oldest buffered messages down to 90 % of the bound.
-fn shed(buffer: &mut Buffer, bound: usize, metrics: &StoreMetrics, gaps: &mut Vec<(i64, i64, i64)>) {
+fn shed(
+    buffer: &mut Buffer,
+    bound: usize,
+    metrics: &StoreMetrics,
+    gaps: &mut Vec<(i64, i64, i64)>,
+) {
     let target = bound / 10 * 9;
     let (mut from, mut to, mut rows) = (i64::MAX, i64::MIN, 0i64);
     while buffer.bytes > target {
@@ -358,7 +364,9 @@ fn shed(buffer: &mut Buffer, bound: usize, metrics: &StoreMetrics, gaps: &mut Ve
         rows += m.rows() as i64;
     }
     if rows > 0 {
-        metrics.dropped_rows.fetch_add(rows as u64, Ordering::Relaxed);
+        metrics
+            .dropped_rows
+            .fetch_add(rows as u64, Ordering::Relaxed);
         tracing::error!(
             rows,
             from_ms = from,
@@ -444,14 +452,34 @@ pub async fn write_set(
     }
     let tx = client.transaction().await?;
     let mut created = Vec::new();
-    partitions(&tx, known, "input_log", set.inputs.iter().map(|r| r.time), &mut created).await?;
-    partitions(&tx, known, "output_history", set.history.iter().map(|r| r.0), &mut created)
-        .await?;
+    partitions(
+        &tx,
+        known,
+        "input_log",
+        set.inputs.iter().map(|r| r.time),
+        &mut created,
+    )
+    .await?;
+    partitions(
+        &tx,
+        known,
+        "output_history",
+        set.history.iter().map(|r| r.0),
+        &mut created,
+    )
+    .await?;
     if !set.inputs.is_empty() {
         let sink = tx.copy_in(COPY_INPUTS).await?;
         let w = BinaryCopyInWriter::new(
             sink,
-            &[Type::INT8, Type::INT4, Type::INT4, Type::TEXT, Type::TEXT, Type::BYTEA],
+            &[
+                Type::INT8,
+                Type::INT4,
+                Type::INT4,
+                Type::TEXT,
+                Type::TEXT,
+                Type::BYTEA,
+            ],
         );
         pin_mut!(w);
         for r in &set.inputs {
