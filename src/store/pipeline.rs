@@ -198,9 +198,9 @@ pub fn spawn_applier(
                     let next = runtime.block_on(async {
                         tokio::time::timeout(Duration::from_millis(20), outputs.recv()).await
                     });
-                    match next {
-                        Ok(Some(b)) => applier.handle(b),
-                        Ok(None) | Err(_) => {}
+                    // A closed channel is seen by `try_recv` at the top; a timeout only loops.
+                    if let Ok(Some(b)) = next {
+                        applier.handle(b);
                     }
                 }
             }
