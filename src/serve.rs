@@ -123,17 +123,28 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         None => None,
     };
     let mut feeder = Feeder::new(engine, config.tick_ms, config.replay.is_some());
-    let (store_metrics, writer) = match restoring {
-        Some(r) => {
-            r.feed(feeder.engine()).await?;
+    let mut writer = None;
+    // The engine's state is rebuilt on the feeder thread while the server already serves the
+    // restored sticky values; new inputs queue until it is done.
+    let (store_metrics, prelude) = match restoring {
+        Some(mut r) => {
             feeder.set_input_log(crate::store::pipeline::input_log(r.store.clone()));
-            (Some(r.store.metrics.clone()), Some(r.writer))
+            let metrics = r.store.metrics.clone();
+            writer = r.take_writer();
+            (
+                Some(metrics),
+                Some(r.prelude(tokio::runtime::Handle::current())),
+            )
         }
         None => (None, None),
     };
     let map_images = feeder.images.clone();
-    let (feed, feed_metrics, feeder_thread) =
-        feed::spawn(feeder, 65_536, Duration::from_millis(config.tick_ms.max(1)))?;
+    let (feed, feed_metrics, feeder_thread) = feed::spawn_after(
+        feeder,
+        65_536,
+        Duration::from_millis(config.tick_ms.max(1)),
+        prelude,
+    )?;
     let sockets = SocketState::new(hub.clone(), auth.clone());
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
     let app = Arc::new(App {

@@ -373,6 +373,18 @@ impl Server {
         }
     }
 
+    /// Waits until everything up to `t` is stored.
+    fn wait_checkpoint(&self, t: u64) {
+        let start = Instant::now();
+        while self.health().1["store"]["checkpoint_ms"].as_u64() < Some(t) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "checkpoint {t} not reached"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGTERM, then waits for the exit (the writer writes what is left first).
     fn stop(mut self) {
         // SAFETY: a signal to our own child process.
@@ -425,12 +437,12 @@ fn serve_killed_mid_replay_restores_exactly() {
     let (code, h) = second.health();
     assert_eq!(code, 200, "{h}");
     assert!(h["store"]["checkpoint_ms"].as_u64() >= Some(stored), "{h}");
-    second.wait_log("replay finished", Duration::from_secs(60));
-    let log = second.log();
-    assert!(
-        log.contains("dataflow state rebuilt from the input log"),
-        "{log}"
+    second.wait_log(
+        "dataflow state rebuilt from the input log",
+        Duration::from_secs(60),
     );
+    second.wait_log("replay finished", Duration::from_secs(60));
+    second.wait_checkpoint(final_time);
     second.stop();
     assert_eq!(c.dump(), expected);
 }
@@ -465,6 +477,7 @@ fn outage_is_reported_and_nothing_is_lost() {
     c.pg.start_server().expect("start PostgreSQL");
     server.wait_log("replay finished", Duration::from_secs(60));
     server.wait_log("store reachable again", Duration::from_secs(30));
+    server.wait_checkpoint(checkpoint_of(expected));
     let (code, h) = server.health();
     assert_eq!(code, 200, "{h}");
     assert_eq!(h["store"]["dropped_rows"], 0);

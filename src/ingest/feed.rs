@@ -287,12 +287,33 @@ pub fn spawn(
     Arc<FeedMetrics>,
     std::thread::JoinHandle<Result<Time, EngineError>>,
 )> {
+    spawn_after(feeder, capacity, tick, None)
+}
+
+/// Work the feeder thread does before taking any item (producers queue meanwhile).
+pub type Prelude = Box<dyn FnOnce(&Feeder) -> Result<(), EngineError> + Send>;
+
+/// [`spawn`], running `first` on the feeder thread before the first item: the store's restore
+/// feeds the engine there while the server already answers and producers already queue.
+pub fn spawn_after(
+    feeder: Feeder,
+    capacity: usize,
+    tick: Duration,
+    first: Option<Prelude>,
+) -> std::io::Result<(
+    FeedHandle,
+    Arc<FeedMetrics>,
+    std::thread::JoinHandle<Result<Time, EngineError>>,
+)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(capacity.max(1));
     let metrics = feeder.metrics.clone();
     let thread = std::thread::Builder::new()
         .name("rmf-dash-feeder".into())
         .spawn(move || {
             let mut feeder = feeder;
+            if let Some(first) = first {
+                first(&feeder)?;
+            }
             let mut last_tick = std::time::Instant::now();
             loop {
                 // Wait for an item, at most until the next tick.

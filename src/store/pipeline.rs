@@ -55,7 +55,7 @@ pub struct Restoring {
     client: tokio_postgres::Client,
     pub checkpoint: Option<Time>,
     pub store: StoreHandle,
-    pub writer: tokio::task::JoinHandle<()>,
+    writer: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Opens the store, seeds `hub` with the stored rooms and starts the writer (call inside a
@@ -76,11 +76,27 @@ pub async fn restore_start(config: WriterConfig, hub: &Hub) -> Result<Restoring,
         client,
         checkpoint,
         store,
-        writer,
+        writer: Some(writer),
     })
 }
 
 impl Restoring {
+    /// The writer task (taken once): it ends after every [`StoreHandle`] is dropped.
+    pub fn take_writer(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.writer.take()
+    }
+
+    /// The rebuild of the engine's state as feeder work (run on the feeder thread, before any
+    /// new input): feeds the stored input log up to the checkpoint. A failure stops the feed.
+    pub fn prelude(self, runtime: tokio::runtime::Handle) -> crate::ingest::feed::Prelude {
+        Box::new(move |feeder: &Feeder| {
+            runtime.block_on(self.feed(feeder.engine())).map_err(|e| {
+                tracing::error!("restoring the dataflow state failed: {e}");
+                EngineError::Stopped
+            })
+        })
+    }
+
     /// Feeds the stored input log up to the checkpoint to `engine`.
     pub async fn feed(&self, engine: &Engine) -> Result<(), StoreError> {
         let Some(c) = self.checkpoint else {
@@ -277,7 +293,9 @@ pub fn replay<W: Write + Send + 'static>(
     if let Some(a) = applier {
         let _ = a.join();
     }
-    let _ = runtime.block_on(writer);
+    if let Some(w) = writer {
+        let _ = runtime.block_on(w);
+    }
     tracing::info!(
         messages = summary.messages,
         "replay of {path} into the store done"
