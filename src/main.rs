@@ -218,7 +218,7 @@ struct BenchArgs {
     /// Where to generate the trace (default: a temporary directory).
     #[arg(long)]
     workdir: Option<std::path::PathBuf>,
-    /// Only these sections: decode, engine, latency (comma separated).
+    /// Only these sections: decode, engine, latency, store (comma separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }

@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod memory;
 pub mod naive;
+pub mod store;
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub enum BenchError {
     Bag(#[from] BagError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -79,7 +82,7 @@ pub struct BenchOptions {
     /// Smoke run: a small site, short trace, few repetitions.
     pub quick: bool,
     pub tick_ms: u64,
-    /// Only these sections (`decode`, `engine`, `latency`); all when empty.
+    /// Only these sections (`decode`, `engine`, `latency`, `store`); all when empty.
     pub only: Vec<String>,
 }
 
@@ -425,6 +428,9 @@ pub fn run(opts: &BenchOptions, workdir: &std::path::Path) -> Result<Report, Ben
     }
     if opts.wants("engine") || opts.wants("latency") {
         engine_figures(&path_s, opts, &mut facts, &mut figures)?;
+    }
+    if opts.wants("store") {
+        store::store_figures(&path_s, workdir, &mut figures)?;
     }
     Ok(Report {
         machine: machine(),
