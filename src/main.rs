@@ -553,6 +553,12 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
             opts.engine.cluster.is_none(),
             "a replay into the store runs on one process: pass --no-db with --hosts"
         );
+        // Before starting a private PostgreSQL for nothing.
+        anyhow::ensure!(
+            std::path::Path::new(&args.file).exists(),
+            "{}: no such file or directory",
+            args.file
+        );
         let (local, url) = store_url(false, args.database_url.clone(), &args.store.data_dir)?;
         let url = url.context("no store")?;
         let summary =
