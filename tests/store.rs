@@ -309,6 +309,10 @@ impl Drop for Server {
 }
 
 fn serve(url: &str, speed: &str, log: &Path) -> Server {
+    serve_with(url, speed, log, &[])
+}
+
+fn serve_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Server {
     let port = free_port();
     let child = bin()
         .args([
@@ -325,6 +329,7 @@ fn serve(url: &str, speed: &str, log: &Path) -> Server {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(recording())
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
@@ -483,6 +488,55 @@ fn outage_is_reported_and_nothing_is_lost() {
     assert_eq!(h["store"]["dropped_rows"], 0);
     server.stop();
     assert_eq!(c.dump(), expected);
+}
+
+#[test]
+fn memory_bound_drops_the_oldest_rows_and_records_the_gap() {
+    let c = cluster();
+    let logs = tempfile::tempdir().expect("temp dir");
+    let server = serve_with(
+        c.url(),
+        "40",
+        &logs.path().join("serve.log"),
+        &["--store-buffer-mb", "1"],
+    );
+    let start = Instant::now();
+    while server.health().1["store"]["checkpoint_ms"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.pg.stop_server().expect("stop PostgreSQL");
+    let down = Instant::now();
+    let mut dropped = 0;
+    while dropped == 0 {
+        assert!(down.elapsed() < Duration::from_secs(30), "nothing dropped");
+        let (_, h) = server.health();
+        dropped = h["store"]["dropped_rows"].as_u64().unwrap_or(0);
+        assert!(
+            h["store"]["buffered_bytes"].as_u64() <= Some(1 << 20),
+            "{h}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.wait_log("replay finished", Duration::from_secs(60));
+    c.pg.start_server().expect("start PostgreSQL");
+    server.wait_log("store reachable again", Duration::from_secs(30));
+    let (_, h) = server.health();
+    let dropped = h["store"]["dropped_rows"].as_u64().expect("dropped rows");
+    let log = server.log();
+    server.stop();
+    assert!(log.contains("store buffer over its memory bound"), "{log}");
+    let gaps: i64 = c.sql(async |db| {
+        db.query_one("SELECT coalesce(sum(rows), 0)::int8 FROM store_gaps", &[])
+            .await
+            .expect("gaps")
+            .get(0)
+    });
+    assert_eq!(gaps as u64, dropped);
 }
 
 #[test]
