@@ -119,7 +119,13 @@ pub fn store_figures(
         // The writer, fed from another thread as fast as the channel takes it.
         let wurl = fresh_database(&admin, &url, "bench_writer").await?;
         let client = connect(&wurl).await?;
-        let (handle, task) = writer::spawn(WriterConfig::new(wurl.clone()), client, None);
+        // Everything arrives at once here (not at the engine's pace): no memory bound, so that
+        // every row is written.
+        let config = WriterConfig {
+            max_buffer_bytes: usize::MAX / 2,
+            ..WriterConfig::new(wurl.clone())
+        };
+        let (handle, task) = writer::spawn(config, client, None);
         let metrics = handle.metrics.clone();
         let start = Instant::now();
         let feeder = std::thread::spawn(move || {
@@ -134,6 +140,10 @@ pub fn store_figures(
         let writer_time = start.elapsed();
         let _ = feeder.join();
         let rows = metrics.rows_written.load(std::sync::atomic::Ordering::Relaxed);
+        let dropped = metrics.dropped_rows.load(std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::error!(dropped, "the store bench dropped rows: its figure is not valid");
+        }
         // Raw binary COPY of the same append-only rows, one transaction.
         let curl = fresh_database(&admin, &url, "bench_copy").await?;
         let mut client = connect(&curl).await?;
