@@ -350,20 +350,26 @@ fn serve_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Server {
 }
 
 impl Server {
-    /// `GET /health`: (status code, body).
-    fn health(&self) -> (u16, Value) {
+    /// `GET path`: (status code, body).
+    fn get(&self, path: &str) -> (u16, String) {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
         write!(
             s,
-            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
         .expect("send");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read");
         let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
         let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-        (code, serde_json::from_str(body).unwrap_or(Value::Null))
+        (code, body.to_string())
+    }
+
+    /// `GET /health`: (status code, body).
+    fn health(&self) -> (u16, Value) {
+        let (code, body) = self.get("/health");
+        (code, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
     fn log(&self) -> String {
@@ -470,13 +476,17 @@ fn outage_is_reported_and_nothing_is_lost() {
     c.pg.stop_server().expect("stop PostgreSQL");
     let down = Instant::now();
     let mut reported = None;
+    let mut metrics_down = false;
     while down.elapsed() < Duration::from_secs(8) {
         let (code, h) = server.health();
         if code == 503 && h["store"]["status"] == "unreachable" {
             reported = Some(h);
+            let metrics = server.get("/metrics").1;
+            metrics_down |= metrics.lines().any(|l| l == "rmf_dash_store_up 0");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert!(metrics_down, "/metrics reported the outage");
     let reported = reported.expect("/health reported the outage");
     assert_eq!(reported["status"], "unavailable");
     c.pg.start_server().expect("start PostgreSQL");
@@ -486,6 +496,17 @@ fn outage_is_reported_and_nothing_is_lost() {
     let (code, h) = server.health();
     assert_eq!(code, 200, "{h}");
     assert_eq!(h["store"]["dropped_rows"], 0);
+    let metrics = server.get("/metrics").1;
+    assert!(
+        metrics.lines().any(|l| l == "rmf_dash_store_up 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("rmf_dash_store_failures_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
     server.stop();
     assert_eq!(c.dump(), expected);
 }
