@@ -244,6 +244,62 @@ fn replay_writes_exactly_the_engine_output() {
 }
 
 #[test]
+fn replay_killed_mid_way_resumes_from_the_checkpoint() {
+    let c = cluster();
+    let mut first = bin()
+        .args(["replay", "--speed", "40", "--database-url", c.url()])
+        .arg(recording())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("replay");
+    let start = Instant::now();
+    let stored = loop {
+        let stored = c.sql(async |db| {
+            let exists: bool = db
+                .query_one("SELECT to_regclass('checkpoint') IS NOT NULL", &[])
+                .await
+                .expect("query")
+                .get(0);
+            match exists {
+                true => rmf_dash::store::checkpoint(db).await.expect("checkpoint"),
+                false => None,
+            }
+        });
+        if let Some(t) = stored
+            && start.elapsed() > Duration::from_secs(2)
+        {
+            break t;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing stored");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    first.kill().expect("SIGKILL");
+    first.wait().expect("wait");
+    let (ok, emitted, err) = replay(&c);
+    assert!(ok, "{err}");
+    let checkpoint: u64 = err
+        .lines()
+        .find_map(|l| {
+            l.contains("resuming the recording after the checkpoint")
+                .then(|| l.rsplit("checkpoint=").next()?.trim().parse().ok())?
+        })
+        .expect("resumed after a checkpoint");
+    assert!(checkpoint >= stored && checkpoint < checkpoint_of(reference_dump()));
+    // The output after the restart point is the uninterrupted run's.
+    let after: String = reference()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["time"].as_u64() > Some(checkpoint)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!after.is_empty());
+    assert_eq!(emitted, after);
+    assert_eq!(c.dump(), reference_dump());
+}
+
+#[test]
 fn malformed_stored_rows_are_skipped_at_restore() {
     let c = cluster();
     let (ok, _, err) = replay(&c);
