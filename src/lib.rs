@@ -6,6 +6,8 @@
 //! - [`progress`]: progress display of long operations.
 //! - [`rmf_link`]: commands to RMF (door and lift requests, the task API, alert responses).
 //! - [`view`]: the built-in live view of the site (a page served at `/`).
+//! - [`store`]: PostgreSQL persistence (batched writer, restore, dump, retention, private
+//!   cluster).
 pub mod api;
 pub mod bench;
 pub mod engine;
@@ -16,5 +18,6 @@ pub mod proxy;
 pub mod replay;
 pub mod rmf_link;
 pub mod serve;
+pub mod store;
 pub mod trace;
 pub mod view;

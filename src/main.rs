@@ -35,9 +35,10 @@ enum Command {
     Bench(BenchArgs),
     /// Run the server: REST, socket.io, the fleet-adapter websocket, fed by RMF or a recording.
     Serve(ServeArgs),
-    /// Run a proxy: serves the rooms (socket.io) of an upstream main process or proxy to more
-    /// clients and forwards REST requests to it.
     Proxy(ProxyArgs),
+    /// The PostgreSQL store: dump, prune.
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 #[derive(Args)]
@@ -69,6 +70,89 @@ struct ProxyArgs {
     /// No authentication (local demos only: a warning is logged).
     #[arg(long, env = "RMF_DASH_NO_AUTH")]
     no_auth: bool,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Everything stored, as canonical JSON lines (sorted, without write timestamps).
+    Dump(StoreTarget),
+    /// Applies retention now (per table, relative to the store's checkpoint).
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+struct StoreTarget {
+    /// PostgreSQL URL of the store (default: the private PostgreSQL of --data-dir).
+    #[arg(long, env = "RMF_DASH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Data directory of the private PostgreSQL.
+    #[arg(long, default_value = "rmf-dash-data", env = "RMF_DASH_DATA_DIR")]
+    data_dir: std::path::PathBuf,
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    target: StoreTarget,
+    /// Keep this much of the input log (whole days are dropped).
+    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+    input_log_retention: std::time::Duration,
+    /// Keep this much output history (whole days are dropped).
+    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+    history_retention: std::time::Duration,
+    /// Keep this much of the task and fleet logs.
+    #[arg(long, default_value = "30days", value_parser = humantime::parse_duration)]
+    logs_retention: std::time::Duration,
+    /// Keep this much of the alerts.
+    #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
+    alerts_retention: std::time::Duration,
+}
+
+/// Store options of `serve` and `replay`.
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Data directory of the private PostgreSQL run when no --database-url is given.
+    #[arg(long, default_value = "rmf-dash-data", env = "RMF_DASH_DATA_DIR")]
+    data_dir: std::path::PathBuf,
+    /// Write to the store at least every N ms.
+    #[arg(long, default_value_t = 200, env = "RMF_DASH_FLUSH_MS")]
+    flush_ms: u64,
+    /// Write to the store as soon as this many rows wait.
+    #[arg(long, default_value_t = 50_000, env = "RMF_DASH_FLUSH_ROWS")]
+    flush_rows: usize,
+    /// Memory bound (MiB) of the rows held while the database is slow or away; beyond it the
+    /// oldest are dropped (logged, counted, recorded in store_gaps).
+    #[arg(long, default_value_t = 256, env = "RMF_DASH_STORE_BUFFER_MB")]
+    store_buffer_mb: usize,
+}
+
+impl StoreArgs {
+    fn writer(&self, url: String) -> rmf_dash::store::WriterConfig {
+        rmf_dash::store::WriterConfig {
+            flush_ms: self.flush_ms.max(1),
+            flush_rows: self.flush_rows.max(1),
+            max_buffer_bytes: self.store_buffer_mb.max(1) << 20,
+            ..rmf_dash::store::WriterConfig::new(url)
+        }
+    }
+}
+
+/// The store to use: none (`--no-db`), the given URL, or the private PostgreSQL of `data_dir`
+/// (started here, stopped when the returned guard is dropped).
+fn store_url(
+    no_db: bool,
+    url: Option<String>,
+    data_dir: &std::path::Path,
+) -> Result<(Option<rmf_dash::store::LocalPg>, Option<String>)> {
+    if no_db {
+        return Ok((None, None));
+    }
+    if let Some(url) = url {
+        return Ok((None, Some(url)));
+    }
+    let pg = rmf_dash::store::LocalPg::start(data_dir, Default::default())?;
+    let url = pg.url().to_string();
+    Ok((Some(pg), Some(url)))
 }
 
 #[derive(Args)]
@@ -143,6 +227,8 @@ struct ServeArgs {
     )]
     internal_burst: u32,
     #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
     release: ReleaseArgs,
@@ -164,7 +250,7 @@ struct BenchArgs {
     /// Where to generate the trace (default: a temporary directory).
     #[arg(long)]
     workdir: Option<std::path::PathBuf>,
-    /// Only these sections: decode, engine, latency, ingest, fanout (comma separated).
+    /// Only these sections: decode, engine, latency, ingest, fanout, store (comma separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// socket.io clients of the fan-out section (100 with --quick).
@@ -176,9 +262,15 @@ struct BenchArgs {
 struct ReplayArgs {
     /// An .mcap file, a .db3 file, or a rosbag2 folder.
     file: String,
-    /// Run without persistence (required until the store exists).
-    #[arg(long)]
+    /// Run without persistence.
+    #[arg(long, conflicts_with = "database_url")]
     no_db: bool,
+    /// PostgreSQL URL of the store (default: a private PostgreSQL in --data-dir). A store that
+    /// already holds part of this recording resumes after its checkpoint.
+    #[arg(long, env = "RMF_DASH_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print every output change: `jsonl` = {"time","room","diff","value"} per line.
     #[arg(long, value_parser = ["jsonl"])]
     emit: Option<String>,
@@ -326,7 +418,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Bench(b)) => run_bench(b),
         Some(Command::Serve(s)) => run_serve(s),
         Some(Command::Proxy(p)) => run_proxy(p),
+        Some(Command::Store(s)) => run_store(s),
     }
+}
+
+fn run_store(cmd: StoreCommand) -> Result<ExitCode> {
+    let target = match &cmd {
+        StoreCommand::Dump(t) => t,
+        StoreCommand::Prune(p) => &p.target,
+    };
+    let (_local, url) = store_url(false, target.database_url.clone(), &target.data_dir)?;
+    let url = url.context("no store")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (client, _) = rmf_dash::store::pipeline::open(&url).await?;
+        match &cmd {
+            StoreCommand::Dump(_) => {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+                rmf_dash::store::dump::dump(&client, &mut out).await?;
+                out.flush()?;
+            }
+            StoreCommand::Prune(p) => {
+                let retention = rmf_dash::store::prune::Retention {
+                    input_log: p.input_log_retention,
+                    history: p.history_retention,
+                    logs: p.logs_retention,
+                    alerts: p.alerts_retention,
+                };
+                let pruned = rmf_dash::store::prune::prune(&client, &retention).await?;
+                println!(
+                    "dropped {} partitions ({}), {} log rows, {} alerts",
+                    pruned.partitions.len(),
+                    pruned.partitions.join(", "),
+                    pruned.log_rows,
+                    pruned.alert_rows
+                );
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The demo's recording: a hotel with every scenario, an hour long.
@@ -415,12 +550,10 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
 /// Runs the server; `demo` prints where its live view is once it listens.
 fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
     anyhow::ensure!(
-        args.database_url.is_none(),
-        "the PostgreSQL store is not available yet: run without --database-url (or with --no-db)"
+        !(args.no_db && args.database_url.is_some()),
+        "--no-db and --database-url exclude each other"
     );
-    if !args.no_db {
-        tracing::warn!("running without persistence: the PostgreSQL store is not available yet");
-    }
+    let (local, url) = store_url(args.no_db, args.database_url.clone(), &args.store.data_dir)?;
     let prefix = args.prefix.trim_end_matches('/').to_string();
     anyhow::ensure!(
         prefix.is_empty() || prefix.starts_with('/'),
@@ -447,6 +580,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
             rate: args.internal_rate,
             burst: args.internal_burst,
         },
+        store: url.map(|u| args.store.writer(u)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -456,12 +590,16 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
     } else {
         config.prefix.clone()
     };
-    runtime.block_on(rmf_dash::serve::run_announced(config, |addr| {
+    let result = runtime.block_on(rmf_dash::serve::run_announced(config, |addr| {
         tracing::info!("live view at http://{addr}{view}");
         if demo {
             println!("\nrmf-dash demo site is running: open http://{addr}{view}\n");
         }
-    }))?;
+    }));
+    drop(runtime);
+    // The private PostgreSQL stops after the server (and its writer) have.
+    drop(local);
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -513,10 +651,6 @@ fn stdout_for_data() -> Result<std::os::fd::OwnedFd> {
 }
 
 fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
-    anyhow::ensure!(
-        args.no_db,
-        "the PostgreSQL store is not available yet: pass --no-db"
-    );
     let opts = rmf_dash::replay::ReplayOptions {
         pacing: args.speed,
         policy: args.release.policy(),
@@ -532,7 +666,26 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         Some(_) => Some(Box::new(std::io::stdout()) as Box<dyn Write + Send>),
         None => None,
     };
-    let summary = rmf_dash::replay::run(&args.file, &opts, emit)?;
+    let summary = if args.no_db {
+        rmf_dash::replay::run(&args.file, &opts, emit)?
+    } else {
+        anyhow::ensure!(
+            opts.engine.cluster.is_none(),
+            "a replay into the store runs on one process: pass --no-db with --hosts"
+        );
+        // Before starting a private PostgreSQL for nothing.
+        anyhow::ensure!(
+            std::path::Path::new(&args.file).exists(),
+            "{}: no such file or directory",
+            args.file
+        );
+        let (local, url) = store_url(false, args.database_url.clone(), &args.store.data_dir)?;
+        let url = url.context("no store")?;
+        let summary =
+            rmf_dash::store::pipeline::replay(&args.file, &opts, args.store.writer(url), emit);
+        drop(local);
+        summary?
+    };
     if summary.dropped > 0 || summary.invalid > 0 {
         tracing::warn!(
             dropped = summary.dropped,

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -32,6 +32,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -60,6 +62,8 @@ pub struct ServeConfig {
     pub internal_token: Option<String>,
     /// Bounds of `/_internal` connections (frame size, rate limit).
     pub internal: crate::ingest::internal::InternalConfig,
+    /// The PostgreSQL store (`None`: no persistence).
+    pub store: Option<crate::store::WriterConfig>,
 }
 
 impl ServeConfig {
@@ -86,6 +90,7 @@ impl ServeConfig {
                 rate: 0,
                 ..Default::default()
             },
+            store: None,
         }
     }
 }
@@ -98,6 +103,8 @@ pub struct Running {
     server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
     feeder: std::thread::JoinHandle<Result<u64, EngineError>>,
     replay: Option<std::thread::JoinHandle<()>>,
+    applier: Option<std::thread::JoinHandle<()>>,
+    writer: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts every part and returns once the server listens.
@@ -119,23 +126,54 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let delivered = engine.delivered.clone();
     let hub = Arc::new(Hub::new());
     let engine_running = Arc::new(AtomicBool::new(true));
-    if let Some(mut outputs) = engine.take_outputs() {
-        let hub = hub.clone();
-        let running = engine_running.clone();
-        std::thread::Builder::new()
-            .name("rmf-dash-hub".into())
-            .spawn(move || {
-                while let Some(batch) = outputs.blocking_recv() {
-                    hub.apply(&batch);
-                }
-                running.store(false, Ordering::Relaxed);
-                tracing::info!("engine output ended");
-            })?;
-    }
-    let feeder = Feeder::new(engine, config.tick_ms, config.replay.is_some());
+    // With a store: the hub is seeded from it before anything else, and the engine's state is
+    // rebuilt from its input log (see `store::pipeline`).
+    let restoring = match &config.store {
+        Some(c) => Some(crate::store::pipeline::restore_start(c.clone(), &hub).await?),
+        None => {
+            tracing::warn!("running without persistence (--no-db)");
+            None
+        }
+    };
+    let horizon = restoring.as_ref().and_then(|r| r.checkpoint);
+    let applier = match engine.take_outputs() {
+        Some(outputs) => Some(crate::store::pipeline::spawn_applier(
+            outputs,
+            crate::store::pipeline::Applier {
+                hub: hub.clone(),
+                store: restoring.as_ref().map(|r| r.store.clone()),
+                delivered: delivered.clone(),
+                horizon,
+                on_batch: None,
+                running: Some(engine_running.clone()),
+            },
+            tokio::runtime::Handle::current(),
+        )?),
+        None => None,
+    };
+    let mut feeder = Feeder::new(engine, config.tick_ms, config.replay.is_some());
+    let mut writer = None;
+    // The engine's state is rebuilt on the feeder thread while the server already serves the
+    // restored sticky values; new inputs queue until it is done.
+    let (store_metrics, prelude) = match restoring {
+        Some(mut r) => {
+            feeder.set_input_log(crate::store::pipeline::input_log(r.store.clone()));
+            let metrics = r.store.metrics.clone();
+            writer = r.take_writer();
+            (
+                Some(metrics),
+                Some(r.prelude(tokio::runtime::Handle::current())),
+            )
+        }
+        None => (None, None),
+    };
     let map_images = feeder.images.clone();
-    let (feed, feed_metrics, feeder_thread) =
-        feed::spawn(feeder, 65_536, Duration::from_millis(config.tick_ms.max(1)))?;
+    let (feed, feed_metrics, feeder_thread) = feed::spawn_after(
+        feeder,
+        65_536,
+        Duration::from_millis(config.tick_ms.max(1)),
+        prelude,
+    )?;
     let sockets = SocketState::new(hub.clone(), auth.clone());
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
     let app = Arc::new(App {
@@ -152,7 +190,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         started: std::time::Instant::now(),
         delivered,
         engine_running,
-        store: None,
+        store: store_metrics,
         internal_token: config.internal_token.clone(),
         internal: crate::ingest::internal::Internal::new(config.internal.clone()),
         map_images,
@@ -194,7 +232,11 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
                 tick_ms: config.tick_ms,
                 engine: config.engine.clone(),
             };
-            let mut sink = feed.clone();
+            let mut sink = crate::replay::Resume {
+                inner: feed.clone(),
+                after: horizon,
+                tick_ms: config.tick_ms,
+            };
             Some(
                 std::thread::Builder::new()
                     .name("rmf-dash-replay".into())
@@ -223,6 +265,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         server,
         feeder: feeder_thread,
         replay,
+        applier,
+        writer,
     })
 }
 
@@ -256,6 +300,13 @@ impl Running {
             Ok(Ok(t)) => tracing::info!(logical_time = t, "engine stopped"),
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => tracing::error!("the feeder thread panicked"),
+        }
+        // The engine has ended: the applier sends the last batches, then the writer writes them.
+        if let Some(a) = self.applier {
+            let _ = tokio::task::spawn_blocking(move || a.join()).await;
+        }
+        if let Some(w) = self.writer {
+            let _ = w.await;
         }
         Ok(())
     }

@@ -37,8 +37,8 @@ pub struct App {
     pub delivered: Arc<std::sync::atomic::AtomicU64>,
     /// Whether the engine still runs.
     pub engine_running: Arc<std::sync::atomic::AtomicBool>,
-    /// `None` when running without a database.
-    pub store: Option<String>,
+    /// The store writer's state; `None` when running without a database.
+    pub store: Option<Arc<crate::store::StoreMetrics>>,
     /// Token `/_internal` clients must give, if any.
     pub internal_token: Option<String>,
     /// `/_internal` bounds and counters.

@@ -18,8 +18,12 @@ pub async fn health(State(app): State<AppState>) -> impl IntoResponse {
     let engine = app.engine_running.load(Ordering::Relaxed);
     let fed = app.feed_metrics.time.load(Ordering::Relaxed);
     let delivered = app.delivered.load(Ordering::Relaxed);
+    let store_up = app
+        .store
+        .as_ref()
+        .is_none_or(|s| s.up.load(Ordering::Relaxed));
     let body = json!({
-        "status": if engine { "ok" } else { "unavailable" },
+        "status": if engine && store_up { "ok" } else { "unavailable" },
         "role": "active",
         "engine": {
             "running": engine,
@@ -27,10 +31,18 @@ pub async fn health(State(app): State<AppState>) -> impl IntoResponse {
             "output_frontier_ms": delivered,
             "lag_ms": fed.saturating_sub(delivered),
         },
-        "store": match &app.store { None => json!("disabled"), Some(s) => json!(s) },
+        "store": match &app.store {
+            None => json!("disabled"),
+            Some(s) => json!({
+                "status": if store_up { "ok" } else { "unreachable" },
+                "checkpoint_ms": s.checkpoint.load(Ordering::Relaxed),
+                "buffered_bytes": s.buffered_bytes.load(Ordering::Relaxed),
+                "dropped_rows": s.dropped_rows.load(Ordering::Relaxed),
+            }),
+        },
         "uptime_s": app.started.elapsed().as_secs(),
     });
-    let status = if engine {
+    let status = if engine && store_up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -150,6 +162,64 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         "counter",
         &[(String::new(), m.changes.load(Ordering::Relaxed))],
     );
+    if let Some(s) = &app.store {
+        let load =
+            |a: &std::sync::atomic::AtomicU64| vec![(String::new(), a.load(Ordering::Relaxed))];
+        gauge(
+            "rmf_dash_store_up",
+            "1 when the last store write succeeded, 0 during an outage.",
+            "gauge",
+            &[(String::new(), u64::from(s.up.load(Ordering::Relaxed)))],
+        );
+        gauge(
+            "rmf_dash_store_checkpoint_ms",
+            "Logical time everything is stored up to.",
+            "gauge",
+            &load(&s.checkpoint),
+        );
+        gauge(
+            "rmf_dash_store_rows_written_total",
+            "Rows written to the store.",
+            "counter",
+            &load(&s.rows_written),
+        );
+        gauge(
+            "rmf_dash_store_transactions_total",
+            "Store transactions committed.",
+            "counter",
+            &load(&s.transactions),
+        );
+        gauge(
+            "rmf_dash_store_transaction_micros_total",
+            "Time spent in committed store transactions (µs).",
+            "counter",
+            &load(&s.tx_micros_total),
+        );
+        gauge(
+            "rmf_dash_store_last_transaction_micros",
+            "Duration of the last committed store transaction (µs).",
+            "gauge",
+            &load(&s.tx_micros_last),
+        );
+        gauge(
+            "rmf_dash_store_buffered_bytes",
+            "Memory held for rows not yet written.",
+            "gauge",
+            &load(&s.buffered_bytes),
+        );
+        gauge(
+            "rmf_dash_store_failures_total",
+            "Failed store transactions (each retried).",
+            "counter",
+            &load(&s.failures),
+        );
+        gauge(
+            "rmf_dash_store_dropped_rows_total",
+            "Rows dropped by the store's memory bound (recorded in store_gaps).",
+            "counter",
+            &load(&s.dropped_rows),
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod live;
 pub mod memory;
 pub mod naive;
+pub mod store;
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,8 @@ pub enum BenchError {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Serve(#[from] crate::serve::ServeError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -85,7 +88,8 @@ pub struct BenchOptions {
     /// Smoke run: a small site, short trace, few repetitions.
     pub quick: bool,
     pub tick_ms: u64,
-    /// Only these sections (`decode`, `engine`, `latency`, `ingest`, `fanout`); all when empty.
+    /// Only these sections (`decode`, `engine`, `latency`, `ingest`, `fanout`, `store`); all
+    /// when empty.
     pub only: Vec<String>,
     /// socket.io clients of the fan-out section.
     pub clients: usize,
@@ -444,6 +448,9 @@ pub fn run(opts: &BenchOptions, workdir: &std::path::Path) -> Result<Report, Ben
             (opts.clients, duration_ms / 1000)
         };
         live::fanout(&path_s, clients, 10, seconds, &mut figures)?;
+    }
+    if opts.wants("store") {
+        store::store_figures(&path_s, workdir, &mut figures)?;
     }
     Ok(Report {
         machine: machine(),

@@ -187,6 +187,13 @@ impl Hub {
 
     /// Applies one complete-time batch of the engine and delivers every change.
     pub fn apply(&self, batch: &Batch) {
+        self.apply_with_seqs(batch);
+    }
+
+    /// [`Hub::apply`], returning the new sequence number of every room the batch touched (the
+    /// store keeps them, so that sequence numbers keep growing across restarts).
+    pub fn apply_with_seqs(&self, batch: &Batch) -> Vec<(Arc<str>, u64)> {
+        let mut seqs: Vec<(Arc<str>, u64)> = Vec::new();
         let sent_ms = now_ms();
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
@@ -247,6 +254,10 @@ impl Hub {
                             self.interest_changed(&key);
                         }
                     }
+                    match seqs.iter_mut().rev().find(|(k, _)| *k == key) {
+                        Some((_, seq)) => *seq = r.seq,
+                        None => seqs.push((key, r.seq)),
+                    }
                 }
                 (RoomKind::Stream, false) => {}
             }
@@ -263,6 +274,7 @@ impl Hub {
                 sent_ms,
             };
             let value = r.value.clone();
+            seqs.push((key.clone(), r.seq));
             if deliver(
                 &self.metrics,
                 &mut inner.behind,
@@ -277,6 +289,33 @@ impl Hub {
         self.metrics
             .changes
             .fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
+        seqs
+    }
+
+    /// Seeds rooms restored from the store: their value (state rooms; `None` for a room whose
+    /// value went away) and sequence number, so that a restart serves the stored values at once
+    /// and numbers later changes after them. Rooms the hub does not serve are skipped; returns
+    /// how many were seeded.
+    pub fn seed(&self, rooms: impl IntoIterator<Item = (String, u64, Time, Option<Raw>)>) -> usize {
+        let mut inner = self.inner.lock();
+        let mut n = 0;
+        for (room, seq, t, value) in rooms {
+            let Some(kind) = self.kind_of.kind(&room) else {
+                continue;
+            };
+            let r = inner
+                .rooms
+                .entry(Arc::from(room.as_str()))
+                .or_insert_with(|| Room::new(kind));
+            r.seq = seq;
+            r.t = t;
+            if kind == RoomKind::State {
+                r.record = value.as_ref().map(|v| v.get().to_string());
+                r.value = value;
+            }
+            n += 1;
+        }
+        n
     }
 
     /// Subscribes `sub` to `room` and sends the present value of a state room at once. Returns

@@ -334,3 +334,34 @@ fn interest_hears_first_and_last_subscribers_and_evict_forgets_unfollowed_rooms(
     assert!(hub.get(DOOR).is_none());
     assert_eq!(hub.sizes(), (1, 0, 0));
 }
+
+#[test]
+fn seeded_rooms_are_served_and_numbered_after_their_stored_seq() {
+    let hub = Hub::new();
+    let seeded = hub.seed([
+        (DOOR.to_string(), 5, 100, Some(raw("{\"m\":1}"))),
+        ("/alerts/requests".to_string(), 3, 90, Some(raw("{}"))),
+        ("/not/a/room".to_string(), 1, 1, None),
+    ]);
+    assert_eq!(seeded, 2);
+    let sub = Fake::new(1);
+    hub.subscribe(sub.clone(), DOOR);
+    assert_eq!(sub.got(), vec![(DOOR.into(), "{\"m\":1}".into(), 5)]);
+    // The stored record is retracted like one the engine sent.
+    let seqs = hub.apply_with_seqs(&batch(
+        110,
+        vec![
+            change(DOOR, "{\"m\":1}", -1),
+            change(DOOR, "{\"m\":2}", 1),
+            change("/alerts/requests", "{\"id\":\"a\"}", 1),
+            change("/alerts/requests", "{\"id\":\"b\"}", 1),
+        ],
+    ));
+    let seqs: Vec<(String, u64)> = seqs.into_iter().map(|(r, s)| (r.to_string(), s)).collect();
+    assert_eq!(seqs, vec![("/alerts/requests".into(), 5), (DOOR.into(), 6)]);
+    assert_eq!(
+        hub.get(DOOR)
+            .map(|(s, v)| (s, v.map(|v| v.get().to_string()))),
+        Some((6, Some("{\"m\":2}".into())))
+    );
+}

@@ -125,7 +125,14 @@ pub struct Feeder {
     pub metrics: Arc<FeedMetrics>,
     /// The images of the latest building map that passed.
     pub images: Arc<MapImages>,
+    /// Sees every engine command's inputs before the engine does (the store's input log).
+    input_log: Option<InputLog>,
+    /// The latest time the engine was advanced to (inputs of an earlier time take this one).
+    advanced: Time,
 }
+
+/// A tap on the inputs fed to the engine: `(logical time, inputs of one engine command)`.
+pub type InputLog = Box<dyn FnMut(Time, &[Input]) + Send>;
 
 fn wall_ns() -> u64 {
     std::time::SystemTime::now()
@@ -144,7 +151,15 @@ impl Feeder {
             replaying,
             metrics: Arc::new(FeedMetrics::default()),
             images: Arc::new(MapImages::default()),
+            input_log: None,
+            advanced: 0,
         }
+    }
+
+    /// Sends every engine command's inputs to `log` first (with the time the engine takes them
+    /// at), so that they can be fed again in the same commands after a restart.
+    pub fn set_input_log(&mut self, log: InputLog) {
+        self.input_log = Some(log);
     }
 
     pub fn engine(&self) -> &Engine {
@@ -158,6 +173,9 @@ impl Feeder {
 
     fn flush(&mut self) -> Result<(), EngineError> {
         if !self.batch.is_empty() {
+            if let Some(log) = &mut self.input_log {
+                log(self.batch_time.max(self.advanced), &self.batch);
+            }
             self.engine
                 .input(self.batch_time, std::mem::take(&mut self.batch))?;
         }
@@ -206,6 +224,7 @@ impl Feeder {
         if t > self.batch_time {
             self.flush()?;
         }
+        self.advanced = self.advanced.max(t);
         self.engine.advance(t)
     }
 
@@ -268,12 +287,33 @@ pub fn spawn(
     Arc<FeedMetrics>,
     std::thread::JoinHandle<Result<Time, EngineError>>,
 )> {
+    spawn_after(feeder, capacity, tick, None)
+}
+
+/// Work the feeder thread does before taking any item (producers queue meanwhile).
+pub type Prelude = Box<dyn FnOnce(&Feeder) -> Result<(), EngineError> + Send>;
+
+/// [`spawn`], running `first` on the feeder thread before the first item: the store's restore
+/// feeds the engine there while the server already answers and producers already queue.
+pub fn spawn_after(
+    feeder: Feeder,
+    capacity: usize,
+    tick: Duration,
+    first: Option<Prelude>,
+) -> std::io::Result<(
+    FeedHandle,
+    Arc<FeedMetrics>,
+    std::thread::JoinHandle<Result<Time, EngineError>>,
+)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(capacity.max(1));
     let metrics = feeder.metrics.clone();
     let thread = std::thread::Builder::new()
         .name("rmf-dash-feeder".into())
         .spawn(move || {
             let mut feeder = feeder;
+            if let Some(first) = first {
+                first(&feeder)?;
+            }
             let mut last_tick = std::time::Instant::now();
             loop {
                 // Wait for an item, at most until the next tick.

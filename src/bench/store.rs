@@ -1,0 +1,255 @@
+//! `bench` section `store`: rows per second the store writer sustains on one connection when the
+//! engine's inputs and outputs of the trace arrive as fast as possible, next to a raw binary COPY
+//! of the same append-only rows in one transaction (the limit to approach), on the same throwaway
+//! PostgreSQL cluster (fsync on); and the time a restart takes to serve the stored sticky values
+//! and to rebuild the dataflow state from the input log.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+use super::{BenchError, Figure, rate};
+use crate::engine::{Engine, EngineConfig};
+use crate::hub::Hub;
+use crate::ingest::decode::ReleasePolicy;
+use crate::ingest::feed::Feeder;
+use crate::ingest::source::Pacing;
+use crate::replay::{ReplayOptions, ReplaySummary};
+use crate::store::rows::{Msg, WriteSet};
+use crate::store::{LocalPg, StoreError, WriterConfig, connect, migrate, restore, writer};
+
+/// Every message the writer would receive for the trace, in the order it would.
+fn capture(path: &str) -> Result<Vec<Msg>, BenchError> {
+    let mut engine = Engine::start(EngineConfig::default())?;
+    let outputs = engine.take_outputs();
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let out_tx = tx.clone();
+    let applier = std::thread::spawn(move || {
+        let hub = Hub::new();
+        let Some(mut outputs) = outputs else { return };
+        while let Some(batch) = outputs.blocking_recv() {
+            let seqs = hub.apply_with_seqs(&batch);
+            let next = batch.time + 1;
+            let _ = out_tx.send(Msg::Outputs { batch, seqs });
+            let _ = out_tx.send(Msg::Frontier(next));
+        }
+    });
+    let mut feeder = Feeder::new(engine, 10, true);
+    let mut last: Option<(u64, u32)> = None;
+    feeder.set_input_log(Box::new(move |time, inputs| {
+        let cmd = match last {
+            Some((t, c)) if t == time => c + 1,
+            _ => 0,
+        };
+        last = Some((time, cmd));
+        let _ = tx.send(Msg::Inputs {
+            time,
+            cmd,
+            inputs: inputs.to_vec(),
+        });
+    }));
+    let opts = ReplayOptions {
+        pacing: Pacing::Max,
+        policy: ReleasePolicy::default(),
+        tick_ms: 10,
+        engine: EngineConfig::default(),
+    };
+    let mut summary = ReplaySummary::default();
+    let drove = crate::replay::drive(path, &opts, &mut feeder, &mut summary);
+    feeder.finish()?;
+    drove.map_err(|e| std::io::Error::other(e.to_string()))?;
+    let _ = applier.join();
+    Ok(rx.try_iter().collect())
+}
+
+async fn fresh_database(
+    admin: &tokio_postgres::Client,
+    url: &str,
+    name: &str,
+) -> Result<String, StoreError> {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let url = format!("{} dbname={name}", url.replace("dbname=postgres", ""));
+    let mut client = connect(&url).await?;
+    migrate::run(&mut client).await?;
+    Ok(url)
+}
+
+/// Writer vs raw COPY, and restore times.
+pub fn store_figures(
+    path: &str,
+    workdir: &std::path::Path,
+    figures: &mut Vec<Figure>,
+) -> Result<(), BenchError> {
+    let pg_dir = workdir.join("bench-pg");
+    let _ = std::fs::remove_dir_all(&pg_dir);
+    let pg = match LocalPg::start(&pg_dir, Default::default()) {
+        Ok(pg) => pg,
+        Err(e) => {
+            tracing::warn!("store section skipped: {e}");
+            return Ok(());
+        }
+    };
+    let msgs = capture(path)?;
+    // The same append-only rows, for the raw COPY.
+    let mut all = WriteSet::default();
+    for m in &msgs {
+        match m {
+            Msg::Inputs { time, cmd, inputs } => all.add_inputs(*time, *cmd, inputs),
+            Msg::Outputs { batch, seqs } => all.add_outputs(batch, seqs),
+            Msg::Frontier(_) => {}
+        }
+    }
+    let append_rows = (all.inputs.len() + all.history.len()) as f64;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let url = pg.url().to_string();
+    let (writer_time, rows_written, copy_time) = runtime.block_on(async {
+        let admin = connect(&url).await?;
+        // The writer, fed from another thread as fast as the channel takes it.
+        let wurl = fresh_database(&admin, &url, "bench_writer").await?;
+        let client = connect(&wurl).await?;
+        // Everything arrives at once here (not at the engine's pace): no memory bound, so that
+        // every row is written.
+        let config = WriterConfig {
+            max_buffer_bytes: usize::MAX / 2,
+            ..WriterConfig::new(wurl.clone())
+        };
+        let (handle, task) = writer::spawn(config, client, None);
+        let metrics = handle.metrics.clone();
+        let start = Instant::now();
+        let feeder = std::thread::spawn(move || {
+            for m in msgs {
+                if handle.send(m).is_err() {
+                    break;
+                }
+            }
+            let _ = handle.send(Msg::Frontier(u64::MAX));
+        });
+        let _ = task.await;
+        let writer_time = start.elapsed();
+        let _ = feeder.join();
+        let rows = metrics.rows_written.load(std::sync::atomic::Ordering::Relaxed);
+        let dropped = metrics.dropped_rows.load(std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::error!(dropped, "the store bench dropped rows: its figure is not valid");
+        }
+        // Raw binary COPY of the same append-only rows, one transaction.
+        let curl = fresh_database(&admin, &url, "bench_copy").await?;
+        let mut client = connect(&curl).await?;
+        let start = Instant::now();
+        let tx = client.transaction().await?;
+        let mut days: HashSet<i64> = all.inputs.iter().map(|r| r.time / writer::PARTITION_MS).collect();
+        days.extend(all.history.iter().map(|r| r.0 / writer::PARTITION_MS));
+        for table in ["input_log", "output_history"] {
+            for d in &days {
+                tx.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table}_d{d} PARTITION OF {table} FOR VALUES FROM ({}) TO ({})",
+                    d * writer::PARTITION_MS,
+                    (d + 1) * writer::PARTITION_MS
+                ))
+                .await?;
+            }
+        }
+        let sink = tx
+            .copy_in("COPY input_log (time_ms, cmd, ord, kind, key, value) FROM STDIN (FORMAT binary)")
+            .await?;
+        let w = BinaryCopyInWriter::new(
+            sink,
+            &[Type::INT8, Type::INT4, Type::INT4, Type::TEXT, Type::TEXT, Type::BYTEA],
+        );
+        pin_mut!(w);
+        for r in &all.inputs {
+            w.as_mut()
+                .write(&[&r.time, &r.cmd, &r.ord, &r.kind, &r.key, &r.value])
+                .await?;
+        }
+        w.finish().await?;
+        let sink = tx
+            .copy_in("COPY output_history (time_ms, room, diff, value) FROM STDIN (FORMAT binary)")
+            .await?;
+        let w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT4, Type::TEXT]);
+        pin_mut!(w);
+        for (t, room, d, v) in &all.history {
+            w.as_mut().write(&[t, room, d, &v.as_str()]).await?;
+        }
+        w.finish().await?;
+        tx.commit().await?;
+        let copy_time = start.elapsed();
+        Ok::<_, StoreError>((writer_time, rows, copy_time))
+    })?;
+    figures.push(rate(
+        "store writer, append-only rows",
+        "store",
+        append_rows,
+        writer_time,
+        "rows/s",
+        Some(("raw binary COPY of the same rows", append_rows, copy_time)),
+        &format!(
+            "{} input + {} output rows; {} rows written in all (with latest-state upserts)",
+            all.inputs.len(),
+            all.history.len(),
+            rows_written
+        ),
+    ));
+    // Restore: sticky values, then the dataflow state.
+    let wurl = format!("{} dbname=bench_writer", url.replace("dbname=postgres", ""));
+    let (seed, rebuild, rooms, inputs) = runtime.block_on(async {
+        let client = connect(&wurl).await?;
+        let checkpoint = crate::store::checkpoint(&client).await?.unwrap_or(0);
+        let hub = Arc::new(Hub::new());
+        let start = Instant::now();
+        let (rooms, _) = restore::seed_hub(&client, &hub).await?;
+        let seed = start.elapsed();
+        let mut engine = Engine::start(EngineConfig::default()).map_err(|_| StoreError::Stopped)?;
+        let outputs = engine.take_outputs();
+        let drain = std::thread::spawn(move || {
+            if let Some(mut o) = outputs {
+                while o.blocking_recv().is_some() {}
+            }
+        });
+        let start = Instant::now();
+        let (inputs, _) = restore::feed_engine(&client, &engine, checkpoint).await?;
+        tokio::task::block_in_place(|| engine.finish(checkpoint))
+            .map_err(|_| StoreError::Stopped)?;
+        let rebuild = start.elapsed();
+        let _ = drain.join();
+        Ok::<_, StoreError>((seed, rebuild, rooms, inputs))
+    })?;
+    for (name, d, note) in [
+        (
+            "restore: stored sticky values served",
+            seed,
+            format!("{rooms} rooms"),
+        ),
+        (
+            "restore: dataflow rebuilt from the input log",
+            rebuild,
+            format!("{inputs} inputs"),
+        ),
+    ] {
+        figures.push(Figure {
+            section: "store",
+            name: name.into(),
+            value: d.as_secs_f64() * 1e3,
+            unit: "ms",
+            baseline: None,
+            ratio: None,
+            better: "lower",
+            note,
+        });
+    }
+    drop(pg);
+    let _ = std::fs::remove_dir_all(&pg_dir);
+    Ok(())
+}

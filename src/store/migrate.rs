@@ -1,0 +1,52 @@
+//! Schema migrations: the plain SQL files of `migrations/`, embedded in the binary, applied in
+//! order at start, each in its own transaction with its row in `schema_version`.
+
+use super::StoreError;
+
+/// Every migration, in order: (version, name, SQL).
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "0001_init",
+    include_str!("../../migrations/0001_init.sql"),
+)];
+
+/// Applies the migrations the database has not seen; returns the schema version. Concurrent
+/// starts are serialized by an advisory lock.
+pub async fn run(client: &mut tokio_postgres::Client) -> Result<i32, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(7021964)", &[])
+        .await?;
+    let current: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await?
+        .get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|source| StoreError::Migration { name, source })?;
+        tx.execute(
+            "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tracing::info!(version, name, "store migration applied");
+    }
+    tx.commit().await?;
+    Ok(known)
+}

@@ -1,0 +1,304 @@
+//! Wiring of the store into a run (`serve` and `replay`): opening the store (migrations,
+//! checkpoint), the output applier thread (engine batches -> hub -> writer), the input-log tap of
+//! the feeder, and `replay` into the store.
+//!
+//! Restore and duplicates: after a restart the engine is fed the stored inputs up to the
+//! checkpoint `C` and recomputes the outputs of those times. They are already stored and already
+//! in the hub (seeded from `room_state`), so the applier drops every batch of a time `<= C`
+//! (the *horizon*): the hub applies, and the writer writes, only batches after `C`, whose
+//! sequence numbers continue from the stored ones. Replays skip the records of times `<= C`
+//! ([`crate::replay::Resume`]).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use rmf_dash_dataflows::prelude::Time;
+
+use super::rows::Msg;
+use super::writer::{self, StoreHandle, WriterConfig};
+use super::{StoreError, connect, migrate, restore};
+use crate::engine::{Batch, Engine, EngineError};
+use crate::hub::Hub;
+use crate::ingest::feed::{Feeder, InputLog};
+use crate::replay::{ReplayError, ReplayOptions, ReplaySummary, Resume};
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects, applies the migrations and reads the checkpoint.
+pub async fn open(url: &str) -> Result<(tokio_postgres::Client, Option<Time>), StoreError> {
+    let mut client = connect(url).await?;
+    let version = migrate::run(&mut client).await?;
+    let checkpoint = super::checkpoint(&client).await?;
+    tracing::info!(schema = version, checkpoint, "store opened");
+    Ok((client, checkpoint))
+}
+
+/// A store being restored into a run: the writer is running; [`Restoring::feed`] rebuilds the
+/// engine's state.
+pub struct Restoring {
+    client: tokio_postgres::Client,
+    pub checkpoint: Option<Time>,
+    pub store: StoreHandle,
+    writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens the store, seeds `hub` with the stored rooms and starts the writer (call inside a
+/// multi-threaded tokio runtime).
+pub async fn restore_start(config: WriterConfig, hub: &Hub) -> Result<Restoring, StoreError> {
+    let (client, checkpoint) = open(&config.url).await?;
+    let started = std::time::Instant::now();
+    let (rooms, skipped) = restore::seed_hub(&client, hub).await?;
+    tracing::info!(
+        rooms,
+        skipped,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "sticky values restored from the store"
+    );
+    let writer_client = connect(&config.url).await?;
+    let (store, writer) = writer::spawn(config, writer_client, checkpoint);
+    Ok(Restoring {
+        client,
+        checkpoint,
+        store,
+        writer: Some(writer),
+    })
+}
+
+impl Restoring {
+    /// The writer task (taken once): it ends after every [`StoreHandle`] is dropped.
+    pub fn take_writer(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.writer.take()
+    }
+
+    /// The rebuild of the engine's state as feeder work (run on the feeder thread, before any
+    /// new input): feeds the stored input log up to the checkpoint. A failure stops the feed.
+    pub fn prelude(self, runtime: tokio::runtime::Handle) -> crate::ingest::feed::Prelude {
+        Box::new(move |feeder: &Feeder| {
+            runtime.block_on(self.feed(feeder.engine())).map_err(|e| {
+                tracing::error!("restoring the dataflow state failed: {e}");
+                EngineError::Stopped
+            })
+        })
+    }
+
+    /// Feeds the stored input log up to the checkpoint to `engine`.
+    pub async fn feed(&self, engine: &Engine) -> Result<(), StoreError> {
+        let Some(c) = self.checkpoint else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let (inputs, skipped) = restore::feed_engine(&self.client, engine, c).await?;
+        tracing::info!(
+            inputs,
+            skipped,
+            checkpoint = c,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "dataflow state rebuilt from the input log"
+        );
+        Ok(())
+    }
+}
+
+/// The feeder's tap sending every engine command's inputs to the writer.
+pub fn input_log(store: StoreHandle) -> InputLog {
+    let mut last: Option<(Time, u32)> = None;
+    let mut failed = false;
+    Box::new(move |time, inputs| {
+        let cmd = match last {
+            Some((t, c)) if t == time => c + 1,
+            _ => 0,
+        };
+        last = Some((time, cmd));
+        let msg = Msg::Inputs {
+            time,
+            cmd,
+            inputs: inputs.to_vec(),
+        };
+        if store.send(msg).is_err() && !failed {
+            failed = true;
+            tracing::error!("the store writer has stopped: inputs are no longer logged");
+        }
+    })
+}
+
+/// What the output applier does with each batch.
+pub struct Applier {
+    pub hub: Arc<Hub>,
+    pub store: Option<StoreHandle>,
+    /// The engine's output frontier.
+    pub delivered: Arc<AtomicU64>,
+    /// Batches of a time up to this one are dropped (restored from the store).
+    pub horizon: Option<Time>,
+    /// Called with every applied batch (replay's `--emit`).
+    pub on_batch: Option<Box<dyn FnMut(&Batch) + Send>>,
+    /// Cleared when the engine's output ends.
+    pub running: Option<Arc<AtomicBool>>,
+}
+
+impl Applier {
+    fn handle(&mut self, batch: Batch) {
+        if self.horizon.is_some_and(|h| batch.time <= h) {
+            return;
+        }
+        let seqs = self.hub.apply_with_seqs(&batch);
+        if let Some(f) = &mut self.on_batch {
+            f(&batch);
+        }
+        if let Some(s) = &self.store
+            && s.send(Msg::Outputs { batch, seqs }).is_err()
+        {
+            tracing::error!("the store writer has stopped: outputs are no longer stored");
+            self.store = None;
+        }
+    }
+}
+
+/// Runs the applier on its own thread: every batch goes to the hub (which never waits), then to
+/// the writer, followed by the engine's output frontier (loaded before the batches below it are
+/// drained, so the writer only sees a frontier once it has every batch before it).
+pub fn spawn_applier(
+    mut outputs: UnboundedReceiver<Batch>,
+    mut applier: Applier,
+    runtime: tokio::runtime::Handle,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("rmf-dash-hub".into())
+        .spawn(move || {
+            let mut sent: Time = 0;
+            loop {
+                let frontier = applier.delivered.load(Ordering::Acquire);
+                let mut closed = false;
+                loop {
+                    match outputs.try_recv() {
+                        Ok(b) => applier.handle(b),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                if let Some(s) = &applier.store {
+                    // The engine has ended: every output it will give has been given.
+                    let f = if closed { Time::MAX } else { frontier };
+                    if f > sent {
+                        sent = f;
+                        let _ = s.send(Msg::Frontier(f));
+                    }
+                }
+                if closed {
+                    break;
+                }
+                if applier.store.is_none() {
+                    match outputs.blocking_recv() {
+                        Some(b) => applier.handle(b),
+                        None => continue,
+                    }
+                } else {
+                    let next = runtime.block_on(async {
+                        tokio::time::timeout(Duration::from_millis(20), outputs.recv()).await
+                    });
+                    // A closed channel is seen by `try_recv` at the top; a timeout only loops.
+                    if let Ok(Some(b)) = next {
+                        applier.handle(b);
+                    }
+                }
+            }
+            if let Some(r) = &applier.running {
+                r.store(false, Ordering::Relaxed);
+            }
+            tracing::info!("engine output ended");
+        })
+}
+
+/// `rmf-dash replay FILE` into the store: restores what the store holds, skips the records it
+/// already has (times up to the checkpoint), writes the rest. `emit` gets the batches after the
+/// checkpoint as JSON lines.
+pub fn replay<W: Write + Send + 'static>(
+    path: &str,
+    opts: &ReplayOptions,
+    config: WriterConfig,
+    emit: Option<W>,
+) -> Result<ReplaySummary, PipelineError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let hub = Arc::new(Hub::new());
+    let mut engine = Engine::start(opts.engine.clone())?;
+    let restoring = runtime.block_on(restore_start(config, &hub))?;
+    let horizon = restoring.checkpoint;
+    let on_batch = emit.map(|w| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        Box::new(move |b: &Batch| {
+            if crate::replay::write_jsonl(b, &mut w)
+                .and_then(|_| w.flush())
+                .is_err()
+            {
+                tracing::warn!("writing the emitted output failed");
+            }
+        }) as Box<dyn FnMut(&Batch) + Send>
+    });
+    let applier = match engine.take_outputs() {
+        Some(outputs) => Some(spawn_applier(
+            outputs,
+            Applier {
+                hub,
+                store: Some(restoring.store.clone()),
+                delivered: engine.delivered.clone(),
+                horizon,
+                on_batch,
+                running: None,
+            },
+            runtime.handle().clone(),
+        )?),
+        None => None,
+    };
+    runtime.block_on(restoring.feed(&engine))?;
+    let Restoring { store, writer, .. } = restoring;
+    let mut feeder = Feeder::new(engine, opts.tick_ms, true);
+    feeder.set_input_log(input_log(store));
+    let mut sink = Resume {
+        inner: feeder,
+        after: horizon,
+        tick_ms: opts.tick_ms,
+    };
+    if let Some(c) = horizon {
+        tracing::info!(
+            checkpoint = c,
+            "resuming the recording after the checkpoint"
+        );
+    }
+    let mut summary = ReplaySummary::default();
+    let drove = crate::replay::drive(path, opts, &mut sink, &mut summary);
+    let last = sink.inner.finish()?;
+    drove?;
+    summary.last_time = last;
+    if let Some(a) = applier {
+        let _ = a.join();
+    }
+    if let Some(w) = writer {
+        let _ = runtime.block_on(w);
+    }
+    tracing::info!(
+        messages = summary.messages,
+        "replay of {path} into the store done"
+    );
+    Ok(summary)
+}

@@ -1,0 +1,676 @@
+//! The PostgreSQL store against the real binary and real throwaway PostgreSQL clusters (one
+//! temporary directory each, started by the same code as the private cluster of `serve`):
+//! what is written equals the engine's output, a replay resumes after its checkpoint, a server
+//! killed with SIGKILL mid-replay restores exactly (the final dump equals an uninterrupted run's),
+//! an outage is reported and loses nothing, malformed stored rows are skipped at restore, and
+//! retention drops old partitions and rows.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use rmf_dash::store::LocalPg;
+use rmf_dash::store::local_pg::LocalOptions;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
+}
+
+/// A throwaway cluster (stopped, then its directory removed, on drop).
+struct Cluster {
+    pg: LocalPg,
+    _dir: tempfile::TempDir,
+}
+
+fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg =
+        LocalPg::start(dir.path(), LocalOptions { unsafe_fast: true }).expect("local PostgreSQL");
+    Cluster { pg, _dir: dir }
+}
+
+impl Cluster {
+    fn url(&self) -> &str {
+        self.pg.url()
+    }
+
+    fn sql<T>(&self, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = rmf_dash::store::connect(self.url()).await.expect("connect");
+            f(&client).await
+        })
+    }
+
+    fn dump(&self) -> String {
+        let out = bin()
+            .args(["store", "dump", "--database-url", self.url()])
+            .output()
+            .expect("store dump");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+}
+
+/// A hotel recording with every scenario (generated once).
+fn recording() -> &'static Path {
+    static REC: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &REC.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hotel.mcap");
+        let out = bin()
+            .args([
+                "trace",
+                "gen",
+                "--preset",
+                "hotel",
+                "--duration",
+                "300s",
+                "--scenario",
+                "all",
+                "--no-ws",
+                "-o",
+            ])
+            .arg(&path)
+            .output()
+            .expect("trace gen");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (dir, path)
+    })
+    .1
+}
+
+/// `replay --no-db --emit jsonl` of the recording.
+fn reference() -> &'static str {
+    static OUT: OnceLock<String> = OnceLock::new();
+    OUT.get_or_init(|| {
+        let out = bin()
+            .args(["replay", "--no-db", "--emit", "jsonl"])
+            .arg(recording())
+            .output()
+            .expect("replay");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("utf-8")
+    })
+}
+
+/// The dump of an uninterrupted replay into a fresh store.
+fn reference_dump() -> &'static str {
+    static DUMP: OnceLock<String> = OnceLock::new();
+    DUMP.get_or_init(|| {
+        let c = cluster();
+        let (ok, _, _) = replay(&c);
+        assert!(ok);
+        c.dump()
+    })
+}
+
+/// `replay FILE --database-url`: (success, stdout (emitted lines), stderr).
+fn replay(c: &Cluster) -> (bool, String, String) {
+    let out = bin()
+        .args(["replay", "--emit", "jsonl", "--database-url", c.url()])
+        .arg(recording())
+        .output()
+        .expect("replay");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn lines_of<'a>(dump: &'a str, table: &str) -> Vec<&'a str> {
+    let prefix = format!("{{\"table\":\"{table}\"");
+    dump.lines().filter(|l| l.starts_with(&prefix)).collect()
+}
+
+fn checkpoint_of(dump: &str) -> u64 {
+    let l = lines_of(dump, "checkpoint");
+    assert_eq!(l.len(), 1, "one checkpoint row");
+    serde_json::from_str::<Value>(l[0]).expect("json")["time_ms"]
+        .as_u64()
+        .expect("time")
+}
+
+#[test]
+fn replay_writes_exactly_the_engine_output() {
+    let c = cluster();
+    let (ok, emitted, err) = replay(&c);
+    assert!(ok, "{err}");
+    assert_eq!(emitted, reference(), "the emitted output is the engine's");
+    let dump = c.dump();
+
+    // The output history is every change of the engine, nothing else.
+    let mut expected: Vec<String> = reference()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json");
+            json!({"table": "output_history", "time_ms": v["time"], "room": v["room"],
+                "diff": v["diff"], "value": v["value"]})
+            .to_string()
+        })
+        .collect();
+    expected.sort();
+    let history: Vec<String> = lines_of(&dump, "output_history")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert!(!history.is_empty());
+    assert_eq!(history, expected);
+
+    // The latest value of every room and its sequence number (one per time a state room
+    // changed, one per event of a stream room).
+    let hub = rmf_dash::hub::Hub::new();
+    let mut rooms: BTreeMap<String, (u64, Option<Value>, u64)> = BTreeMap::new();
+    let mut last_time: BTreeMap<String, u64> = BTreeMap::new();
+    for l in reference().lines() {
+        let v: Value = serde_json::from_str(l).expect("json");
+        let room = v["room"].as_str().expect("room").to_string();
+        let Some(kind) = hub.kind(&room) else {
+            continue;
+        };
+        let t = v["time"].as_u64().expect("time");
+        let e = rooms.entry(room.clone()).or_insert((0, None, 0));
+        let stream = kind == rmf_dash_dataflows::derived::RoomKind::Stream;
+        if stream {
+            if v["diff"] == 1 {
+                e.0 += 1;
+                e.1 = Some(v["value"].clone());
+                e.2 = t;
+            }
+            continue;
+        }
+        if last_time.insert(room.clone(), t) != Some(t) {
+            e.0 += 1;
+        }
+        e.2 = t;
+        if v["diff"] == 1 {
+            e.1 = Some(v["value"].clone());
+        } else if e.1.as_ref() == Some(&v["value"]) {
+            e.1 = None;
+        }
+    }
+    let mut expected: Vec<String> = rooms
+        .iter()
+        .map(|(room, (seq, value, t))| {
+            json!({"table": "room_state", "room": room, "seq": seq, "time_ms": t, "value": value})
+                .to_string()
+        })
+        .collect();
+    expected.sort();
+    let stored: Vec<String> = lines_of(&dump, "room_state")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(stored, expected);
+
+    // Tasks, logs and the input log are there.
+    assert!(!lines_of(&dump, "task_state").is_empty());
+    assert!(!lines_of(&dump, "task_log").is_empty());
+    assert!(!lines_of(&dump, "input_log").is_empty());
+    let last = reference()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["time"].as_u64())
+        .max()
+        .expect("outputs");
+    assert!(checkpoint_of(&dump) >= last);
+
+    // Replaying the same recording again resumes after the checkpoint: nothing new.
+    let (ok, emitted, err) = replay(&c);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("resuming the recording after the checkpoint"),
+        "{err}"
+    );
+    assert_eq!(emitted, "");
+    assert_eq!(c.dump(), dump);
+    assert_eq!(dump, reference_dump());
+}
+
+#[test]
+fn replay_killed_mid_way_resumes_from_the_checkpoint() {
+    let c = cluster();
+    let mut first = bin()
+        .args(["replay", "--speed", "40", "--database-url", c.url()])
+        .arg(recording())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("replay");
+    let start = Instant::now();
+    let stored = loop {
+        let stored = c.sql(async |db| {
+            let exists: bool = db
+                .query_one("SELECT to_regclass('checkpoint') IS NOT NULL", &[])
+                .await
+                .expect("query")
+                .get(0);
+            match exists {
+                true => rmf_dash::store::checkpoint(db).await.expect("checkpoint"),
+                false => None,
+            }
+        });
+        if let Some(t) = stored
+            && start.elapsed() > Duration::from_secs(2)
+        {
+            break t;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing stored");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    first.kill().expect("SIGKILL");
+    first.wait().expect("wait");
+    let (ok, emitted, err) = replay(&c);
+    assert!(ok, "{err}");
+    let checkpoint: u64 = err
+        .lines()
+        .find_map(|l| {
+            l.contains("resuming the recording after the checkpoint")
+                .then(|| l.rsplit("checkpoint=").next()?.trim().parse().ok())?
+        })
+        .expect("resumed after a checkpoint");
+    assert!(checkpoint >= stored && checkpoint < checkpoint_of(reference_dump()));
+    // The output after the restart point is the uninterrupted run's.
+    let after: String = reference()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["time"].as_u64() > Some(checkpoint)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!after.is_empty());
+    assert_eq!(emitted, after);
+    assert_eq!(c.dump(), reference_dump());
+}
+
+#[test]
+fn malformed_stored_rows_are_skipped_at_restore() {
+    let c = cluster();
+    let (ok, _, err) = replay(&c);
+    assert!(ok, "{err}");
+    let broken = c.sql(async |db| {
+        let room: String = db
+            .query_one(
+                "SELECT min(room) FROM room_state WHERE value IS NOT NULL",
+                &[],
+            )
+            .await
+            .expect("a room")
+            .get(0);
+        db.execute(
+            "UPDATE room_state SET value = '{\"broken' WHERE room = $1",
+            &[&room],
+        )
+        .await
+        .expect("update");
+        db.execute(
+            "UPDATE input_log SET value = '\\x0102'::bytea WHERE (time_ms, cmd, ord) = \
+             (SELECT time_ms, cmd, ord FROM input_log ORDER BY time_ms DESC, cmd, ord LIMIT 1)",
+            &[],
+        )
+        .await
+        .expect("update");
+        room
+    });
+    let (ok, _, err) = replay(&c);
+    assert!(ok, "a malformed row is not fatal: {err}");
+    let warned: Vec<&str> = err.lines().filter(|l| l.contains("skipped")).collect();
+    assert!(
+        warned
+            .iter()
+            .any(|l| l.contains("not valid JSON") && l.contains(&broken)),
+        "{err}"
+    );
+    assert!(
+        warned.iter().any(|l| l.contains("cannot be decoded")),
+        "{err}"
+    );
+    assert!(err.contains("rooms=") && err.contains("skipped=1"), "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(url: &str, speed: &str, log: &Path) -> Server {
+    serve_with(url, speed, log, &[])
+}
+
+fn serve_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Server {
+    let port = free_port();
+    let child = bin()
+        .args([
+            "serve",
+            "--no-auth",
+            "--rmf-link",
+            "none",
+            "--speed",
+            speed,
+            "--database-url",
+            url,
+        ])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--replay")
+        .arg(recording())
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("rmf-dash serve");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no server on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        child,
+        port,
+        log: log.to_path_buf(),
+    }
+}
+
+impl Server {
+    /// `GET path`: (status code, body).
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (code, body.to_string())
+    }
+
+    /// `GET /health`: (status code, body).
+    fn health(&self) -> (u16, Value) {
+        let (code, body) = self.get("/health");
+        (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&self, what: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(what) {
+            assert!(start.elapsed() < limit, "no {what:?} in:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until everything up to `t` is stored.
+    fn wait_checkpoint(&self, t: u64) {
+        let start = Instant::now();
+        while self.health().1["store"]["checkpoint_ms"].as_u64() < Some(t) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "checkpoint {t} not reached"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (the writer writes what is left first).
+    fn stop(mut self) {
+        // SAFETY: a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "{}", self.log());
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "serve did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn serve_killed_mid_replay_restores_exactly() {
+    let expected = reference_dump();
+    let c = cluster();
+    let logs = tempfile::tempdir().expect("temp dir");
+    let final_time = checkpoint_of(expected);
+    let first = serve(c.url(), "30", &logs.path().join("first.log"));
+    let start = Instant::now();
+    loop {
+        let (_, h) = first.health();
+        if h["store"]["checkpoint_ms"].as_u64().unwrap_or(0) > 0
+            && start.elapsed() > Duration::from_secs(3)
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut first = first;
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("wait");
+    let stored = c.sql(async |db| rmf_dash::store::checkpoint(db).await.expect("checkpoint"));
+    let stored = stored.expect("a checkpoint was written before the crash");
+    assert!(
+        stored < final_time,
+        "killed mid-way ({stored} < {final_time})"
+    );
+
+    let second = serve(c.url(), "max", &logs.path().join("second.log"));
+    // The stored values are served before the replay goes on.
+    let (code, h) = second.health();
+    assert_eq!(code, 200, "{h}");
+    assert!(h["store"]["checkpoint_ms"].as_u64() >= Some(stored), "{h}");
+    second.wait_log(
+        "dataflow state rebuilt from the input log",
+        Duration::from_secs(60),
+    );
+    second.wait_log("replay finished", Duration::from_secs(60));
+    second.wait_checkpoint(final_time);
+    second.stop();
+    assert_eq!(c.dump(), expected);
+}
+
+#[test]
+fn outage_is_reported_and_nothing_is_lost() {
+    let expected = reference_dump();
+    let c = cluster();
+    let logs = tempfile::tempdir().expect("temp dir");
+    let server = serve(c.url(), "20", &logs.path().join("serve.log"));
+    let start = Instant::now();
+    while server.health().1["store"]["checkpoint_ms"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.pg.stop_server().expect("stop PostgreSQL");
+    let down = Instant::now();
+    let mut reported = None;
+    let mut metrics_down = false;
+    while down.elapsed() < Duration::from_secs(8) {
+        let (code, h) = server.health();
+        if code == 503 && h["store"]["status"] == "unreachable" {
+            reported = Some(h);
+            let metrics = server.get("/metrics").1;
+            metrics_down |= metrics.lines().any(|l| l == "rmf_dash_store_up 0");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(metrics_down, "/metrics reported the outage");
+    let reported = reported.expect("/health reported the outage");
+    assert_eq!(reported["status"], "unavailable");
+    c.pg.start_server().expect("start PostgreSQL");
+    server.wait_log("replay finished", Duration::from_secs(60));
+    server.wait_log("store reachable again", Duration::from_secs(30));
+    server.wait_checkpoint(checkpoint_of(expected));
+    let (code, h) = server.health();
+    assert_eq!(code, 200, "{h}");
+    assert_eq!(h["store"]["dropped_rows"], 0);
+    let metrics = server.get("/metrics").1;
+    assert!(
+        metrics.lines().any(|l| l == "rmf_dash_store_up 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("rmf_dash_store_failures_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    server.stop();
+    assert_eq!(c.dump(), expected);
+}
+
+#[test]
+fn memory_bound_drops_the_oldest_rows_and_records_the_gap() {
+    let c = cluster();
+    let logs = tempfile::tempdir().expect("temp dir");
+    let server = serve_with(
+        c.url(),
+        "40",
+        &logs.path().join("serve.log"),
+        &["--store-buffer-mb", "1"],
+    );
+    let start = Instant::now();
+    while server.health().1["store"]["checkpoint_ms"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.pg.stop_server().expect("stop PostgreSQL");
+    let down = Instant::now();
+    let mut dropped = 0;
+    while dropped == 0 {
+        assert!(down.elapsed() < Duration::from_secs(30), "nothing dropped");
+        let (_, h) = server.health();
+        dropped = h["store"]["dropped_rows"].as_u64().unwrap_or(0);
+        assert!(
+            h["store"]["buffered_bytes"].as_u64() <= Some(1 << 20),
+            "{h}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.wait_log("replay finished", Duration::from_secs(60));
+    c.pg.start_server().expect("start PostgreSQL");
+    server.wait_log("store reachable again", Duration::from_secs(30));
+    let (_, h) = server.health();
+    let dropped = h["store"]["dropped_rows"].as_u64().expect("dropped rows");
+    let log = server.log();
+    server.stop();
+    assert!(log.contains("store buffer over its memory bound"), "{log}");
+    let gaps: i64 = c.sql(async |db| {
+        db.query_one("SELECT coalesce(sum(rows), 0)::int8 FROM store_gaps", &[])
+            .await
+            .expect("gaps")
+            .get(0)
+    });
+    assert_eq!(gaps as u64, dropped);
+}
+
+#[test]
+fn prune_drops_old_partitions_and_rows() {
+    let c = cluster();
+    let (ok, _, err) = replay(&c);
+    assert!(ok, "{err}");
+    let checkpoint = checkpoint_of(&c.dump()) as i64;
+    // A day-old partition, and the logs older than a minute before the checkpoint.
+    let (before, recent) = c.sql(async |db| {
+        db.batch_execute(
+            "CREATE TABLE input_log_d0 PARTITION OF input_log FOR VALUES FROM (0) TO (86400000);
+             INSERT INTO input_log VALUES (5, 0, 0, 'Door', 'd', '\\x00');",
+        )
+        .await
+        .expect("old partition");
+        let count = async |sql: &str| -> i64 {
+            db.query_one(sql, &[&(checkpoint - 60_000)])
+                .await
+                .expect("count")
+                .get(0)
+        };
+        (
+            count("SELECT count(*) FROM task_log WHERE $1::int8 IS NOT NULL").await,
+            count("SELECT count(*) FROM task_log WHERE time_ms >= $1").await,
+        )
+    });
+    assert!(before > recent && recent > 0, "{before} {recent}");
+    let out = bin()
+        .args([
+            "store",
+            "prune",
+            "--logs-retention",
+            "60s",
+            "--database-url",
+            c.url(),
+        ])
+        .output()
+        .expect("prune");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("dropped 1 partitions (input_log_d0)"),
+        "{text}"
+    );
+    let after = c.sql(async |db| -> i64 {
+        db.query_one("SELECT count(*) FROM task_log", &[])
+            .await
+            .expect("count")
+            .get(0)
+    });
+    assert_eq!(after, recent);
+    // The store still restores and answers.
+    let (ok, emitted, err) = replay(&c);
+    assert!(ok && emitted.is_empty(), "{err}");
+}
