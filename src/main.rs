@@ -477,7 +477,8 @@ const DEMO_GEN: &[&str] = &[
 
 /// `rmf-dash` alone: the demo site. Generates the demo recording when missing (in
 /// `RMF_DASH_DEMO_DIR`, default `./rmf-dash-data`), replays it at real time without
-/// authentication (local only) and prints the URL of the live view.
+/// authentication (local only) into a private PostgreSQL in the same directory (or the
+/// `RMF_DASH_DATABASE_URL` store) and prints the URL of the live view.
 fn run_demo() -> Result<ExitCode> {
     let dir = std::path::PathBuf::from(
         std::env::var_os("RMF_DASH_DEMO_DIR").unwrap_or_else(|| "rmf-dash-data".into()),
@@ -504,13 +505,16 @@ fn run_demo() -> Result<ExitCode> {
         })?;
     }
     let path = recording.to_string_lossy().into_owned();
+    // The demo's private PostgreSQL lives beside its recording; a restarted demo resumes from it.
+    let db = dir.join("db").to_string_lossy().into_owned();
     let serve = [
         "rmf-dash",
         "serve",
         "--replay",
         &path,
         "--no-auth",
-        "--no-db",
+        "--data-dir",
+        &db,
     ];
     let Some(Command::Serve(args)) = Cli::try_parse_from(serve)?.command else {
         anyhow::bail!("the demo's serve arguments do not parse");

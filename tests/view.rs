@@ -60,7 +60,17 @@ fn node_dir() -> PathBuf {
 struct Server(Child);
 
 impl Drop for Server {
+    /// SIGTERM first: a server stops its private PostgreSQL on the way out.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
