@@ -95,6 +95,41 @@ impl ServeConfig {
     }
 }
 
+/// Subscribers that fell behind get their coalesced rooms a few times a second.
+pub fn spawn_flush(hub: Arc<Hub>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            every.tick().await;
+            hub.flush();
+        }
+    });
+}
+
+/// A running HTTP server: its address, what stops it (gracefully), and its task.
+pub type Http = (
+    SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), std::io::Error>>,
+);
+
+/// Serves `routes` on `listener` until the returned sender says stop.
+pub fn serve_http(
+    listener: tokio::net::TcpListener,
+    routes: axum::Router,
+) -> Result<Http, std::io::Error> {
+    let addr = listener.local_addr()?;
+    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, routes)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    });
+    Ok((addr, shutdown, server))
+}
+
 /// A running server (for tests and the CLI).
 pub struct Running {
     pub addr: SocketAddr,
@@ -195,17 +230,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         internal: crate::ingest::internal::Internal::new(config.internal.clone()),
         map_images,
     });
-    // Subscribers that fell behind get their coalesced rooms a few times a second.
-    {
-        let hub = hub.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(20));
-            loop {
-                every.tick().await;
-                hub.flush();
-            }
-        });
-    }
+    spawn_flush(hub.clone());
     let routes = router(app.clone(), &config.prefix).layer(layer);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -213,15 +238,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             addr: config.listen,
             source,
         })?;
-    let addr = listener.local_addr()?;
-    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, routes)
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await
-    });
+    let (addr, shutdown, server) = serve_http(listener, routes)?;
     tracing::info!(%addr, prefix = %config.prefix, "listening (socket.io at {}/socket.io)", config.prefix);
     let replay = match &config.replay {
         Some(path) => {

@@ -284,16 +284,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
         cache: cache::CacheMetrics::default(),
         started: std::time::Instant::now(),
     });
-    {
-        let hub = hub.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(20));
-            loop {
-                every.tick().await;
-                hub.flush();
-            }
-        });
-    }
+    crate::serve::spawn_flush(hub.clone());
     let routes = router(proxy.clone(), &config.prefix).layer(layer);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -301,15 +292,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
             addr: config.listen,
             source,
         })?;
-    let addr = listener.local_addr()?;
-    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, routes)
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await
-    });
+    let (addr, shutdown, server) = crate::serve::serve_http(listener, routes)?;
     tracing::info!(%addr, upstream = %config.upstream, epoch = %proxy.replicas.epoch, "proxy listening (socket.io at {}/socket.io)", config.prefix);
     Ok(Running {
         addr,
