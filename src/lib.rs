@@ -20,4 +20,5 @@ pub mod rmf_link;
 pub mod serve;
 pub mod store;
 pub mod trace;
+pub mod users;
 pub mod view;

@@ -190,6 +190,10 @@ struct ServeArgs {
     /// No authentication (local demos only: a warning is logged).
     #[arg(long, env = "RMF_DASH_NO_AUTH")]
     no_auth: bool,
+    /// User made an admin at start (with a store; users are otherwise created without roles on
+    /// their first request).
+    #[arg(long, default_value = "admin", env = "RMF_DASH_ADMIN_USER")]
+    admin_user: String,
     /// Token fleet adapters must give on /_internal (?token= or Authorization: Bearer).
     #[arg(long, env = "RMF_DASH_INTERNAL_TOKEN", hide_env_values = true)]
     internal_token: Option<String>,
@@ -585,6 +589,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
             burst: args.internal_burst,
         },
         store: url.map(|u| args.store.writer(u)),
+        admin_user: args.admin_user,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -34,6 +34,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Users(#[from] crate::users::UsersError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -64,6 +66,8 @@ pub struct ServeConfig {
     pub internal: crate::ingest::internal::InternalConfig,
     /// The PostgreSQL store (`None`: no persistence).
     pub store: Option<crate::store::WriterConfig>,
+    /// The user made an admin at start (with a store).
+    pub admin_user: String,
 }
 
 impl ServeConfig {
@@ -91,6 +95,7 @@ impl ServeConfig {
                 ..Default::default()
             },
             store: None,
+            admin_user: "admin".into(),
         }
     }
 }
@@ -171,6 +176,13 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         }
     };
     let horizon = restoring.as_ref().and_then(|r| r.checkpoint);
+    // Users live in the same store (its schema is migrated by the restore above).
+    let users = match &config.store {
+        Some(c) => Some(Arc::new(
+            crate::users::Users::open(&c.url, &config.admin_user).await?,
+        )),
+        None => None,
+    };
     let applier = match engine.take_outputs() {
         Some(outputs) => Some(crate::store::pipeline::spawn_applier(
             outputs,
@@ -229,6 +241,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         internal_token: config.internal_token.clone(),
         internal: crate::ingest::internal::Internal::new(config.internal.clone()),
         map_images,
+        users,
     });
     spawn_flush(hub.clone());
     let routes = router(app.clone(), &config.prefix).layer(layer);

@@ -45,6 +45,8 @@ pub struct App {
     pub internal: crate::ingest::internal::Internal,
     /// The images of the latest building map (`GET /building_map/images/...`).
     pub map_images: Arc<crate::ingest::feed::MapImages>,
+    /// Users, roles, permissions and favorites; `None` without a store (nothing enforced).
+    pub users: Option<Arc<crate::users::Users>>,
 }
 
 /// Every route, under `prefix`.
@@ -54,9 +56,12 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
         .route("/time", get(system::time))
-        .route("/user", get(system::user))
-        .route("/permissions", get(system::permissions))
-        .merge(commands::routes(app.link.as_loopback().is_some()))
+        .merge(crate::users::routes::router())
+        .merge(
+            commands::routes(app.link.as_loopback().is_some()).route_layer(
+                axum::middleware::from_fn_with_state(app.clone(), crate::users::enforce::enforce),
+            ),
+        )
         .route("/_internal", get(crate::ingest::internal::handler))
         // Proxies replicate the rooms through it.
         .merge(crate::proxy::replicate::router(

@@ -1,5 +1,5 @@
-//! `/health` (liveness and readiness), `/metrics` (Prometheus text), `/time`, `/user`,
-//! `/permissions`.
+//! `/health` (liveness and readiness), `/metrics` (Prometheus text), `/time` (`/user` and
+//! `/permissions` are in `crate::users::routes`).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::{AppState, AuthUser};
+use super::AppState;
 use crate::ingest::feed::Source;
 
 /// Readiness: the engine runs (and, with a database, the store is reachable). 503 otherwise.
@@ -230,14 +230,4 @@ pub async fn time() -> Json<u64> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     )
-}
-
-/// The user of the token (rmf-web's `User` shape).
-pub async fn user(AuthUser(user): AuthUser) -> Json<serde_json::Value> {
-    Json(json!({"username": user.username, "is_admin": false, "roles": []}))
-}
-
-/// The user's permissions (`[{authz_grp, action}]`; roles come with the users issue).
-pub async fn permissions(AuthUser(_user): AuthUser) -> Json<Vec<serde_json::Value>> {
-    Json(Vec::new())
 }

@@ -1,0 +1,393 @@
+//! The user routes of COMPAT.md: `/user`, `/permissions`, `/admin/*` (admins only) and
+//! `/favorite_tasks` (each user's own). Without a store (`--no-db`) `/user` answers the token's
+//! user (not admin, no roles), `/permissions` is empty, and the admin and favorite routes answer
+//! 503; with `--no-auth` the single user `stub` is treated as an admin.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Permission, UserInfo, Users, UsersError};
+use crate::api::{ApiError, AppState, AuthUser};
+
+type Answer<T> = Result<Json<T>, ApiError>;
+
+impl From<UsersError> for ApiError {
+    fn from(e: UsersError) -> Self {
+        match e {
+            UsersError::NoUser(_) | UsersError::NoRole(_) => {
+                ApiError(StatusCode::NOT_FOUND, e.to_string())
+            }
+            UsersError::Invalid(_) | UsersError::Exists(_) => {
+                ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            UsersError::Pg(_) | UsersError::Store(_) => {
+                tracing::warn!(error = %e, "users: store request failed");
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the user store is unavailable".into(),
+                )
+            }
+        }
+    }
+}
+
+/// The routes (merged into the API router).
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/user", get(user))
+        .route("/permissions", get(permissions))
+        .route("/admin/users", get(list_users).post(create_user))
+        .route("/admin/users/{username}", get(get_user).delete(delete_user))
+        .route(
+            "/admin/users/{username}/roles",
+            post(add_user_role).put(set_user_roles),
+        )
+        .route(
+            "/admin/users/{username}/roles/{role}",
+            delete(delete_user_role),
+        )
+        .route("/admin/users/{username}/make_admin", post(make_admin))
+        .route("/admin/roles", get(list_roles).post(create_role))
+        .route("/admin/roles/{role}", delete(delete_role))
+        .route(
+            "/admin/roles/{role}/permissions",
+            get(role_permissions).post(add_permission),
+        )
+        .route(
+            "/admin/roles/{role}/permissions/remove",
+            post(remove_permission),
+        )
+        .route("/favorite_tasks", get(favorites).post(post_favorite))
+        .route("/favorite_tasks/{id}", delete(delete_favorite))
+}
+
+/// The user of a request as stored (created on first sight); `None` without a store.
+pub async fn current(app: &AppState, username: &str) -> Result<Option<UserInfo>, ApiError> {
+    let Some(users) = &app.users else {
+        return Ok(None);
+    };
+    let mut info = users.load_or_create(username).await?;
+    // --no-auth: the single local user may do everything.
+    info.is_admin |= !app.auth.enabled();
+    Ok(Some(info))
+}
+
+fn no_store() -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "users, roles and favorites need the store (this server runs with --no-db)".into(),
+    )
+}
+
+/// The store, when the request's user is an admin (403 otherwise).
+async fn admin<'a>(app: &'a AppState, username: &str) -> Result<&'a Users, ApiError> {
+    let info = current(app, username).await?.ok_or_else(no_store)?;
+    if !info.is_admin {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("admin only: user {username} is not an admin"),
+        ));
+    }
+    app.users.as_deref().ok_or_else(no_store)
+}
+
+/// `GET /user`: rmf-web's `User` (`{username, is_admin, roles}`).
+pub async fn user(State(app): State<AppState>, AuthUser(user): AuthUser) -> Answer<UserInfo> {
+    Ok(Json(current(&app, &user.username).await?.unwrap_or(
+        UserInfo {
+            username: user.username,
+            is_admin: false,
+            roles: Vec::new(),
+        },
+    )))
+}
+
+/// `GET /permissions`: the user's `[{authz_grp, action}]` through their roles.
+pub async fn permissions(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Answer<Vec<Permission>> {
+    match &app.users {
+        Some(users) => {
+            current(&app, &user.username).await?;
+            Ok(Json(users.effective_permissions(&user.username).await?))
+        }
+        None => Ok(Json(Vec::new())),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UsersQuery {
+    /// Usernames starting with it.
+    username: Option<String>,
+    is_admin: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list_users(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Query(q): Query<UsersQuery>,
+) -> Answer<Vec<String>> {
+    let users = admin(&app, &user.username).await?;
+    let limit = q.limit.unwrap_or(100);
+    let offset = q.offset.unwrap_or(0);
+    if !(1..=1000).contains(&limit) || offset < 0 {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit must be 1..=1000 and offset >= 0".into(),
+        ));
+    }
+    Ok(Json(
+        users
+            .list(q.username.as_deref(), q.is_admin, limit, offset)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct PostUser {
+    username: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+async fn create_user(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<PostUser>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.create(&body.username, body.is_admin).await?;
+    tracing::info!(by = %user.username, username = %body.username, is_admin = body.is_admin, "users: user created");
+    Ok(Json(Value::Null))
+}
+
+async fn get_user(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(username): Path<String>,
+) -> Answer<UserInfo> {
+    let users = admin(&app, &user.username).await?;
+    Ok(Json(
+        users
+            .get(&username)
+            .await?
+            .ok_or(UsersError::NoUser(username))?,
+    ))
+}
+
+async fn delete_user(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(username): Path<String>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.delete(&username).await?;
+    tracing::info!(by = %user.username, %username, "users: user deleted");
+    Ok(Json(Value::Null))
+}
+
+#[derive(Deserialize)]
+struct PostMakeAdmin {
+    admin: bool,
+}
+
+async fn make_admin(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(username): Path<String>,
+    Json(body): Json<PostMakeAdmin>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.set_admin(&username, body.admin).await?;
+    tracing::info!(by = %user.username, %username, admin = body.admin, "users: admin flag set");
+    Ok(Json(Value::Null))
+}
+
+#[derive(Deserialize)]
+struct PostRole {
+    name: String,
+}
+
+async fn add_user_role(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(username): Path<String>,
+    Json(body): Json<PostRole>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.add_role(&username, &body.name).await?;
+    Ok(Json(Value::Null))
+}
+
+async fn set_user_roles(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(username): Path<String>,
+    Json(body): Json<Vec<PostRole>>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    let roles: Vec<String> = body.into_iter().map(|r| r.name).collect();
+    users.set_roles(&username, &roles).await?;
+    Ok(Json(Value::Null))
+}
+
+async fn delete_user_role(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((username, role)): Path<(String, String)>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.remove_role(&username, &role).await?;
+    Ok(Json(Value::Null))
+}
+
+async fn list_roles(State(app): State<AppState>, AuthUser(user): AuthUser) -> Answer<Vec<String>> {
+    let users = admin(&app, &user.username).await?;
+    Ok(Json(users.roles().await?))
+}
+
+async fn create_role(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<PostRole>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.create_role(&body.name).await?;
+    tracing::info!(by = %user.username, role = %body.name, "users: role created");
+    Ok(Json(Value::Null))
+}
+
+async fn delete_role(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(role): Path<String>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.delete_role(&role).await?;
+    tracing::info!(by = %user.username, %role, "users: role deleted");
+    Ok(Json(Value::Null))
+}
+
+async fn role_permissions(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(role): Path<String>,
+) -> Answer<Vec<Permission>> {
+    let users = admin(&app, &user.username).await?;
+    Ok(Json(users.role_permissions(&role).await?))
+}
+
+async fn add_permission(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(role): Path<String>,
+    Json(body): Json<Permission>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.add_permission(&role, &body).await?;
+    tracing::info!(by = %user.username, %role, authz_grp = %body.authz_grp, action = %body.action, "users: permission added");
+    Ok(Json(Value::Null))
+}
+
+async fn remove_permission(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(role): Path<String>,
+    Json(body): Json<Permission>,
+) -> Answer<Value> {
+    let users = admin(&app, &user.username).await?;
+    users.remove_permission(&role, &body).await?;
+    tracing::info!(by = %user.username, %role, authz_grp = %body.authz_grp, action = %body.action, "users: permission removed");
+    Ok(Json(Value::Null))
+}
+
+/// The store and the stored user of a favorites request.
+async fn own<'a>(app: &'a AppState, username: &str) -> Result<&'a Users, ApiError> {
+    current(app, username).await?.ok_or_else(no_store)?;
+    app.users.as_deref().ok_or_else(no_store)
+}
+
+/// `GET /favorite_tasks`: the user's own favorites (rmf-web's `TaskFavorite`s).
+async fn favorites(State(app): State<AppState>, AuthUser(user): AuthUser) -> Answer<Vec<Value>> {
+    let users = own(&app, &user.username).await?;
+    Ok(Json(users.favorites(&user.username).await?))
+}
+
+/// `POST /favorite_tasks`: creates (empty or new `id`) or replaces (own `id`) a favorite; answers
+/// it as stored (with its `id` and `user`).
+async fn post_favorite(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<Value>,
+) -> Answer<Value> {
+    let users = own(&app, &user.username).await?;
+    let Value::Object(mut fav) = body else {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a favorite task is a JSON object".into(),
+        ));
+    };
+    let name = match fav.get("name") {
+        Some(Value::String(n)) if !n.is_empty() => n.clone(),
+        _ => {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "field `name` (a non-empty string) is required".into(),
+            ));
+        }
+    };
+    super::check_name("name", &name, false)?;
+    let id = match fav.get("id") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "field `id` must be a string".into(),
+            ));
+        }
+    };
+    let id = if id.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        super::check_name("id", &id, false)?;
+        id
+    };
+    fav.insert("id".into(), json!(id));
+    fav.insert("user".into(), json!(user.username));
+    let fav = Value::Object(fav);
+    let text = fav.to_string();
+    if text.len() > super::MAX_FAVORITE {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a favorite task is at most {} bytes", super::MAX_FAVORITE),
+        ));
+    }
+    users
+        .put_favorite(&user.username, &id, &name, &text)
+        .await?;
+    Ok(Json(fav))
+}
+
+/// `DELETE /favorite_tasks/{id}`: only the user's own (404 otherwise).
+async fn delete_favorite(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Answer<Value> {
+    let users = own(&app, &user.username).await?;
+    if !users.delete_favorite(&user.username, &id).await? {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("Favorite task with id {id} does not exists"),
+        ));
+    }
+    Ok(Json(Value::Null))
+}
