@@ -1,0 +1,771 @@
+//! Users, roles, permissions and favorite tasks against the real binary and a real throwaway
+//! PostgreSQL cluster: every `/admin/*` route (and its 403 for non-admins), the user created on
+//! first sight of a token, `/user` and `/permissions` answered from the store, 403 on command
+//! routes without the permission (directly and through a proxy) and success with it, favorites
+//! isolated per user, and `--no-db` (nothing enforced, admin routes 503).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use rmf_dash::store::LocalPg;
+use rmf_dash::store::local_pg::LocalOptions;
+
+const SECRET: &str = "users-test-secret";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
+}
+
+fn token(user: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let claims = json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_listening(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A server (and the throwaway cluster it stores into, when any).
+struct Server {
+    port: u16,
+    _proc: Proc,
+    _pg: Option<(LocalPg, tempfile::TempDir)>,
+}
+
+fn serve(db: bool, extra: &[&str]) -> Server {
+    let pg = db.then(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = LocalPg::start(dir.path(), LocalOptions { unsafe_fast: true })
+            .expect("local PostgreSQL");
+        (pg, dir)
+    });
+    let port = free_port();
+    let mut cmd = bin();
+    cmd.args(["serve", "--jwt-secret", SECRET, "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match &pg {
+        Some((pg, _)) => cmd.args(["--database-url", pg.url()]),
+        None => cmd.arg("--no-db"),
+    };
+    let proc = Proc(cmd.spawn().expect("rmf-dash serve"));
+    wait_listening(port);
+    Server {
+        port,
+        _proc: proc,
+        _pg: pg,
+    }
+}
+
+/// A proxy of `upstream` and its port.
+fn proxy(upstream: u16) -> (Proc, u16) {
+    let port = free_port();
+    let child = bin()
+        .args(["proxy", "--jwt-secret", SECRET, "--upstream"])
+        .arg(format!("http://127.0.0.1:{upstream}"))
+        .arg("--upstream-token")
+        .arg(token("proxy"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rmf-dash proxy");
+    let p = Proc(child);
+    wait_listening(port);
+    (p, port)
+}
+
+/// One request: (status, JSON body or Null).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    user: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(u) = user {
+        req.push_str(&format!("Authorization: Bearer {}\r\n", token(u)));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    req.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut s = rest;
+        while let Some((size, r)) = s.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || r.len() < n {
+                break;
+            }
+            out.push_str(&r[..n]);
+            s = r[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+impl Server {
+    fn call(&self, method: &str, path: &str, user: &str, body: Option<Value>) -> (u16, Value) {
+        http(self.port, method, path, Some(user), body)
+    }
+}
+
+const OK: (u16, Value) = (200, Value::Null);
+
+fn forbidden_admin(user: &str) -> (u16, Value) {
+    (
+        403,
+        json!({"detail": format!("admin only: user {user} is not an admin")}),
+    )
+}
+
+fn forbidden(user: &str, action: &str) -> (u16, Value) {
+    (
+        403,
+        json!({"detail": format!(
+            "user {user} may not do this: it needs the permission {{authz_grp: \"\", action: \"{action}\"}} through one of its roles"
+        )}),
+    )
+}
+
+#[test]
+fn admin_routes_manage_users_roles_and_permissions() {
+    let s = serve(true, &["--admin-user", "root"]);
+    // The configured admin, and a user created on first sight of their token.
+    assert_eq!(
+        s.call("GET", "/user", "root", None),
+        (
+            200,
+            json!({"username": "root", "is_admin": true, "roles": []})
+        )
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users", "root", None),
+        (200, json!(["root"]))
+    );
+    assert_eq!(
+        s.call("GET", "/user", "alice", None),
+        (
+            200,
+            json!({"username": "alice", "is_admin": false, "roles": []})
+        )
+    );
+    assert_eq!(
+        s.call("GET", "/permissions", "alice", None),
+        (200, json!([]))
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users", "root", None),
+        (200, json!(["alice", "root"]))
+    );
+    // Every admin route refuses a non-admin.
+    let denied: &[(&str, &str, Option<Value>)] = &[
+        ("GET", "/admin/users", None),
+        ("POST", "/admin/users", Some(json!({"username": "x"}))),
+        ("GET", "/admin/users/root", None),
+        ("DELETE", "/admin/users/root", None),
+        (
+            "POST",
+            "/admin/users/alice/roles",
+            Some(json!({"name": "r"})),
+        ),
+        ("PUT", "/admin/users/alice/roles", Some(json!([]))),
+        ("DELETE", "/admin/users/alice/roles/r", None),
+        (
+            "POST",
+            "/admin/users/alice/make_admin",
+            Some(json!({"admin": true})),
+        ),
+        ("GET", "/admin/roles", None),
+        ("POST", "/admin/roles", Some(json!({"name": "r"}))),
+        ("DELETE", "/admin/roles/r", None),
+        ("GET", "/admin/roles/r/permissions", None),
+        (
+            "POST",
+            "/admin/roles/r/permissions",
+            Some(json!({"authz_grp": "", "action": "task_submit"})),
+        ),
+        (
+            "POST",
+            "/admin/roles/r/permissions/remove",
+            Some(json!({"authz_grp": "", "action": "task_submit"})),
+        ),
+    ];
+    for (method, path, body) in denied {
+        assert_eq!(
+            s.call(method, path, "alice", body.clone()),
+            forbidden_admin("alice"),
+            "{method} {path}"
+        );
+    }
+    // Users.
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/users",
+            "root",
+            Some(json!({"username": "bob"}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/users",
+            "root",
+            Some(json!({"username": "bob"}))
+        )
+        .0,
+        422
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/users",
+            "root",
+            Some(json!({"username": "carol", "is_admin": true}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users?is_admin=true", "root", None),
+        (200, json!(["carol", "root"]))
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users?username=b", "root", None),
+        (200, json!(["bob"]))
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users?limit=2&offset=1", "root", None),
+        (200, json!(["bob", "carol"]))
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users/nobody", "root", None),
+        (404, json!({"detail": "user nobody does not exist"}))
+    );
+    // Roles and permissions.
+    for role in ["operator", "viewer"] {
+        assert_eq!(
+            s.call("POST", "/admin/roles", "root", Some(json!({"name": role}))),
+            OK
+        );
+    }
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/roles",
+            "root",
+            Some(json!({"name": "viewer"}))
+        )
+        .0,
+        422
+    );
+    assert_eq!(
+        s.call("GET", "/admin/roles", "root", None),
+        (200, json!(["operator", "viewer"]))
+    );
+    for action in ["task_submit", "task_cancel"] {
+        assert_eq!(
+            s.call(
+                "POST",
+                "/admin/roles/operator/permissions",
+                "root",
+                Some(json!({"authz_grp": "", "action": action}))
+            ),
+            OK
+        );
+    }
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/roles/viewer/permissions",
+            "root",
+            Some(json!({"authz_grp": "west", "action": "task_read"}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call("GET", "/admin/roles/operator/permissions", "root", None),
+        (
+            200,
+            json!([{"authz_grp": "", "action": "task_cancel"}, {"authz_grp": "", "action": "task_submit"}])
+        )
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/roles/operator/permissions/remove",
+            "root",
+            Some(json!({"authz_grp": "", "action": "task_cancel"}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call("GET", "/admin/roles/operator/permissions", "root", None),
+        (200, json!([{"authz_grp": "", "action": "task_submit"}]))
+    );
+    assert_eq!(
+        s.call("GET", "/admin/roles/ghost/permissions", "root", None)
+            .0,
+        404
+    );
+    // Memberships.
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/users/alice/roles",
+            "root",
+            Some(json!({"name": "viewer"}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/users/alice/roles",
+            "root",
+            Some(json!({"name": "ghost"}))
+        ),
+        (404, json!({"detail": "role ghost does not exist"}))
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users/alice", "root", None),
+        (
+            200,
+            json!({"username": "alice", "is_admin": false, "roles": ["viewer"]})
+        )
+    );
+    assert_eq!(
+        s.call(
+            "PUT",
+            "/admin/users/alice/roles",
+            "root",
+            Some(json!([{"name": "operator"}, {"name": "viewer"}]))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call(
+            "PUT",
+            "/admin/users/alice/roles",
+            "root",
+            Some(json!([{"name": "ghost"}]))
+        ),
+        (422, json!({"detail": "one or more roles does not exist"}))
+    );
+    assert_eq!(
+        s.call("GET", "/user", "alice", None),
+        (
+            200,
+            json!({"username": "alice", "is_admin": false, "roles": ["operator", "viewer"]})
+        )
+    );
+    assert_eq!(
+        s.call("GET", "/permissions", "alice", None),
+        (
+            200,
+            json!([{"authz_grp": "", "action": "task_submit"}, {"authz_grp": "west", "action": "task_read"}])
+        )
+    );
+    assert_eq!(
+        s.call("DELETE", "/admin/users/alice/roles/viewer", "root", None),
+        OK
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users/alice", "root", None).1["roles"],
+        json!(["operator"])
+    );
+    // Deleting a role removes it from its members.
+    assert_eq!(s.call("DELETE", "/admin/roles/operator", "root", None), OK);
+    assert_eq!(
+        s.call("DELETE", "/admin/roles/operator", "root", None).0,
+        404
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users/alice", "root", None).1["roles"],
+        json!([])
+    );
+    // make_admin, both ways: alice may then administer.
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/users/alice/make_admin",
+            "root",
+            Some(json!({"admin": true}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call("GET", "/admin/roles", "alice", None),
+        (200, json!(["viewer"]))
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/users/alice/make_admin",
+            "root",
+            Some(json!({"admin": false}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call("GET", "/admin/roles", "alice", None),
+        forbidden_admin("alice")
+    );
+    // Deleting a user: gone from the list, re-created (without roles) on their next request.
+    assert_eq!(s.call("DELETE", "/admin/users/bob", "root", None), OK);
+    assert_eq!(s.call("DELETE", "/admin/users/bob", "root", None).0, 404);
+    assert_eq!(
+        s.call("GET", "/admin/users", "root", None),
+        (200, json!(["alice", "carol", "root"]))
+    );
+    assert_eq!(
+        s.call("GET", "/user", "bob", None).1["is_admin"],
+        json!(false)
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users", "root", None),
+        (200, json!(["alice", "bob", "carol", "root"]))
+    );
+    // No token: 401.
+    assert_eq!(http(s.port, "GET", "/admin/users", None, None).0, 401);
+}
+
+fn dispatch_body() -> Value {
+    json!({
+        "type": "dispatch_task_request",
+        "request": {"category": "patrol", "description": {"places": ["pantry"], "rounds": 1}},
+    })
+}
+
+#[test]
+fn command_routes_need_their_permission_directly_and_through_a_proxy() {
+    let s = serve(true, &[]);
+    // A representative set of command routes, each refused to a user without roles.
+    let commands: &[(&str, Value, &str)] = &[
+        ("/tasks/dispatch_task", dispatch_body(), "task_submit"),
+        (
+            "/tasks/cancel_task",
+            json!({"type": "cancel_task_request", "task_id": "t1"}),
+            "task_cancel",
+        ),
+        (
+            "/tasks/kill_task",
+            json!({"type": "kill_task_request", "task_id": "t1"}),
+            "task_cancel",
+        ),
+        (
+            "/tasks/interrupt_task",
+            json!({"type": "interrupt_task_request", "task_id": "t1"}),
+            "task_interrupt",
+        ),
+        ("/doors/d1/request", json!({"mode": 2}), "door_request"),
+        (
+            "/lifts/L1/request",
+            json!({"request_type": 1, "door_mode": 2, "destination": "L3"}),
+            "lift_request",
+        ),
+        (
+            "/building_map/reset_fire_alarm_trigger",
+            json!({}),
+            "fire_alarm_reset",
+        ),
+        ("/fleets/f1/unlock_mutex_group", json!({}), "mutex_release"),
+        ("/fleets/f1/decommission", json!({}), "robot_commission"),
+    ];
+    for (path, body, action) in commands {
+        assert_eq!(
+            s.call("POST", path, "dave", Some(body.clone())),
+            forbidden("dave", action),
+            "{path}"
+        );
+    }
+    // The admin may: the door request is carried out.
+    assert_eq!(
+        s.call(
+            "POST",
+            "/doors/d1/request",
+            "admin",
+            Some(json!({"mode": 2}))
+        ),
+        OK
+    );
+    // Through a proxy the main process's 403 comes back unchanged.
+    let (_proxy, pp) = proxy(s.port);
+    assert_eq!(
+        http(
+            pp,
+            "POST",
+            "/tasks/dispatch_task",
+            Some("dave"),
+            Some(dispatch_body())
+        ),
+        forbidden("dave", "task_submit")
+    );
+    // Granted through a role: dave may dispatch (directly and through the proxy), not cancel.
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/roles",
+            "admin",
+            Some(json!({"name": "dispatcher"}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/roles/dispatcher/permissions",
+            "admin",
+            Some(json!({"authz_grp": "", "action": "task_submit"}))
+        ),
+        OK
+    );
+    // A permission in another group does not count for the site-wide check.
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/roles/dispatcher/permissions",
+            "admin",
+            Some(json!({"authz_grp": "west", "action": "door_request"}))
+        ),
+        OK
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/admin/users/dave/roles",
+            "admin",
+            Some(json!({"name": "dispatcher"}))
+        ),
+        OK
+    );
+    let (status, answer) = s.call(
+        "POST",
+        "/tasks/dispatch_task",
+        "dave",
+        Some(dispatch_body()),
+    );
+    assert_eq!(
+        (status, &answer["success"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
+    let (status, answer) = http(
+        pp,
+        "POST",
+        "/tasks/dispatch_task",
+        Some("dave"),
+        Some(dispatch_body()),
+    );
+    assert_eq!(
+        (status, &answer["success"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/tasks/cancel_task",
+            "dave",
+            Some(json!({"type": "cancel_task_request", "task_id": "t1"}))
+        ),
+        forbidden("dave", "task_cancel")
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/doors/d1/request",
+            "dave",
+            Some(json!({"mode": 2}))
+        ),
+        forbidden("dave", "door_request")
+    );
+    // No token: 401, not 403.
+    assert_eq!(
+        http(
+            s.port,
+            "POST",
+            "/doors/d1/request",
+            None,
+            Some(json!({"mode": 2}))
+        )
+        .0,
+        401
+    );
+}
+
+#[test]
+fn favorite_tasks_are_stored_per_user() {
+    let s = serve(true, &[]);
+    let fav = json!({
+        "id": "",
+        "name": "patrol pantry",
+        "unix_millis_earliest_start_time": 0,
+        "priority": null,
+        "category": "patrol",
+        "description": {"places": ["pantry"]},
+        "user": "someone else",
+        "task_definition_id": "patrol",
+    });
+    let (status, stored) = s.call("POST", "/favorite_tasks", "erin", Some(fav.clone()));
+    assert_eq!(status, 200, "{stored}");
+    let id = stored["id"].as_str().expect("id").to_string();
+    assert_eq!(id.len(), 36);
+    let mut want = fav.clone();
+    want["id"] = json!(id);
+    want["user"] = json!("erin");
+    assert_eq!(stored, want);
+    assert_eq!(
+        s.call("GET", "/favorite_tasks", "erin", None),
+        (200, json!([want]))
+    );
+    // Another user sees none of erin's, cannot replace nor delete them.
+    assert_eq!(
+        s.call("GET", "/favorite_tasks", "frank", None),
+        (200, json!([]))
+    );
+    let mut theirs = fav.clone();
+    theirs["id"] = json!(id);
+    assert_eq!(
+        s.call("POST", "/favorite_tasks", "frank", Some(theirs)).0,
+        422
+    );
+    assert_eq!(
+        s.call("DELETE", &format!("/favorite_tasks/{id}"), "frank", None),
+        (
+            404,
+            json!({"detail": format!("Favorite task with id {id} does not exists")})
+        )
+    );
+    // Update in place (same id), then a second one.
+    let mut renamed = want.clone();
+    renamed["name"] = json!("patrol pantry twice");
+    assert_eq!(
+        s.call("POST", "/favorite_tasks", "erin", Some(renamed.clone())),
+        (200, renamed.clone())
+    );
+    let mut second = fav.clone();
+    second["id"] = json!("mine-2");
+    second["name"] = json!("deliver");
+    let (status, second) = s.call("POST", "/favorite_tasks", "erin", Some(second));
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.call("GET", "/favorite_tasks", "erin", None),
+        (200, json!([renamed, second]))
+    );
+    // Invalid bodies.
+    assert_eq!(
+        s.call("POST", "/favorite_tasks", "erin", Some(json!({"id": ""})))
+            .0,
+        422
+    );
+    assert_eq!(
+        s.call("POST", "/favorite_tasks", "erin", Some(json!([1])))
+            .0,
+        422
+    );
+    // Delete.
+    assert_eq!(
+        s.call("DELETE", &format!("/favorite_tasks/{id}"), "erin", None),
+        OK
+    );
+    assert_eq!(
+        s.call("DELETE", &format!("/favorite_tasks/{id}"), "erin", None)
+            .0,
+        404
+    );
+    assert_eq!(
+        s.call("GET", "/favorite_tasks", "erin", None),
+        (200, json!([second]))
+    );
+}
+
+#[test]
+fn without_a_store_nothing_is_enforced_and_admin_routes_are_unavailable() {
+    let s = serve(false, &[]);
+    assert_eq!(
+        s.call("GET", "/user", "gina", None),
+        (
+            200,
+            json!({"username": "gina", "is_admin": false, "roles": []})
+        )
+    );
+    assert_eq!(
+        s.call("GET", "/permissions", "gina", None),
+        (200, json!([]))
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/doors/d1/request",
+            "gina",
+            Some(json!({"mode": 2}))
+        ),
+        OK
+    );
+    assert_eq!(s.call("GET", "/admin/users", "gina", None).0, 503);
+    assert_eq!(s.call("GET", "/favorite_tasks", "gina", None).0, 503);
+}
