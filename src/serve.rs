@@ -354,6 +354,12 @@ pub async fn run_announced(
 ) -> Result<(), ServeError> {
     let running = start(config).await?;
     announce(running.addr);
+    until_stopped().await;
+    running.stop().await
+}
+
+/// Waits for Ctrl-C or SIGTERM and logs which came.
+pub async fn until_stopped() {
     let term = async {
         #[cfg(unix)]
         {
@@ -370,5 +376,4 @@ pub async fn run_announced(
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
         _ = term => tracing::info!("terminated"),
     }
-    running.stop().await
 }

@@ -45,7 +45,7 @@ use crate::rmf_link::LinkError;
 const VISIBLE_WITHIN: Duration = Duration::from_secs(2);
 
 macro_rules! command {
-    ($path:literal, $name:literal, $tag:literal, $summary:literal, $params:expr, $handler:expr) => {
+    ($path:literal, $name:literal, $tag:literal, $action:literal, $summary:literal, $params:expr, $handler:expr) => {
         Route {
             method: "post",
             path: $path,
@@ -56,6 +56,7 @@ macro_rules! command {
             auth: true,
             content: "application/json",
             handler: Some(|| post($handler)),
+            action: Some($action),
         }
     };
 }
@@ -72,12 +73,14 @@ const fn q(name: &'static str, schema: &'static str, description: &'static str) 
 
 const ROBOT_NAME: Param = q("robot_name", "string", "The robot.");
 
-/// The command routes (the ★ routes of COMPAT.md): registered and documented from this table.
+/// The command routes (the ★ routes of COMPAT.md): registered, documented and permission-checked
+/// from this table.
 pub const COMMANDS: &[Route] = &[
     command!(
         "/doors/{door_name}/request",
         "post_door_request",
         "Doors",
+        "door_request",
         "Body `{mode: 0|1|2}`: a DoorRequest on `adapter_door_requests`.",
         &[],
         door_request
@@ -86,6 +89,7 @@ pub const COMMANDS: &[Route] = &[
         "/lifts/{lift_name}/request",
         "_post_lift_request",
         "Lifts",
+        "lift_request",
         "Body `{request_type, door_mode, destination, additional_session_ids?}`: a LiftRequest \
             on `adapter_lift_requests`.",
         &[],
@@ -95,6 +99,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/dispatch_task",
         "post_dispatch_task",
         "Tasks",
+        "task_submit",
         "Body: a `dispatch_task_request`; RMF's answer (the task state), 400 when refused, 504 \
             when RMF does not answer in time.",
         &[],
@@ -104,6 +109,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/robot_task",
         "post_robot_task",
         "Tasks",
+        "task_submit",
         "Body: a `robot_task_request`; RMF's answer as for dispatch.",
         &[],
         robot_task
@@ -112,6 +118,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/cancel_task",
         "post_cancel_task",
         "Tasks",
+        "task_cancel",
         "Body: a `cancel_task_request`; RMF's answer.",
         &[],
         cancel_task
@@ -120,6 +127,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/kill_task",
         "post_kill_task",
         "Tasks",
+        "task_cancel",
         "Body: a `kill_task_request`; RMF's answer.",
         &[],
         kill_task
@@ -128,6 +136,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/interrupt_task",
         "post_interrupt_task",
         "Tasks",
+        "task_interrupt",
         "Body: an `interrupt_task_request`; RMF's answer.",
         &[],
         interrupt_task
@@ -136,6 +145,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/resume_task",
         "post_resume_task",
         "Tasks",
+        "task_resume",
         "Body: a `resume_task_request`; RMF's answer.",
         &[],
         resume_task
@@ -144,6 +154,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/rewind_task",
         "post_rewind_task",
         "Tasks",
+        "task_rewind",
         "Body: a `rewind_task_request`; RMF's answer.",
         &[],
         rewind_task
@@ -152,6 +163,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/skip_phase",
         "post_skip_phase",
         "Tasks",
+        "task_skip",
         "Body: a `task_phase_skip_request`; RMF's answer.",
         &[],
         skip_phase
@@ -160,6 +172,7 @@ pub const COMMANDS: &[Route] = &[
         "/tasks/undo_skip_phase",
         "post_undo_skip_phase",
         "Tasks",
+        "task_skip",
         "Body: an `undo_phase_skip_request`; RMF's answer.",
         &[],
         undo_skip_phase
@@ -168,6 +181,7 @@ pub const COMMANDS: &[Route] = &[
         "/fleets/{name}/decommission",
         "decommission_robot",
         "Fleets",
+        "robot_commission",
         "A robot commission request taking the robot out of service; 400 when RMF refused.",
         &[
             ROBOT_NAME,
@@ -188,6 +202,7 @@ pub const COMMANDS: &[Route] = &[
         "/fleets/{name}/recommission",
         "recommission_robot",
         "Fleets",
+        "robot_commission",
         "A robot commission request putting the robot back in service; 400 when RMF refused.",
         &[ROBOT_NAME],
         recommission
@@ -196,6 +211,7 @@ pub const COMMANDS: &[Route] = &[
         "/fleets/{name}/unlock_mutex_group",
         "unlock_mutex_group",
         "Fleets",
+        "mutex_release",
         "A MutexGroupManualRelease of a group the robot holds (400 otherwise).",
         &[
             ROBOT_NAME,
@@ -207,6 +223,7 @@ pub const COMMANDS: &[Route] = &[
         "/alerts/request",
         "create_new_alert",
         "Alerts",
+        "alert_create",
         "Body: an alert request; 201 with it, 409 when its id exists.",
         &[],
         create_alert
@@ -215,6 +232,7 @@ pub const COMMANDS: &[Route] = &[
         "/alerts/request/{alert_id}/respond",
         "respond_to_alert",
         "Alerts",
+        "alert_respond",
         "An AlertResponse to RMF; 201, 404 for an unknown alert, 400 for a response it does \
             not offer, 409 when already answered.",
         &[q(
@@ -228,6 +246,7 @@ pub const COMMANDS: &[Route] = &[
         "/delivery_alerts/{delivery_alert_id}/response",
         "respond_to_delivery_alert",
         "Delivery Alerts",
+        "alert_respond",
         "A DeliveryAlert on `delivery_alert_response` (deprecated in rmf-web for /alerts).",
         &[
             q(
@@ -246,6 +265,7 @@ pub const COMMANDS: &[Route] = &[
         "/building_map/reset_fire_alarm_trigger",
         "reset_fire_alarm_trigger",
         "Building",
+        "fire_alarm_reset",
         "Resets the fire alarm trigger (`{unix_millis_time, trigger: false}`).",
         &[],
         reset_fire_alarm_trigger

@@ -323,21 +323,6 @@ impl Running {
 /// Runs until Ctrl-C or SIGTERM.
 pub async fn run(config: ProxyConfig) -> Result<(), ProxyError> {
     let running = start(config).await?;
-    let term = async {
-        #[cfg(unix)]
-        {
-            if let Ok(mut s) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                s.recv().await;
-                return;
-            }
-        }
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-        _ = term => tracing::info!("terminated"),
-    }
+    crate::serve::until_stopped().await;
     running.stop().await
 }

@@ -15,37 +15,13 @@ use crate::api::{ApiError, AppState};
 /// The group of the permissions the command routes check.
 pub const SITE_GROUP: &str = "";
 
-/// The action each command route needs (by path template).
-pub const ACTIONS: &[(&str, &str)] = &[
-    ("/tasks/dispatch_task", "task_submit"),
-    ("/tasks/robot_task", "task_submit"),
-    ("/tasks/cancel_task", "task_cancel"),
-    ("/tasks/kill_task", "task_cancel"),
-    ("/tasks/interrupt_task", "task_interrupt"),
-    ("/tasks/resume_task", "task_resume"),
-    ("/tasks/rewind_task", "task_rewind"),
-    ("/tasks/skip_phase", "task_skip"),
-    ("/tasks/undo_skip_phase", "task_skip"),
-    ("/fleets/{name}/decommission", "robot_commission"),
-    ("/fleets/{name}/recommission", "robot_commission"),
-    ("/fleets/{name}/unlock_mutex_group", "mutex_release"),
-    ("/doors/{door_name}/request", "door_request"),
-    ("/lifts/{lift_name}/request", "lift_request"),
-    ("/alerts/request", "alert_create"),
-    ("/alerts/request/{alert_id}/respond", "alert_respond"),
-    (
-        "/delivery_alerts/{delivery_alert_id}/response",
-        "alert_respond",
-    ),
-    ("/building_map/reset_fire_alarm_trigger", "fire_alarm_reset"),
-];
-
-/// The action a matched route path (possibly under a prefix) needs, if any.
+/// The action a matched route path (possibly under a prefix) needs, if any: the `action` of its
+/// entry in [`crate::api::commands::COMMANDS`].
 pub fn action_of(matched: &str) -> Option<&'static str> {
-    ACTIONS
+    crate::api::commands::COMMANDS
         .iter()
-        .find(|(path, _)| matched.ends_with(path))
-        .map(|(_, action)| *action)
+        .find(|r| matched.ends_with(r.path))
+        .and_then(|r| r.action)
 }
 
 /// Middleware of the command routes: lets the request through when its user may do the route's

@@ -142,6 +142,8 @@ pub struct Route {
     /// `None` for routes registered elsewhere (`/health`, `/time`, ... in `api/mod.rs`),
     /// listed here for the document only.
     pub handler: Option<fn() -> MethodRouter<AppState>>,
+    /// The permission action a command route needs (`crate::users::enforce`); `None` for reads.
+    pub action: Option<&'static str>,
 }
 
 const JSON: &str = "application/json";
@@ -158,6 +160,7 @@ macro_rules! r {
             auth: true,
             content: JSON,
             handler: Some(|| get($handler)),
+            action: None,
         }
     };
 }
@@ -184,6 +187,7 @@ pub const ROUTES: &[Route] = &[
         auth: false,
         content: "image/*",
         handler: Some(|| get(building_map::get_image)),
+        action: None,
     },
     r!(
         "/building_map/previous_fire_alarm_trigger",
@@ -511,6 +515,7 @@ pub const ROUTES: &[Route] = &[
         auth: false,
         content: JSON,
         handler: Some(|| get(openapi)),
+        action: None,
     },
     system(
         "/health",
@@ -554,6 +559,7 @@ const fn system(
         auth,
         content,
         handler: None,
+        action: None,
     }
 }
 
