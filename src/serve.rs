@@ -183,6 +183,10 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         )),
         None => None,
     };
+    let history = config
+        .store
+        .as_ref()
+        .map(|c| crate::store::history::History::new(&c.url));
     let applier = match engine.take_outputs() {
         Some(outputs) => Some(crate::store::pipeline::spawn_applier(
             outputs,
@@ -242,6 +246,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         internal: crate::ingest::internal::Internal::new(config.internal.clone()),
         map_images,
         users,
+        history,
     });
     spawn_flush(hub.clone());
     let routes = router(app.clone(), &config.prefix).layer(layer);

@@ -47,6 +47,8 @@ pub struct App {
     pub map_images: Arc<crate::ingest::feed::MapImages>,
     /// Users, roles, permissions and favorites; `None` without a store (nothing enforced).
     pub users: Option<Arc<crate::users::Users>>,
+    /// History reads from the store; `None` without one (history is the hub's recent events).
+    pub history: Option<Arc<crate::store::history::History>>,
 }
 
 /// Every route, under `prefix`.
