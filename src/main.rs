@@ -39,6 +39,24 @@ enum Command {
     /// The PostgreSQL store: dump, prune.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The fan-out benchmark's client load (started by `bench`).
+    #[command(hide = true)]
+    BenchLoad(BenchLoadArgs),
+}
+
+#[derive(Args)]
+struct BenchLoadArgs {
+    #[arg(long)]
+    addr: std::net::SocketAddr,
+    #[arg(long, value_enum)]
+    mode: rmf_dash::bench::load::Mode,
+    #[arg(long)]
+    clients: usize,
+    #[arg(long)]
+    per_client: usize,
+    /// Comma-separated rooms.
+    #[arg(long, value_delimiter = ',')]
+    rooms: Vec<String>,
 }
 
 #[derive(Args)]
@@ -423,6 +441,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Serve(s)) => run_serve(s),
         Some(Command::Proxy(p)) => run_proxy(p),
         Some(Command::Store(s)) => run_store(s),
+        Some(Command::BenchLoad(l)) => {
+            rmf_dash::bench::load::run(rmf_dash::bench::load::LoadConfig {
+                addr: l.addr,
+                mode: l.mode,
+                clients: l.clients,
+                rooms: l.rooms,
+                per_client: l.per_client,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,31 +1,32 @@
 //! Benchmarks against a live `rmf-dash serve` (in this process, over loopback): the sustained
 //! `/_internal` ingest rate of `fleet_state_update` frames (vs raw websocket reception of the same
 //! frames), and the fan-out of a site's fleet-adapter stream to many socket.io clients at real
-//! time (deliveries/s, end-to-end latency from the adapter's send to the client's receipt).
+//! time (deliveries/s, server CPU per delivery, server memory per idle client, end-to-end latency
+//! from the adapter's send to the client's receipt), against a plain websocket server writing the
+//! same packets to the same clients.
 //!
-//! The load (the adapter and the clients) runs on its own runtime threads, speaking the wire
-//! protocols directly (websocket frames; Engine.IO 4 / Socket.IO 5 packets), so the server
-//! measured is the real one, but the load shares the machine's cores (noted in every figure).
-//! The adapter writes its wall-clock send time into each fleet state (`bench_sent_us`, kept in
-//! the room payload since fleet-adapter JSON is passed on as received), which makes the latency
+//! The adapter runs on its own runtime thread in this process and the clients in a load process
+//! of their own ([`super::load`]), speaking the wire protocols directly (websocket frames;
+//! Engine.IO 4 / Socket.IO 5 packets), so the server measured is the real one and its CPU and
+//! memory are its own (the load still shares the machine's cores, noted in every figure). The
+//! adapter writes its wall-clock send time into each fleet state (`bench_sent_us`, kept in the
+//! room payload since fleet-adapter JSON is passed on as received), which makes the latency
 //! exact: receive time minus send time on the same clock.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::load::{LoadConfig, LoadProcess, LoadReport, Mode};
 use super::{BenchError, Figure};
 use crate::ingest::bag::Recording;
 use crate::ingest::cdr::{RmfRelease, typed};
 use crate::serve::{self, ServeConfig};
 use rmf_dash_dataflows::model::ros::StdString;
-
-/// Largest latency the histograms tell apart (ms); slower deliveries count in the last bucket.
-const HISTOGRAM_MS: usize = 5_000;
 
 /// A fleet-adapter frame of the recording and when it was logged (ns).
 struct Frame {
@@ -248,16 +249,55 @@ async fn raw_sink(
     Ok((addr, stop))
 }
 
-/// What the fan-out clients saw.
-struct Seen {
-    deliveries: AtomicU64,
-    /// Latency histogram (1 ms buckets) of fleet states carrying their send time.
-    histogram: Vec<AtomicU64>,
+/// One fan-out run as the server process saw it.
+struct Run {
+    report: LoadReport,
+    elapsed: Duration,
+    /// CPU time of this process (server and adapter; the clients run in the load process).
+    cpu: Duration,
+    /// Resident memory the subscribed idle clients added to this process.
+    rss_per_client: f64,
+}
+
+/// CPU time (user + system) of this process.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Resident memory of this process (bytes), from `/proc/self/statm`.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Plays `frames` at their recorded pace with `send` (called with each frame), `seconds` at
+/// most, showing progress.
+async fn pace(frames: &[Frame], label: &str, mut send: impl AsyncFnMut(&Frame)) {
+    let mut progress = crate::progress::Progress::new(label.to_string(), Some(frames.len() as u64));
+    let started = tokio::time::Instant::now();
+    let first = frames.first().map_or(0, |f| f.log_ns);
+    for f in frames {
+        tokio::time::sleep_until(started + Duration::from_nanos(f.log_ns - first)).await;
+        send(f).await;
+        progress.inc(1);
+    }
+    // The last deliveries.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    progress.finish(&format!("{} frames", frames.len()));
 }
 
 /// The fan-out at real time: the recording's fleet-adapter frames sent to `/_internal` on their
-/// recorded schedule for `seconds`, `clients` socket.io clients each subscribed to
-/// `rooms_per_client` fleet state rooms (spread evenly).
+/// recorded schedule for `seconds`, `clients` socket.io clients (in a load process of their own)
+/// each subscribed to `rooms_per_client` fleet state rooms (spread evenly). Baseline: a plain
+/// websocket server writing the same packets to the same clients (no ingest, engine, hub).
 pub fn fanout(
     path: &str,
     clients: usize,
@@ -277,189 +317,227 @@ pub fn fanout(
         return Ok(());
     }
     let per_client = rooms_per_client.min(fleets.len());
-    let server_rt = runtime(1, "bench-server")?;
-    let load = runtime(1, "bench-load")?;
-    let running = server_rt.block_on(serve::start(ServeConfig::local(loopback())))?;
-    let addr = running.addr;
-    let seen = Arc::new(Seen {
-        deliveries: AtomicU64::new(0),
-        histogram: (0..=HISTOGRAM_MS).map(|_| AtomicU64::new(0)).collect(),
-    });
-    let measuring = Arc::new(AtomicBool::new(false));
-    let mut progress = crate::progress::Progress::new(
-        format!("fan-out: connecting {clients} socket.io clients"),
-        Some(clients as u64),
-    );
-    let mut tasks = Vec::with_capacity(clients);
-    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
-    for i in 0..clients {
-        let rooms: Vec<String> = (0..per_client)
-            .map(|k| {
-                format!(
-                    "/fleets/{}/state",
-                    fleets[(i * per_client + k) % fleets.len()]
-                )
-            })
-            .collect();
-        let (seen, measuring, ready) = (seen.clone(), measuring.clone(), ready_tx.clone());
-        tasks.push(
-            load.spawn(async move { socketio_client(addr, rooms, seen, measuring, ready).await }),
-        );
-    }
-    drop(ready_tx);
-    load.block_on(async {
-        let mut n = 0;
-        while n < clients {
-            match tokio::time::timeout(Duration::from_secs(60), ready.recv()).await {
-                Ok(Some(())) => {
-                    n += 1;
-                    progress.set(n as u64);
-                }
-                _ => return Err(load_error(format!("{n} of {clients} clients connected"))),
-            }
-        }
-        Ok(())
-    })?;
-    progress.finish(&format!("{clients} clients, {per_client} rooms each"));
-    let hub = running.app.hub.clone();
-    let coalesced_before = hub.metrics.coalesced.load(Ordering::Relaxed);
-    measuring.store(true, Ordering::Relaxed);
-    let mut progress = crate::progress::Progress::new(
-        format!("fan-out: {seconds} s of the site's adapter stream at real time"),
-        Some(frames.len() as u64),
-    );
-    let url = format!("ws://{addr}/_internal");
-    let started = Instant::now();
-    load.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .map_err(load_error)?;
-        let first = frames.first().map_or(0, |f| f.log_ns);
-        for f in &frames {
-            let due = started + Duration::from_nanos(f.log_ns - first);
-            tokio::time::sleep_until(due.into()).await;
-            ws.send(Message::text(frame_text(f, true)))
-                .await
-                .map_err(load_error)?;
-            progress.inc(1);
-        }
-        // The last deliveries.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let _ = ws.close(None).await;
-        Ok::<(), BenchError>(())
-    })?;
-    let elapsed = started.elapsed();
-    measuring.store(false, Ordering::Relaxed);
-    progress.finish(&format!("{} frames", frames.len()));
-    let coalesced = hub.metrics.coalesced.load(Ordering::Relaxed) - coalesced_before;
-    for t in tasks {
-        t.abort();
-    }
-    server_rt.block_on(running.stop())?;
-    let deliveries = seen.deliveries.load(Ordering::Relaxed);
-    let histogram: Vec<u64> = seen
-        .histogram
+    let rooms: Vec<String> = fleets
         .iter()
-        .map(|b| b.load(Ordering::Relaxed))
+        .map(|f| format!("/fleets/{f}/state"))
         .collect();
+    let config = |addr, mode| LoadConfig {
+        addr,
+        mode,
+        clients,
+        rooms: rooms.clone(),
+        per_client,
+    };
+    let ours = socketio_run(&frames, &config(loopback(), Mode::Socketio))?;
+    let raw = raw_run(&frames, &config(loopback(), Mode::Raw))?;
     let note = format!(
-        "{clients} socket.io clients (websocket) x {per_client} of {} fleet state rooms, \
-         {} adapter frames over {seconds} s at real time; server on 1 tokio worker + 1 engine \
-         worker, the clients share the machine; {coalesced} deliveries coalesced",
+        "{clients} websocket clients (a load process of their own) x {per_client} of {} fleet \
+         state rooms, {} adapter frames over {seconds} s at real time; server on 1 tokio \
+         worker + 1 engine worker; baseline: a plain websocket server writing the same packets \
+         to the same clients",
         fleets.len(),
         frames.len()
     );
     figures.push(super::rate(
         "socket.io deliveries",
         "fanout",
-        deliveries as f64,
-        elapsed,
+        ours.report.deliveries as f64,
+        ours.elapsed,
         "deliveries/s",
-        None,
+        Some((
+            "raw websocket writes",
+            raw.report.deliveries as f64,
+            raw.elapsed,
+        )),
         &note,
     ));
-    let samples: u64 = histogram.iter().sum();
-    for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
-        figures.push(Figure {
+    let per_delivery = |r: &Run| r.cpu.as_secs_f64() * 1e6 / r.report.deliveries.max(1) as f64;
+    let lower =
+        |name: String, value: f64, unit: &'static str, baseline: f64, note: String| Figure {
             section: "fanout",
-            name: format!("adapter send to client receipt latency {name}"),
-            value: quantile(&histogram, q) as f64,
-            unit: "ms",
-            baseline: None,
-            ratio: None,
+            name,
+            value,
+            unit,
+            ratio: Some(value / baseline.max(1e-9)),
+            baseline: Some(super::Baseline {
+                name: "raw websocket writes".into(),
+                value: baseline,
+            }),
             better: "lower",
-            note: format!("{samples} fleet state deliveries, 1 ms resolution"),
+            note,
+        };
+    figures.push(lower(
+        "server CPU per delivery".into(),
+        per_delivery(&ours),
+        "us",
+        per_delivery(&raw),
+        "CPU time of the server process (ingest, engine, hub, socket.io; and the adapter) / \
+         deliveries"
+            .into(),
+    ));
+    figures.push(lower(
+        "server memory per idle client".into(),
+        ours.rss_per_client / 1024.0,
+        "KiB",
+        raw.rss_per_client / 1024.0,
+        "resident memory added to the server process by the subscribed clients / clients".into(),
+    ));
+    for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
+        figures.push(lower(
+            format!("adapter send to client receipt latency {name}"),
+            ours.report.quantile(q) as f64,
+            "ms",
+            raw.report.quantile(q) as f64,
+            format!(
+                "{} fleet state deliveries, 1 ms resolution",
+                ours.report.samples()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The socket.io run: a real server, the adapter on `/_internal`.
+fn socketio_run(frames: &[Frame], load: &LoadConfig) -> Result<Run, BenchError> {
+    let server_rt = runtime(1, "bench-server")?;
+    let adapter = runtime(1, "bench-adapter")?;
+    let running = server_rt.block_on(serve::start(ServeConfig::local(load.addr)))?;
+    let addr = running.addr;
+    let before = rss_bytes();
+    let mut clients = LoadProcess::start(&LoadConfig {
+        addr,
+        ..load.clone()
+    })?;
+    let rss_per_client = rss_bytes().saturating_sub(before) as f64 / load.clients.max(1) as f64;
+    clients.go()?;
+    let (cpu0, started) = (cpu_time(), Instant::now());
+    let url = format!("ws://{addr}/_internal");
+    adapter.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .map_err(load_error)?;
+        let mut failed = None;
+        pace(
+            frames,
+            "fan-out: socket.io, the site's adapter stream at real time",
+            async |f| {
+                if failed.is_none()
+                    && let Err(e) = ws.send(Message::text(frame_text(f, true))).await
+                {
+                    failed = Some(e);
+                }
+            },
+        )
+        .await;
+        let _ = ws.close(None).await;
+        failed.map_or(Ok(()), |e| Err(load_error(e)))
+    })?;
+    let (elapsed, cpu) = (started.elapsed(), cpu_time().saturating_sub(cpu0));
+    let report = clients.stop()?;
+    server_rt.block_on(running.stop())?;
+    Ok(Run {
+        report,
+        elapsed,
+        cpu,
+        rss_per_client,
+    })
+}
+
+/// Subscribers of the raw baseline server, by room.
+type RawRooms = Arc<parking_lot::Mutex<std::collections::HashMap<String, Vec<RawSender>>>>;
+type RawSender = tokio::sync::mpsc::Sender<Message>;
+
+/// The baseline run: a plain websocket server, fed the fleet state packets directly.
+fn raw_run(frames: &[Frame], load: &LoadConfig) -> Result<Run, BenchError> {
+    let server_rt = runtime(1, "bench-raw")?;
+    let rooms: RawRooms = Arc::default();
+    let listener = server_rt.block_on(tokio::net::TcpListener::bind(load.addr))?;
+    let addr = listener.local_addr()?;
+    let accept = server_rt.spawn(raw_accept(listener, rooms.clone()));
+    let before = rss_bytes();
+    let mut clients = LoadProcess::start(&LoadConfig {
+        addr,
+        ..load.clone()
+    })?;
+    let rss_per_client = rss_bytes().saturating_sub(before) as f64 / load.clients.max(1) as f64;
+    clients.go()?;
+    let (cpu0, started) = (cpu_time(), Instant::now());
+    let mut seq = 0u64;
+    server_rt.block_on(pace(
+        frames,
+        "fan-out: baseline, raw websocket writes at real time",
+        async |f| {
+            if f.kind != "fleet_state_update" {
+                return;
+            }
+            let Some(name) = fleet_name(&f.data) else {
+                return;
+            };
+            let text = frame_text(f, true);
+            #[derive(serde::Deserialize)]
+            struct Data<'a> {
+                #[serde(borrow)]
+                data: &'a serde_json::value::RawValue,
+            }
+            let Ok(d) = serde_json::from_str::<Data>(&text) else {
+                return;
+            };
+            seq += 1;
+            let room = format!("/fleets/{name}/state");
+            let packet = format!(
+                "42[\"{room}\",{},{{\"seq\":{seq},\"t\":{},\"sent_ms\":{}}}]",
+                d.data.get(),
+                f.log_ns / 1_000_000,
+                wall_us() / 1000
+            );
+            let packet = tokio_tungstenite::tungstenite::Utf8Bytes::from(packet);
+            for tx in rooms.lock().get(&room).into_iter().flatten() {
+                let _ = tx.try_send(Message::Text(packet.clone()));
+            }
+        },
+    ));
+    let (elapsed, cpu) = (started.elapsed(), cpu_time().saturating_sub(cpu0));
+    let report = clients.stop()?;
+    accept.abort();
+    Ok(Run {
+        report,
+        elapsed,
+        cpu,
+        rss_per_client,
+    })
+}
+
+/// Accepts raw clients: the first text message is the JSON list of their rooms, answered `ok`;
+/// then a writer task sends them what is published to those rooms.
+async fn raw_accept(listener: tokio::net::TcpListener, rooms: RawRooms) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let rooms = rooms.clone();
+        tokio::spawn(async move {
+            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            let (mut sink, mut stream) = ws.split();
+            let Some(Ok(Message::Text(first))) = stream.next().await else {
+                return;
+            };
+            let wanted: Vec<String> = serde_json::from_str(first.as_str()).unwrap_or_default();
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+            {
+                let mut rooms = rooms.lock();
+                for room in wanted {
+                    rooms.entry(room).or_default().push(tx.clone());
+                }
+            }
+            if sink.send(Message::text("ok")).await.is_err() {
+                return;
+            }
+            while let Some(m) = rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    return;
+                }
+            }
         });
     }
-    Ok(())
-}
-
-/// The bucket (ms) below which a fraction `q` of the samples lie (upper bound of its bucket).
-fn quantile(histogram: &[u64], q: f64) -> usize {
-    let total: u64 = histogram.iter().sum();
-    let want = (total as f64 * q).ceil() as u64;
-    let mut seen = 0;
-    for (ms, n) in histogram.iter().enumerate() {
-        seen += n;
-        if seen >= want.max(1) {
-            return ms + 1;
-        }
-    }
-    histogram.len()
-}
-
-/// One socket.io client: connects (Engine.IO 4 over websocket), subscribes to `rooms`, then
-/// counts deliveries and records the latency of those that carry their send time.
-async fn socketio_client(
-    addr: SocketAddr,
-    rooms: Vec<String>,
-    seen: Arc<Seen>,
-    measuring: Arc<AtomicBool>,
-    ready: tokio::sync::mpsc::UnboundedSender<()>,
-) -> Result<(), BenchError> {
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(load_error)?;
-    ws.send(Message::text("40")).await.map_err(load_error)?;
-    let mut acks = 0;
-    let mut subscribed = false;
-    while let Some(m) = ws.next().await {
-        let Ok(Message::Text(t)) = m else { continue };
-        let t = t.as_str();
-        if t == "2" {
-            ws.send(Message::text("3")).await.map_err(load_error)?;
-        } else if t.starts_with("40") && !subscribed {
-            subscribed = true;
-            for (i, room) in rooms.iter().enumerate() {
-                let packet = format!("42{i}{}", serde_json::json!(["subscribe", {"room": room}]));
-                ws.send(Message::text(packet)).await.map_err(load_error)?;
-            }
-        } else if t.starts_with("43") {
-            acks += 1;
-            if acks == rooms.len() {
-                let _ = ready.send(());
-            }
-        } else if t.starts_with("42") && measuring.load(Ordering::Relaxed) {
-            seen.deliveries.fetch_add(1, Ordering::Relaxed);
-            if let Some(sent) = sent_us(t) {
-                let ms = (wall_us().saturating_sub(sent) / 1000) as usize;
-                seen.histogram[ms.min(HISTOGRAM_MS)].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The `bench_sent_us` of an event packet's payload.
-fn sent_us(packet: &str) -> Option<u64> {
-    const KEY: &str = "\"bench_sent_us\":";
-    let at = packet.find(KEY)? + KEY.len();
-    let digits: &str = &packet[at..];
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
 }
 
 #[cfg(test)]
@@ -467,19 +545,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_of_a_histogram() {
-        let h = [0, 50, 40, 9, 1];
-        assert_eq!(quantile(&h, 0.5), 2);
-        assert_eq!(quantile(&h, 0.9), 3);
-        assert_eq!(quantile(&h, 0.99), 4);
-        assert_eq!(quantile(&h, 0.999), 5);
-    }
-
-    #[test]
-    fn send_time_is_read_from_the_payload() {
-        let p = r#"42["/fleets/f/state",{"bench_sent_us":1234,"name":"f"},{"seq":1}]"#;
-        assert_eq!(sent_us(p), Some(1234));
-        assert_eq!(sent_us(r#"42["/x",{}]"#), None);
+    fn frames_carry_their_send_time() {
         let f = Frame {
             log_ns: 0,
             kind: "fleet_state_update",

@@ -5,12 +5,15 @@
 //! Sections so far: `decode` (typed and generic CDR decoding vs a plain copy of the same bytes),
 //! `engine` (input records through every derived event on 1 and 2 workers vs a naive
 //! recomputation; memory per entity), `latency` (input to complete output at the real-time
-//! rate), `ingest` (`/_internal` frames/s vs websocket reception alone) and `fanout` (socket.io
-//! deliveries and end-to-end latency with many clients at real time), the last two against a
-//! live server in this process ([`live`]).
+//! rate), `ingest` (`/_internal` frames/s vs websocket reception alone), `fanout` (socket.io
+//! deliveries, server CPU per delivery, memory per idle client and end-to-end latency with many
+//! clients at real time, vs a plain websocket server; the clients in a load process of their own,
+//! [`load`]), the last two against a live server in this process ([`live`]), and `store` (writer
+//! rows/s vs raw binary COPY, restore times).
 
 pub mod engine;
 pub mod live;
+pub mod load;
 pub mod memory;
 pub mod naive;
 pub mod store;
