@@ -9,6 +9,7 @@ pub mod commands;
 pub mod query;
 pub mod read;
 pub mod routes;
+pub mod standby;
 pub mod system;
 
 use std::sync::Arc;
@@ -47,6 +48,10 @@ pub struct App {
     pub map_images: Arc<crate::ingest::feed::MapImages>,
     /// Users, roles, permissions and favorites; `None` without a store (nothing enforced).
     pub users: Option<Arc<crate::users::Users>>,
+    /// This process's role among the main processes of its site (always active without a
+    /// store): anything that must act only on the active process checks `is_active()` or
+    /// follows `watch()`.
+    pub leader: crate::store::leader::Leadership,
 }
 
 /// Every route, under `prefix`.
@@ -65,7 +70,11 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .route("/_internal", get(crate::ingest::internal::handler))
         // Proxies replicate the rooms through it.
         .merge(crate::proxy::replicate::router(
-            crate::proxy::replicate::Replicas::new(app.hub.clone(), app.auth.clone()),
+            crate::proxy::replicate::Replicas::with_lineage(
+                app.hub.clone(),
+                app.auth.clone(),
+                app.leader.lineage(),
+            ),
         ))
         .merge(routes::router())
         .merge(crate::view::routes(prefix))
