@@ -190,11 +190,16 @@ pub struct Listening {
     /// This process's role (active at once without a store).
     pub leadership: Leadership,
     switch: Switch,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    /// Bound, not served yet: requests wait in the backlog until the process is active, or a
+    /// standby (the lock is held by another process).
+    listener: Option<tokio::net::TcpListener>,
+    http: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    )>,
 }
 
-/// Checks the configuration, listens, and answers as a standby.
+/// Checks the configuration and binds the listener.
 pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
     let auth = Auth::new(
         config.jwt_secret.as_deref(),
@@ -225,7 +230,7 @@ pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
             addr: config.listen,
             source,
         })?;
-    let (addr, shutdown, server) = serve_http(listener, switch.router())?;
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, prefix = %config.prefix, "listening (socket.io at {}/socket.io)", config.prefix);
     Ok(Listening {
         config,
@@ -233,35 +238,50 @@ pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
         addr,
         leadership,
         switch,
-        shutdown,
-        server,
+        listener: Some(listener),
+        http: None,
     })
 }
 
 impl Listening {
-    /// Waits until this process holds the leadership of its site (at once without a store).
-    pub async fn acquire(&self) -> Result<Option<Lease>, ServeError> {
-        match &self.config.store {
-            None => Ok(None),
-            Some(c) => {
-                tracing::info!(site = %c.leader.site, "seeking the leadership of the site");
-                Ok(Some(
-                    crate::store::leader::acquire(&c.url, &c.leader, &self.leadership).await?,
-                ))
-            }
+    /// Serves the present routes (the standby's until activation).
+    fn serve(&mut self) -> Result<(), ServeError> {
+        if let Some(listener) = self.listener.take() {
+            let (_, shutdown, server) = serve_http(listener, self.switch.router())?;
+            self.http = Some((shutdown, server));
         }
+        Ok(())
+    }
+
+    /// Waits until this process holds the leadership of its site (at once without a store).
+    /// When another process holds it, this one answers as a standby meanwhile.
+    pub async fn acquire(&mut self) -> Result<Option<Lease>, ServeError> {
+        let Some(c) = self.config.store.clone() else {
+            return Ok(None);
+        };
+        if let Some(lease) =
+            crate::store::leader::try_acquire(&c.url, &c.leader, &self.leadership).await?
+        {
+            return Ok(Some(lease));
+        }
+        self.serve()?;
+        tracing::info!(site = %c.leader.site, "standby: answering /health as a standby until this process is active");
+        Ok(Some(
+            crate::store::leader::acquire(&c.url, &c.leader, &self.leadership).await?,
+        ))
     }
 
     /// Stops a standby.
     pub async fn stop(self) {
         tracing::info!("shutting down (standby)");
-        let _ = self.shutdown.send(true);
-        let mut server = self.server;
-        if tokio::time::timeout(Duration::from_secs(2), &mut server)
-            .await
-            .is_err()
-        {
-            server.abort();
+        if let Some((shutdown, mut server)) = self.http {
+            let _ = shutdown.send(true);
+            if tokio::time::timeout(Duration::from_secs(2), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
         }
     }
 }
@@ -283,7 +303,7 @@ pub struct Running {
 /// Starts every part and returns once the server listens and is active (with a store: once it
 /// holds the leadership of its site).
 pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
-    let listening = listen(config).await?;
+    let mut listening = listen(config).await?;
     let lease = listening.acquire().await?;
     listening.activate(lease).await
 }
@@ -292,33 +312,19 @@ impl Listening {
     /// Restores from the store, starts the engine, the feeder, the writer and the replay, and
     /// switches the routes to the active ones. `lease`: the leadership held (with a store).
     pub async fn activate(self, lease: Option<Lease>) -> Result<Running, ServeError> {
-        let Listening {
-            mut config,
-            auth,
-            addr,
-            leadership,
-            switch,
-            shutdown,
-            server,
-        } = self;
-        if let (Some(store), Some(lease)) = (config.store.as_mut(), lease.as_ref()) {
+        let mut this = self;
+        if let (Some(store), Some(lease)) = (this.config.store.as_mut(), lease.as_ref()) {
             store.fence = Some(lease.fence());
         }
-        activate(config, auth, leadership, lease, addr, switch, shutdown, server).await
+        activate(this, lease).await
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn activate(
-    config: ServeConfig,
-    auth: Auth,
-    leadership: Leadership,
-    lease: Option<Lease>,
-    addr: SocketAddr,
-    switch: Switch,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
-) -> Result<Running, ServeError> {
+async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, ServeError> {
+    let config = this.config.clone();
+    let auth = this.auth.clone();
+    let leadership = this.leadership.clone();
+    let addr = this.addr;
     let mut engine = Engine::start(config.engine.clone())?;
     tracing::info!(workers = config.engine.workers, "engine started");
     let delivered = engine.delivered.clone();
@@ -403,7 +409,12 @@ async fn activate(
         leader: leadership,
     });
     spawn_flush(hub.clone());
-    switch.set(router(app.clone(), &config.prefix).layer(layer));
+    this.switch
+        .set(router(app.clone(), &config.prefix).layer(layer));
+    this.serve()?;
+    let Some((shutdown, server)) = this.http.take() else {
+        return Err(ServeError::Io(std::io::Error::other("the server did not start")));
+    };
     tracing::info!(%addr, "active: serving");
     let replay = match &config.replay {
         Some(path) => {
@@ -515,14 +526,19 @@ pub async fn run_announced(
     config: ServeConfig,
     announce: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    let listening = listen(config).await?;
+    let mut listening = listen(config).await?;
     announce(listening.addr);
-    let lease = tokio::select! {
-        lease = listening.acquire() => lease?,
-        _ = until_stopped() => {
-            listening.stop().await;
-            return Ok(());
+    let lease = {
+        let acquire = listening.acquire();
+        tokio::pin!(acquire);
+        tokio::select! {
+            lease = &mut acquire => Some(lease?),
+            _ = until_stopped() => None,
         }
+    };
+    let Some(lease) = lease else {
+        listening.stop().await;
+        return Ok(());
     };
     let running = listening.activate(lease).await?;
     tokio::select! {

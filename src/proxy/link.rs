@@ -17,8 +17,9 @@
 //!   over, or restarted, on the same store), its state continues the old one's: its seqs and
 //!   logical times go on from the store's checkpoint, which may be behind what this proxy already
 //!   got from the process that died. Each room held then keeps what it holds and takes only
-//!   frames after it, in (logical time, upstream seq) order; at the first such frame its offset
-//!   is set so that local seqs go on by one. A client sees a pause, never an older value.
+//!   frames after it, in (logical time, upstream seq) order, with the same seq offset (raised
+//!   only if needed to stay above the seq held). A client sees a pause, never an older value,
+//!   and the same seqs as before (a jump when changes went by during the pause).
 //! - Several upstreams (the main processes of a site, one active, the others standby): the
 //!   link follows whichever accepts it, trying them in turn (a standby answers 503); it stays
 //!   with the one it has until that one goes away.
@@ -400,8 +401,12 @@ impl Link {
                 self.status.stale.fetch_add(1, Ordering::Relaxed);
                 return;
             }
+            // Same numbering as before the takeover (the store's); raised only if upstream's
+            // seq is not above the one held (a tail the store never got, renumbered).
             let held = self.hub.held(change.room).map_or(0, |(seq, _)| seq);
-            followed.offset = held as i64 + 1 - change.meta.seq as i64;
+            followed.offset = followed
+                .offset
+                .max(held as i64 + 1 - change.meta.seq as i64);
             followed.floor = None;
         }
         followed.last = followed.last.max(change.meta.seq);
