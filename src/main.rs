@@ -45,7 +45,12 @@ enum Command {
 struct ProxyArgs {
     /// The main process or another proxy: http://host:port[/prefix]. Several (repeated or
     /// comma separated): the main processes of one site; the proxy follows the active one.
-    #[arg(long, env = "RMF_DASH_UPSTREAM", required = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "RMF_DASH_UPSTREAM",
+        required = true,
+        value_delimiter = ','
+    )]
     upstream: Vec<String>,
     /// JWT given to the upstream's /_replicate (Authorization: Bearer).
     #[arg(long, env = "RMF_DASH_UPSTREAM_TOKEN", hide_env_values = true)]

@@ -413,7 +413,9 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         .set(router(app.clone(), &config.prefix).layer(layer));
     this.serve()?;
     let Some((shutdown, server)) = this.http.take() else {
-        return Err(ServeError::Io(std::io::Error::other("the server did not start")));
+        return Err(ServeError::Io(std::io::Error::other(
+            "the server did not start",
+        )));
     };
     tracing::info!(%addr, "active: serving");
     let replay = match &config.replay {

@@ -122,7 +122,11 @@ fn assert_terms_never_overlap(terms: &[Term]) {
         let (a, b) = (&pair[0], &pair[1]);
         assert_eq!(b.term, a.term + 1, "{terms:?}");
         if a.transactions > 0 {
-            assert_eq!(b.from, a.last, "term {} starts where {} ended", b.term, a.term);
+            assert_eq!(
+                b.from, a.last,
+                "term {} starts where {} ended",
+                b.term, a.term
+            );
             let last = a.last_write.expect("a wrote");
             assert!(b.acquired > last, "{terms:?}");
             if let Some(first) = b.first_write {
@@ -601,7 +605,9 @@ fn the_standby_takes_over_a_killed_active_main_with_the_same_state() {
     let mut checked = 0;
     let log = s["log"].as_object().expect("log");
     for (room, events) in log {
-        let want = seqs.get(room).unwrap_or_else(|| panic!("{room} not in the run"));
+        let want = seqs
+            .get(room)
+            .unwrap_or_else(|| panic!("{room} not in the run"));
         for e in events.as_array().expect("events") {
             let seq = e[0].as_u64().expect("seq");
             let got: Value = serde_json::from_str(e[2].as_str().expect("value")).expect("json");
@@ -633,7 +639,10 @@ fn the_standby_takes_over_a_killed_active_main_with_the_same_state() {
         let last = seqs[room].last_key_value().expect("values").1;
         let got: Value =
             serde_json::from_str(s["lastValues"][room].as_str().unwrap_or("null")).expect("json");
-        assert!(same_json(&got, last), "{room}: ended with {got}, the run with {last}");
+        assert!(
+            same_json(&got, last),
+            "{room}: ended with {got}, the run with {last}"
+        );
     }
     let (_, ph) = health(p.1);
     assert_eq!(ph["upstream"]["connected"], true, "{ph}");
@@ -644,11 +653,21 @@ fn the_standby_takes_over_a_killed_active_main_with_the_same_state() {
     );
     assert!(b.log().contains("leadership acquired"), "{}", b.log());
     b.stop();
-    assert_eq!(c.dump(), expected_dump, "the store equals an uninterrupted run's");
+    assert_eq!(
+        c.dump(),
+        expected_dump,
+        "the store equals an uninterrupted run's"
+    );
     let terms = c.terms();
     assert_eq!(terms.len(), 2, "{terms:?}");
-    assert!(terms[0].writer.ends_with(&format!("[{}]", a.pid())), "{terms:?}");
-    assert!(terms[0].transactions > 0 && terms[1].transactions > 0, "{terms:?}");
+    assert!(
+        terms[0].writer.ends_with(&format!("[{}]", a.pid())),
+        "{terms:?}"
+    );
+    assert!(
+        terms[0].transactions > 0 && terms[1].transactions > 0,
+        "{terms:?}"
+    );
     assert_terms_never_overlap(&terms);
 }
 
@@ -719,7 +738,11 @@ fn an_active_main_that_loses_its_database_sessions_steps_down() {
     // The restarted A takes over in turn (nothing is left to replay), then stops.
     a2.wait_active();
     a2.stop();
-    assert_eq!(c.dump(), expected_dump, "the store equals an uninterrupted run's");
+    assert_eq!(
+        c.dump(),
+        expected_dump,
+        "the store equals an uninterrupted run's"
+    );
     let terms = c.terms();
     assert_eq!(terms.len(), 3, "{terms:?}");
     // A wrote nothing after its sessions ended; B wrote only after A's last write.
@@ -742,8 +765,16 @@ fn takeover_time_over_ten_kills() {
     mains[0].wait_active();
     mains[1].wait_standby();
     let mut times = Vec::new();
+    // Kills land anywhere in the standby's retry period: 2 s plus a pseudo-random part.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos() as u64;
     for kill in 0..10 {
-        std::thread::sleep(Duration::from_secs(2));
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        std::thread::sleep(Duration::from_millis(2000 + (seed >> 33) % 1000));
         let active = if mains[0].health().0 == 200 { 0 } else { 1 };
         let standby = 1 - active;
         mains[active].child.kill().expect("SIGKILL");

@@ -41,8 +41,9 @@ use crate::hub::{Hub, Interest, Meta};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// With several upstreams a standby is expected to take over within seconds: tried more often.
-const BACKOFF_MAX_SEVERAL: Duration = Duration::from_secs(1);
+/// With several upstreams a standby is expected to take over within a second: tried often
+/// (a refused connection or a standby's 503 costs little).
+const BACKOFF_MAX_SEVERAL: Duration = Duration::from_millis(250);
 /// A ping this often; a link silent for [`SILENT`] is dead.
 const PING: Duration = Duration::from_secs(5);
 const SILENT: Duration = Duration::from_secs(15);
@@ -411,7 +412,9 @@ impl Link {
         }
         followed.last = followed.last.max(change.meta.seq);
         let meta = Meta {
-            seq: (change.meta.seq as i64).saturating_add(followed.offset).max(0) as u64,
+            seq: (change.meta.seq as i64)
+                .saturating_add(followed.offset)
+                .max(0) as u64,
             ..change.meta
         };
         if !self.hub.apply_remote(change.room, value, meta) {

@@ -404,7 +404,9 @@ pub async fn acquire(
                 if let Some(c) = conn.take() {
                     match lease(c, url, config, leadership).await {
                         Ok(l) => return Ok(l),
-                        Err(e @ (StoreError::SchemaTooNew { .. } | StoreError::Migration { .. })) => {
+                        Err(
+                            e @ (StoreError::SchemaTooNew { .. } | StoreError::Migration { .. }),
+                        ) => {
                             return Err(e);
                         }
                         // The connection failed while claiming: the lock went with it.
