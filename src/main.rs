@@ -61,9 +61,15 @@ struct BenchLoadArgs {
 
 #[derive(Args)]
 struct ProxyArgs {
-    /// The main process or another proxy: http://host:port[/prefix].
-    #[arg(long, env = "RMF_DASH_UPSTREAM")]
-    upstream: String,
+    /// The main process or another proxy: http://host:port[/prefix]. Several (repeated or
+    /// comma separated): the main processes of one site; the proxy follows the active one.
+    #[arg(
+        long,
+        env = "RMF_DASH_UPSTREAM",
+        required = true,
+        value_delimiter = ','
+    )]
+    upstream: Vec<String>,
     /// JWT given to the upstream's /_replicate (Authorization: Bearer).
     #[arg(long, env = "RMF_DASH_UPSTREAM_TOKEN", hide_env_values = true)]
     upstream_token: Option<String>,
@@ -142,6 +148,13 @@ struct StoreArgs {
     /// oldest are dropped (logged, counted, recorded in store_gaps).
     #[arg(long, default_value_t = 256, env = "RMF_DASH_STORE_BUFFER_MB")]
     store_buffer_mb: usize,
+    /// The site: the main processes of one site share its store, one of them active (holding
+    /// the site's leadership lock), the others standby.
+    #[arg(long, default_value = "default", env = "RMF_DASH_SITE_NAME")]
+    site_name: String,
+    /// How often a standby tries to take the leadership (ms).
+    #[arg(long, default_value_t = 500, env = "RMF_DASH_LEADER_RETRY_MS")]
+    leader_retry_ms: u64,
 }
 
 impl StoreArgs {
@@ -150,6 +163,10 @@ impl StoreArgs {
             flush_ms: self.flush_ms.max(1),
             flush_rows: self.flush_rows.max(1),
             max_buffer_bytes: self.store_buffer_mb.max(1) << 20,
+            leader: rmf_dash::store::leader::LeaderConfig {
+                site: self.site_name.clone(),
+                retry: std::time::Duration::from_millis(self.leader_retry_ms.clamp(10, 60_000)),
+            },
             ..rmf_dash::store::WriterConfig::new(url)
         }
     }
@@ -562,7 +579,7 @@ fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
         "--prefix must start with /"
     );
     let config = rmf_dash::proxy::ProxyConfig {
-        upstream: args.upstream,
+        upstreams: args.upstream,
         upstream_token: args.upstream_token,
         listen: args.listen,
         prefix,
@@ -633,6 +650,15 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
             println!("\nrmf-dash demo site is running: open http://{addr}{view}\n");
         }
     }));
+    if let Err(rmf_dash::serve::ServeError::Deposed(why)) = &result {
+        // Nothing more is written; the state in memory is stale: exit at once for the
+        // supervisor to restart this process, as a standby.
+        tracing::error!(
+            "stepped down ({why}); exiting with status {} (restart me: I come back as a standby)",
+            rmf_dash::store::leader::STEP_DOWN_EXIT
+        );
+        std::process::exit(i32::from(rmf_dash::store::leader::STEP_DOWN_EXIT));
+    }
     drop(runtime);
     // The private PostgreSQL stops after the server (and its writer) have.
     drop(local);

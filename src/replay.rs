@@ -117,6 +117,11 @@ pub fn write_jsonl(batch: &Batch, out: &mut impl Write) -> std::io::Result<u64> 
 pub trait Sink {
     fn record(&mut self, record: Record, log_time: u64) -> Result<(), EngineError>;
     fn advance(&mut self, t: Time) -> Result<(), EngineError>;
+    /// Whether the record received at `log_time` is skipped (a resumed recording): skipped
+    /// records are not paced, the replay's clock starts at the first record taken.
+    fn skips(&self, _log_time: u64) -> bool {
+        false
+    }
 }
 
 impl Sink for Feeder {
@@ -174,6 +179,9 @@ pub fn drive(
                 continue;
             }
         };
+        if sink.skips(sample.log_time) {
+            continue;
+        }
         let t = Clock::logical(sample.log_time, opts.tick_ms);
         pacer.wait_for(sample.log_time, |now| {
             sink.advance(now.min(t.saturating_sub(1)))
@@ -270,5 +278,10 @@ impl<S: Sink> Sink for Resume<S> {
             return Ok(());
         }
         self.inner.advance(t)
+    }
+
+    fn skips(&self, log_time: u64) -> bool {
+        self.after
+            .is_some_and(|c| Clock::logical(log_time, self.tick_ms) <= c)
     }
 }

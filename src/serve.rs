@@ -2,6 +2,12 @@
 //! replayed recording, the `/_internal` websocket, ...), the hub and the HTTP server (REST,
 //! socket.io, `/health`, `/metrics`), and stops them in order on Ctrl-C or SIGTERM. One log line
 //! per lifecycle event.
+//!
+//! With a store, the process first listens as a standby ([`listen`]: `/health` says `standby`,
+//! everything else answers 503, see [`crate::api::standby`]) until it holds the leadership of
+//! its site ([`crate::store::leader`]); then it restores, starts every part and switches its
+//! routes to the active ones ([`Listening::activate`]). A deposed process stops with
+//! [`ServeError::Deposed`] (the command exits with status 75 for its supervisor to restart it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +25,7 @@ use crate::ingest::decode::ReleasePolicy;
 use crate::ingest::feed::{self, Feeder};
 use crate::ingest::source::Pacing;
 use crate::replay::{ReplayOptions, ReplaySummary};
+use crate::store::leader::{Leadership, Lease};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -38,6 +45,8 @@ pub enum ServeError {
     Users(#[from] crate::users::UsersError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("stepped down: {0}")]
+    Deposed(String),
 }
 
 /// Everything `serve` needs.
@@ -135,20 +144,63 @@ pub fn serve_http(
     Ok((addr, shutdown, server))
 }
 
-/// A running server (for tests and the CLI).
-pub struct Running {
-    pub addr: SocketAddr,
-    pub app: Arc<App>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
-    feeder: std::thread::JoinHandle<Result<u64, EngineError>>,
-    replay: Option<std::thread::JoinHandle<()>>,
-    applier: Option<std::thread::JoinHandle<()>>,
-    writer: Option<tokio::task::JoinHandle<()>>,
+/// The router a server answers with, switched once (standby, then active) on one listener.
+#[derive(Clone)]
+pub struct Switch(Arc<parking_lot::RwLock<axum::Router>>);
+
+impl Switch {
+    pub fn new(routes: axum::Router) -> Self {
+        Switch(Arc::new(parking_lot::RwLock::new(routes)))
+    }
+
+    /// Requests from now on go to `routes` (connections already upgraded stay where they are).
+    pub fn set(&self, routes: axum::Router) {
+        *self.0.write() = routes;
+    }
+
+    /// A router that hands every request to the present routes.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new().fallback_service(self.clone())
+    }
 }
 
-/// Starts every part and returns once the server listens.
-pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+impl tower_service::Service<axum::extract::Request> for Switch {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let mut routes = self.0.read().clone();
+        routes.call(request)
+    }
+}
+
+/// A server that listens as a standby and waits for the leadership of its site.
+pub struct Listening {
+    config: ServeConfig,
+    auth: Auth,
+    pub addr: SocketAddr,
+    /// This process's role (active at once without a store).
+    pub leadership: Leadership,
+    switch: Switch,
+    /// Bound, not served yet: requests wait in the backlog until the process is active, or a
+    /// standby (the lock is held by another process).
+    listener: Option<tokio::net::TcpListener>,
+    http: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    )>,
+}
+
+/// Checks the configuration and binds the listener.
+pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
     let auth = Auth::new(
         config.jwt_secret.as_deref(),
         config.jwt_public_key.as_deref(),
@@ -161,6 +213,118 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             "authentication is disabled (--no-auth): every client is user `stub`; do not expose this server"
         );
     }
+    let leadership = match &config.store {
+        Some(c) => Leadership::standby(&c.leader.site),
+        None => Leadership::single(),
+    };
+    let switch = Switch::new(crate::api::standby::router(
+        Arc::new(crate::api::standby::Standby {
+            leadership: leadership.clone(),
+            started: std::time::Instant::now(),
+        }),
+        &config.prefix,
+    ));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, prefix = %config.prefix, "listening (socket.io at {}/socket.io)", config.prefix);
+    Ok(Listening {
+        config,
+        auth,
+        addr,
+        leadership,
+        switch,
+        listener: Some(listener),
+        http: None,
+    })
+}
+
+impl Listening {
+    /// Serves the present routes (the standby's until activation).
+    fn serve(&mut self) -> Result<(), ServeError> {
+        if let Some(listener) = self.listener.take() {
+            let (_, shutdown, server) = serve_http(listener, self.switch.router())?;
+            self.http = Some((shutdown, server));
+        }
+        Ok(())
+    }
+
+    /// Waits until this process holds the leadership of its site (at once without a store).
+    /// When another process holds it, this one answers as a standby meanwhile.
+    pub async fn acquire(&mut self) -> Result<Option<Lease>, ServeError> {
+        let Some(c) = self.config.store.clone() else {
+            return Ok(None);
+        };
+        if let Some(lease) =
+            crate::store::leader::try_acquire(&c.url, &c.leader, &self.leadership).await?
+        {
+            return Ok(Some(lease));
+        }
+        self.serve()?;
+        tracing::info!(site = %c.leader.site, "standby: answering /health as a standby until this process is active");
+        Ok(Some(
+            crate::store::leader::acquire(&c.url, &c.leader, &self.leadership).await?,
+        ))
+    }
+
+    /// Stops a standby.
+    pub async fn stop(self) {
+        tracing::info!("shutting down (standby)");
+        if let Some((shutdown, mut server)) = self.http {
+            let _ = shutdown.send(true);
+            if tokio::time::timeout(Duration::from_secs(2), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
+        }
+    }
+}
+
+/// A running server (for tests and the CLI).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    /// The leadership held (`None` without a store); dropped last, releasing the lock.
+    lease: Option<Lease>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    feeder: std::thread::JoinHandle<Result<u64, EngineError>>,
+    replay: Option<std::thread::JoinHandle<()>>,
+    applier: Option<std::thread::JoinHandle<()>>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts every part and returns once the server listens and is active (with a store: once it
+/// holds the leadership of its site).
+pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+    let mut listening = listen(config).await?;
+    let lease = listening.acquire().await?;
+    listening.activate(lease).await
+}
+
+impl Listening {
+    /// Restores from the store, starts the engine, the feeder, the writer and the replay, and
+    /// switches the routes to the active ones. `lease`: the leadership held (with a store).
+    pub async fn activate(self, lease: Option<Lease>) -> Result<Running, ServeError> {
+        let mut this = self;
+        if let (Some(store), Some(lease)) = (this.config.store.as_mut(), lease.as_ref()) {
+            store.fence = Some(lease.fence());
+        }
+        activate(this, lease).await
+    }
+}
+
+async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, ServeError> {
+    let config = this.config.clone();
+    let auth = this.auth.clone();
+    let leadership = this.leadership.clone();
+    let addr = this.addr;
     let mut engine = Engine::start(config.engine.clone())?;
     tracing::info!(workers = config.engine.workers, "engine started");
     let delivered = engine.delivered.clone();
@@ -247,17 +411,18 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         map_images,
         users,
         history,
+        leader: leadership,
     });
     spawn_flush(hub.clone());
-    let routes = router(app.clone(), &config.prefix).layer(layer);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let (addr, shutdown, server) = serve_http(listener, routes)?;
-    tracing::info!(%addr, prefix = %config.prefix, "listening (socket.io at {}/socket.io)", config.prefix);
+    this.switch
+        .set(router(app.clone(), &config.prefix).layer(layer));
+    this.serve()?;
+    let Some((shutdown, server)) = this.http.take() else {
+        return Err(ServeError::Io(std::io::Error::other(
+            "the server did not start",
+        )));
+    };
+    tracing::info!(%addr, "active: serving");
     let replay = match &config.replay {
         Some(path) => {
             let path = path.clone();
@@ -296,6 +461,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     Ok(Running {
         addr,
         app,
+        lease,
         shutdown,
         server,
         feeder: feeder_thread,
@@ -343,7 +509,17 @@ impl Running {
         if let Some(w) = self.writer {
             let _ = w.await;
         }
+        // Last: the lock goes once everything is written.
+        drop(self.lease);
         Ok(())
+    }
+
+    /// Waits until this process is deposed (never without a store); returns why.
+    pub async fn deposed(&self) -> String {
+        match &self.lease {
+            Some(_) => self.app.leader.deposed().await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -357,10 +533,26 @@ pub async fn run_announced(
     config: ServeConfig,
     announce: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    let running = start(config).await?;
-    announce(running.addr);
-    until_stopped().await;
-    running.stop().await
+    let mut listening = listen(config).await?;
+    announce(listening.addr);
+    let lease = {
+        let acquire = listening.acquire();
+        tokio::pin!(acquire);
+        tokio::select! {
+            lease = &mut acquire => Some(lease?),
+            _ = until_stopped() => None,
+        }
+    };
+    let Some(lease) = lease else {
+        listening.stop().await;
+        return Ok(());
+    };
+    let running = listening.activate(lease).await?;
+    tokio::select! {
+        _ = until_stopped() => running.stop().await,
+        // The writer writes nothing more: stop at once (the caller exits for a supervisor).
+        why = running.deposed() => Err(ServeError::Deposed(why)),
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM and logs which came.

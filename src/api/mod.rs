@@ -9,6 +9,7 @@ pub mod commands;
 pub mod query;
 pub mod read;
 pub mod routes;
+pub mod standby;
 pub mod system;
 
 use std::sync::Arc;
@@ -49,6 +50,10 @@ pub struct App {
     pub users: Option<Arc<crate::users::Users>>,
     /// History reads from the store; `None` without one (history is the hub's recent events).
     pub history: Option<Arc<crate::store::history::History>>,
+    /// This process's role among the main processes of its site (always active without a
+    /// store): anything that must act only on the active process checks `is_active()` or
+    /// follows `watch()`.
+    pub leader: crate::store::leader::Leadership,
 }
 
 /// Every route, under `prefix`.
@@ -67,7 +72,11 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .route("/_internal", get(crate::ingest::internal::handler))
         // Proxies replicate the rooms through it.
         .merge(crate::proxy::replicate::router(
-            crate::proxy::replicate::Replicas::new(app.hub.clone(), app.auth.clone()),
+            crate::proxy::replicate::Replicas::with_lineage(
+                app.hub.clone(),
+                app.auth.clone(),
+                app.leader.lineage(),
+            ),
         ))
         .merge(routes::router())
         .merge(crate::view::routes(prefix))

@@ -22,9 +22,17 @@ pub async fn health(State(app): State<AppState>) -> impl IntoResponse {
         .store
         .as_ref()
         .is_none_or(|s| s.up.load(Ordering::Relaxed));
+    let active = app.leader.is_active();
+    let ok = engine && store_up && active;
     let body = json!({
-        "status": if engine && store_up { "ok" } else { "unavailable" },
-        "role": "active",
+        "status": if ok { "ok" } else { "unavailable" },
+        "role": app.leader.role().as_str(),
+        "leader": {
+            "site": app.leader.site(),
+            "term": app.leader.term(),
+            "writer": app.leader.writer(),
+            "reason": app.leader.reason(),
+        },
         "engine": {
             "running": engine,
             "input_time_ms": fed,
@@ -42,7 +50,7 @@ pub async fn health(State(app): State<AppState>) -> impl IntoResponse {
         },
         "uptime_s": app.started.elapsed().as_secs(),
     });
-    let status = if engine && store_up {
+    let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -161,6 +169,18 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         "Output changes applied by the hub.",
         "counter",
         &[(String::new(), m.changes.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "rmf_dash_leader",
+        "1 when this main process is the active one of its site.",
+        "gauge",
+        &[(String::new(), u64::from(app.leader.is_active()))],
+    );
+    gauge(
+        "rmf_dash_leader_term",
+        "The leadership term held (0 without a store).",
+        "gauge",
+        &[(String::new(), app.leader.term().unwrap_or(0).max(0) as u64)],
     );
     if let Some(s) = &app.store {
         let load =

@@ -636,6 +636,12 @@ impl Hub {
         inner.rooms.get(room).map(|r| (r.seq, r.value.clone()))
     }
 
+    /// The sequence number and logical time of what a room holds (proxies).
+    pub fn held(&self, room: &str) -> Option<(u64, Time)> {
+        let inner = self.inner.lock();
+        inner.rooms.get(room).map(|r| (r.seq, r.t))
+    }
+
     /// Present values of the state rooms whose name starts with `prefix` and ends with `suffix`.
     pub fn values(&self, prefix: &str, suffix: &str) -> Vec<(String, Raw)> {
         let inner = self.inner.lock();

@@ -128,7 +128,7 @@ pub async fn forward(State(proxy): State<ProxyState>, request: Request) -> Respo
         }
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let upstream = &proxy.upstream;
+    let upstream = proxy.upstream();
     let mut builder = axum::http::Request::builder()
         .method(parts.method.clone())
         .uri(format!("{}{}", upstream.prefix, path));

@@ -2,7 +2,8 @@
 //!
 //! - server -> client, first message, text: [`Hello`] `{"protocol":"rmf-dash-replicate",
 //!   "version":1,"epoch":"<id>"}`; the epoch names the serving process's hub (new at every
-//!   start): sequence numbers are comparable only within one epoch.
+//!   start): sequence numbers are comparable only within one epoch; `"lineage":"<id>"` when the
+//!   upstream is a main process with a store (the same across takeovers and restarts on it).
 //! - client -> server, text: [`Request`] `{"op":"sub","room":R,"since":N?}` and
 //!   `{"op":"unsub","room":R}`.
 //! - server -> client, binary: one room change per message, [`encode`]d as
@@ -29,6 +30,11 @@ pub struct Hello {
     pub protocol: String,
     pub version: u32,
     pub epoch: String,
+    /// The store the upstream's state comes from (a main process with a store): across a new
+    /// epoch of the same lineage (a takeover, a restart), sequence numbers and logical times
+    /// continue, so what the client already holds is not taken back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,10 +13,20 @@
 //!   each room held gets an offset (its present seq + 1): the new snapshot is accepted as truth
 //!   and delivered to local subscribers (a `null` when the room has no value upstream any more),
 //!   and local seqs keep growing.
+//! - Takeovers: when the new epoch has the same lineage as the old one (a main process that took
+//!   over, or restarted, on the same store), its state continues the old one's: its seqs and
+//!   logical times go on from the store's checkpoint, which may be behind what this proxy already
+//!   got from the process that died. Each room held then keeps what it holds and takes only
+//!   frames after it, in (logical time, upstream seq) order, with the same seq offset (raised
+//!   only if needed to stay above the seq held). A client sees a pause, never an older value,
+//!   and the same seqs as before (a jump when changes went by during the pause).
+//! - Several upstreams (the main processes of a site, one active, the others standby): the
+//!   link follows whichever accepts it, trying them in turn (a standby answers 503); it stays
+//!   with the one it has until that one goes away.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -31,6 +41,9 @@ use crate::hub::{Hub, Interest, Meta};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// With several upstreams a standby is expected to take over within a second: tried often
+/// (a refused connection or a standby's 503 costs little).
+const BACKOFF_MAX_SEVERAL: Duration = Duration::from_millis(250);
 /// A ping this often; a link silent for [`SILENT`] is dead.
 const PING: Duration = Duration::from_secs(5);
 const SILENT: Duration = Duration::from_secs(15);
@@ -43,6 +56,8 @@ pub enum LinkError {
     Connect(#[from] tungstenite::Error),
     #[error("bad upstream URL: {0}")]
     Url(String),
+    #[error("upstream is a standby main process (503)")]
+    Standby,
     #[error("upstream said no hello ({0})")]
     Hello(String),
     #[error("upstream went silent")]
@@ -56,8 +71,8 @@ pub enum LinkError {
 /// Where the link goes.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
-    /// `ws://host:port/prefix/_replicate`.
-    pub url: String,
+    /// `ws://host:port/prefix/_replicate` of each upstream (at least one).
+    pub urls: Vec<String>,
     /// JWT given as `Authorization: Bearer`.
     pub token: Option<String>,
 }
@@ -66,6 +81,8 @@ pub struct LinkConfig {
 #[derive(Debug, Default)]
 pub struct LinkStatus {
     pub connected: AtomicBool,
+    /// The upstream followed (or last followed): an index into the configured URLs.
+    pub current: AtomicUsize,
     pub epoch: Mutex<Option<String>>,
     /// Successful connections (the first included).
     pub connects: AtomicU64,
@@ -96,10 +113,13 @@ impl Interest for Wanted {
 /// A room followed upstream.
 #[derive(Debug, Clone, Copy, Default)]
 struct Followed {
-    /// Added to upstream seqs (grows when upstream's epoch changes).
-    offset: u64,
+    /// Added to upstream seqs (local seq = upstream seq + offset).
+    offset: i64,
     /// The last upstream seq applied in the present epoch (stream resume).
     last: u64,
+    /// After a takeover (new epoch, same lineage): the (logical time, upstream seq of the old
+    /// epoch) of what the room holds; frames not after it are already held.
+    floor: Option<(u64, u64)>,
 }
 
 /// Starts the link; it runs until the process ends.
@@ -114,6 +134,7 @@ pub fn spawn(hub: Arc<Hub>, config: LinkConfig) -> Arc<LinkStatus> {
         config,
         rooms: HashMap::new(),
         epoch: None,
+        lineage: None,
     };
     tokio::spawn(link.run());
     status
@@ -126,6 +147,7 @@ struct Link {
     config: LinkConfig,
     rooms: HashMap<String, Followed>,
     epoch: Option<String>,
+    lineage: Option<String>,
 }
 
 type Ws =
@@ -133,38 +155,50 @@ type Ws =
 
 impl Link {
     async fn run(mut self) {
+        let n = self.config.urls.len().max(1);
+        let max = if n > 1 {
+            BACKOFF_MAX_SEVERAL
+        } else {
+            BACKOFF_MAX
+        };
         let mut backoff = BACKOFF_MIN;
-        let mut last_error = String::new();
+        let mut last_error = vec![String::new(); n];
+        let mut current = 0;
         loop {
             self.reconcile();
-            match self.connect().await {
-                Ok(ws) => {
-                    backoff = BACKOFF_MIN;
-                    last_error.clear();
-                    let why = self.follow(ws).await;
-                    self.status.connected.store(false, Ordering::Relaxed);
-                    tracing::warn!(url = %self.config.url, "upstream link lost: {why}");
-                }
-                Err(e) => {
-                    let e = e.to_string();
-                    // One line per distinct failure, not one per attempt.
-                    if e != last_error {
-                        tracing::warn!(url = %self.config.url, "upstream unavailable: {e}; retrying");
-                        last_error = e;
+            // The upstream followed last first, then the others.
+            for k in 0..n {
+                let i = (current + k) % n;
+                let url = self.config.urls.get(i).cloned().unwrap_or_default();
+                match self.connect(&url).await {
+                    Ok(ws) => {
+                        current = i;
+                        self.status.current.store(i, Ordering::Relaxed);
+                        backoff = BACKOFF_MIN;
+                        last_error.iter_mut().for_each(String::clear);
+                        let why = self.follow(ws).await;
+                        self.status.connected.store(false, Ordering::Relaxed);
+                        tracing::warn!(%url, "upstream link lost: {why}");
+                        break;
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        // One line per distinct failure, not one per attempt.
+                        if e != last_error[i] {
+                            tracing::warn!(%url, "upstream unavailable: {e}; retrying");
+                            last_error[i] = e;
+                        }
                     }
                 }
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            backoff = (backoff * 2).min(max);
         }
     }
 
     /// Connects and reads the hello; adopts its epoch.
-    async fn connect(&mut self) -> Result<Ws, LinkError> {
-        let mut request = self
-            .config
-            .url
-            .as_str()
+    async fn connect(&mut self, url: &str) -> Result<Ws, LinkError> {
+        let mut request = url
             .into_client_request()
             .map_err(|e| LinkError::Url(e.to_string()))?;
         if let Some(token) = &self.config.token {
@@ -178,12 +212,19 @@ impl Link {
         let config = tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(MAX_FRAME))
             .max_frame_size(Some(MAX_FRAME));
-        let (mut ws, _) = tokio::time::timeout(
+        let (mut ws, _) = match tokio::time::timeout(
             Duration::from_secs(10),
             tokio_tungstenite::connect_async_with_config(request, Some(config), true),
         )
         .await
-        .map_err(|_| LinkError::Silent)??;
+        .map_err(|_| LinkError::Silent)?
+        {
+            Ok(c) => c,
+            Err(tungstenite::Error::Http(r)) if r.status() == 503 => {
+                return Err(LinkError::Standby);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let hello = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Hello>(t.as_str())
                 .map_err(|e| LinkError::Hello(e.to_string()))?,
@@ -201,32 +242,47 @@ impl Link {
                 frame::VERSION
             )));
         }
-        self.adopt(hello.epoch);
+        self.adopt(url, hello.epoch, hello.lineage);
         self.status.connects.fetch_add(1, Ordering::Relaxed);
         self.status.connected.store(true, Ordering::Relaxed);
         Ok(ws)
     }
 
     /// A new epoch: upstream seqs start over, so every room held moves its offset past the seq
-    /// it holds (the next snapshot is then accepted and delivered).
-    fn adopt(&mut self, epoch: String) {
+    /// it holds (the next snapshot is then accepted and delivered); or, on the same lineage (a
+    /// takeover), every room held keeps what it holds until upstream gives something newer.
+    fn adopt(&mut self, url: &str, epoch: String, lineage: Option<String>) {
         if self.epoch.as_deref() == Some(epoch.as_str()) {
-            tracing::info!(url = %self.config.url, epoch, "upstream link resumed (same upstream process)");
+            tracing::info!(%url, epoch, "upstream link resumed (same upstream process)");
             return;
         }
         if self.epoch.is_some() {
             self.status.epochs.fetch_add(1, Ordering::Relaxed);
+            let continues = lineage.is_some() && lineage == self.lineage;
             for (room, f) in &mut self.rooms {
-                let held = self.hub.get(room).map_or(0, |(seq, _)| seq);
-                f.offset = if held > 0 { held + 1 } else { 0 };
+                let (held, t) = self.hub.held(room).unwrap_or((0, 0));
+                if continues {
+                    // A floor set by an earlier takeover whose frames did not come yet stays.
+                    if f.floor.is_none() && held > 0 {
+                        f.floor = Some((t, f.last));
+                    }
+                } else {
+                    f.offset = if held > 0 { held as i64 + 1 } else { 0 };
+                    f.floor = None;
+                }
                 f.last = 0;
             }
-            tracing::info!(url = %self.config.url, epoch, rooms = self.rooms.len(), "upstream restarted (new epoch): resyncing every room");
+            if continues {
+                tracing::info!(%url, epoch, rooms = self.rooms.len(), "upstream taken over on the same store (new epoch, same lineage): every room goes on from what it holds");
+            } else {
+                tracing::info!(%url, epoch, rooms = self.rooms.len(), "upstream restarted (new epoch): resyncing every room");
+            }
         } else {
-            tracing::info!(url = %self.config.url, epoch, "upstream link connected");
+            tracing::info!(%url, epoch, "upstream link connected");
         }
         *self.status.epoch.lock() = Some(epoch.clone());
         self.epoch = Some(epoch);
+        self.lineage = lineage;
     }
 
     /// Applies local interest changes to the followed set; returns the requests to send.
@@ -241,8 +297,9 @@ impl Link {
                     self.rooms.insert(
                         room.clone(),
                         Followed {
-                            offset: held,
+                            offset: held as i64,
                             last: 0,
+                            floor: None,
                         },
                     );
                     requests.push(Request::Sub { room, since: None });
@@ -338,9 +395,26 @@ impl Link {
                 return;
             }
         };
+        if let Some(floor) = followed.floor {
+            if (change.meta.t, change.meta.seq) <= floor {
+                // Already held (from the process before the takeover).
+                followed.last = followed.last.max(change.meta.seq);
+                self.status.stale.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // Same numbering as before the takeover (the store's); raised only if upstream's
+            // seq is not above the one held (a tail the store never got, renumbered).
+            let held = self.hub.held(change.room).map_or(0, |(seq, _)| seq);
+            followed.offset = followed
+                .offset
+                .max(held as i64 + 1 - change.meta.seq as i64);
+            followed.floor = None;
+        }
         followed.last = followed.last.max(change.meta.seq);
         let meta = Meta {
-            seq: change.meta.seq + followed.offset,
+            seq: (change.meta.seq as i64)
+                .saturating_add(followed.offset)
+                .max(0) as u64,
             ..change.meta
         };
         if !self.hub.apply_remote(change.room, value, meta) {

@@ -50,8 +50,9 @@ pub enum ProxyError {
 /// Everything `proxy` needs.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// `http://host:port[/prefix]` of the main process or of another proxy.
-    pub upstream: String,
+    /// `http://host:port[/prefix]` of the main process or of another proxy; several: the main
+    /// processes of one site (the link follows the active one).
+    pub upstreams: Vec<String>,
     /// JWT the proxy gives upstream on `/_replicate`.
     pub upstream_token: Option<String>,
     pub listen: SocketAddr,
@@ -68,7 +69,8 @@ pub struct ProxyConfig {
 pub struct Proxy {
     pub hub: Arc<Hub>,
     pub auth: Auth,
-    pub upstream: forward::Upstream,
+    /// Every upstream; the one followed is `link.current`.
+    pub upstreams: Vec<forward::Upstream>,
     pub link: Arc<link::LinkStatus>,
     pub sockets: Arc<SocketState>,
     pub replicas: Arc<replicate::Replicas>,
@@ -77,6 +79,14 @@ pub struct Proxy {
 }
 
 pub type ProxyState = Arc<Proxy>;
+
+impl Proxy {
+    /// The upstream followed now (or last): where REST requests are forwarded.
+    pub fn upstream(&self) -> &forward::Upstream {
+        let i = self.link.current.load(Ordering::Relaxed);
+        &self.upstreams[i.min(self.upstreams.len().saturating_sub(1))]
+    }
+}
 
 /// The proxy's routes, under `prefix`.
 pub fn router(proxy: ProxyState, prefix: &str) -> axum::Router {
@@ -112,7 +122,8 @@ async fn health(State(p): State<ProxyState>) -> impl IntoResponse {
         "status": if connected { "ok" } else { "unavailable" },
         "role": "proxy",
         "upstream": {
-            "url": format!("http://{}{}", p.upstream.authority, p.upstream.prefix),
+            "url": format!("http://{}{}", p.upstream().authority, p.upstream().prefix),
+            "urls": p.upstreams.iter().map(|u| format!("http://{}{}", u.authority, u.prefix)).collect::<Vec<_>>(),
             "connected": connected,
             "epoch": p.link.epoch.lock().clone(),
             "connects": p.link.connects.load(Ordering::Relaxed),
@@ -263,12 +274,19 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
             "authentication is disabled (--no-auth): every client is user `stub`; do not expose this proxy"
         );
     }
-    let upstream = forward::Upstream::parse(&config.upstream)?;
+    let upstreams = config
+        .upstreams
+        .iter()
+        .map(|u| forward::Upstream::parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if upstreams.is_empty() {
+        return Err(forward::ForwardError::Url("no upstream given".into()).into());
+    }
     let hub = Arc::new(Hub::new());
     let link = link::spawn(
         hub.clone(),
         link::LinkConfig {
-            url: upstream.replicate_url(),
+            urls: upstreams.iter().map(|u| u.replicate_url()).collect(),
             token: config.upstream_token.clone(),
         },
     );
@@ -278,7 +296,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
         replicas: replicate::Replicas::new(hub.clone(), auth.clone()),
         hub: hub.clone(),
         auth,
-        upstream,
+        upstreams,
         link,
         sockets,
         cache: cache::CacheMetrics::default(),
@@ -293,7 +311,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
             source,
         })?;
     let (addr, shutdown, server) = crate::serve::serve_http(listener, routes)?;
-    tracing::info!(%addr, upstream = %config.upstream, epoch = %proxy.replicas.epoch, "proxy listening (socket.io at {}/socket.io)", config.prefix);
+    tracing::info!(%addr, upstream = %config.upstreams.join(","), epoch = %proxy.replicas.epoch, "proxy listening (socket.io at {}/socket.io)", config.prefix);
     Ok(Running {
         addr,
         proxy,

@@ -36,6 +36,8 @@ pub struct Replicas {
     auth: Auth,
     /// This process's epoch (a new one at every start).
     pub epoch: String,
+    /// The store this process's state comes from (main processes with a store).
+    pub lineage: Option<String>,
     next_id: AtomicU64,
     /// Connected links.
     pub connections: AtomicU64,
@@ -43,10 +45,17 @@ pub struct Replicas {
 
 impl Replicas {
     pub fn new(hub: Arc<Hub>, auth: Auth) -> Arc<Self> {
+        Replicas::with_lineage(hub, auth, None)
+    }
+
+    /// A main process with a store: `lineage` names the store, so that a proxy can tell a
+    /// takeover or a restart on the same store (sequence numbers continue) from a new one.
+    pub fn with_lineage(hub: Arc<Hub>, auth: Auth, lineage: Option<String>) -> Arc<Self> {
         Arc::new(Replicas {
             hub,
             auth,
             epoch: uuid::Uuid::new_v4().to_string(),
+            lineage,
             next_id: AtomicU64::new(0),
             connections: AtomicU64::new(0),
         })
@@ -121,6 +130,7 @@ async fn serve(replicas: Arc<Replicas>, mut socket: WebSocket, user: String) {
         protocol: frame::PROTOCOL.into(),
         version: frame::VERSION,
         epoch: replicas.epoch.clone(),
+        lineage: replicas.lineage.clone(),
     };
     let mut rooms = std::collections::HashSet::new();
     let mut ok = match serde_json::to_string(&hello) {

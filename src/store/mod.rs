@@ -9,9 +9,12 @@
 //! - Restore: the hub is seeded with the stored room values and sequence numbers, and the engine
 //!   is fed the stored input log up to `C`; its outputs for times up to `C` (already stored and
 //!   already in the hub) are dropped ([`pipeline`]), so nothing is sent twice or gets a new seq.
+//! - Leadership ([`leader`]): only the process holding the site's advisory lock and the latest
+//!   term writes; every write transaction checks the term.
 
 pub mod dump;
 pub mod history;
+pub mod leader;
 pub mod local_pg;
 pub mod migrate;
 pub mod pipeline;
@@ -50,14 +53,33 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store writer has stopped")]
     Stopped,
+    #[error(
+        "fenced: this process's term {term} is not the store's latest ({current}): another main \
+         process is active"
+    )]
+    Fenced { term: i64, current: i64 },
+    #[error(
+        "another process is active for site {site} (it holds the leadership lock): stop it, or \
+         use another store or --site-name"
+    )]
+    Busy { site: String },
+}
+
+/// The connection settings of `url`; every connection of this process is named
+/// `rmf-dash[PID]` in `pg_stat_activity` unless the URL names it.
+pub fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+    if config.get_application_name().is_none() {
+        config.application_name(format!("rmf-dash[{}]", std::process::id()));
+    }
+    Ok(config)
 }
 
 /// Connects one client; its connection runs on a spawned task (logged when it fails).
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, connection) = config(url)?.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "store connection closed");

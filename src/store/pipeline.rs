@@ -227,19 +227,36 @@ pub fn spawn_applier(
         })
 }
 
-/// `rmf-dash replay FILE` into the store: restores what the store holds, skips the records it
-/// already has (times up to the checkpoint), writes the rest. `emit` gets the batches after the
+/// `rmf-dash replay FILE` into the store: takes the leadership of the site (refused while a
+/// `serve` of the site is active), restores what the store holds, skips the records it already
+/// has (times up to the checkpoint), writes the rest. `emit` gets the batches after the
 /// checkpoint as JSON lines.
 pub fn replay<W: Write + Send + 'static>(
     path: &str,
     opts: &ReplayOptions,
-    config: WriterConfig,
+    mut config: WriterConfig,
     emit: Option<W>,
 ) -> Result<ReplaySummary, PipelineError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let leadership = super::leader::Leadership::standby(&config.leader.site);
+    let lease = runtime
+        .block_on(super::leader::try_acquire(
+            &config.url,
+            &config.leader,
+            &leadership,
+        ))?
+        .ok_or_else(|| StoreError::Busy {
+            site: config.leader.site.clone(),
+        })?;
+    config.fence = Some(lease.fence());
+    runtime.spawn(async move {
+        let why = leadership.deposed().await;
+        tracing::error!("replay into the store stopped: {why}");
+        std::process::exit(i32::from(super::leader::STEP_DOWN_EXIT));
+    });
     let hub = Arc::new(Hub::new());
     let mut engine = Engine::start(opts.engine.clone())?;
     let restoring = runtime.block_on(restore_start(config, &hub))?;
@@ -296,6 +313,7 @@ pub fn replay<W: Write + Send + 'static>(
     if let Some(w) = writer {
         let _ = runtime.block_on(w);
     }
+    drop(lease);
     tracing::info!(
         messages = summary.messages,
         "replay of {path} into the store done"

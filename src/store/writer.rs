@@ -14,6 +14,12 @@
 //!   dropped until 90 % of the bound, logged as an error, counted
 //!   (`rmf_dash_store_dropped_rows_total`) and recorded in `store_gaps` with their time range when
 //!   writing resumes. Nothing is dropped silently and memory stays bounded.
+//! - Leadership ([`super::leader`]): with a [`Fence`], every transaction first checks that the
+//!   process's term is still the store's latest (a stale writer gets [`StoreError::Fenced`] and
+//!   stops; the process is deposed), and nothing is written while the process is not active
+//!   (its lock connection was lost): the writer only probes its connection then (an outage
+//!   still shows), keeping the rows for when it is active again. The writer never reconnects
+//!   on its own authority: the term does.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -27,6 +33,7 @@ use tokio_postgres::types::Type;
 
 use rmf_dash_dataflows::prelude::Time;
 
+use super::leader::{Fence, LeaderConfig};
 use super::rows::{Msg, WriteSet};
 use super::{StoreError, connect};
 
@@ -45,6 +52,11 @@ pub struct WriterConfig {
     pub max_buffer_bytes: usize,
     /// Messages the channel from the engine holds.
     pub channel: usize,
+    /// How `serve` and `replay` seek the leadership of the site before writing.
+    pub leader: LeaderConfig,
+    /// The term this writer writes as (set once the leadership is held); `None`: unchecked
+    /// (benchmarks).
+    pub fence: Option<Fence>,
 }
 
 impl WriterConfig {
@@ -55,6 +67,8 @@ impl WriterConfig {
             flush_rows: 50_000,
             max_buffer_bytes: 256 << 20,
             channel: 4096,
+            leader: LeaderConfig::default(),
+            fence: None,
         }
     }
 }
@@ -129,8 +143,15 @@ pub fn spawn(
     (StoreHandle { tx, metrics }, task)
 }
 
+/// What a flight did.
+enum Flown {
+    Written,
+    /// Not active: nothing written (the connection answered).
+    Held,
+}
+
 type Flight = std::pin::Pin<
-    Box<dyn Future<Output = (Option<Conn>, WriteSet, Result<(), StoreError>)> + Send>,
+    Box<dyn Future<Output = (Option<Conn>, WriteSet, Result<Flown, StoreError>)> + Send>,
 >;
 
 struct Buffer {
@@ -213,7 +234,20 @@ async fn run(
                 let (c, set, r) = result;
                 conn = c;
                 match r {
-                    Ok(()) => {
+                    Ok(Flown::Held) => {
+                        retry = Some((set, Instant::now() + Duration::from_millis(100)));
+                    }
+                    Err(StoreError::Fenced { term, current }) => {
+                        let why = format!(
+                            "the store's term is {current}, this process's {term}: another main process is active"
+                        );
+                        tracing::error!(rows = buffer.rows + set.len(), "store writer fenced off ({why}): nothing more is written");
+                        if let Some(f) = &config.fence {
+                            f.leadership.depose(why);
+                        }
+                        break;
+                    }
+                    Ok(Flown::Written) => {
                         if !metrics.up.swap(true, Ordering::Relaxed) {
                             tracing::info!(checkpoint = set.checkpoint, "store reachable again; writing resumed");
                         }
@@ -282,6 +316,7 @@ async fn run(
                 let metrics = metrics.clone();
                 let c = conn.take();
                 let retrying = !metrics.up.load(Ordering::Relaxed);
+                let fence = config.fence.clone();
                 inflight = Some(Box::pin(async move {
                     let mut c = match c {
                         Some(c) if !c.client.is_closed() => c,
@@ -293,8 +328,20 @@ async fn run(
                             Err(e) => return (None, set, Err(e)),
                         },
                     };
+                    if let Some(f) = &fence
+                        && !f.leadership.is_active()
+                    {
+                        // Not holding the lock: nothing is written, the connection is probed.
+                        return match c.client.simple_query("SELECT 1").await {
+                            Ok(_) => (Some(c), set, Ok(Flown::Held)),
+                            Err(e) => (None, set, Err(e.into())),
+                        };
+                    }
                     let start = Instant::now();
-                    let r = write_set(&mut c.client, &mut c.partitions, &set, retrying).await;
+                    let term = fence.as_ref().map(|f| f.term);
+                    let r = write_set(&mut c.client, &mut c.partitions, &set, retrying, term)
+                        .await
+                        .map(|()| Flown::Written);
                     if r.is_ok() {
                         let us = start.elapsed().as_micros() as u64;
                         metrics.tx_micros_total.fetch_add(us, Ordering::Relaxed);
@@ -436,21 +483,31 @@ async fn partitions(
     Ok(())
 }
 
-/// Writes one set in one transaction; `known` caches the partitions that exist. `check` first
-/// reads the checkpoint (a retry whose previous commit may have succeeded is then done).
+/// Writes one set in one transaction; `known` caches the partitions that exist. With a `term`,
+/// the transaction first checks that it is still the store's latest ([`super::leader`]) and
+/// records the write in its `leader_terms` row. `check` reads the checkpoint (a retry whose
+/// previous commit may have succeeded is then done).
 pub async fn write_set(
     client: &mut tokio_postgres::Client,
     known: &mut HashSet<(&'static str, i64)>,
     set: &WriteSet,
     check: bool,
+    term: Option<i64>,
 ) -> Result<(), StoreError> {
-    if check
-        && let Some(c) = super::checkpoint(client).await?
-        && c >= set.checkpoint
-    {
-        return Ok(());
-    }
     let tx = client.transaction().await?;
+    if let Some(term) = term {
+        super::leader::check_term(&tx, term).await?;
+    }
+    if check {
+        let stored: Option<i64> = tx
+            .query_opt("SELECT time_ms FROM checkpoint WHERE id = 1", &[])
+            .await?
+            .map(|r| r.get(0));
+        if stored.is_some_and(|c| c >= set.checkpoint as i64) {
+            tx.commit().await?;
+            return Ok(());
+        }
+    }
     let mut created = Vec::new();
     partitions(
         &tx,
@@ -596,6 +653,9 @@ pub async fn write_set(
         &[&(set.checkpoint as i64)],
     )
     .await?;
+    if let Some(term) = term {
+        super::leader::record_write(&tx, term, set.checkpoint).await?;
+    }
     tx.commit().await?;
     known.extend(created);
     Ok(())
