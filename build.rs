@@ -25,10 +25,13 @@ fn main() {
     if !rpath.is_empty() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", rpath.join(":"));
     }
-    if let Ok(lib) = std::env::var("RMF_DASH_ROS2_LINK_LIB") {
-        if !lib.is_empty() {
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-            println!("cargo:rustc-link-lib=dylib={lib}");
-        }
+    // As a link argument (kept in this order) rather than a link-lib: nothing in rmf-dash refers
+    // to libpython, so the linker's --as-needed would drop it otherwise.
+    if let Ok(lib) = std::env::var("RMF_DASH_ROS2_LINK_LIB")
+        && !lib.is_empty()
+    {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-l{lib}");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
 }

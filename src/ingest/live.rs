@@ -283,6 +283,36 @@ mod tests {
         assert!(s.next_sample().is_none());
     }
 
+    /// `ros/` (the interface packages the `ros2` feature is built and tested with) says exactly
+    /// what the built-in definitions say.
+    #[test]
+    fn the_ros_interface_packages_are_the_builtin_definitions() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ros");
+        let mut checked = 0;
+        for package in std::fs::read_dir(&root).unwrap() {
+            let package = package.unwrap().path();
+            let pkg = package.file_name().unwrap().to_string_lossy().to_string();
+            for file in std::fs::read_dir(package.join("msg")).unwrap() {
+                let file = file.unwrap().path();
+                let ty = file.file_stem().unwrap().to_string_lossy().to_string();
+                let text = std::fs::read_to_string(&file).unwrap();
+                let name = format!("{pkg}/{ty}");
+                assert_eq!(
+                    Some(text.as_str()),
+                    crate::ingest::builtin::definition(&name, RmfRelease::Kilted),
+                    "{name}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 35);
+        let jazzy = root.join("rmf_fleet_msgs/layouts/jazzy/msg/RobotMode.msg");
+        assert_eq!(
+            std::fs::read_to_string(jazzy).ok().as_deref(),
+            crate::ingest::builtin::definition("rmf_fleet_msgs/RobotMode", RmfRelease::Jazzy)
+        );
+    }
+
     #[test]
     fn the_other_layout_is_a_mismatch_not_a_record() {
         let (tx, mut s) = source(RmfRelease::Kilted);
