@@ -1,9 +1,10 @@
 //! Live ROS 2 against real ROS 2 nodes: `rmf-dash serve --ros2` on a loopback-only graph with an
 //! rclpy stand-in for an RMF site (`tests/ros2/rmf_site.py`): states reach REST and socket.io
-//! with exactly the published values, the transient-local map published before rmf-dash started
-//! arrives, door and lift requests reach an rclpy subscriber, a dispatch is answered by the rclpy
-//! dispatcher (and its silence is a clear timeout), and a message of the other RMF release's
-//! layout is reported, never decoded.
+//! with exactly the published values (DoorState, LiftState, DispenserState, IngestorState,
+//! FleetState, the Kilted JSON mirrors of fleet and task states), the transient-local map
+//! published before rmf-dash started arrives, door and lift requests reach an rclpy subscriber, a
+//! dispatch is answered by the rclpy dispatcher (and its silence is a clear timeout), and a
+//! message of the other RMF release's layout is reported, never decoded.
 //!
 //! Needs the ROS 2 environment (`scripts/test-ros2 jazzy|kilted` sets it up and runs this file).
 #![cfg(feature = "ros2")]
@@ -339,6 +340,22 @@ fn a_site_on_ros2_reaches_rest_and_socketio_and_gets_commands() {
         dispenser
     );
     assert_eq!(server.wait_for("/fleets/tinyRobot/state"), fleet);
+    let ingestor = json!({
+        "time": {"sec": 1700000003, "nanosec": 8},
+        "guid": "trash_ingestor",
+        "mode": 0,
+        "request_guid_queue": [],
+        "seconds_remaining": 0.0,
+    });
+    assert_eq!(server.wait_for("/ingestors/trash_ingestor/state"), ingestor);
+    let task = json!({
+        "booking": {"id": "patrol.dispatch-0001", "unix_millis_request_time": 1700000000000u64},
+        "category": "patrol",
+        "assigned_to": {"group": "tinyRobot", "name": "tinyRobot1"},
+        "status": "underway",
+        "dispatch": {"status": "dispatched", "errors": []},
+    });
+    assert_eq!(server.wait_for("/tasks/patrol.dispatch-0001/state"), task);
     let map = server.wait_for("/building_map");
     assert_eq!(map["name"], "test_site", "{map}");
     assert_eq!(map["levels"][0]["name"], "L1", "{map}");

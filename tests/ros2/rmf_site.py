@@ -2,8 +2,9 @@
 
 One node that:
 - publishes a BuildingMap on `map` (transient local) at start, before rmf-dash exists;
-- publishes DoorState, LiftState, DispenserState, FleetState (the layout of the RMF messages
-  built in this environment) and the Kilted JSON mirror `fleet_state_update` every 100 ms, with
+- publishes DoorState, LiftState, DispenserState, IngestorState, FleetState (the layout of the RMF
+  messages built in this environment) and the Kilted JSON mirrors `fleet_state_update` and
+  `task_state_update` every 100 ms, with
   the fixed values the test expects (`--no-states` to skip);
 - prints every DoorRequest / LiftRequest it hears as one JSON line `{"topic", "message"}`;
 - acts as the task dispatcher: answers each ApiRequest on `task_api_requests` with an
@@ -29,6 +30,7 @@ from rmf_building_map_msgs.msg import AffineImage, BuildingMap, Graph, GraphNode
 from rmf_dispenser_msgs.msg import DispenserState
 from rmf_door_msgs.msg import DoorMode, DoorRequest, DoorState
 from rmf_fleet_msgs.msg import FleetState, Location, RobotMode, RobotState
+from rmf_ingestor_msgs.msg import IngestorState
 from rmf_lift_msgs.msg import LiftRequest, LiftState
 from rmf_task_msgs.msg import ApiRequest, ApiResponse
 from std_msgs.msg import String
@@ -125,6 +127,18 @@ FLEET_JSON = {
 }
 
 
+TASK_JSON = {
+    "type": "task_state_update",
+    "data": {
+        "booking": {"id": "patrol.dispatch-0001", "unix_millis_request_time": 1700000000000},
+        "category": "patrol",
+        "assigned_to": {"group": "tinyRobot", "name": "tinyRobot1"},
+        "status": "underway",
+        "dispatch": {"status": "dispatched", "errors": []},
+    },
+}
+
+
 def main():
     args = sys.argv[1:]
     states = "--no-states" not in args
@@ -139,7 +153,9 @@ def main():
     lift_pub = node.create_publisher(LiftState, "lift_states", qos(100))
     dispenser_pub = node.create_publisher(DispenserState, "dispenser_states", qos(10))
     fleet_pub = node.create_publisher(FleetState, "/fleet_states", qos(100))
+    ingestor_pub = node.create_publisher(IngestorState, "ingestor_states", qos(10))
     fleet_json_pub = node.create_publisher(String, "fleet_state_update", qos(10, transient_local=True))
+    task_json_pub = node.create_publisher(String, "task_state_update", qos(10, transient_local=True))
     response_pub = node.create_publisher(ApiResponse, "task_api_responses", qos(10, transient_local=True))
 
     def on_door(m):
@@ -210,8 +226,16 @@ def main():
             request_guid_queue=["req-1"],
             seconds_remaining=2.5,
         ))
+        ingestor_pub.publish(IngestorState(
+            time=Time(sec=1700000003, nanosec=8),
+            guid="trash_ingestor",
+            mode=IngestorState.IDLE,
+            request_guid_queue=[],
+            seconds_remaining=0.0,
+        ))
         fleet_pub.publish(fleet_state())
         fleet_json_pub.publish(String(data=json.dumps(FLEET_JSON)))
+        task_json_pub.publish(String(data=json.dumps(TASK_JSON)))
 
     if states:
         node.create_timer(0.1, publish_states)
