@@ -5,6 +5,7 @@
 //! - [`trace`]: the recorded-trace tools (generator, info, dump);
 //! - [`progress`]: progress display of long operations.
 //! - [`rmf_link`]: commands to RMF (door and lift requests, the task API, alert responses).
+//! - [`ros2`]: rmf-dash as a ROS 2 node (live topics in, commands out; `--features ros2`).
 //! - [`view`]: the built-in live view of the site (a page served at `/`).
 //! - [`store`]: PostgreSQL persistence (batched writer, restore, dump, retention, private
 //!   cluster).
@@ -17,6 +18,7 @@ pub mod progress;
 pub mod proxy;
 pub mod replay;
 pub mod rmf_link;
+pub mod ros2;
 pub mod serve;
 pub mod store;
 pub mod trace;

@@ -241,6 +241,11 @@ struct ServeArgs {
         env = "RMF_DASH_RMF_LINK"
     )]
     rmf_link: rmf_dash::rmf_link::LinkKind,
+    /// Join the site's ROS 2 graph as node `rmf_dash`: ingest the live RMF topics and send
+    /// commands over ROS 2 (instead of --rmf-link); every message must have the layout of
+    /// --rmf-release. Needs a build with `--features ros2`.
+    #[arg(long, env = "RMF_DASH_ROS2")]
+    ros2: bool,
     /// Wait for RMF's answer to a task request (ms); an acknowledgement restarts it.
     #[arg(long, default_value_t = 5000, env = "RMF_DASH_TASK_TIMEOUT_MS")]
     task_timeout_ms: u64,
@@ -635,6 +640,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         },
         store: url.map(|u| args.store.writer(u)),
         admin_user: args.admin_user,
+        ros2: args.ros2,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -43,6 +43,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Users(#[from] crate::users::UsersError),
+    #[error(transparent)]
+    Ros2(#[from] crate::ros2::Ros2Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("stepped down: {0}")]
@@ -77,6 +79,9 @@ pub struct ServeConfig {
     pub store: Option<crate::store::WriterConfig>,
     /// The user made an admin at start (with a store).
     pub admin_user: String,
+    /// Join the ROS 2 graph (`--ros2`): ingest the live RMF topics and send commands over ROS 2
+    /// (replaces `rmf_link`); the RMF release of `policy` is then required of every message.
+    pub ros2: bool,
 }
 
 impl ServeConfig {
@@ -105,6 +110,7 @@ impl ServeConfig {
             },
             store: None,
             admin_user: "admin".into(),
+            ros2: false,
         }
     }
 }
@@ -298,6 +304,7 @@ pub struct Running {
     replay: Option<std::thread::JoinHandle<()>>,
     applier: Option<std::thread::JoinHandle<()>>,
     writer: Option<tokio::task::JoinHandle<()>>,
+    ros2: Option<crate::ros2::Ros2>,
 }
 
 /// Starts every part and returns once the server listens and is active (with a store: once it
@@ -389,6 +396,29 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         Duration::from_millis(config.tick_ms.max(1)),
         prelude,
     )?;
+    let task_timeout = Duration::from_millis(config.task_timeout_ms);
+    let ros2 = if config.ros2 {
+        Some(crate::ros2::start(
+            &crate::ros2::Ros2Config {
+                node_name: crate::rmf_link::NODE_NAME.into(),
+                release: config.policy.preferred,
+                task_timeout,
+            },
+            feed.clone(),
+            feed_metrics.clone(),
+            config.replay.is_some(),
+        )?)
+    } else {
+        None
+    };
+    let link: Arc<dyn crate::rmf_link::RmfLink> = match &ros2 {
+        Some(r) => r.link.clone(),
+        None => crate::rmf_link::connect(&crate::rmf_link::LinkConfig {
+            kind: config.rmf_link,
+            node_name: crate::rmf_link::NODE_NAME.into(),
+            task_timeout,
+        }),
+    };
     let sockets = SocketState::new(hub.clone(), auth.clone());
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
     let app = Arc::new(App {
@@ -396,11 +426,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         auth,
         feed: feed.clone(),
         feed_metrics,
-        link: crate::rmf_link::connect(&crate::rmf_link::LinkConfig {
-            kind: config.rmf_link,
-            node_name: crate::rmf_link::NODE_NAME.into(),
-            task_timeout: Duration::from_millis(config.task_timeout_ms),
-        }),
+        link,
         sockets,
         started: std::time::Instant::now(),
         delivered,
@@ -468,6 +494,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         replay,
         applier,
         writer,
+        ros2,
     })
 }
 
@@ -490,6 +517,9 @@ impl Running {
         // Producers stop at their next send; the feeder ends when the last handle is dropped.
         self.app.feed.close();
         drop(self.app);
+        if let Some(r) = self.ros2 {
+            let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+        }
         if let Some(r) = self.replay {
             let _ = tokio::task::spawn_blocking(move || r.join()).await;
         }

@@ -10,5 +10,6 @@ pub mod cdr;
 pub mod decode;
 pub mod feed;
 pub mod internal;
+pub mod live;
 pub mod ros2msg;
 pub mod source;
