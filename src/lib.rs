@@ -17,6 +17,7 @@ pub mod progress;
 pub mod proxy;
 pub mod replay;
 pub mod rmf_link;
+pub mod scheduled;
 pub mod serve;
 pub mod store;
 pub mod trace;

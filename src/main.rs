@@ -236,6 +236,47 @@ struct ServeArgs {
     engine: EngineArgs,
     #[command(flatten)]
     release: ReleaseArgs,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+}
+
+#[derive(Args)]
+struct ScheduleArgs {
+    /// Time zone of scheduled tasks' local times and except dates (an IANA name).
+    #[arg(long, default_value = "UTC", env = "RMF_DASH_TIMEZONE")]
+    timezone: chrono_tz::Tz,
+    /// Occurrences of scheduled tasks missed by more than this (server down or standby) are not
+    /// dispatched late.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "RMF_DASH_SCHEDULE_CATCH_UP")]
+    schedule_catch_up: std::time::Duration,
+    /// After becoming active, wait this long before settling the occurrences a dead process
+    /// claimed but left unconfirmed (for their task states to arrive).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "RMF_DASH_SCHEDULE_RESEND_AFTER")]
+    schedule_resend_after: std::time::Duration,
+    /// Test hook: a fake clock for scheduled tasks, `start=<RFC 3339>,origin=<unix ms>,rate=<x>`.
+    #[arg(long, hide = true, env = "RMF_DASH_TEST_CLOCK")]
+    test_clock: Option<String>,
+}
+
+impl ScheduleArgs {
+    fn config(&self) -> Result<rmf_dash::scheduled::dispatch::ScheduleConfig> {
+        use rmf_dash::scheduled::{clock::Clock, dispatch::Pause};
+        let clock = match &self.test_clock {
+            Some(spec) => Clock::parse_fake(spec)?,
+            None => Clock::wall(),
+        };
+        // Test hook: stop the dispatcher at a point of the claim/answer window.
+        let pause = std::env::var("RMF_DASH_TEST_SCHEDULE_PAUSE")
+            .ok()
+            .and_then(|p| Pause::parse(&p));
+        Ok(rmf_dash::scheduled::dispatch::ScheduleConfig {
+            tz: self.timezone,
+            clock,
+            catch_up: self.schedule_catch_up,
+            resend_after: self.schedule_resend_after,
+            pause,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -590,6 +631,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         },
         store: url.map(|u| args.store.writer(u)),
         admin_user: args.admin_user,
+        schedule: args.schedule.config()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -68,6 +68,8 @@ pub struct ServeConfig {
     pub store: Option<crate::store::WriterConfig>,
     /// The user made an admin at start (with a store).
     pub admin_user: String,
+    /// Scheduled tasks: time zone, clock, catch-up window.
+    pub schedule: crate::scheduled::dispatch::ScheduleConfig,
 }
 
 impl ServeConfig {
@@ -96,6 +98,7 @@ impl ServeConfig {
             },
             store: None,
             admin_user: "admin".into(),
+            schedule: Default::default(),
         }
     }
 }
@@ -242,8 +245,15 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         internal: crate::ingest::internal::Internal::new(config.internal.clone()),
         map_images,
         users,
+        scheduling: crate::scheduled::dispatch::Scheduling::new(config.schedule.clone()),
     });
     spawn_flush(hub.clone());
+    // Scheduled tasks are dispatched by the main process only, while it is the active one
+    // (always, until leadership exists: give the dispatcher leadership's watch then).
+    if let Some(c) = &config.store {
+        let (_, active) = tokio::sync::watch::channel(true);
+        crate::scheduled::dispatch::spawn(app.clone(), c.url.clone(), active);
+    }
     let routes = router(app.clone(), &config.prefix).layer(layer);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

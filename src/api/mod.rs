@@ -47,6 +47,8 @@ pub struct App {
     pub map_images: Arc<crate::ingest::feed::MapImages>,
     /// Users, roles, permissions and favorites; `None` without a store (nothing enforced).
     pub users: Option<Arc<crate::users::Users>>,
+    /// Scheduled tasks: time zone, clock, and the dispatch loop's wake-up.
+    pub scheduling: Arc<crate::scheduled::dispatch::Scheduling>,
 }
 
 /// Every route, under `prefix`.
@@ -57,6 +59,7 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .route("/metrics", get(system::metrics))
         .route("/time", get(system::time))
         .merge(crate::users::routes::router())
+        .merge(crate::scheduled::routes::router())
         .merge(
             commands::routes(app.link.as_loopback().is_some()).route_layer(
                 axum::middleware::from_fn_with_state(app.clone(), crate::users::enforce::enforce),

@@ -4,11 +4,18 @@
 use super::StoreError;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_init",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_scheduled_tasks",
+        include_str!("../../migrations/0002_scheduled_tasks.sql"),
+    ),
+];
 
 /// Applies the migrations the database has not seen; returns the schema version. Concurrent
 /// starts are serialized by an advisory lock.
