@@ -568,6 +568,25 @@ fn journal_counts(path: &std::path::Path) -> std::collections::BTreeMap<String, 
     counts
 }
 
+/// The stored task states (PostgreSQL) with a label starting with `prefix`.
+fn stored_states_with_prefix(url: &str, prefix: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = rmf_dash::store::connect(url).await.expect("connect");
+        c.query_one(
+            "SELECT count(*) FROM task_state \
+             WHERE EXISTS (SELECT 1 FROM unnest(labels) l WHERE starts_with(l, $1))",
+            &[&prefix],
+        )
+        .await
+        .expect("query")
+        .get(0)
+    })
+}
+
 fn stored_states_with_label(url: &str, label: &str) -> i64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -628,11 +647,15 @@ fn each_occurrence_is_dispatched_exactly_once_across_kill_9() {
         .map(|i| rfc(ms("2026-01-10T08:00:00Z") + i * 300_000))
         .collect();
     // Kills happen between occurrences: 1 to 3.5 fake minutes after one (1.8 s of margin
-    // before the next), once everything claimed so far is answered and recorded.
+    // before the next), once everything claimed so far is answered and recorded, and the task
+    // states of the answers are in the store.
+    let prefix = format!("scheduled_task={id}@");
     let kill_between = |s: Server, min_dispatched: usize| {
         wait_for(60, "a quiet moment between occurrences", || {
             let r = runs(&s, id);
-            let settled = r.len() >= min_dispatched && r.iter().all(|(_, st)| st == "dispatched");
+            let settled = r.len() >= min_dispatched
+                && r.iter().all(|(_, st)| st == "dispatched")
+                && stored_states_with_prefix(pg.url(), &prefix) == r.len() as i64;
             let into = (clock.now() - ms("2026-01-10T08:00:00Z")).rem_euclid(300_000);
             (settled && (60_000..210_000).contains(&into)).then_some(())
         });
@@ -698,6 +721,36 @@ fn each_occurrence_is_dispatched_exactly_once_across_kill_9() {
             .map(|o| (o.clone(), "dispatched".to_string()))
             .collect::<Vec<_>>()
     );
+    // The claim left unsent was sent again (a second attempt, same request id); the one left
+    // unrecorded was confirmed from its stored task state, not sent again.
+    let (_, full) = s.call("GET", &format!("/scheduled_tasks/{id}/runs"), "admin", None);
+    let run_of = |o: &str| {
+        full.as_array()
+            .expect("runs")
+            .iter()
+            .find(|r| r["occurrence"].as_i64() == Some(ms(o)))
+            .cloned()
+            .expect("run")
+    };
+    assert_eq!(run_of(&claimed)["attempts"], 2);
+    assert_eq!(run_of(&claimed)["detail"], Value::Null);
+    assert_eq!(run_of(&answered)["attempts"], 2);
+    assert_eq!(
+        run_of(&answered)["detail"],
+        "confirmed after a restart from the stored task state"
+    );
+    let resettled = full
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| r["attempts"] != 1)
+        .count();
+    assert!(resettled >= 2, "{full}");
+    // One task (state) per occurrence in the store.
+    wait_for(30, "19 stored task states", || {
+        (stored_states_with_prefix(pg.url(), &prefix) >= 19).then_some(())
+    });
+    assert_eq!(stored_states_with_prefix(pg.url(), &prefix), 19);
     drop(s);
     // What "RMF" received: each occurrence exactly once, under the claim's request id.
     let counts = journal_counts(&journal);
