@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::store::{self, Write};
 use super::{Occurrences, Plan, Schedule, ScheduleError, local_date, parse_datetime};
 use crate::api::commands::{Body, TaskRequest};
+use crate::api::routes::{In, Param, Route};
 use crate::api::{ApiError, AppState, AuthUser};
 
 impl From<ScheduleError> for ApiError {
@@ -41,6 +42,104 @@ impl From<crate::store::StoreError> for ApiError {
         ScheduleError::Store(e).into()
     }
 }
+
+const fn query(name: &'static str, schema: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        location: In::Query,
+        schema,
+        description,
+        default: None,
+    }
+}
+
+const fn doc(
+    method: &'static str,
+    path: &'static str,
+    name: &'static str,
+    summary: &'static str,
+    params: &'static [Param],
+) -> Route {
+    Route {
+        method,
+        path,
+        name,
+        tag: "Tasks",
+        summary,
+        params,
+        auth: true,
+        content: "application/json",
+        handler: None,
+        action: None,
+    }
+}
+
+/// The routes of [`router`], for `GET /openapi.json` (rmf-web's handler names).
+pub const DOCS: &[Route] = &[
+    doc(
+        "post",
+        "/scheduled_tasks",
+        "post_scheduled_task",
+        "Body `{task_request, schedules: [{every?, period, at}], start_from?, until?, \
+         except_dates?}`: 201 with the scheduled task; 422 when it would never run; needs \
+         `task_submit` in the task request's group.",
+        &[],
+    ),
+    doc(
+        "get",
+        "/scheduled_tasks",
+        "get_scheduled_tasks",
+        "Scheduled tasks starting before `start_before` and ending after `until_after`.",
+        &[
+            query("start_before", "string", "A datetime (required)."),
+            query("until_after", "string", "A datetime (required)."),
+            query("limit", "integer", "Page size, 1 to 1000 (default 100)."),
+            query("offset", "integer", "Items to skip (default 0)."),
+            query(
+                "order_by",
+                "string",
+                "Comma separated: id, created_by, start_from, until, last_ran; `-` for \
+                 descending.",
+            ),
+        ],
+    ),
+    doc(
+        "get",
+        "/scheduled_tasks/{task_id}",
+        "get_scheduled_task",
+        "A scheduled task.",
+        &[],
+    ),
+    doc(
+        "delete",
+        "/scheduled_tasks/{task_id}",
+        "del_scheduled_tasks",
+        "Deletes a scheduled task.",
+        &[],
+    ),
+    doc(
+        "post",
+        "/scheduled_tasks/{task_id}/except_date",
+        "add_except_date",
+        "Body `{except_date}`: no occurrence on that date (in the server's time zone); 201.",
+        &[],
+    ),
+    doc(
+        "post",
+        "/scheduled_tasks/{task_id}/update",
+        "update_schedule_task",
+        "Body as for creation: replaces the request, schedules, bounds and except dates.",
+        &[],
+    ),
+    doc(
+        "get",
+        "/scheduled_tasks/{task_id}/runs",
+        "get_scheduled_task_runs",
+        "rmf-dash: the claimed occurrences (`occurrence` unix ms, `request_id`, `status`, \
+         `task_id`, `attempts`, `detail`), oldest first.",
+        &[],
+    ),
+];
 
 /// The routes (merged into the API router).
 pub fn router() -> axum::Router<AppState> {
