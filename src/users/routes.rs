@@ -70,20 +70,6 @@ const fn query(name: &'static str, schema: &'static str, description: &'static s
 pub const DOCS: &[Route] = &[
     doc!(
         "get",
-        "/user",
-        "get_user",
-        "Default",
-        "The user of the token: `{username, is_admin, roles}` (created on first sight)."
-    ),
-    doc!(
-        "get",
-        "/permissions",
-        "get_effective_permissions",
-        "Default",
-        "The user's permissions through their roles: `[{authz_grp, action}]`."
-    ),
-    doc!(
-        "get",
         "/admin/users",
         "get_users",
         "Admin",
