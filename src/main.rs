@@ -34,7 +34,7 @@ enum Command {
     /// Measure every performance figure against its baseline on a generated trace.
     Bench(BenchArgs),
     /// Run the server: REST, socket.io, the fleet-adapter websocket, fed by RMF or a recording.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     Proxy(ProxyArgs),
     /// The PostgreSQL store: dump, prune.
     #[command(subcommand)]
@@ -461,7 +461,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Trace(t)) => run_trace(t),
         Some(Command::Replay(r)) => run_replay(r),
         Some(Command::Bench(b)) => run_bench(b),
-        Some(Command::Serve(s)) => run_serve(s),
+        Some(Command::Serve(s)) => run_serve(*s),
         Some(Command::Proxy(p)) => run_proxy(p),
         Some(Command::Store(s)) => run_store(s),
     }
@@ -565,7 +565,7 @@ fn run_demo() -> Result<ExitCode> {
         anyhow::bail!("the demo's serve arguments do not parse");
     };
     eprintln!("rmf-dash demo: replaying {path} at real time (Ctrl-C stops)");
-    serve_with(args, true)
+    serve_with(*args, true)
 }
 
 fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {

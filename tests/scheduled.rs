@@ -672,11 +672,11 @@ fn each_occurrence_is_dispatched_exactly_once_across_kill_9() {
             .into_iter()
             .filter(|(_, st)| st == "claimed")
             .map(|(o, _)| o)
-            .last()
+            .next_back()
     });
     s.kill9();
     assert!(
-        journal_counts(&journal).get(&label(&claimed)).is_none(),
+        !journal_counts(&journal).contains_key(&label(&claimed)),
         "{claimed} was sent before the kill"
     );
     let s = start(None);

@@ -348,18 +348,17 @@ impl Occurrences {
                 let days = (target - first).num_days();
                 // Start a step before the target's date: a gap or fold can move an instant
                 // across midnight by at most a few hours.
-                let mut k = if days <= 0 {
+                let k0 = if days <= 0 {
                     0
                 } else {
                     (days / step_days - 1).max(0)
                 };
-                for _ in 0..8 {
+                for k in k0..k0 + 8 {
                     let date = first.checked_add_days(chrono::Days::new((k * step_days) as u64))?;
                     let t = instant(self.tz, date.and_time(at))?;
                     if t >= from {
                         return Some(t);
                     }
-                    k += 1;
                 }
                 None
             }

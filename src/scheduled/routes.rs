@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::store::{self, Write};
 use super::{Occurrences, Plan, Schedule, ScheduleError, local_date, parse_datetime};
-use crate::api::commands::{Body, TaskRequest};
+use crate::api::commands::{Body, Reject, TaskRequest};
 use crate::api::routes::{In, Param, Route};
 use crate::api::{ApiError, AppState, AuthUser};
 
@@ -193,16 +193,13 @@ fn no_store() -> ApiError {
     )
 }
 
-fn path_id(raw: &str) -> Result<i64, Response> {
+fn path_id(raw: &str) -> Result<i64, Reject> {
     raw.parse::<i64>().map_err(|_| {
-        (
+        Reject(
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(
-                json!({"detail": [{"type": "int_parsing", "loc": ["path", "task_id"],
-                "msg": "Input should be a valid integer, unable to parse string as an integer"}]}),
-            ),
+            json!([{"type": "int_parsing", "loc": ["path", "task_id"],
+                "msg": "Input should be a valid integer, unable to parse string as an integer"}]),
         )
-            .into_response()
     })
 }
 
@@ -402,7 +399,7 @@ async fn get_one(
 ) -> Result<Response, ApiError> {
     let id = match path_id(&id) {
         Ok(id) => id,
-        Err(r) => return Ok(r),
+        Err(r) => return Ok(r.into_response()),
     };
     Ok(Json(stored(&app, id).await?.to_api()).into_response())
 }
@@ -422,7 +419,7 @@ async fn except_date(
 ) -> Result<Response, ApiError> {
     let id = match path_id(&id) {
         Ok(id) => id,
-        Err(r) => return Ok(r),
+        Err(r) => return Ok(r.into_response()),
     };
     let task = stored(&app, id).await?;
     may_submit(
@@ -453,7 +450,7 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let id = match path_id(&id) {
         Ok(id) => id,
-        Err(r) => return Ok(r),
+        Err(r) => return Ok(r.into_response()),
     };
     let task = stored(&app, id).await?;
     may_submit(
@@ -480,7 +477,7 @@ async fn delete_one(
 ) -> Result<Response, ApiError> {
     let id = match path_id(&id) {
         Ok(id) => id,
-        Err(r) => return Ok(r),
+        Err(r) => return Ok(r.into_response()),
     };
     let task = stored(&app, id).await?;
     may_submit(
@@ -503,7 +500,7 @@ async fn runs(
 ) -> Result<Response, ApiError> {
     let id = match path_id(&id) {
         Ok(id) => id,
-        Err(r) => return Ok(r),
+        Err(r) => return Ok(r.into_response()),
     };
     stored(&app, id).await?;
     let users = app.users.as_deref().ok_or_else(no_store)?;
