@@ -186,6 +186,10 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         )),
         None => None,
     };
+    let history = config
+        .store
+        .as_ref()
+        .map(|c| crate::store::history::History::new(&c.url));
     let applier = match engine.take_outputs() {
         Some(outputs) => Some(crate::store::pipeline::spawn_applier(
             outputs,
@@ -246,6 +250,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         map_images,
         users,
         scheduling: crate::scheduled::dispatch::Scheduling::new(config.schedule.clone()),
+        history,
     });
     spawn_flush(hub.clone());
     // Scheduled tasks are dispatched by the main process only, while it is the active one

@@ -369,23 +369,21 @@ fn serve(url: &str, speed: &str, log: &Path) -> Server {
 }
 
 fn serve_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--speed", speed, "--database-url", url];
+    args.extend_from_slice(extra);
+    spawn_serve(&args, log)
+}
+
+/// `serve --no-auth --rmf-link none --replay <recording>` with `args`, on a free port.
+fn spawn_serve(args: &[&str], log: &Path) -> Server {
     let port = free_port();
     let child = bin()
-        .args([
-            "serve",
-            "--no-auth",
-            "--rmf-link",
-            "none",
-            "--speed",
-            speed,
-            "--database-url",
-            url,
-        ])
+        .args(["serve", "--no-auth", "--rmf-link", "none"])
+        .args(args)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(recording())
-        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
@@ -436,6 +434,18 @@ impl Server {
         let start = Instant::now();
         while !self.log().contains(what) {
             assert!(start.elapsed() < limit, "no {what:?} in:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the engine's outputs up to `t` are out (applied by the hub).
+    fn wait_frontier(&self, t: u64) {
+        let start = Instant::now();
+        while self.health().1["engine"]["output_frontier_ms"].as_u64() < Some(t) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "output frontier {t} not reached"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -673,4 +683,121 @@ fn prune_drops_old_partitions_and_rows() {
     // The store still restores and answers.
     let (ok, emitted, err) = replay(&c);
     assert!(ok && emitted.is_empty(), "{err}");
+}
+
+/// `GET path` as JSON (asserting 200).
+fn get_json(server: &Server, path: &str) -> Value {
+    let (code, body) = server.get(path);
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// The history routes answer from the store: after a restart the hub holds only the last event
+/// of each log and alert room, yet tasks, task and fleet logs and alerts equal those of a server
+/// that replayed the whole recording in memory.
+#[test]
+fn history_routes_answer_from_the_store() {
+    let c = cluster();
+    let logs = tempfile::tempdir().expect("temp dir");
+    let final_time = checkpoint_of(reference_dump());
+    let first = serve(c.url(), "max", &logs.path().join("first.log"));
+    first.wait_log("replay finished", Duration::from_secs(120));
+    first.wait_checkpoint(final_time);
+    first.stop();
+    // Restarted: sticky values from the store; the recording is already stored up to its end.
+    let stored = serve(c.url(), "max", &logs.path().join("second.log"));
+    stored.wait_log("replay finished", Duration::from_secs(120));
+    let memory = spawn_serve(
+        &["--no-db", "--speed", "max"],
+        &logs.path().join("memory.log"),
+    );
+    memory.wait_log("replay finished", Duration::from_secs(120));
+    memory.wait_frontier(final_time);
+    let all = "between=0,9999999999999";
+
+    let same = |path: &str| -> Value {
+        let a = get_json(&stored, path);
+        let b = get_json(&memory, path);
+        if a != b {
+            let ids = |v: &Value| -> Vec<String> {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        t["booking"]["id"]
+                            .as_str()
+                            .or(t["id"].as_str())
+                            .unwrap_or("?")
+                            .to_string()
+                    })
+                    .collect()
+            };
+            let (a, b) = (a.to_string(), b.to_string());
+            let at = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+            panic!(
+                "{path}: the store's answer differs from memory's at byte {at}:\n  store:  {}\n  memory: {}\n  ids: {:?}\n   vs: {:?}",
+                &a[at.saturating_sub(200)..(at + 200).min(a.len())],
+                &b[at.saturating_sub(200)..(at + 200).min(b.len())],
+                ids(&serde_json::from_str(&a).unwrap_or_default()),
+                ids(&serde_json::from_str(&b).unwrap_or_default()),
+            );
+        }
+        a
+    };
+    let tasks = same("/tasks?limit=1000");
+    let tasks = tasks.as_array().expect("task list");
+    assert!(tasks.len() >= 10, "{} tasks", tasks.len());
+    for q in [
+        "/tasks?status=completed&order_by=-unix_millis_start_time",
+        "/tasks?order_by=category,-unix_millis_request_time&limit=5&offset=3",
+        "/tasks?order_by=-assigned_to,unix_millis_finish_time&limit=50",
+        "/tasks?start_time_between=0,9999999999999&order_by=requester",
+    ] {
+        same(q);
+    }
+    let mut labels = std::collections::BTreeSet::new();
+    let (mut entries, mut alerts) = (0, 0);
+    for t in tasks {
+        let id = t["booking"]["id"].as_str().expect("task id");
+        for l in t["booking"]["labels"].as_array().into_iter().flatten() {
+            labels.insert(l.as_str().unwrap_or_default().to_string());
+        }
+        let log = same(&format!("/tasks/{id}/log?{all}"));
+        entries += log["log"].as_array().map_or(0, Vec::len);
+        for phase in log["phases"].as_object().into_iter().flatten() {
+            entries += phase.1["log"].as_array().map_or(0, Vec::len);
+        }
+        for unresponded in ["true", "false"] {
+            let a = same(&format!(
+                "/alerts/requests/task/{id}?unresponded={unresponded}"
+            ));
+            alerts += a.as_array().map_or(0, Vec::len);
+        }
+    }
+    for label in labels.iter().take(5) {
+        same(&format!(
+            "/tasks?label={label}&order_by=label={}",
+            label.split('=').next().unwrap_or_default()
+        ));
+    }
+    assert!(entries > 0, "no task log entries");
+    assert!(alerts > 0, "no alerts");
+    same("/alerts/unresponded_requests");
+    let fleets = get_json(&memory, "/fleets");
+    let mut fleet_entries = 0;
+    for f in fleets.as_array().expect("fleets") {
+        let name = f["name"].as_str().expect("fleet name");
+        let log = same(&format!("/fleets/{name}/log?{all}"));
+        fleet_entries += log["log"].as_array().map_or(0, Vec::len);
+        for robot in log["robots"].as_object().into_iter().flatten() {
+            fleet_entries += robot.1.as_array().map_or(0, Vec::len);
+        }
+    }
+    assert!(fleet_entries > 0, "no fleet log entries");
+    let (_, metrics) = stored.get("/metrics");
+    assert!(
+        metrics.contains("rmf_dash_store_read_failures_total 0"),
+        "{metrics}"
+    );
+    stored.stop();
 }

@@ -49,6 +49,8 @@ pub struct App {
     pub users: Option<Arc<crate::users::Users>>,
     /// Scheduled tasks: time zone, clock, and the dispatch loop's wake-up.
     pub scheduling: Arc<crate::scheduled::dispatch::Scheduling>,
+    /// History reads from the store; `None` without one (history is the hub's recent events).
+    pub history: Option<Arc<crate::store::history::History>>,
 }
 
 /// Every route, under `prefix`.

@@ -1,10 +1,10 @@
 //! Data access of the REST reads: every answer the routes give comes from a function here.
 //!
-//! Without the database, the present comes from the hub (the sticky value of each state room)
-//! and the history from the hub's stream tails (the last [`crate::hub::STREAM_TAIL`] events of a
-//! log, alert or beacon room). When the PostgreSQL store arrives, it implements the same
-//! functions (task queries, logs, alerts and beacons over indexed tables) and the routes do not
-//! change: keep the routes free of data access and this module free of HTTP.
+//! The present comes from the hub (the sticky value of each state room). History (logs,
+//! alerts) comes from the hub's stream tails (the last [`crate::hub::STREAM_TAIL`] events of a
+//! room) merged with what the store read ([`crate::store::history`]) when there is a store:
+//! the functions here take the stored part as an argument, so this module stays free of I/O and
+//! of HTTP.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
@@ -115,61 +115,106 @@ fn in_window(entries: &Value, window: Option<Window>) -> Vec<Value> {
         .collect()
 }
 
-/// A fleet's log in `window`: the entries of its recent `/fleets/{name}/log` events merged, as
-/// rmf-web's `FleetLog` `{name, log, robots: {robot: [entry]}}` (every robot heard from, with
-/// its entries in the window, possibly none). `None` for an unknown fleet.
-pub fn fleet_log(hub: &Hub, name: &str, window: Option<Window>) -> Option<Value> {
-    let events = hub.tail(&format!("/fleets/{name}/log"));
-    if events.is_empty() && !fleet_known(hub, name) {
-        return None;
+/// Log entries by stream, as [`crate::store::history::Streams`].
+pub use crate::store::history::Streams;
+
+/// The entries of `b` added to `a`, one entry per `seq` per stream (the first seen), in `seq`
+/// order (entries without a seq last, all kept). A stream present in either is present.
+pub fn merge_streams(mut a: Streams, b: Streams) -> Streams {
+    for (stream, entries) in b {
+        a.entry(stream).or_default().extend(entries);
     }
-    let mut log = Vec::new();
-    let mut robots: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for event in &events {
-        let event = parse(event);
-        log.extend(in_window(&event["log"], window));
-        for (robot, entries) in event["robots"].as_object().into_iter().flatten() {
-            robots
-                .entry(robot.clone())
-                .or_default()
-                .extend(in_window(entries, window));
-        }
+    for entries in a.values_mut() {
+        let seq = |e: &Value| e["seq"].as_i64();
+        entries.sort_by_key(|e| seq(e).unwrap_or(i64::MAX));
+        let mut seen = HashSet::new();
+        entries.retain(|e| seq(e).is_none_or(|s| seen.insert(s)));
     }
-    Some(json!({"name": name, "log": log, "robots": robots}))
+    a
 }
 
-// ---- tasks ----
-
-/// A task's log in `window`: its recent `/tasks/{id}/log` events merged, as rmf-web's
-/// `TaskEventLog` `{task_id, log, phases: {phase: {log, events: {event: [entry]}}}}` (every
-/// phase and event heard of, with its entries in the window). `None` for a task with neither a
-/// state nor a log.
-pub fn task_log(hub: &Hub, task_id: &str, window: Option<Window>) -> Option<Value> {
-    let events = hub.tail(&format!("/tasks/{task_id}/log"));
-    if events.is_empty() && !known(hub, &format!("/tasks/{task_id}/state")) {
-        return None;
+/// The entries in `window` of the recent events of a log room, by stream: an event's `log` is
+/// stream `""`, and `nested(event)` gives the other streams of the event.
+fn tail_streams(
+    hub: &Hub,
+    room: &str,
+    window: Option<Window>,
+    nested: impl Fn(&Value, &mut dyn FnMut(String, &Value)),
+) -> Streams {
+    let mut out = Streams::new();
+    for event in hub.tail(room) {
+        let event = parse(&event);
+        if !event["log"].is_null() {
+            out.entry(String::new())
+                .or_default()
+                .extend(in_window(&event["log"], window));
+        }
+        nested(&event, &mut |stream, entries| {
+            out.entry(stream)
+                .or_default()
+                .extend(in_window(entries, window))
+        });
     }
-    type Phase = (Vec<Value>, BTreeMap<String, Vec<Value>>);
-    let mut log = Vec::new();
-    let mut phases: BTreeMap<String, Phase> = BTreeMap::new();
-    for event in &events {
-        let event = parse(event);
-        log.extend(in_window(&event["log"], window));
-        for (id, phase) in event["phases"].as_object().into_iter().flatten() {
-            let p = phases.entry(id.clone()).or_default();
-            p.0.extend(in_window(&phase["log"], window));
-            for (event_id, entries) in phase["events"].as_object().into_iter().flatten() {
-                p.1.entry(event_id.clone())
-                    .or_default()
-                    .extend(in_window(entries, window));
+    merge_streams(out, Streams::new())
+}
+
+/// A fleet's recent log entries in `window`, by stream (`""` and the robot names); `None` for
+/// an unknown fleet.
+pub fn fleet_log_streams(hub: &Hub, name: &str, window: Option<Window>) -> Option<Streams> {
+    let streams = tail_streams(hub, &format!("/fleets/{name}/log"), window, |event, add| {
+        for (robot, entries) in event["robots"].as_object().into_iter().flatten() {
+            add(robot.clone(), entries);
+        }
+    });
+    (!streams.is_empty() || fleet_known(hub, name)).then_some(streams)
+}
+
+/// A fleet's log as rmf-web's `FleetLog` `{name, log, robots: {robot: [entry]}}` (every robot
+/// heard from, with its entries, possibly none).
+pub fn fleet_log(name: &str, mut streams: Streams) -> Value {
+    let log = streams.remove("").unwrap_or_default();
+    json!({"name": name, "log": log, "robots": streams})
+}
+
+/// A task's recent log entries in `window`, by stream (`""`, `"{phase}"`, `"{phase}/{event}"`);
+/// `None` for a task with neither a state nor a log.
+pub fn task_log_streams(hub: &Hub, task_id: &str, window: Option<Window>) -> Option<Streams> {
+    let streams = tail_streams(
+        hub,
+        &format!("/tasks/{task_id}/log"),
+        window,
+        |event, add| {
+            for (id, phase) in event["phases"].as_object().into_iter().flatten() {
+                add(id.clone(), &phase["log"]);
+                for (event_id, entries) in phase["events"].as_object().into_iter().flatten() {
+                    add(format!("{id}/{event_id}"), entries);
+                }
             }
+        },
+    );
+    (!streams.is_empty() || known(hub, &format!("/tasks/{task_id}/state"))).then_some(streams)
+}
+
+/// A task's log as rmf-web's `TaskEventLog` `{task_id, log, phases: {phase: {log, events:
+/// {event: [entry]}}}}` (every phase and event heard of, with its entries).
+pub fn task_log(task_id: &str, streams: Streams) -> Value {
+    let mut log = Vec::new();
+    let mut phases: BTreeMap<String, (Vec<Value>, Map<String, Value>)> = BTreeMap::new();
+    for (stream, entries) in streams {
+        match stream.split_once('/') {
+            _ if stream.is_empty() => log = entries,
+            Some((phase, event)) => {
+                let p = phases.entry(phase.to_string()).or_default();
+                p.1.insert(event.to_string(), Value::Array(entries));
+            }
+            None => phases.entry(stream).or_default().0 = entries,
         }
     }
     let phases: Map<String, Value> = phases
         .into_iter()
         .map(|(id, (log, events))| (id, json!({"log": log, "events": events})))
         .collect();
-    Some(json!({"task_id": task_id, "log": log, "phases": phases}))
+    json!({"task_id": task_id, "log": log, "phases": phases})
 }
 
 /// Booking labels as an object: `"k=v"` gives `k: v`, a label without `=` gives `label: ""`,
@@ -368,94 +413,127 @@ pub fn tasks(hub: &Hub, q: &TaskQuery) -> Vec<Raw> {
 
 // ---- alerts ----
 
-/// The latest event of each id of a stream room, in the order the ids first appeared.
-fn latest_by_id(hub: &Hub, room: &str) -> Vec<Value> {
-    let mut order: Vec<String> = Vec::new();
-    let mut latest: BTreeMap<String, Value> = BTreeMap::new();
+/// The latest event of each id of a stream room.
+fn latest_by_id(hub: &Hub, room: &str) -> BTreeMap<String, Value> {
+    let mut latest = BTreeMap::new();
     for event in hub.tail(room) {
         let event = parse(&event);
-        let Some(id) = event["id"].as_str().map(str::to_string) else {
-            continue;
-        };
-        if latest.insert(id.clone(), event).is_none() {
-            order.push(id);
+        if let Some(id) = event["id"].as_str().map(str::to_string) {
+            latest.insert(id, event);
         }
     }
-    order
-        .into_iter()
-        .filter_map(|id| latest.remove(&id))
-        .collect()
+    latest
 }
 
-/// Every recent alert request (latest version of each id).
-pub fn alert_requests(hub: &Hub) -> Vec<Value> {
-    latest_by_id(hub, "/alerts/requests")
+/// The alert requests and responses known: the store's (`stored`, see
+/// [`crate::store::history::History::alerts`]) and the hub's recent ones, the hub's winning.
+pub struct Alerts {
+    requests: BTreeMap<String, Value>,
+    responses: BTreeMap<String, Value>,
 }
 
-pub fn alert_request(hub: &Hub, id: &str) -> Option<Value> {
-    alert_requests(hub).into_iter().find(|a| a["id"] == id)
-}
+impl Alerts {
+    pub fn new(hub: &Hub, stored: Vec<crate::store::history::AlertRecord>) -> Alerts {
+        let mut alerts = Alerts {
+            requests: BTreeMap::new(),
+            responses: BTreeMap::new(),
+        };
+        let id = |v: &Value| v["id"].as_str().map(str::to_string);
+        for (request, response) in stored {
+            if let Some(i) = id(&request) {
+                if let Some(r) = response {
+                    alerts.responses.insert(i.clone(), r);
+                }
+                alerts.requests.insert(i, request);
+            }
+        }
+        for (room, map) in [
+            ("/alerts/requests", &mut alerts.requests),
+            ("/alerts/responses", &mut alerts.responses),
+        ] {
+            for (i, v) in latest_by_id(hub, room) {
+                map.insert(i, v);
+            }
+        }
+        alerts
+    }
 
-pub fn alert_response(hub: &Hub, id: &str) -> Option<Value> {
-    latest_by_id(hub, "/alerts/responses")
-        .into_iter()
-        .find(|a| a["id"] == id)
-}
+    pub fn request(mut self, id: &str) -> Option<Value> {
+        self.requests.remove(id)
+    }
 
-fn responded(hub: &Hub) -> HashSet<String> {
-    latest_by_id(hub, "/alerts/responses")
-        .into_iter()
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .collect()
-}
+    pub fn response(mut self, id: &str) -> Option<Value> {
+        self.responses.remove(id)
+    }
 
-/// Whether an alert expects a response and has none.
-fn unresponded(alert: &Value, responded: &HashSet<String>) -> bool {
-    alert["responses_available"]
-        .as_array()
-        .is_some_and(|r| !r.is_empty())
-        && alert["id"]
-            .as_str()
-            .is_some_and(|id| !responded.contains(id))
-}
+    /// Whether an alert expects a response and has none.
+    fn unresponded(&self, alert: &Value) -> bool {
+        alert["responses_available"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+            && alert["id"]
+                .as_str()
+                .is_some_and(|id| !self.responses.contains_key(id))
+    }
 
-/// The alerts of a task; with `only_unresponded`, those expecting a response that has not come.
-pub fn alerts_of_task(hub: &Hub, task_id: &str, only_unresponded: bool) -> Vec<Value> {
-    let responded = responded(hub);
-    alert_requests(hub)
-        .into_iter()
-        .filter(|a| a["task_id"] == task_id)
-        .filter(|a| !only_unresponded || unresponded(a, &responded))
-        .collect()
-}
+    /// The requests that pass `keep`, oldest alert first (then by id).
+    fn select(self, keep: impl Fn(&Alerts, &Value) -> bool) -> Vec<Value> {
+        let mut out: Vec<Value> = self
+            .requests
+            .values()
+            .filter(|a| keep(&self, a))
+            .cloned()
+            .collect();
+        out.sort_by_key(|a| a["unix_millis_alert_time"].as_u64().unwrap_or(0));
+        out
+    }
 
-/// The alerts expecting a response that has not come.
-pub fn unresponded_alerts(hub: &Hub) -> Vec<Value> {
-    let responded = responded(hub);
-    alert_requests(hub)
-        .into_iter()
-        .filter(|a| unresponded(a, &responded))
-        .collect()
+    /// The alerts of a task; with `only_unresponded`, those expecting a response that has not
+    /// come.
+    pub fn of_task(self, task_id: &str, only_unresponded: bool) -> Vec<Value> {
+        self.select(|all, a| a["task_id"] == task_id && (!only_unresponded || all.unresponded(a)))
+    }
+
+    /// The alerts expecting a response that has not come.
+    pub fn unresponded_all(self) -> Vec<Value> {
+        self.select(|all, a| all.unresponded(a))
+    }
 }
 
 // ---- beacons ----
 
 /// The latest state of every recent beacon, by id.
 pub fn beacons(hub: &Hub) -> Vec<Value> {
-    let mut all = latest_by_id(hub, "/beacons");
-    all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    all
+    latest_by_id(hub, "/beacons").into_values().collect()
 }
 
 pub fn beacon(hub: &Hub, id: &str) -> Option<Value> {
-    latest_by_id(hub, "/beacons")
-        .into_iter()
-        .find(|b| b["id"] == id)
+    latest_by_id(hub, "/beacons").remove(id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streams_merge_by_seq_in_seq_order() {
+        let e = |seq: i64, text: &str| json!({"seq": seq, "text": text});
+        let stored = Streams::from([
+            ("".to_string(), vec![e(0, "a"), e(1, "b")]),
+            ("1".to_string(), vec![e(0, "p")]),
+        ]);
+        let recent = Streams::from([
+            ("".to_string(), vec![e(2, "c"), e(1, "b")]),
+            ("1/0".to_string(), vec![]),
+        ]);
+        let merged = merge_streams(stored, recent);
+        assert_eq!(merged[""], vec![e(0, "a"), e(1, "b"), e(2, "c")]);
+        assert_eq!(
+            task_log("t", merged),
+            json!({"task_id": "t", "log": [e(0, "a"), e(1, "b"), e(2, "c")],
+                "phases": {"1": {"log": [e(0, "p")], "events": {"0": []}}}})
+        );
+    }
 
     #[test]
     fn labels_parse_like_rmf_web() {

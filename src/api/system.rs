@@ -220,6 +220,14 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             &load(&s.dropped_rows),
         );
     }
+    if let Some(h) = &app.history {
+        gauge(
+            "rmf_dash_store_read_failures_total",
+            "History reads the store could not answer (answered from memory instead).",
+            "counter",
+            &[(String::new(), h.errors.load(Ordering::Relaxed))],
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

@@ -37,6 +37,13 @@ pub enum Feed {
         stamp: Stamp,
         source: Source,
     },
+    /// Inputs the producer already decoded from a record (the `/_internal` frames, checked on
+    /// the connection's task so that the feeder does not parse them again).
+    Inputs {
+        inputs: Vec<Input>,
+        stamp: Stamp,
+        source: Source,
+    },
     /// Logical time reached with no data (a replay's clock).
     Advance(Time),
 }
@@ -182,13 +189,9 @@ impl Feeder {
         Ok(())
     }
 
-    /// Takes one record. An invalid one is counted and logged; it never stops the feed.
-    pub fn record(
-        &mut self,
-        record: &Record,
-        stamp: Stamp,
-        source: Source,
-    ) -> Result<(), EngineError> {
+    /// The logical time and receive time (unix ms) of a record stamped `stamp`; starts a new
+    /// batch when the time moves.
+    fn stamp(&mut self, stamp: Stamp) -> Result<(Time, u64), EngineError> {
         let (t, unix_ms) = match stamp {
             Stamp::Recorded(ns) => (self.clock.time_of(ns), ns / 1_000_000),
             Stamp::Live if self.replaying => {
@@ -204,6 +207,17 @@ impl Feeder {
             self.flush()?;
             self.batch_time = t;
         }
+        Ok((t, unix_ms))
+    }
+
+    /// Takes one record. An invalid one is counted and logged; it never stops the feed.
+    pub fn record(
+        &mut self,
+        record: &Record,
+        stamp: Stamp,
+        source: Source,
+    ) -> Result<(), EngineError> {
+        let (t, unix_ms) = self.stamp(stamp)?;
         self.metrics.records[source as usize].fetch_add(1, Ordering::Relaxed);
         if let Record::BuildingMap(map) = record {
             self.images.replace(map);
@@ -215,6 +229,20 @@ impl Feeder {
                 tracing::warn!(source = source.as_str(), "invalid input: {e}");
             }
         }
+        self.metrics.time.store(t, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes the inputs of one record its producer decoded (see [`Feed::Inputs`]).
+    pub fn inputs(
+        &mut self,
+        inputs: Vec<Input>,
+        stamp: Stamp,
+        source: Source,
+    ) -> Result<(), EngineError> {
+        let (t, _) = self.stamp(stamp)?;
+        self.metrics.records[source as usize].fetch_add(1, Ordering::Relaxed);
+        self.batch.extend(inputs);
         self.metrics.time.store(t, Ordering::Relaxed);
         Ok(())
     }
@@ -331,6 +359,11 @@ pub fn spawn_after(
                         stamp,
                         source,
                     }) => feeder.record(&record, stamp, source)?,
+                    Some(Feed::Inputs {
+                        inputs,
+                        stamp,
+                        source,
+                    }) => feeder.inputs(inputs, stamp, source)?,
                     Some(Feed::Advance(t)) => feeder.advance(t)?,
                     None => {}
                 }

@@ -38,7 +38,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use rmf_dash_dataflows::model::input::{InputError, Names, inputs};
+use rmf_dash_dataflows::model::input::{Input, InputError, Names, inputs};
 use rmf_dash_dataflows::model::{JsonKind, Record};
 
 use crate::api::auth::Auth;
@@ -176,7 +176,21 @@ fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The record of one text frame, checked as the engine will read it.
+/// The engine inputs of one text frame, decoded once here (the feeder takes them as they are).
+/// Names are interned in `names` (one per connection, reset when it grows past
+/// [`NAMES_PER_CONNECTION`]).
+pub fn frame_inputs(text: &str, names: &mut Names) -> Result<Vec<Input>, FrameError> {
+    if names.len() > NAMES_PER_CONNECTION {
+        *names = Names::default();
+    }
+    Ok(inputs(&parse_frame(text)?, 0, names)?)
+}
+
+/// The names a connection interns at most.
+const NAMES_PER_CONNECTION: usize = 65_536;
+
+/// The record of one text frame, checked as the engine will read it: its shape here, its data
+/// by [`frame_inputs`].
 pub fn parse_frame(text: &str) -> Result<Record, FrameError> {
     // Checked first: serde would also take an array `[type, data]` for the struct.
     if !text.trim_start().starts_with('{') {
@@ -199,12 +213,10 @@ pub fn parse_frame(text: &str) -> Result<Record, FrameError> {
     if !data.starts_with('{') {
         return Err(FrameError::DataNotObject);
     }
-    let record = Record::Json {
+    Ok(Record::Json {
         kind,
         data: Arc::from(data),
-    };
-    inputs(&record, 0, &mut Names::default())?;
-    Ok(record)
+    })
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved.
@@ -368,6 +380,7 @@ async fn connection(mut socket: WebSocket, app: AppState) {
         left_out: 0,
     };
     let mut counts = Counts::default();
+    let mut names = Names::default();
     let end: Cow<str> = loop {
         let message = match socket.recv().await {
             None => break "connection lost".into(),
@@ -418,10 +431,10 @@ async fn connection(mut socket: WebSocket, app: AppState) {
             );
             continue;
         }
-        match text.and_then(|t| parse_frame(t.as_str())) {
-            Ok(record) => {
-                let item = Feed::Record {
-                    record: Box::new(record),
+        match text.and_then(|t| frame_inputs(t.as_str(), &mut names)) {
+            Ok(inputs) => {
+                let item = Feed::Inputs {
+                    inputs,
                     stamp: Stamp::Live,
                     source: Source::Internal,
                 };
@@ -453,7 +466,7 @@ mod tests {
     use super::*;
 
     fn reason(text: &str) -> String {
-        match parse_frame(text) {
+        match frame_inputs(text, &mut Names::default()) {
             Ok(_) => "ok".into(),
             Err(e) => e.to_string(),
         }
@@ -469,6 +482,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_frame_is_decoded_once_into_its_inputs_with_names_interned() {
+        let text = r#"{"type":"fleet_state_update","data":{"name":"f1","robots":{
+            "r1":{"name":"r1","status":"idle","location":{"map":"L1","x":1,"y":2,"yaw":0}},
+            "r2":{"name":"r2","status":"idle","location":{"map":"L1","x":3,"y":4,"yaw":0}}}}}"#;
+        let mut names = Names::default();
+        let first = frame_inputs(text, &mut names).expect("valid");
+        // The fleet's own state and one sample per robot.
+        assert_eq!(first.len(), 3);
+        let kept = names.len();
+        let again = frame_inputs(text, &mut names).expect("valid");
+        assert_eq!(again, first);
+        assert_eq!(names.len(), kept, "names are interned, not added again");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   already in the hub) are dropped ([`pipeline`]), so nothing is sent twice or gets a new seq.
 
 pub mod dump;
+pub mod history;
 pub mod local_pg;
 pub mod migrate;
 pub mod pipeline;

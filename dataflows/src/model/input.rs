@@ -160,6 +160,15 @@ impl Names {
     /// allocated as they come.
     pub const LIMIT: usize = 1 << 20;
 
+    /// Names kept.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
     pub fn get(&mut self, s: &str) -> Name {
         if let Some(n) = self.known.get(s) {
             return n.clone();

@@ -11,14 +11,32 @@ use serde_json::Value;
 
 use super::{ReadResult, found};
 use crate::api::query::Params;
-use crate::api::{AppState, AuthUser, read};
+use crate::api::read::Alerts;
+use crate::api::{App, AppState, AuthUser};
+use crate::store::history::AlertFilter;
+
+/// The alerts `filter` selects: the store's (when there is one) and the hub's recent ones.
+async fn alerts(app: &App, filter: AlertFilter<'_>) -> Alerts {
+    let stored = match &app.history {
+        Some(h) => h.alerts(filter).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "alerts answered from memory");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    Alerts::new(&app.hub, stored)
+}
 
 pub async fn get_alert(
     _: AuthUser,
     State(app): State<AppState>,
     Path(alert_id): Path<String>,
 ) -> ReadResult<Json<Value>> {
-    found(read::alert_request(&app.hub, &alert_id), || {
+    let filter = AlertFilter {
+        id: Some(&alert_id),
+        ..AlertFilter::default()
+    };
+    found(alerts(&app, filter).await.request(&alert_id), || {
         format!("Alert with ID {alert_id} does not exists")
     })
     .map(Json)
@@ -29,7 +47,11 @@ pub async fn get_alert_response(
     State(app): State<AppState>,
     Path(alert_id): Path<String>,
 ) -> ReadResult<Json<Value>> {
-    found(read::alert_response(&app.hub, &alert_id), || {
+    let filter = AlertFilter {
+        id: Some(&alert_id),
+        ..AlertFilter::default()
+    };
+    found(alerts(&app, filter).await.response(&alert_id), || {
         format!("Response to alert with ID {alert_id} does not exists")
     })
     .map(Json)
@@ -42,9 +64,20 @@ pub async fn get_alerts_of_task(
     params: Params,
 ) -> ReadResult<Json<Vec<Value>>> {
     let unresponded = params.bool("unresponded", true)?;
-    Ok(Json(read::alerts_of_task(&app.hub, &task_id, unresponded)))
+    let filter = AlertFilter {
+        task_id: Some(&task_id),
+        unresponded,
+        ..AlertFilter::default()
+    };
+    Ok(Json(
+        alerts(&app, filter).await.of_task(&task_id, unresponded),
+    ))
 }
 
 pub async fn get_unresponded_alerts(_: AuthUser, State(app): State<AppState>) -> Json<Vec<Value>> {
-    Json(read::unresponded_alerts(&app.hub))
+    let filter = AlertFilter {
+        unresponded: true,
+        ..AlertFilter::default()
+    };
+    Json(alerts(&app, filter).await.unresponded_all())
 }

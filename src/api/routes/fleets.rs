@@ -40,10 +40,20 @@ pub async fn get_fleet_log(
     params: Params,
 ) -> ReadResult<Json<Value>> {
     let window = params.between("between", Some("-60000"), now_ms(&app))?;
-    found(read::fleet_log(&app.hub, &name, window), || {
-        format!("fleet {name} not found")
-    })
-    .map(Json)
+    let recent = read::fleet_log_streams(&app.hub, &name, window);
+    let stored = match &app.history {
+        Some(h) => h.fleet_log(&name, window).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "fleet log answered from memory");
+            Default::default()
+        }),
+        None => Default::default(),
+    };
+    // A fleet is known by its state or robots, or by what the store holds of it.
+    let streams = match recent {
+        Some(recent) => Some(read::merge_streams(recent, stored)),
+        None => (!stored.is_empty()).then_some(stored),
+    };
+    found(streams, || format!("fleet {name} not found")).map(|s| Json(read::fleet_log(&name, s)))
 }
 
 /// A fleet's view: its value, `absent` when the fleet is known but the view has none, 404 for

@@ -49,6 +49,12 @@ pub async fn query_task_states(
     params: Params,
 ) -> ReadResult<Json<Vec<Raw>>> {
     let query = task_query(&params, now_ms(&app))?;
+    if let Some(history) = &app.history {
+        match history.tasks(&query).await {
+            Ok(tasks) => return Ok(Json(tasks.into_iter().map(Raw::from).collect())),
+            Err(e) => tracing::warn!(error = %e, "task query answered from memory"),
+        }
+    }
     Ok(Json(read::tasks(&app.hub, &query)))
 }
 
@@ -69,10 +75,23 @@ pub async fn get_task_log(
     params: Params,
 ) -> ReadResult<Json<Value>> {
     let window = params.between("between", Some("-60000"), now_ms(&app))?;
-    found(read::task_log(&app.hub, &task_id, window), || {
-        format!("task {task_id} not found")
-    })
-    .map(Json)
+    let recent = read::task_log_streams(&app.hub, &task_id, window);
+    let stored = match &app.history {
+        Some(h) => h.task_log(&task_id, window).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "task log answered from memory");
+            None
+        }),
+        None => None,
+    };
+    let streams = match (recent, stored) {
+        (None, None) => None,
+        (a, b) => Some(read::merge_streams(
+            a.unwrap_or_default(),
+            b.unwrap_or_default(),
+        )),
+    };
+    found(streams, || format!("task {task_id} not found"))
+        .map(|s| Json(read::task_log(&task_id, s)))
 }
 
 /// rmf-web answers its `Labels` model, a bare object `{key: value}`; 404 for an unknown task
