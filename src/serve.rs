@@ -148,6 +148,8 @@ pub struct Running {
     replay: Option<std::thread::JoinHandle<()>>,
     applier: Option<std::thread::JoinHandle<()>>,
     writer: Option<tokio::task::JoinHandle<()>>,
+    /// The scheduled tasks' dispatch loop.
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts every part and returns once the server listens.
@@ -255,10 +257,10 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     spawn_flush(hub.clone());
     // Scheduled tasks are dispatched by the main process only, while it is the active one
     // (always, until leadership exists: give the dispatcher leadership's watch then).
-    if let Some(c) = &config.store {
+    let scheduler = config.store.as_ref().map(|c| {
         let (_, active) = tokio::sync::watch::channel(true);
-        crate::scheduled::dispatch::spawn(app.clone(), c.url.clone(), active);
-    }
+        crate::scheduled::dispatch::spawn(app.clone(), c.url.clone(), active)
+    });
     let routes = router(app.clone(), &config.prefix).layer(layer);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -312,6 +314,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         replay,
         applier,
         writer,
+        scheduler,
     })
 }
 
@@ -330,6 +333,11 @@ impl Running {
                 server.abort();
                 tracing::info!("closed the remaining connections");
             }
+        }
+        // The scheduled tasks' loop (and its sends) hold the app: stopped first.
+        if let Some(s) = self.scheduler {
+            s.abort();
+            let _ = s.await;
         }
         // Producers stop at their next send; the feeder ends when the last handle is dropped.
         self.app.feed.close();

@@ -98,7 +98,8 @@ pub fn occurrence_label(id: i64, occurrence: i64) -> String {
     format!("scheduled_task={id}@{}", super::rfc3339(occurrence))
 }
 
-/// Starts the loop (with a store only: `app.users` holds its connection).
+/// Starts the loop (with a store only: `app.users` holds its connection). Abort the handle at
+/// shutdown: the loop and its sends in flight hold the app (and with it the engine's feed).
 pub fn spawn(
     app: AppState,
     url: String,
@@ -118,8 +119,11 @@ async fn run(app: AppState, url: String, mut active: watch::Receiver<bool>) {
     let catch_up_ms = cfg.catch_up.as_millis() as i64;
     let mut client: Option<tokio_postgres::Client> = None;
     let mut settled = false;
+    // The sends in flight: aborted with the loop (at shutdown), so that nothing holds the app.
+    let mut sending = tokio::task::JoinSet::new();
     tracing::info!(timezone = %cfg.tz, fake_clock = cfg.clock.is_fake(), "scheduled tasks: dispatcher started");
     loop {
+        while sending.try_join_next().is_some() {}
         if !*active.borrow_and_update() {
             // A later activation settles the claims left unconfirmed again.
             settled = false;
@@ -144,7 +148,7 @@ async fn run(app: AppState, url: String, mut active: watch::Receiver<bool>) {
         };
         if !settled {
             tokio::time::sleep(cfg.resend_after).await;
-            match settle(&app, c, catch_up_ms).await {
+            match settle(&app, c, catch_up_ms, &mut sending).await {
                 Ok(()) => settled = true,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduled tasks: settling unconfirmed claims failed");
@@ -167,7 +171,7 @@ async fn run(app: AppState, url: String, mut active: watch::Receiver<bool>) {
                     pause_forever("after_claim").await;
                 }
                 for claim in claimed.claims {
-                    tokio::spawn(send(app.clone(), claim));
+                    sending.spawn(send(app.clone(), claim));
                 }
             }
             Err(e) => {
@@ -198,6 +202,7 @@ async fn settle(
     app: &AppState,
     c: &tokio_postgres::Client,
     catch_up_ms: i64,
+    sending: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), super::ScheduleError> {
     let claims = store::unconfirmed(c).await?;
     let now = app.scheduling.config.clock.now_ms();
@@ -226,7 +231,7 @@ async fn settle(
             .await?;
         } else {
             tracing::info!(id = claim.task.id, %label, "scheduled tasks: unconfirmed claim sent again");
-            tokio::spawn(send(app.clone(), claim));
+            sending.spawn(send(app.clone(), claim));
         }
     }
     Ok(())
