@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod replay;
 pub mod rmf_link;
 pub mod ros2;
+pub mod scheduled;
 pub mod serve;
 pub mod store;
 pub mod trace;

@@ -34,7 +34,7 @@ enum Command {
     /// Measure every performance figure against its baseline on a generated trace.
     Bench(BenchArgs),
     /// Run the server: REST, socket.io, the fleet-adapter websocket, fed by RMF or a recording.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     Proxy(ProxyArgs),
     /// The PostgreSQL store: dump, prune.
     #[command(subcommand)]
@@ -276,6 +276,47 @@ struct ServeArgs {
     engine: EngineArgs,
     #[command(flatten)]
     release: ReleaseArgs,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+}
+
+#[derive(Args)]
+struct ScheduleArgs {
+    /// Time zone of scheduled tasks' local times and except dates (an IANA name).
+    #[arg(long, default_value = "UTC", env = "RMF_DASH_TIMEZONE")]
+    timezone: chrono_tz::Tz,
+    /// Occurrences of scheduled tasks missed by more than this (server down or standby) are not
+    /// dispatched late.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "RMF_DASH_SCHEDULE_CATCH_UP")]
+    schedule_catch_up: std::time::Duration,
+    /// After becoming active, wait this long before settling the occurrences a dead process
+    /// claimed but left unconfirmed (for their task states to arrive).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "RMF_DASH_SCHEDULE_RESEND_AFTER")]
+    schedule_resend_after: std::time::Duration,
+    /// Test hook: a fake clock for scheduled tasks, `start=<RFC 3339>,origin=<unix ms>,rate=<x>`.
+    #[arg(long, hide = true, env = "RMF_DASH_TEST_CLOCK")]
+    test_clock: Option<String>,
+}
+
+impl ScheduleArgs {
+    fn config(&self) -> Result<rmf_dash::scheduled::dispatch::ScheduleConfig> {
+        use rmf_dash::scheduled::{clock::Clock, dispatch::Pause};
+        let clock = match &self.test_clock {
+            Some(spec) => Clock::parse_fake(spec)?,
+            None => Clock::wall(),
+        };
+        // Test hook: stop the dispatcher at a point of the claim/answer window.
+        let pause = std::env::var("RMF_DASH_TEST_SCHEDULE_PAUSE")
+            .ok()
+            .and_then(|p| Pause::parse(&p));
+        Ok(rmf_dash::scheduled::dispatch::ScheduleConfig {
+            tz: self.timezone,
+            clock,
+            catch_up: self.schedule_catch_up,
+            resend_after: self.schedule_resend_after,
+            pause,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -460,7 +501,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Trace(t)) => run_trace(t),
         Some(Command::Replay(r)) => run_replay(r),
         Some(Command::Bench(b)) => run_bench(b),
-        Some(Command::Serve(s)) => run_serve(s),
+        Some(Command::Serve(s)) => run_serve(*s),
         Some(Command::Proxy(p)) => run_proxy(p),
         Some(Command::Store(s)) => run_store(s),
         Some(Command::BenchLoad(l)) => {
@@ -574,7 +615,7 @@ fn run_demo() -> Result<ExitCode> {
         anyhow::bail!("the demo's serve arguments do not parse");
     };
     eprintln!("rmf-dash demo: replaying {path} at real time (Ctrl-C stops)");
-    serve_with(args, true)
+    serve_with(*args, true)
 }
 
 fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
@@ -641,6 +682,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         store: url.map(|u| args.store.writer(u)),
         admin_user: args.admin_user,
         ros2: args.ros2,
+        schedule: args.schedule.config()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -82,6 +82,8 @@ pub struct ServeConfig {
     /// Join the ROS 2 graph (`--ros2`): ingest the live RMF topics and send commands over ROS 2
     /// (replaces `rmf_link`); the RMF release of `policy` is then required of every message.
     pub ros2: bool,
+    /// Scheduled tasks: time zone, clock, catch-up window.
+    pub schedule: crate::scheduled::dispatch::ScheduleConfig,
 }
 
 impl ServeConfig {
@@ -111,6 +113,7 @@ impl ServeConfig {
             store: None,
             admin_user: "admin".into(),
             ros2: false,
+            schedule: Default::default(),
         }
     }
 }
@@ -305,6 +308,8 @@ pub struct Running {
     applier: Option<std::thread::JoinHandle<()>>,
     writer: Option<tokio::task::JoinHandle<()>>,
     ros2: Option<crate::ros2::Ros2>,
+    /// The scheduled tasks' dispatch loop.
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts every part and returns once the server listens and is active (with a store: once it
@@ -436,6 +441,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         internal: crate::ingest::internal::Internal::new(config.internal.clone()),
         map_images,
         users,
+        scheduling: crate::scheduled::dispatch::Scheduling::new(config.schedule.clone()),
         history,
         leader: leadership,
     });
@@ -449,6 +455,20 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         )));
     };
     tracing::info!(%addr, "active: serving");
+    // Scheduled tasks are dispatched by the main process only, while it is the active one.
+    let scheduler = config.store.as_ref().map(|c| {
+        let (tx, active) = tokio::sync::watch::channel(app.leader.is_active());
+        let mut roles = app.leader.watch();
+        tokio::spawn(async move {
+            while roles.changed().await.is_ok() {
+                let role = *roles.borrow_and_update();
+                if tx.send(role == crate::store::leader::Role::Active).is_err() {
+                    break;
+                }
+            }
+        });
+        crate::scheduled::dispatch::spawn(app.clone(), c.url.clone(), active)
+    });
     let replay = match &config.replay {
         Some(path) => {
             let path = path.clone();
@@ -495,6 +515,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         applier,
         writer,
         ros2,
+        scheduler,
     })
 }
 
@@ -513,6 +534,11 @@ impl Running {
                 server.abort();
                 tracing::info!("closed the remaining connections");
             }
+        }
+        // The scheduled tasks' loop (and its sends) hold the app: stopped first.
+        if let Some(s) = self.scheduler {
+            s.abort();
+            let _ = s.await;
         }
         // Producers stop at their next send; the feeder ends when the last handle is dropped.
         self.app.feed.close();

@@ -769,3 +769,209 @@ fn without_a_store_nothing_is_enforced_and_admin_routes_are_unavailable() {
     assert_eq!(s.call("GET", "/admin/users", "gina", None).0, 503);
     assert_eq!(s.call("GET", "/favorite_tasks", "gina", None).0, 503);
 }
+
+fn grant(s: &Server, role: &str, perms: &[(&str, &str)], users: &[&str]) {
+    assert_eq!(
+        s.call("POST", "/admin/roles", "admin", Some(json!({"name": role}))),
+        OK
+    );
+    for (grp, action) in perms {
+        assert_eq!(
+            s.call(
+                "POST",
+                &format!("/admin/roles/{role}/permissions"),
+                "admin",
+                Some(json!({"authz_grp": grp, "action": action}))
+            ),
+            OK
+        );
+    }
+    for u in users {
+        // Created on first sight.
+        assert_eq!(s.call("GET", "/user", u, None).0, 200);
+        assert_eq!(
+            s.call(
+                "POST",
+                &format!("/admin/users/{u}/roles"),
+                "admin",
+                Some(json!({"name": role}))
+            ),
+            OK
+        );
+    }
+}
+
+fn forbidden_in(user: &str, group: &str, action: &str) -> (u16, Value) {
+    (
+        403,
+        json!({"detail": format!(
+            "user {user} may not do this: it needs the permission {{authz_grp: \"{group}\", action: \"{action}\"}} through one of its roles"
+        )}),
+    )
+}
+
+fn dispatch_in(labels: &[&str]) -> Value {
+    let mut b = dispatch_body();
+    b["request"]["labels"] = json!(labels);
+    b
+}
+
+/// Dispatches and waits for the task's state (fed from RMF's answer) to be shown; its id.
+fn dispatched(s: &Server, user: &str, body: Value) -> String {
+    let (status, answer) = s.call("POST", "/tasks/dispatch_task", user, Some(body));
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["state"]["booking"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    let start = Instant::now();
+    while s.call("GET", &format!("/tasks/{id}/state"), user, None).0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "task {id} not shown"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    id
+}
+
+#[test]
+fn task_permissions_are_scoped_to_task_groups() {
+    let s = serve(true, &[]);
+    // wes may submit and cancel tasks of group west; sid may submit site-wide (every group).
+    grant(
+        &s,
+        "west-ops",
+        &[("west", "task_submit"), ("west", "task_cancel")],
+        &["wes"],
+    );
+    grant(&s, "site-ops", &[("", "task_submit")], &["sid"]);
+    // A task's group is its booking label authz_grp=<group>.
+    let west = dispatched(&s, "wes", dispatch_in(&["authz_grp=west", "zone=a"]));
+    assert_eq!(
+        s.call(
+            "POST",
+            "/tasks/dispatch_task",
+            "wes",
+            Some(dispatch_in(&["authz_grp=east"]))
+        ),
+        forbidden_in("wes", "east", "task_submit")
+    );
+    assert_eq!(
+        s.call("POST", "/tasks/dispatch_task", "wes", Some(dispatch_body())),
+        forbidden_in("wes", "", "task_submit")
+    );
+    // The site-wide group covers every group.
+    let east = dispatched(&s, "sid", dispatch_in(&["authz_grp=east"]));
+    // Cancelling: the group of the target task, from its state.
+    let cancel = |task: &str| json!({"type": "cancel_task_request", "task_id": task});
+    let (status, answer) = s.call("POST", "/tasks/cancel_task", "wes", Some(cancel(&west)));
+    assert_eq!(
+        (status, &answer["success"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
+    assert_eq!(
+        s.call("POST", "/tasks/cancel_task", "wes", Some(cancel(&east))),
+        forbidden_in("wes", "east", "task_cancel")
+    );
+    assert_eq!(
+        s.call("POST", "/tasks/cancel_task", "sid", Some(cancel(&west))),
+        forbidden_in("sid", "west", "task_cancel")
+    );
+    // Scheduled tasks: writing needs task_submit in the task request's group.
+    let scheduled = |labels: &[&str]| {
+        json!({"task_request": dispatch_in(labels)["request"],
+            "schedules": [{"period": "day", "at": "08:00"}]})
+    };
+    let (status, created) = s.call(
+        "POST",
+        "/scheduled_tasks",
+        "wes",
+        Some(scheduled(&["authz_grp=west"])),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        s.call("POST", "/scheduled_tasks", "wes", Some(scheduled(&[]))),
+        forbidden_in("wes", "", "task_submit")
+    );
+    let id = created["id"].as_i64().expect("id");
+    assert_eq!(
+        s.call("DELETE", &format!("/scheduled_tasks/{id}"), "dave", None),
+        forbidden_in("dave", "west", "task_submit")
+    );
+    // Through a proxy: the main process decides, its answers pass through.
+    let (_proxy, pp) = proxy(s.port);
+    assert_eq!(
+        http(
+            pp,
+            "POST",
+            "/tasks/dispatch_task",
+            Some("wes"),
+            Some(dispatch_in(&["authz_grp=east"]))
+        ),
+        forbidden_in("wes", "east", "task_submit")
+    );
+    assert_eq!(
+        http(
+            pp,
+            "POST",
+            "/scheduled_tasks",
+            Some("dave"),
+            Some(scheduled(&[]))
+        ),
+        forbidden_in("dave", "", "task_submit")
+    );
+    let (status, answer) = http(
+        pp,
+        "POST",
+        "/tasks/dispatch_task",
+        Some("wes"),
+        Some(dispatch_in(&["authz_grp=west"])),
+    );
+    assert_eq!(
+        (status, &answer["success"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
+    // /permissions lists them with their groups.
+    assert_eq!(
+        s.call("GET", "/permissions", "wes", None),
+        (
+            200,
+            json!([{"authz_grp": "west", "action": "task_cancel"},
+                   {"authz_grp": "west", "action": "task_submit"}])
+        )
+    );
+}
+
+#[test]
+fn the_user_store_reconnects_after_a_postgresql_restart() {
+    let s = serve(true, &[]);
+    assert_eq!(s.call("GET", "/user", "kim", None).0, 200);
+    let (pg, _) = s._pg.as_ref().expect("store");
+    pg.stop_server().expect("stop PostgreSQL");
+    assert_eq!(
+        s.call("GET", "/user", "kim", None),
+        (503, json!({"detail": "the user store is unavailable"}))
+    );
+    pg.start_server().expect("start PostgreSQL");
+    // The next request connects again.
+    let start = Instant::now();
+    loop {
+        let answer = s.call("GET", "/user", "kim", None);
+        if answer.0 == 200 {
+            assert_eq!(
+                answer.1,
+                json!({"username": "kim", "is_admin": false, "roles": []})
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{answer:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        s.call("GET", "/favorite_tasks", "kim", None),
+        (200, json!([]))
+    );
+}

@@ -755,7 +755,60 @@ async fn dispatch_task(
     State(app): State<AppState>,
     Body(body): Body<DispatchTaskRequest>,
 ) -> Result<Response, Reject> {
-    task_with_state(&app, &user.username, "dispatch_task_request", &body).await
+    let (status, text, _) = dispatch(&app, &user.username, &body, None).await?;
+    Ok(raw_json(status, text))
+}
+
+/// A task dispatch, as `POST /tasks/dispatch_task` does it (scheduled tasks go through here
+/// too): the request to RMF (under `request_id`, or a new one), RMF's answer (200 when it
+/// succeeded, 400 otherwise, with its text and JSON), and, as rmf-web does, the task state of
+/// a successful answer fed to the engine (so `/tasks/{id}/state` and `GET /tasks` show the task
+/// before its fleet adapter reports it).
+pub async fn dispatch(
+    app: &AppState,
+    user: &str,
+    body: &DispatchTaskRequest,
+    request_id: Option<&str>,
+) -> Result<(StatusCode, String, Value), Reject> {
+    let json_msg = serde_json::to_string(body)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let request_id = compact_str::CompactString::from(
+        request_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string),
+    );
+    let answer = app
+        .link
+        .call_with_id("dispatch_task_request", json_msg, request_id)
+        .await
+        .map_err(link_error)?;
+    let value: Value = serde_json::from_str(&answer).map_err(|e| {
+        error(
+            StatusCode::BAD_GATEWAY,
+            format!("RMF answered dispatch_task_request with invalid JSON: {e}"),
+        )
+    })?;
+    let success = value.get("success") == Some(&Value::Bool(true));
+    let task_id = value
+        .pointer("/state/booking/id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    tracing::info!(
+        user,
+        request_type = "dispatch_task_request",
+        success,
+        task_id,
+        "task request"
+    );
+    if !success {
+        return Ok((StatusCode::BAD_REQUEST, answer, value));
+    }
+    if let Some(state) = value.get("state").filter(|_| !task_id.is_empty()) {
+        let frame = json!({"type": "task_state_update", "data": state}).to_string();
+        match crate::ingest::internal::parse_frame(&frame) {
+            Ok(record) => feed(app, record).await?,
+            Err(e) => tracing::warn!(task_id, error = %e, "RMF's task state not recorded"),
+        }
+    }
+    Ok((StatusCode::OK, answer, value))
 }
 
 async fn robot_task(

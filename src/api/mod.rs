@@ -48,6 +48,8 @@ pub struct App {
     pub map_images: Arc<crate::ingest::feed::MapImages>,
     /// Users, roles, permissions and favorites; `None` without a store (nothing enforced).
     pub users: Option<Arc<crate::users::Users>>,
+    /// Scheduled tasks: time zone, clock, and the dispatch loop's wake-up.
+    pub scheduling: Arc<crate::scheduled::dispatch::Scheduling>,
     /// History reads from the store; `None` without one (history is the hub's recent events).
     pub history: Option<Arc<crate::store::history::History>>,
     /// This process's role among the main processes of its site (always active without a
@@ -64,6 +66,7 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .route("/metrics", get(system::metrics))
         .route("/time", get(system::time))
         .merge(crate::users::routes::router())
+        .merge(crate::scheduled::routes::router())
         .merge(
             commands::routes(app.link.as_loopback().is_some()).route_layer(
                 axum::middleware::from_fn_with_state(app.clone(), crate::users::enforce::enforce),

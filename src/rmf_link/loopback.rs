@@ -6,6 +6,10 @@
 //! - Task API requests are answered the way RMF's nodes answer them ([`answer`]): an
 //!   ACKNOWLEDGE after [`ACK_DELAY`], the answer after [`ANSWER_DELAY`], then a second, different
 //!   answer (several RMF nodes may answer one request: the first must win).
+//! - Test hook: with `RMF_DASH_LOOPBACK_JOURNAL=FILE` every publication is also appended to
+//!   `FILE` as one JSON line (`{topic, type, message}`), written before `publish` returns, so
+//!   what "RMF" received survives a `kill -9` of the process (the exactly-once test of
+//!   scheduled tasks counts dispatches there).
 //! - A request whose JSON holds `"loopback": "fail"` (or a label `"loopback=fail"`) is answered
 //!   with a failure; `"loopback": "silent"` (or `"loopback=silent"`) is never answered, to test
 //!   timeouts.
@@ -45,7 +49,11 @@ pub struct Loopback {
     node_name: String,
     task_api: Arc<TaskApi>,
     published: Mutex<VecDeque<Published>>,
+    journal: Option<Mutex<std::fs::File>>,
 }
+
+/// The environment variable of the journal test hook.
+pub const JOURNAL_ENV: &str = "RMF_DASH_LOOPBACK_JOURNAL";
 
 impl Loopback {
     pub fn new(node_name: &str, task_timeout: Duration) -> Self {
@@ -53,7 +61,19 @@ impl Loopback {
             node_name: node_name.into(),
             task_api: Arc::new(TaskApi::new(task_timeout)),
             published: Mutex::new(VecDeque::new()),
+            journal: None,
         }
+    }
+
+    /// Also appends every publication to `path` (the journal test hook).
+    pub fn with_journal(mut self, path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        tracing::warn!(path = %path.display(), "loopback link: journal test hook on");
+        self.journal = Some(Mutex::new(file));
+        Ok(self)
     }
 
     /// The recorded publications, oldest first.
@@ -118,12 +138,25 @@ impl RmfLink for Loopback {
             _ => None,
         };
         {
-            let mut p = self.published.lock();
-            p.push_back(Published {
+            let published = Published {
                 topic: message.topic(),
                 type_name: message.type_name(),
                 message: message.message_json(),
-            });
+            };
+            if let Some(journal) = &self.journal {
+                use std::io::Write;
+                let mut line = serde_json::to_vec(&published).unwrap_or_default();
+                line.push(b'\n');
+                journal
+                    .lock()
+                    .write_all(&line)
+                    .map_err(|e| LinkError::Publish {
+                        topic: message.topic(),
+                        message: format!("loopback journal: {e}"),
+                    })?;
+            }
+            let mut p = self.published.lock();
+            p.push_back(published);
             while p.len() > CAPACITY {
                 p.pop_front();
             }

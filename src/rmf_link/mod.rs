@@ -92,10 +92,19 @@ impl Default for LinkConfig {
 /// Builds the link of `config`.
 pub fn connect(config: &LinkConfig) -> Arc<dyn RmfLink> {
     match config.kind {
-        LinkKind::Loopback => Arc::new(loopback::Loopback::new(
-            &config.node_name,
-            config.task_timeout,
-        )),
+        LinkKind::Loopback => {
+            let link = loopback::Loopback::new(&config.node_name, config.task_timeout);
+            match std::env::var_os(loopback::JOURNAL_ENV) {
+                Some(path) => match link.with_journal(std::path::Path::new(&path)) {
+                    Ok(link) => Arc::new(link),
+                    Err(e) => {
+                        tracing::error!(error = %e, "loopback journal cannot be opened; commands are refused");
+                        Arc::new(Disabled::new(&config.node_name, config.task_timeout))
+                    }
+                },
+                None => Arc::new(link),
+            }
+        }
         LinkKind::None => Arc::new(Disabled::new(&config.node_name, config.task_timeout)),
     }
 }
@@ -263,6 +272,17 @@ impl dyn RmfLink {
     /// (its `json_msg`). `request_type` names the request in errors.
     pub async fn call(&self, request_type: &str, json_msg: String) -> Result<String, LinkError> {
         let request_id = CompactString::from(uuid::Uuid::new_v4().to_string());
+        self.call_with_id(request_type, json_msg, request_id).await
+    }
+
+    /// [`call`](Self::call) under a given request id (scheduled tasks: an id derived from the
+    /// occurrence, the same when a claim is sent again).
+    pub async fn call_with_id(
+        &self,
+        request_type: &str,
+        json_msg: String,
+        request_id: CompactString,
+    ) -> Result<String, LinkError> {
         // Registered before publishing: an immediate answer is not lost.
         let waiter = self.task_api().register(request_id.clone());
         self.publish(Outgoing::ApiRequest(ApiRequest {

@@ -15,6 +15,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_leader",
         include_str!("../../migrations/0002_leader.sql"),
     ),
+    (
+        3,
+        "0003_scheduled_tasks",
+        include_str!("../../migrations/0003_scheduled_tasks.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen; returns the schema version. Concurrent

@@ -21,11 +21,13 @@ pub mod pipeline;
 pub mod prune;
 pub mod restore;
 pub mod rows;
+pub mod shared;
 pub mod writer;
 
 use thiserror::Error;
 
 pub use local_pg::LocalPg;
+pub use shared::SharedClient;
 pub use writer::{StoreHandle, StoreMetrics, WriterConfig};
 
 #[derive(Debug, Error)]

@@ -1,8 +1,14 @@
 //! Enforcement of permissions on the ★ command routes: each route needs one action (rmf-web's
-//! `task_submit` and `task_cancel`, and rmf-dash's finer actions for the other commands) in the
-//! site-wide group `authz_grp = ""`; admins may do everything. Refusals are 403
-//! `{"detail": ...}` naming the user and the missing permission. Without a store (`--no-db`) or
-//! with `--no-auth` nothing is enforced.
+//! `task_submit` and `task_cancel`, and rmf-dash's finer actions for the other commands); admins
+//! may do everything. Refusals are 403 `{"detail": ...}` naming the user and the missing
+//! permission. Without a store (`--no-db`) or with `--no-auth` nothing is enforced.
+//!
+//! Groups (`authz_grp`), as rmf-web's authorization model: a task belongs to one group, the
+//! value of its booking label `authz_grp=<group>` (no such label: the site-wide group `""`). A
+//! task action (`task_*`) needs the permission in the task's group: for a dispatch or robot task
+//! the group of the request's `labels`, for the other task requests the group of the target task
+//! (`task_id` or `for_task`, from its present state). A permission in the site-wide group `""`
+//! covers every group. The other commands need their action in `""`.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -12,8 +18,60 @@ use axum::response::{IntoResponse, Response};
 use crate::api::auth::Auth;
 use crate::api::{ApiError, AppState};
 
-/// The group of the permissions the command routes check.
+/// The site-wide group: the group of the non-task commands, and of tasks without a group
+/// label; a permission in it covers every group.
 pub const SITE_GROUP: &str = "";
+
+/// The booking label key that names a task's group.
+pub const GROUP_LABEL: &str = "authz_grp";
+
+/// Largest body read to find a task command's group.
+const MAX_BODY: usize = 1 << 20;
+
+/// The group of a task from its labels (`authz_grp=<group>`, else [`SITE_GROUP`]).
+pub fn task_group(labels: Option<&[String]>) -> String {
+    labels
+        .into_iter()
+        .flatten()
+        .find_map(|l| {
+            l.split_once('=')
+                .filter(|(k, _)| *k == GROUP_LABEL)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap_or_else(|| SITE_GROUP.to_string())
+}
+
+fn labels_of(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    v?.as_array().map(|a| {
+        a.iter()
+            .filter_map(|l| l.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+/// The group a task command acts on, from its body: the request's labels for a dispatch or
+/// robot task, the target task's labels (its present state) otherwise.
+fn group_of_body(app: &AppState, body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return SITE_GROUP.into();
+    };
+    if let Some(request) = v.get("request") {
+        return task_group(labels_of(request.get("labels")).as_deref());
+    }
+    let task = v
+        .get("task_id")
+        .or_else(|| v.get("for_task"))
+        .and_then(serde_json::Value::as_str);
+    let Some(task) = task else {
+        return SITE_GROUP.into();
+    };
+    let state: Option<serde_json::Value> = app
+        .hub
+        .get(&format!("/tasks/{task}/state"))
+        .and_then(|(_, v)| v)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    task_group(labels_of(state.as_ref().and_then(|s| s.pointer("/booking/labels"))).as_deref())
+}
 
 /// The action a matched route path (possibly under a prefix) needs, if any: the `action` of its
 /// entry in [`crate::api::commands::COMMANDS`].
@@ -47,25 +105,67 @@ pub async fn enforce(
         Ok(user) => user,
         Err(e) => return ApiError(StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
     };
+    // Task commands: the group of the task (the body is read, bounded, and passed on).
+    let (request, group) = if action.starts_with("task_") {
+        let (parts, body) = request.into_parts();
+        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                return ApiError(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a task request is at most {MAX_BODY} bytes"),
+                )
+                .into_response();
+            }
+        };
+        let group = group_of_body(&app, &bytes);
+        (
+            Request::from_parts(parts, axum::body::Body::from(bytes)),
+            group,
+        )
+    } else {
+        (request, SITE_GROUP.to_string())
+    };
     let allowed = async {
         let info = users.load_or_create(&user.username).await?;
-        users.is_authorized(&info, SITE_GROUP, action).await
+        users.is_authorized(&info, &group, action).await
     }
     .await;
     match allowed {
         Ok(true) => next.run(request).await,
         Ok(false) => {
-            tracing::info!(username = %user.username, action, "users: command refused (no permission)");
+            tracing::info!(username = %user.username, action, authz_grp = %group, "users: command refused (no permission)");
             ApiError(
                 StatusCode::FORBIDDEN,
-                format!(
-                    "user {} may not do this: it needs the permission \
-                     {{authz_grp: \"{SITE_GROUP}\", action: \"{action}\"}} through one of its roles",
-                    user.username
-                ),
+                forbidden(&user.username, &group, action),
             )
             .into_response()
         }
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The 403 detail of a refused action.
+pub fn forbidden(username: &str, group: &str, action: &str) -> String {
+    format!(
+        "user {username} may not do this: it needs the permission \
+         {{authz_grp: \"{group}\", action: \"{action}\"}} through one of its roles"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_s_group_is_its_authz_grp_label() {
+        let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(task_group(None), "");
+        assert_eq!(
+            task_group(Some(&labels(&["zone=a", "authz_grp=west"]))),
+            "west"
+        );
+        assert_eq!(task_group(Some(&labels(&["authz_grp"]))), "");
+        assert_eq!(task_group(Some(&labels(&["authz_grp="]))), "");
     }
 }

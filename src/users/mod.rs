@@ -9,7 +9,6 @@ pub mod routes;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio_postgres::Client;
 
 #[derive(Debug, Error)]
 pub enum UsersError {
@@ -69,15 +68,21 @@ pub fn check_name(what: &str, name: &str, allow_empty: bool) -> Result<(), Users
 
 /// The users' tables of the store.
 pub struct Users {
-    client: Client,
+    db: crate::store::SharedClient,
 }
 
 impl Users {
+    /// The store's shared request client (reconnected when its connection is gone).
+    pub fn db(&self) -> &crate::store::SharedClient {
+        &self.db
+    }
+
     /// Connects to the store (its schema is already migrated) and makes `admin` an admin.
     pub async fn open(url: &str, admin: &str) -> Result<Users, UsersError> {
         check_name("admin user", admin, false)?;
-        let client = crate::store::connect(url).await?;
-        client
+        let db = crate::store::SharedClient::connect(url).await?;
+        db.get()
+            .await?
             .execute(
                 "INSERT INTO users (username, is_admin) VALUES ($1, true) \
                  ON CONFLICT (username) DO UPDATE SET is_admin = true",
@@ -85,14 +90,16 @@ impl Users {
             )
             .await?;
         tracing::info!(admin, "users: admin user configured");
-        Ok(Users { client })
+        Ok(Users { db })
     }
 
     /// The user of a verified token, created (not admin, no roles) on first sight.
     pub async fn load_or_create(&self, username: &str) -> Result<UserInfo, UsersError> {
         check_name("username", username, false)?;
         let created = self
-            .client
+            .db
+            .get()
+            .await?
             .execute(
                 "INSERT INTO users (username, is_admin) VALUES ($1, false) \
                  ON CONFLICT (username) DO NOTHING",
@@ -109,7 +116,9 @@ impl Users {
 
     pub async fn get(&self, username: &str) -> Result<Option<UserInfo>, UsersError> {
         let Some(row) = self
-            .client
+            .db
+            .get()
+            .await?
             .query_opt(
                 "SELECT is_admin FROM users WHERE username = $1",
                 &[&username],
@@ -119,7 +128,9 @@ impl Users {
             return Ok(None);
         };
         let roles = self
-            .client
+            .db
+            .get()
+            .await?
             .query(
                 "SELECT role FROM user_roles WHERE username = $1 ORDER BY role",
                 &[&username],
@@ -152,7 +163,9 @@ impl Users {
                 .replace('_', "\\_")
         );
         Ok(self
-            .client
+            .db
+            .get()
+            .await?
             .query(
                 "SELECT username FROM users WHERE username LIKE $1 \
                  AND ($2::boolean IS NULL OR is_admin = $2) \
@@ -168,7 +181,9 @@ impl Users {
     pub async fn create(&self, username: &str, is_admin: bool) -> Result<(), UsersError> {
         check_name("username", username, false)?;
         let n = self
-            .client
+            .db
+            .get()
+            .await?
             .execute(
                 "INSERT INTO users (username, is_admin) VALUES ($1, $2) \
                  ON CONFLICT (username) DO NOTHING",
@@ -184,7 +199,9 @@ impl Users {
     /// Deletes a user (and their role memberships); they are re-created on their next request.
     pub async fn delete(&self, username: &str) -> Result<(), UsersError> {
         let n = self
-            .client
+            .db
+            .get()
+            .await?
             .execute("DELETE FROM users WHERE username = $1", &[&username])
             .await?;
         if n == 0 {
@@ -195,7 +212,9 @@ impl Users {
 
     pub async fn set_admin(&self, username: &str, admin: bool) -> Result<(), UsersError> {
         let n = self
-            .client
+            .db
+            .get()
+            .await?
             .execute(
                 "UPDATE users SET is_admin = $2 WHERE username = $1",
                 &[&username, &admin],
@@ -209,7 +228,9 @@ impl Users {
 
     async fn must_exist(&self, username: &str) -> Result<(), UsersError> {
         match self
-            .client
+            .db
+            .get()
+            .await?
             .query_opt("SELECT 1 FROM users WHERE username = $1", &[&username])
             .await?
         {
@@ -220,7 +241,9 @@ impl Users {
 
     async fn role_must_exist(&self, role: &str) -> Result<(), UsersError> {
         match self
-            .client
+            .db
+            .get()
+            .await?
             .query_opt("SELECT 1 FROM roles WHERE name = $1", &[&role])
             .await?
         {
@@ -232,7 +255,9 @@ impl Users {
     pub async fn add_role(&self, username: &str, role: &str) -> Result<(), UsersError> {
         self.must_exist(username).await?;
         self.role_must_exist(role).await?;
-        self.client
+        self.db
+            .get()
+            .await?
             .execute(
                 "INSERT INTO user_roles (username, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&username, &role],
@@ -248,7 +273,9 @@ impl Users {
         wanted.sort();
         wanted.dedup();
         let known: i64 = self
-            .client
+            .db
+            .get()
+            .await?
             .query_one(
                 "SELECT count(*) FROM roles WHERE name = ANY($1)",
                 &[&wanted],
@@ -260,7 +287,9 @@ impl Users {
                 "one or more roles does not exist".into(),
             ));
         }
-        self.client
+        self.db
+            .get()
+            .await?
             .execute(
                 "WITH gone AS (DELETE FROM user_roles WHERE username = $1 \
                  AND NOT (role = ANY($2))) \
@@ -275,7 +304,9 @@ impl Users {
     pub async fn remove_role(&self, username: &str, role: &str) -> Result<(), UsersError> {
         self.must_exist(username).await?;
         self.role_must_exist(role).await?;
-        self.client
+        self.db
+            .get()
+            .await?
             .execute(
                 "DELETE FROM user_roles WHERE username = $1 AND role = $2",
                 &[&username, &role],
@@ -286,7 +317,9 @@ impl Users {
 
     pub async fn roles(&self) -> Result<Vec<String>, UsersError> {
         Ok(self
-            .client
+            .db
+            .get()
+            .await?
             .query("SELECT name FROM roles ORDER BY name", &[])
             .await?
             .iter()
@@ -297,7 +330,9 @@ impl Users {
     pub async fn create_role(&self, role: &str) -> Result<(), UsersError> {
         check_name("role", role, false)?;
         let n = self
-            .client
+            .db
+            .get()
+            .await?
             .execute(
                 "INSERT INTO roles (name) VALUES ($1) ON CONFLICT DO NOTHING",
                 &[&role],
@@ -311,7 +346,9 @@ impl Users {
 
     pub async fn delete_role(&self, role: &str) -> Result<(), UsersError> {
         let n = self
-            .client
+            .db
+            .get()
+            .await?
             .execute("DELETE FROM roles WHERE name = $1", &[&role])
             .await?;
         if n == 0 {
@@ -323,7 +360,9 @@ impl Users {
     pub async fn role_permissions(&self, role: &str) -> Result<Vec<Permission>, UsersError> {
         self.role_must_exist(role).await?;
         Ok(self
-            .client
+            .db
+            .get()
+            .await?
             .query(
                 "SELECT authz_grp, action FROM role_permissions WHERE role = $1 \
                  ORDER BY authz_grp, action",
@@ -342,7 +381,9 @@ impl Users {
         check_name("authz_grp", &p.authz_grp, true)?;
         check_name("action", &p.action, false)?;
         self.role_must_exist(role).await?;
-        self.client
+        self.db
+            .get()
+            .await?
             .execute(
                 "INSERT INTO role_permissions (role, authz_grp, action) VALUES ($1, $2, $3) \
                  ON CONFLICT DO NOTHING",
@@ -354,7 +395,9 @@ impl Users {
 
     pub async fn remove_permission(&self, role: &str, p: &Permission) -> Result<(), UsersError> {
         self.role_must_exist(role).await?;
-        self.client
+        self.db
+            .get()
+            .await?
             .execute(
                 "DELETE FROM role_permissions WHERE role = $1 AND authz_grp = $2 AND action = $3",
                 &[&role, &p.authz_grp, &p.action],
@@ -369,7 +412,9 @@ impl Users {
         username: &str,
     ) -> Result<Vec<Permission>, UsersError> {
         Ok(self
-            .client
+            .db
+            .get()
+            .await?
             .query(
                 "SELECT DISTINCT p.authz_grp, p.action FROM role_permissions p \
                  JOIN user_roles u ON u.role = p.role WHERE u.username = $1 \
@@ -385,7 +430,8 @@ impl Users {
             .collect())
     }
 
-    /// Whether a user may do `action` in group `authz_grp` (admins may do everything).
+    /// Whether a user may do `action` in group `authz_grp` (admins may do everything): a
+    /// permission in that group or in the site-wide group `""` (which covers every group).
     pub async fn is_authorized(
         &self,
         user: &UserInfo,
@@ -396,10 +442,13 @@ impl Users {
             return Ok(true);
         }
         Ok(self
-            .client
+            .db
+            .get()
+            .await?
             .query_opt(
                 "SELECT 1 FROM role_permissions p JOIN user_roles u ON u.role = p.role \
-                 WHERE u.username = $1 AND p.authz_grp = $2 AND p.action = $3 LIMIT 1",
+                 WHERE u.username = $1 AND (p.authz_grp = $2 OR p.authz_grp = '') \
+                 AND p.action = $3 LIMIT 1",
                 &[&user.username, &authz_grp, &action],
             )
             .await?
@@ -409,7 +458,9 @@ impl Users {
     /// The favorite tasks of a user, oldest first.
     pub async fn favorites(&self, username: &str) -> Result<Vec<serde_json::Value>, UsersError> {
         let rows = self
-            .client
+            .db
+            .get()
+            .await?
             .query(
                 "SELECT body FROM favorite_tasks WHERE username = $1 ORDER BY created_at, id",
                 &[&username],
@@ -430,7 +481,9 @@ impl Users {
         body: &str,
     ) -> Result<(), UsersError> {
         let count: i64 = self
-            .client
+            .db
+            .get()
+            .await?
             .query_one(
                 "SELECT count(*) FROM favorite_tasks WHERE username = $1",
                 &[&username],
@@ -443,7 +496,9 @@ impl Users {
             )));
         }
         let n = self
-            .client
+            .db
+            .get()
+            .await?
             .execute(
                 "INSERT INTO favorite_tasks (id, username, name, body) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (id) DO UPDATE SET name = $3, body = $4 \
@@ -460,7 +515,9 @@ impl Users {
     /// Deletes a favorite task of this user; false when they have none with this id.
     pub async fn delete_favorite(&self, username: &str, id: &str) -> Result<bool, UsersError> {
         Ok(self
-            .client
+            .db
+            .get()
+            .await?
             .execute(
                 "DELETE FROM favorite_tasks WHERE id = $1 AND username = $2",
                 &[&id, &username],

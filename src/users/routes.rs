@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Permission, UserInfo, Users, UsersError};
+use crate::api::routes::{In, Param, Route};
 use crate::api::{ApiError, AppState, AuthUser};
 
 type Answer<T> = Result<Json<T>, ApiError>;
@@ -34,6 +35,165 @@ impl From<UsersError> for ApiError {
         }
     }
 }
+
+macro_rules! doc {
+    ($method:literal, $path:literal, $name:literal, $tag:literal, $summary:literal) => {
+        doc!($method, $path, $name, $tag, $summary, &[])
+    };
+    ($method:literal, $path:literal, $name:literal, $tag:literal, $summary:literal, $params:expr) => {
+        Route {
+            method: $method,
+            path: $path,
+            name: $name,
+            tag: $tag,
+            summary: $summary,
+            params: $params,
+            auth: true,
+            content: "application/json",
+            handler: None,
+            action: None,
+        }
+    };
+}
+
+const fn query(name: &'static str, schema: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        location: In::Query,
+        schema,
+        description,
+        default: None,
+    }
+}
+
+/// The routes of [`router`], for `GET /openapi.json` (rmf-web's handler names).
+pub const DOCS: &[Route] = &[
+    doc!(
+        "get",
+        "/admin/users",
+        "get_users",
+        "Admin",
+        "Usernames (admins only).",
+        &[
+            query("username", "string", "Usernames starting with it."),
+            query("is_admin", "boolean", "Only admins, or only non-admins."),
+            query("limit", "integer", "Page size, 1 to 1000 (default 100)."),
+            query("offset", "integer", "Items to skip (default 0)."),
+        ]
+    ),
+    doc!(
+        "post",
+        "/admin/users",
+        "create_user",
+        "Admin",
+        "Body `{username, is_admin?}`: creates a user (admins only)."
+    ),
+    doc!(
+        "get",
+        "/admin/users/{username}",
+        "get_user",
+        "Admin",
+        "A user: `{username, is_admin, roles}` (admins only)."
+    ),
+    doc!(
+        "delete",
+        "/admin/users/{username}",
+        "delete_user",
+        "Admin",
+        "Deletes a user and their role memberships (admins only)."
+    ),
+    doc!(
+        "post",
+        "/admin/users/{username}/make_admin",
+        "make_admin",
+        "Admin",
+        "Body `{admin}`: sets the admin flag (admins only)."
+    ),
+    doc!(
+        "post",
+        "/admin/users/{username}/roles",
+        "add_user_role",
+        "Admin",
+        "Body `{name}`: adds a role to a user (admins only)."
+    ),
+    doc!(
+        "put",
+        "/admin/users/{username}/roles",
+        "set_user_roles",
+        "Admin",
+        "Body `[{name}]`: sets the roles of a user (admins only)."
+    ),
+    doc!(
+        "delete",
+        "/admin/users/{username}/roles/{role}",
+        "delete_user_role",
+        "Admin",
+        "Removes a role from a user (admins only)."
+    ),
+    doc!(
+        "get",
+        "/admin/roles",
+        "get_roles",
+        "Admin",
+        "Role names (admins only)."
+    ),
+    doc!(
+        "post",
+        "/admin/roles",
+        "create_role",
+        "Admin",
+        "Body `{name}`: creates a role (admins only)."
+    ),
+    doc!(
+        "delete",
+        "/admin/roles/{role}",
+        "delete_role",
+        "Admin",
+        "Deletes a role (admins only)."
+    ),
+    doc!(
+        "get",
+        "/admin/roles/{role}/permissions",
+        "get_role_permissions",
+        "Admin",
+        "The permissions of a role: `[{authz_grp, action}]` (admins only)."
+    ),
+    doc!(
+        "post",
+        "/admin/roles/{role}/permissions",
+        "add_role_permission",
+        "Admin",
+        "Body `{authz_grp, action}`: adds a permission to a role (admins only)."
+    ),
+    doc!(
+        "post",
+        "/admin/roles/{role}/permissions/remove",
+        "remove_role_permission",
+        "Admin",
+        "Body `{authz_grp, action}`: removes a permission from a role (admins only)."
+    ),
+    doc!(
+        "get",
+        "/favorite_tasks",
+        "get_favorites_tasks",
+        "Tasks",
+        "The user's own favorite tasks."
+    ),
+    doc!(
+        "post",
+        "/favorite_tasks",
+        "post_favorite_task",
+        "Tasks",
+        "Body: a `TaskFavorite`; an empty `id` creates one, the user's own `id` replaces it."
+    ),
+    doc!(
+        "delete",
+        "/favorite_tasks/{id}",
+        "delete_favorite_task",
+        "Tasks",
+        "Deletes one of the user's favorite tasks."
+    ),
+];
 
 /// The routes (merged into the API router).
 pub fn router() -> axum::Router<AppState> {

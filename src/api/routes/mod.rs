@@ -647,10 +647,19 @@ fn operation(r: &Route) -> Value {
     op
 }
 
-/// The OpenAPI 3 document of [`ROUTES`].
+/// Every documented route: this table, the commands, the users' and scheduled tasks' routes.
+pub fn documented() -> impl Iterator<Item = &'static Route> + Clone {
+    ROUTES
+        .iter()
+        .chain(super::commands::COMMANDS)
+        .chain(crate::users::routes::DOCS)
+        .chain(crate::scheduled::routes::DOCS)
+}
+
+/// The OpenAPI 3 document of [`documented`] routes.
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
-    for r in ROUTES.iter().chain(super::commands::COMMANDS) {
+    for r in documented() {
         let item = paths
             .entry(r.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -705,7 +714,7 @@ mod tests {
     fn every_route_is_documented_once() {
         let doc = openapi_document();
         let mut seen = std::collections::BTreeSet::new();
-        for r in ROUTES.iter().chain(super::super::commands::COMMANDS) {
+        for r in documented() {
             assert!(seen.insert((r.method, r.path)), "{} twice", r.path);
             let op = &doc["paths"][r.path][r.method];
             assert_eq!(op["summary"], r.summary);
@@ -721,7 +730,7 @@ mod tests {
             assert_eq!(documented, expected, "{}", r.path);
             assert_eq!(op["security"].is_array(), r.auth, "{}", r.path);
         }
-        let all = ROUTES.iter().chain(super::super::commands::COMMANDS);
+        let all = documented();
         let ids: std::collections::BTreeSet<String> = all.clone().map(operation_id).collect();
         assert_eq!(ids.len(), all.count());
     }
