@@ -48,10 +48,16 @@ try {
 
   // 2. Every robot, door and lift of the recording, in the counters and as rows / map entries.
   const { robots, doors, lifts } = args.expect;
+  // The counters, then the rows (rendered at the next animation frame).
   await page.waitForFunction(([r, d, l]) => {
     const n = (id) => +document.getElementById(id).getAttribute('data-count');
     return n('robot-count') === r && n('door-count') === d && n('lift-count') === l;
   }, [robots, doors, lifts], { timeout });
+  await page.waitForFunction(([r, d, l]) => {
+    const rows = (sel) => document.querySelectorAll(sel).length;
+    return rows('#robots tr[data-robot]') >= r && rows('#doors tr[data-door]') >= d
+      && rows('#lifts tr[data-lift]') >= l;
+  }, [robots, doors, lifts], { timeout }).catch(() => {});
   results.rows = await page.evaluate(() => ({
     robots: document.querySelectorAll('#robots tr[data-robot]').length,
     doors: document.querySelectorAll('#doors tr[data-door]').length,
