@@ -331,6 +331,10 @@ impl Drop for Main {
 }
 
 fn main_process(url: &str, speed: &str, log: &Path) -> Main {
+    main_process_with(url, speed, log, &[])
+}
+
+fn main_process_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Main {
     let port = free_port();
     let child = bin()
         .args([
@@ -349,6 +353,7 @@ fn main_process(url: &str, speed: &str, log: &Path) -> Main {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(recording())
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
@@ -677,7 +682,15 @@ fn an_active_main_that_loses_its_database_sessions_steps_down() {
     let final_time = checkpoint_of(expected_dump);
     let c = cluster();
     let logs = tempfile::tempdir().expect("temp dir");
-    let mut a = main_process(c.url(), "10", &logs.path().join("a.log"));
+    // A tries the lock again only 6 s after losing it (2 x its retry period), so that B (every
+    // 500 ms) takes over first even on a loaded machine: A must then step down. (Had nobody
+    // taken over, A would carry on with its unchanged term, as after a database restart.)
+    let mut a = main_process_with(
+        c.url(),
+        "10",
+        &logs.path().join("a.log"),
+        &["--leader-retry-ms", "3000"],
+    );
     a.wait_active();
     let b = main_process(c.url(), "10", &logs.path().join("b.log"));
     b.wait_standby();
