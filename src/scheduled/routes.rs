@@ -385,6 +385,11 @@ async fn stored(app: &AppState, id: i64) -> Result<store::Stored, ApiError> {
         .ok_or(ScheduleError::NotFound(id))?)
 }
 
+/// Checks that `username` may change `task` (`task_submit` in the group of its request).
+async fn may_change(app: &AppState, username: &str, task: &store::Stored) -> Result<(), ApiError> {
+    may_submit(app, username, labels_of(&task.task_request).as_deref()).await
+}
+
 fn labels_of(task_request: &str) -> Option<Vec<String>> {
     serde_json::from_str::<TaskRequest>(task_request)
         .ok()
@@ -422,12 +427,7 @@ async fn except_date(
         Err(r) => return Ok(r.into_response()),
     };
     let task = stored(&app, id).await?;
-    may_submit(
-        &app,
-        &user.username,
-        labels_of(&task.task_request).as_deref(),
-    )
-    .await?;
+    may_change(&app, &user.username, &task).await?;
     let date = local_date(
         app.scheduling.config.tz,
         datetime(&body.except_date, "except_date")?,
@@ -453,12 +453,7 @@ async fn update(
         Err(r) => return Ok(r.into_response()),
     };
     let task = stored(&app, id).await?;
-    may_submit(
-        &app,
-        &user.username,
-        labels_of(&task.task_request).as_deref(),
-    )
-    .await?;
+    may_change(&app, &user.username, &task).await?;
     may_submit(&app, &user.username, body.task_request.labels.as_deref()).await?;
     let now = app.scheduling.config.clock.now_ms();
     let w = to_write(&app, body, now)?;
@@ -480,12 +475,7 @@ async fn delete_one(
         Err(r) => return Ok(r.into_response()),
     };
     let task = stored(&app, id).await?;
-    may_submit(
-        &app,
-        &user.username,
-        labels_of(&task.task_request).as_deref(),
-    )
-    .await?;
+    may_change(&app, &user.username, &task).await?;
     let users = app.users.as_deref().ok_or_else(no_store)?;
     store::delete(&*users.db().get().await?, id).await?;
     tracing::info!(id, by = %user.username, "scheduled task deleted");
