@@ -702,21 +702,26 @@ fn an_active_main_that_loses_its_database_sessions_steps_down() {
     std::thread::sleep(Duration::from_secs(4));
     // A network fault as PostgreSQL sees it: every session of A ends.
     let name = format!("rmf-dash[{}]", a.pid());
-    let (terminated, at) = c.sql(async |db| {
-        let at: f64 = db
-            .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
-            .await
-            .expect("now")
-            .get(0);
-        let n = db
+    // The cut is the moment the sessions have ended: `pg_terminate_backend(pid, timeout)` waits
+    // until each backend is gone (a commit already under way when the signal lands still counts
+    // as written before the cut).
+    let (terminated, before, at) = c.sql(async |db| {
+        let now = "SELECT extract(epoch FROM clock_timestamp())::float8";
+        let before: f64 = db.query_one(now, &[]).await.expect("now").get(0);
+        let rows = db
             .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+                 WHERE application_name = $1",
                 &[&name],
             )
             .await
-            .expect("terminate")
-            .len();
-        (n, at)
+            .expect("terminate");
+        assert!(
+            rows.iter().all(|r| r.get::<_, bool>(0)),
+            "every session of {name} ended"
+        );
+        let at: f64 = db.query_one(now, &[]).await.expect("now").get(0);
+        (rows.len(), before, at)
     });
     let cut = Instant::now();
     assert!(terminated >= 2, "{terminated} sessions of {name}");
@@ -758,10 +763,11 @@ fn an_active_main_that_loses_its_database_sessions_steps_down() {
     );
     let terms = c.terms();
     assert_eq!(terms.len(), 3, "{terms:?}");
-    // A wrote nothing after its sessions ended; B wrote only after A's last write.
+    // A wrote nothing after its sessions ended; B wrote only after the fault began (and after
+    // A's last write: `assert_terms_never_overlap`).
     let a_last = terms[0].last_write.expect("A wrote");
     assert!(a_last < at, "A's last write {a_last} after the cut {at}");
-    assert!(terms[1].first_write.expect("B wrote") > at, "{terms:?}");
+    assert!(terms[1].first_write.expect("B wrote") > before, "{terms:?}");
     assert_terms_never_overlap(&terms);
 }
 
