@@ -168,3 +168,123 @@ fn bad_cluster_options_are_refused() {
     // Without --no-db a replay goes into the store: a missing recording is refused first.
     assert!(String::from_utf8_lossy(&out.stderr).contains("x.mcap: no such file or directory"));
 }
+
+/// Runs an engine (from `snapshot` when given) on `batches`, completing every output up to
+/// `last`; returns its output batches and the snapshots it took.
+fn run_engine(
+    config: &rmf_dash::engine::EngineConfig,
+    snapshot: Option<rmf_dash_dataflows::ops::snapshot::Snapshot>,
+    batches: &[(u64, Vec<rmf_dash_dataflows::model::input::Input>)],
+    last: u64,
+) -> (
+    Vec<rmf_dash::engine::Batch>,
+    Vec<rmf_dash_dataflows::ops::snapshot::Snapshot>,
+) {
+    use rmf_dash::engine::Engine;
+    let mut engine = match snapshot {
+        Some(s) => Engine::start_restored(config.clone(), s).expect("the snapshot fits"),
+        None => Engine::start(config.clone()).expect("engine"),
+    };
+    let mut outputs = engine.take_outputs().expect("outputs");
+    let mut snapshots = engine.take_snapshots().expect("snapshots");
+    let drain = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        while let Some(b) = outputs.blocking_recv() {
+            all.push(b);
+        }
+        all
+    });
+    for (t, batch) in batches {
+        engine.input(*t, batch.clone()).expect("input");
+    }
+    engine.finish(last).expect("finish");
+    let batches = drain.join().expect("drain");
+    let mut taken = Vec::new();
+    while let Ok(s) = snapshots.try_recv() {
+        taken.push(s);
+    }
+    (batches, taken)
+}
+
+/// The whole state after a time is in a snapshot: an engine started from it and fed only the
+/// later inputs gives exactly the outputs of the run that never stopped, on 1 and 2 workers,
+/// from snapshots all along the recording (heartbeats, debounces, windows, joins mid-way).
+#[test]
+fn a_restored_snapshot_gives_the_outputs_of_an_uninterrupted_run() {
+    let path = recording().to_str().expect("utf-8 path");
+    let prepared = rmf_dash::bench::engine::prepare(path, 10).expect("prepare");
+    let last = prepared.batches.last().expect("inputs").0;
+    for workers in [1, 2] {
+        let config = rmf_dash::engine::EngineConfig {
+            workers,
+            snapshot_every_ms: Some(20_000),
+            ..Default::default()
+        };
+        let (whole, snapshots) = run_engine(&config, None, &prepared.batches, last);
+        // 300 s of recording, a snapshot every 20 s.
+        assert!(snapshots.len() >= 14, "{} snapshots", snapshots.len());
+        let after = |batches: &[rmf_dash::engine::Batch], s: u64| -> Vec<rmf_dash::engine::Batch> {
+            batches.iter().filter(|b| b.time > s).cloned().collect()
+        };
+        for snapshot in snapshots.iter().skip(1).step_by(4) {
+            let s = snapshot.time;
+            let tail: Vec<_> = prepared
+                .batches
+                .iter()
+                .filter(|(t, _)| *t > s)
+                .cloned()
+                .collect();
+            let want = after(&whole, s);
+            assert!(want.len() > 100, "outputs after {s}: {}", want.len());
+            let (restored, _) = run_engine(&config, Some(snapshot.clone()), &tail, last);
+            eprintln!(
+                "{workers} workers, snapshot at {s}: {} parts, {} bytes; {} batches after",
+                snapshot.parts.len(),
+                snapshot.parts.iter().map(|p| p.state.len()).sum::<usize>() + snapshot.inputs.len(),
+                want.len()
+            );
+            assert!(
+                after(&restored, s) == want,
+                "{workers} workers: the outputs after the snapshot at {s} differ"
+            );
+            // Without the snapshot, the same tail gives other outputs: the test can fail.
+            let (fresh, _) = run_engine(&config, None, &tail, last);
+            assert!(after(&fresh, s) != want, "the tail alone after {s}");
+        }
+    }
+}
+
+/// A snapshot is only loaded by an engine of the same configuration.
+#[test]
+fn a_snapshot_of_another_configuration_is_refused() {
+    let path = recording().to_str().expect("utf-8 path");
+    let prepared = rmf_dash::bench::engine::prepare(path, 10).expect("prepare");
+    let last = prepared.batches.last().expect("inputs").0;
+    let config = rmf_dash::engine::EngineConfig {
+        snapshot_every_ms: Some(60_000),
+        ..Default::default()
+    };
+    let (_, snapshots) = run_engine(&config, None, &prepared.batches[..200], last);
+    let snapshot = snapshots.into_iter().next().expect("a snapshot");
+    let two = rmf_dash::engine::EngineConfig {
+        workers: 2,
+        ..config.clone()
+    };
+    match rmf_dash::engine::Engine::start_restored(two, snapshot.clone()) {
+        Err(rmf_dash::engine::EngineError::Restore(why)) => {
+            assert!(why.contains("another build or configuration"), "{why}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a 1-worker snapshot loaded by 2 workers"),
+    }
+    // A part that does not decode is refused too, and the workers stop.
+    let mut broken = snapshot;
+    broken.parts[0].state.truncate(1);
+    match rmf_dash::engine::Engine::start_restored(config, broken) {
+        Err(rmf_dash::engine::EngineError::Restore(why)) => {
+            assert!(why.contains("problems"), "{why}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a broken part loaded"),
+    }
+}

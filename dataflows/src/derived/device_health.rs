@@ -32,7 +32,9 @@ impl Default for Config {
 }
 
 /// The three health states, worst last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Health {
     Healthy,
     Unhealthy,
@@ -96,9 +98,10 @@ impl Device {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
-    unhealthy: Option<&'static str>,
+    #[serde(with = "crate::ops::snapshot::static_str::option")]
+    unhealthy: Option<crate::ops::snapshot::StaticStr>,
     dead: bool,
     seen: bool,
 }

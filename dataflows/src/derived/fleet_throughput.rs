@@ -222,14 +222,14 @@ fn fleet_events<'s>(
 }
 
 /// A counted task, as a window holds it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Done {
     outcome: Outcome,
     duration_ms: Option<u64>,
 }
 
 /// The task counts of a window.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Throughput {
     completed: u64,
     failed: u64,
@@ -266,7 +266,7 @@ impl Aggregate for Throughput {
 }
 
 /// What the fleet logic needs of its window: the two descriptors differ only by it.
-trait Window: 'static {
+trait Window: serde::Serialize + serde::de::DeserializeOwned + 'static {
     fn with_width(width: Time) -> Self;
     /// Moves the window to `t` (before an event at `t`, or at its timer).
     fn advance_to(&mut self, t: Time);
@@ -338,11 +338,13 @@ impl Window for Sliding<Throughput> {
 }
 
 /// A fleet's window and its robots' statuses.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Fleet<W> {
     window: W,
     robots: HashMap<Name, RobotStatus>,
     /// Robots per status, kept in step with `robots` (no zero counts).
-    by_status: BTreeMap<&'static str, u64>,
+    #[serde(with = "crate::ops::snapshot::static_str::map")]
+    by_status: BTreeMap<crate::ops::snapshot::StaticStr, u64>,
 }
 
 impl<W> Fleet<W> {

@@ -60,7 +60,7 @@ fn lift_occupant_output(lift: &str, session: &str, robot: Option<&RobotView>) ->
 }
 
 /// A robot's latest Api status, and its latest level with the time and source it came from.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Robot {
     status: Option<RobotStatus>,
     level: Name,

@@ -124,7 +124,7 @@ impl Log {
 }
 
 /// The highest seq admitted per stream of a key.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Seen {
     max: HashMap<Name, u32>,
 }

@@ -56,7 +56,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     build,
 };
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// `None` until the first sample with a battery level.
     low: Option<Hysteresis>,

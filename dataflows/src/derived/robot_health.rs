@@ -67,20 +67,21 @@ fn mode_reason(mode: u32) -> Option<&'static str> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// `None` until the first sample.
     liveness: Option<Liveness>,
     /// Reasons from the latest fleet-adapter sample: its status, then its issues.
     api: Vec<String>,
     /// Reason from the latest ROS sample's mode.
-    ros: Option<&'static str>,
+    #[serde(with = "crate::ops::snapshot::static_str::option")]
+    ros: Option<crate::ops::snapshot::StaticStr>,
     /// The present record, rebuilt only when the health or the message changes (a robot is
     /// touched by every 10 Hz sample).
     verdict: Option<Verdict>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Verdict {
     health: Health,
     message: Option<String>,

@@ -59,7 +59,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
 };
 
 /// Where the robot stopped, and since when.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Anchor {
     x: f64,
     y: f64,
@@ -67,7 +67,7 @@ struct Anchor {
     t: Time,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     working_since: Option<Time>,
     anchor: Option<Anchor>,

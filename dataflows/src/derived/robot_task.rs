@@ -81,7 +81,7 @@ fn robot_task_output(robot: &str, task_id: &str, task: &Summary) -> Output {
 /// the latest Ros sample's. Present record `(task_id, robot)` while it is not empty.
 pub(super) struct TaskIds;
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Current {
     api: Option<Name>,
     ros: Option<Name>,

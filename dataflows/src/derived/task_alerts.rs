@@ -186,7 +186,7 @@ fn terminal_alert(task_id: &str, s: &TaskSample, t: Time) -> Option<Output> {
 }
 
 /// What a task's alerts remember.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Alerted {
     /// The completed or failed alert was raised.
     terminal: bool,

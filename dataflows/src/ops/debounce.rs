@@ -17,7 +17,7 @@ pub enum Change {
     Ended,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Debounce {
     hold: Time,
     /// Start of the current run of samples where the condition holds.

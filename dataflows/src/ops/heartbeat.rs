@@ -14,7 +14,7 @@
 
 use crate::prelude::Time;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Liveness {
     window: Time,
     /// The time it is dead from if nothing is heard; `None` until first heard.

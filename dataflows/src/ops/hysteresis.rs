@@ -12,7 +12,7 @@
 use super::debounce::{Change, Debounce};
 use crate::prelude::Time;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Hysteresis {
     enter_below: f64,
     exit_above: f64,

@@ -14,6 +14,11 @@
 //! advanced (replay speed), nor on the number of workers. When the input closes, the pending
 //! inputs are processed and timers after the last of them are dropped (nothing happens after the
 //! end of the stream).
+//!
+//! Snapshots ([`super::snapshot`]): when the engine asks for one at `S`, the operator writes its
+//! keys' states, timers and current outputs once its input frontier has passed `S`. Restored
+//! from one, it starts with those states, emits the current outputs at `S`, and ignores its
+//! inputs up to `S` (the engine re-inserts its latest inputs there: the states already hold them).
 
 use std::collections::BTreeMap;
 
@@ -22,7 +27,10 @@ use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 
 use differential_dataflow::ExchangeData;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use super::snapshot::Part;
 use crate::prelude::*;
 
 /// What the logic may do while handling an input or a timer at time `t`.
@@ -59,7 +67,8 @@ pub trait KeyedLogic: 'static {
     type Key: ExchangeData + Hash + Eq;
     type In: ExchangeData;
     type Out: ExchangeData;
-    type State: Default + 'static;
+    /// Serializable for snapshots; a `&'static str` field uses `ops::snapshot::static_str`.
+    type State: Default + Serialize + DeserializeOwned + 'static;
 
     /// A new value of `key` (by reference: several logics can share one operator, see
     /// [`Both`]).
@@ -137,7 +146,7 @@ where
 }
 
 /// The state of [`Both`]: each logic's state and timer.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct BothState<SA, SB> {
     a: SA,
     b: SB,
@@ -239,19 +248,50 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
         L: KeyedLogic<Key = K, In = V>,
     {
         let exchange = Exchange::new(|update: &((K, V), Time, Diff)| route(&(update.0).0));
+        let snapshots = super::snapshot::current();
+        let worker = self.inner.scope().index();
+        let name = name.to_string();
         self.inner
             .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(L::Out, Time, Diff)>>, _, _, _>(
                 exchange,
-                name,
-                move |_capability, _info| {
+                &name.clone(),
+                move |capability, info| {
                     let mut keys: FxHashMap<K, Entry<L::State, L::Out>> = FxHashMap::default();
                     let mut pending: BTreeMap<Time, Vec<(u64, (K, V), Diff)>> = BTreeMap::new();
                     let mut timers: BTreeMap<Time, Vec<K>> = BTreeMap::new();
                     let mut held: Option<Capability<Time>> = None;
+                    let id = format!("{name}@{:?}", info.address);
+                    // Restored: inputs up to `restored` are in the state already; the current
+                    // outputs are emitted at `restored` with the initial capability.
+                    let mut restored: Option<Time> = None;
+                    let mut initial: Option<Capability<Time>> = None;
+                    if let Some(snapshots) = &snapshots
+                        && let Some((t, bytes)) = snapshots.register(&id, worker)
+                    {
+                        match restore::<L>(&bytes, &mut keys, &mut timers) {
+                            Ok(()) => {
+                                restored = Some(t);
+                                initial = Some(capability);
+                            }
+                            Err(e) => snapshots.problem(format!("operator {id}: {e}")),
+                        }
+                    }
+                    let mut snapshotted: Option<Time> = None;
                     let mut touched: Vec<K> = Vec::new();
                     let mut events: Vec<L::Out> = Vec::new();
                     let mut fresh: Vec<L::Out> = Vec::new();
                     move |(input, frontier), output| {
+                        if let (Some(cap), Some(t)) = (initial.take(), restored) {
+                            let cap = cap.delayed(&t);
+                            let mut session = output.session(&cap);
+                            for entry in keys.values() {
+                                for o in &entry.outputs {
+                                    session.give((o.clone(), t, 1));
+                                }
+                            }
+                            drop(session);
+                            held = Some(cap);
+                        }
                         input.for_each_stamp(|cap, data| {
                             // Updates carry their own times, at or after the message's stamp.
                             if let Some(&least) = cap.least()
@@ -261,6 +301,9 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                             }
                             for container in data {
                                 for (kv, t, diff) in container.drain(..) {
+                                    if restored.is_some_and(|r| t <= r) {
+                                        continue;
+                                    }
                                     let h = rustc_hash::FxBuildHasher.hash_one(&kv.0);
                                     pending.entry(t).or_default().push((h, kv, diff));
                                 }
@@ -352,6 +395,17 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                                 session.give((e, t, 1));
                             }
                         }
+                        if let Some(snapshots) = &snapshots
+                            && let Some(s) = snapshots.request()
+                            && snapshotted != Some(s)
+                            && frontier.frontier().first().is_some_and(|f| *f > s)
+                        {
+                            snapshotted = Some(s);
+                            match bincode::serialize(&sorted(&keys)) {
+                                Ok(state) => snapshots.put(s, Part { operator: id.clone(), worker, state }),
+                                Err(e) => snapshots.fail(s, format!("operator {id}: {e}")),
+                            }
+                        }
                         if closed {
                             pending.clear();
                             timers.clear();
@@ -374,6 +428,44 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
             )
             .as_collection()
     }
+}
+
+/// One key's snapshot: state, timer, current outputs.
+type Saved<K, S, O> = (K, S, Option<Time>, Vec<O>);
+
+/// The keys' entries in key order (a snapshot's bytes do not depend on hash map order).
+fn sorted<K: Ord, S, O>(keys: &FxHashMap<K, Entry<S, O>>) -> Vec<(&K, &S, Option<Time>, &Vec<O>)> {
+    let mut v: Vec<_> = keys
+        .iter()
+        .map(|(k, e)| (k, &e.state, e.timer, &e.outputs))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+/// Loads a snapshot part into an empty operator.
+fn restore<L: KeyedLogic>(
+    bytes: &[u8],
+    keys: &mut FxHashMap<L::Key, Entry<L::State, L::Out>>,
+    timers: &mut BTreeMap<Time, Vec<L::Key>>,
+) -> Result<(), bincode::Error> {
+    let saved: Vec<Saved<L::Key, L::State, L::Out>> = bincode::deserialize(bytes)?;
+    keys.reserve(saved.len());
+    for (k, state, timer, outputs) in saved {
+        if let Some(t) = timer {
+            timers.entry(t).or_default().push(k.clone());
+        }
+        keys.insert(
+            k,
+            Entry {
+                state,
+                timer,
+                outputs,
+                touched: false,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Puts the inputs of one time in a canonical order, whatever their arrival order, and cancels

@@ -7,4 +7,5 @@ pub mod heartbeat;
 pub mod hysteresis;
 pub mod keyed;
 pub mod latest;
+pub mod snapshot;
 pub mod window;

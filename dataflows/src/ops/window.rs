@@ -17,7 +17,7 @@ pub trait Aggregate: Default {
 }
 
 /// The count and the sum of `u64` values (e.g. durations), with their mean.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CountSum {
     pub count: u64,
     /// Wide enough that no sum of `u64` values a window can hold overflows.
@@ -54,7 +54,7 @@ impl Aggregate for CountSum {
 /// A tumbling window: the aggregate of the events of the current window `[start, end)`, where
 /// windows are aligned to multiples of the width. Rolling to a time of another window starts that
 /// window from an empty aggregate; `end()` is the timer to set to roll at the boundary.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Tumbling<A> {
     width: Time,
     start: Time,
@@ -109,7 +109,11 @@ impl<A: Aggregate> Tumbling<A> {
 
 /// A sliding window: the aggregate of the events at times in `(now - width, now]`. An event at
 /// `t` leaves the window at `t + width`; `next_expiry()` is the timer to set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "A: serde::Serialize, A::Item: serde::Serialize",
+    deserialize = "A: serde::Deserialize<'de>, A::Item: serde::Deserialize<'de>"
+))]
 pub struct Sliding<A: Aggregate> {
     width: Time,
     events: VecDeque<(Time, A::Item)>,
