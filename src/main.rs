@@ -382,6 +382,15 @@ struct EngineArgs {
     /// File with one host:port per cluster process (with --process).
     #[arg(long, requires = "process")]
     hosts: Option<String>,
+    /// With a store: snapshot the engine's state every SECS of logical time, so that a restart
+    /// feeds only the input log after the latest snapshot (0: never; not in a cluster).
+    #[arg(
+        long,
+        default_value_t = 60,
+        env = "RMF_DASH_SNAPSHOT_EVERY",
+        value_name = "SECS"
+    )]
+    snapshot_every: u64,
 }
 
 impl EngineArgs {
@@ -402,8 +411,14 @@ impl EngineArgs {
             self.workers >= 1 && self.workers <= 256,
             "--workers must be 1..=256"
         );
+        anyhow::ensure!(
+            self.snapshot_every <= 86_400,
+            "--snapshot-every must be at most 86400 s"
+        );
         Ok(rmf_dash::engine::EngineConfig {
             workers: self.workers,
+            snapshot_every_ms: (self.snapshot_every > 0 && cluster.is_none())
+                .then(|| self.snapshot_every * 1000),
             cluster,
             ..Default::default()
         })

@@ -206,7 +206,11 @@ pub fn run<W: Write + Send + 'static>(
     opts: &ReplayOptions,
     emit: Option<W>,
 ) -> Result<ReplaySummary, ReplayError> {
-    let mut engine = Engine::start(opts.engine.clone())?;
+    // Without a store, nobody would keep snapshots.
+    let mut engine = Engine::start(crate::engine::EngineConfig {
+        snapshot_every_ms: None,
+        ..opts.engine.clone()
+    })?;
     let outputs = engine.take_outputs();
     let writer = std::thread::Builder::new()
         .name("replay-output".into())

@@ -337,20 +337,27 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     let auth = this.auth.clone();
     let leadership = this.leadership.clone();
     let addr = this.addr;
-    let mut engine = Engine::start(config.engine.clone())?;
-    tracing::info!(workers = config.engine.workers, "engine started");
-    let delivered = engine.delivered.clone();
     let hub = Arc::new(Hub::new());
     let engine_running = Arc::new(AtomicBool::new(true));
     // With a store: the hub is seeded from it before anything else, and the engine's state is
-    // rebuilt from its input log (see `store::pipeline`).
-    let restoring = match &config.store {
+    // rebuilt from its snapshot and input log (see `store::pipeline`).
+    let mut restoring = match &config.store {
         Some(c) => Some(crate::store::pipeline::restore_start(c.clone(), &hub).await?),
         None => {
             tracing::warn!("running without persistence (--no-db)");
             None
         }
     };
+    let mut engine = match restoring.as_mut() {
+        Some(r) => tokio::task::block_in_place(|| r.start_engine(config.engine.clone()))?,
+        None => Engine::start(EngineConfig {
+            // Nobody would keep them.
+            snapshot_every_ms: None,
+            ..config.engine.clone()
+        })?,
+    };
+    tracing::info!(workers = config.engine.workers, "engine started");
+    let delivered = engine.delivered.clone();
     let horizon = restoring.as_ref().and_then(|r| r.checkpoint);
     // Users live in the same store (its schema is migrated by the restore above).
     let users = match &config.store {
@@ -372,6 +379,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
                 delivered: delivered.clone(),
                 horizon,
                 on_batch: None,
+                snapshots: engine.take_snapshots(),
                 running: Some(engine_running.clone()),
             },
             tokio::runtime::Handle::current(),

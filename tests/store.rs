@@ -123,8 +123,13 @@ fn reference_dump() -> &'static str {
 
 /// `replay FILE --database-url`: (success, stdout (emitted lines), stderr).
 fn replay(c: &Cluster) -> (bool, String, String) {
+    replay_with(c, &[])
+}
+
+fn replay_with(c: &Cluster, extra: &[&str]) -> (bool, String, String) {
     let out = bin()
         .args(["replay", "--emit", "jsonl", "--database-url", c.url()])
+        .args(extra)
         .arg(recording())
         .output()
         .expect("replay");
@@ -243,11 +248,13 @@ fn replay_writes_exactly_the_engine_output() {
     assert_eq!(dump, reference_dump());
 }
 
+/// Restored from a snapshot (one every 5 s of the recording) and the input log after it.
 #[test]
 fn replay_killed_mid_way_resumes_from_the_checkpoint() {
     let c = cluster();
     let mut first = bin()
-        .args(["replay", "--speed", "40", "--database-url", c.url()])
+        .args(["replay", "--speed", "40", "--snapshot-every", "5"])
+        .args(["--database-url", c.url()])
         .arg(recording())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -276,8 +283,22 @@ fn replay_killed_mid_way_resumes_from_the_checkpoint() {
     };
     first.kill().expect("SIGKILL");
     first.wait().expect("wait");
-    let (ok, emitted, err) = replay(&c);
+    let (ok, emitted, err) = replay_with(&c, &["--snapshot-every", "5"]);
     assert!(ok, "{err}");
+    let snapshot: u64 = err
+        .lines()
+        .find_map(|l| {
+            l.contains("dataflow state loaded from the snapshot")
+                .then(|| {
+                    l.split("time=")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })?
+        })
+        .unwrap_or_else(|| panic!("restored from a snapshot: {err}"));
     let checkpoint: u64 = err
         .lines()
         .find_map(|l| {
@@ -286,6 +307,10 @@ fn replay_killed_mid_way_resumes_from_the_checkpoint() {
         })
         .expect("resumed after a checkpoint");
     assert!(checkpoint >= stored && checkpoint < checkpoint_of(reference_dump()));
+    assert!(
+        snapshot <= checkpoint,
+        "snapshot {snapshot}, checkpoint {checkpoint}"
+    );
     // The output after the restart point is the uninterrupted run's.
     let after: String = reference()
         .lines()
@@ -326,6 +351,12 @@ fn malformed_stored_rows_are_skipped_at_restore() {
         )
         .await
         .expect("update");
+        // The snapshot too: the whole input log is fed instead.
+        let n = db
+            .execute("UPDATE dataflow_snapshot SET data = '\\x01'::bytea", &[])
+            .await
+            .expect("update");
+        assert_eq!(n, 1, "one snapshot is kept");
         room
     });
     let (ok, _, err) = replay(&c);
@@ -342,6 +373,10 @@ fn malformed_stored_rows_are_skipped_at_restore() {
         "{err}"
     );
     assert!(err.contains("rooms=") && err.contains("skipped=1"), "{err}");
+    assert!(
+        err.contains("stored snapshot cannot be decoded: not used"),
+        "{err}"
+    );
 }
 
 fn free_port() -> u16 {
@@ -481,13 +516,15 @@ impl Server {
     }
 }
 
+/// Without snapshots: restored from the whole input log.
 #[test]
 fn serve_killed_mid_replay_restores_exactly() {
     let expected = reference_dump();
     let c = cluster();
     let logs = tempfile::tempdir().expect("temp dir");
     let final_time = checkpoint_of(expected);
-    let first = serve(c.url(), "30", &logs.path().join("first.log"));
+    let no_snapshots = ["--snapshot-every", "0"];
+    let first = serve_with(c.url(), "30", &logs.path().join("first.log"), &no_snapshots);
     let start = Instant::now();
     loop {
         let (_, h) = first.health();
@@ -509,7 +546,12 @@ fn serve_killed_mid_replay_restores_exactly() {
         "killed mid-way ({stored} < {final_time})"
     );
 
-    let second = serve(c.url(), "max", &logs.path().join("second.log"));
+    let second = serve_with(
+        c.url(),
+        "max",
+        &logs.path().join("second.log"),
+        &no_snapshots,
+    );
     // The stored values are served before the replay goes on.
     let (code, h) = second.health();
     assert_eq!(code, 200, "{h}");
@@ -518,6 +560,7 @@ fn serve_killed_mid_replay_restores_exactly() {
         "dataflow state rebuilt from the input log",
         Duration::from_secs(60),
     );
+    assert!(!second.log().contains("snapshot"), "{}", second.log());
     second.wait_log("replay finished", Duration::from_secs(60));
     second.wait_checkpoint(final_time);
     second.stop();

@@ -105,7 +105,7 @@ pub fn store_figures(
         match m {
             Msg::Inputs { time, cmd, inputs } => all.add_inputs(*time, *cmd, inputs),
             Msg::Outputs { batch, seqs } => all.add_outputs(batch, seqs),
-            Msg::Frontier(_) => {}
+            Msg::Frontier(_) | Msg::Snapshot { .. } => {}
         }
     }
     let append_rows = (all.inputs.len() + all.history.len()) as f64;
@@ -219,7 +219,7 @@ pub fn store_figures(
             }
         });
         let start = Instant::now();
-        let (inputs, _) = restore::feed_engine(&client, &engine, checkpoint).await?;
+        let (inputs, _) = restore::feed_engine(&client, &engine, None, checkpoint).await?;
         tokio::task::block_in_place(|| engine.finish(checkpoint))
             .map_err(|_| StoreError::Stopped)?;
         let rebuild = start.elapsed();

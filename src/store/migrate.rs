@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_scheduled_tasks",
         include_str!("../../migrations/0003_scheduled_tasks.sql"),
     ),
+    (
+        4,
+        "0004_dataflow_snapshot",
+        include_str!("../../migrations/0004_dataflow_snapshot.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen; returns the schema version. Concurrent

@@ -2,8 +2,9 @@
 //! checkpoint), the output applier thread (engine batches -> hub -> writer), the input-log tap of
 //! the feeder, and `replay` into the store.
 //!
-//! Restore and duplicates: after a restart the engine is fed the stored inputs up to the
-//! checkpoint `C` and recomputes the outputs of those times. They are already stored and already
+//! Restore and duplicates: after a restart the engine starts from the stored snapshot `S <= C`
+//! (if any fits) and is fed the stored inputs after it up to the checkpoint `C`, and recomputes
+//! the outputs of those times. They are already stored and already
 //! in the hub (seeded from `room_state`), so the applier drops every batch of a time `<= C`
 //! (the *horizon*): the hub applies, and the writer writes, only batches after `C`, whose
 //! sequence numbers continue from the stored ones. Replays skip the records of times `<= C`
@@ -18,12 +19,13 @@ use thiserror::Error;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::mpsc::error::TryRecvError;
 
+use rmf_dash_dataflows::ops::snapshot::Snapshot;
 use rmf_dash_dataflows::prelude::Time;
 
 use super::rows::Msg;
 use super::writer::{self, StoreHandle, WriterConfig};
 use super::{StoreError, connect, migrate, restore};
-use crate::engine::{Batch, Engine, EngineError};
+use crate::engine::{Batch, Engine, EngineConfig, EngineError};
 use crate::hub::Hub;
 use crate::ingest::feed::{Feeder, InputLog};
 use crate::replay::{ReplayError, ReplayOptions, ReplaySummary, Resume};
@@ -49,13 +51,17 @@ pub async fn open(url: &str) -> Result<(tokio_postgres::Client, Option<Time>), S
     Ok((client, checkpoint))
 }
 
-/// A store being restored into a run: the writer is running; [`Restoring::feed`] rebuilds the
-/// engine's state.
+/// A store being restored into a run: the writer is running; [`Restoring::start_engine`] starts
+/// the engine from the stored snapshot, [`Restoring::feed`] then rebuilds the rest of its state.
 pub struct Restoring {
     client: tokio_postgres::Client,
     pub checkpoint: Option<Time>,
     pub store: StoreHandle,
     writer: Option<tokio::task::JoinHandle<()>>,
+    /// The latest stored snapshot at or before the checkpoint.
+    snapshot: Option<Snapshot>,
+    /// The time of the snapshot the engine started from: the input log is fed after it.
+    from: Option<Time>,
 }
 
 /// Opens the store, seeds `hub` with the stored rooms and starts the writer (call inside a
@@ -70,6 +76,10 @@ pub async fn restore_start(config: WriterConfig, hub: &Hub) -> Result<Restoring,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "sticky values restored from the store"
     );
+    let snapshot = match checkpoint {
+        Some(c) => restore::load_snapshot(&client, c).await?,
+        None => None,
+    };
     let writer_client = connect(&config.url).await?;
     let (store, writer) = writer::spawn(config, writer_client, checkpoint);
     Ok(Restoring {
@@ -77,10 +87,37 @@ pub async fn restore_start(config: WriterConfig, hub: &Hub) -> Result<Restoring,
         checkpoint,
         store,
         writer: Some(writer),
+        snapshot,
+        from: None,
     })
 }
 
 impl Restoring {
+    /// Starts the engine: from the stored snapshot when there is one and it fits the engine
+    /// (same build, configuration and worker count), else empty (the whole input log is fed).
+    pub fn start_engine(&mut self, config: EngineConfig) -> Result<Engine, EngineError> {
+        if let Some(snapshot) = self.snapshot.take() {
+            let (time, started) = (snapshot.time, std::time::Instant::now());
+            match Engine::start_restored(config.clone(), snapshot) {
+                Ok(engine) => {
+                    self.from = Some(time);
+                    tracing::info!(
+                        time,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "dataflow state loaded from the snapshot"
+                    );
+                    return Ok(engine);
+                }
+                Err(EngineError::Restore(why)) => tracing::warn!(
+                    time,
+                    "the stored snapshot is not used ({why}): the whole input log is fed"
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+        Engine::start(config)
+    }
+
     /// The writer task (taken once): it ends after every [`StoreHandle`] is dropped.
     pub fn take_writer(&mut self) -> Option<tokio::task::JoinHandle<()>> {
         self.writer.take()
@@ -103,10 +140,11 @@ impl Restoring {
             return Ok(());
         };
         let started = std::time::Instant::now();
-        let (inputs, skipped) = restore::feed_engine(&self.client, engine, c).await?;
+        let (inputs, skipped) = restore::feed_engine(&self.client, engine, self.from, c).await?;
         tracing::info!(
             inputs,
             skipped,
+            after = self.from,
             checkpoint = c,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "dataflow state rebuilt from the input log"
@@ -147,6 +185,8 @@ pub struct Applier {
     pub horizon: Option<Time>,
     /// Called with every applied batch (replay's `--emit`).
     pub on_batch: Option<Box<dyn FnMut(&Batch) + Send>>,
+    /// The engine's snapshots, sent to the writer.
+    pub snapshots: Option<UnboundedReceiver<Snapshot>>,
     /// Cleared when the engine's output ends.
     pub running: Option<Arc<AtomicBool>>,
 }
@@ -165,6 +205,25 @@ impl Applier {
         {
             tracing::error!("the store writer has stopped: outputs are no longer stored");
             self.store = None;
+        }
+    }
+
+    /// Sends the engine's new snapshots to the writer (encoded here, off the writer's task).
+    fn forward_snapshots(&mut self) {
+        let (Some(rx), Some(store)) = (&mut self.snapshots, &self.store) else {
+            return;
+        };
+        while let Ok(s) = rx.try_recv() {
+            match restore::encode_snapshot(&s) {
+                Ok(data) => {
+                    let _ = store.send(Msg::Snapshot {
+                        time: s.time,
+                        fingerprint: s.fingerprint,
+                        data,
+                    });
+                }
+                Err(e) => tracing::warn!(time = s.time, "encoding a snapshot failed: {e}"),
+            }
         }
     }
 }
@@ -194,6 +253,7 @@ pub fn spawn_applier(
                         }
                     }
                 }
+                applier.forward_snapshots();
                 if let Some(s) = &applier.store {
                     // The engine has ended: every output it will give has been given.
                     let f = if closed { Time::MAX } else { frontier };
@@ -258,8 +318,8 @@ pub fn replay<W: Write + Send + 'static>(
         std::process::exit(i32::from(super::leader::STEP_DOWN_EXIT));
     });
     let hub = Arc::new(Hub::new());
-    let mut engine = Engine::start(opts.engine.clone())?;
-    let restoring = runtime.block_on(restore_start(config, &hub))?;
+    let mut restoring = runtime.block_on(restore_start(config, &hub))?;
+    let mut engine = restoring.start_engine(opts.engine.clone())?;
     let horizon = restoring.checkpoint;
     let on_batch = emit.map(|w| {
         let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
@@ -281,6 +341,7 @@ pub fn replay<W: Write + Send + 'static>(
                 delivered: engine.delivered.clone(),
                 horizon,
                 on_batch,
+                snapshots: engine.take_snapshots(),
                 running: None,
             },
             runtime.handle().clone(),

@@ -1,13 +1,16 @@
 //! Restore at start: the hub gets the stored room values and sequence numbers (served at once),
-//! then the engine is fed the stored input log up to the checkpoint, in its original commands,
-//! which rebuilds every dataflow state (latest values, windows, heartbeats, joins) exactly. A
-//! stored row that cannot be read (a payload edited to invalid JSON, an undecodable input) is
+//! then the engine starts from the latest stored snapshot at or before the checkpoint (when it
+//! fits the engine) and is fed the stored input log after it up to the checkpoint, in its
+//! original commands, which rebuilds every dataflow state (latest values, windows, heartbeats,
+//! joins) exactly; without a usable snapshot, the whole input log is fed. A stored row that
+//! cannot be read (a payload edited to invalid JSON, an undecodable input or snapshot) is
 //! logged and skipped, never fatal.
 
 use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 
 use rmf_dash_dataflows::model::input::Input;
+use rmf_dash_dataflows::ops::snapshot::Snapshot;
 use rmf_dash_dataflows::prelude::Time;
 
 use super::StoreError;
@@ -52,18 +55,59 @@ pub async fn seed_hub(
     Ok((hub.seed(rooms), skipped))
 }
 
-/// Feeds the stored input log up to `checkpoint` to `engine`, one engine command per stored
-/// (time, cmd), then moves the engine past the checkpoint. Returns (inputs fed, rows skipped).
+/// A snapshot as the store keeps it.
+pub fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>, bincode::Error> {
+    bincode::serialize(snapshot)
+}
+
+/// The latest stored snapshot at or before `checkpoint`; one that cannot be read is logged and
+/// not used.
+pub async fn load_snapshot(
+    client: &tokio_postgres::Client,
+    checkpoint: Time,
+) -> Result<Option<Snapshot>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT time_ms, data FROM dataflow_snapshot WHERE time_ms <= $1 \
+             ORDER BY time_ms DESC LIMIT 1",
+            &[&(checkpoint as i64)],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let time: i64 = row.get(0);
+    let data: &[u8] = row.get(1);
+    match bincode::deserialize::<Snapshot>(data) {
+        Ok(s) if s.time as i64 == time => Ok(Some(s)),
+        Ok(s) => {
+            tracing::warn!(
+                time,
+                inner = s.time,
+                "stored snapshot is of another time: not used"
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::warn!(time, error = %e, "stored snapshot cannot be decoded: not used");
+            Ok(None)
+        }
+    }
+}
+
+/// Feeds the stored input log after `after` (from the start with `None`) up to `checkpoint` to
+/// `engine`, one engine command per stored (time, cmd), then moves the engine past the
+/// checkpoint. Returns (inputs fed, rows skipped).
 pub async fn feed_engine(
     client: &tokio_postgres::Client,
     engine: &Engine,
+    after: Option<Time>,
     checkpoint: Time,
 ) -> Result<(u64, u64), StoreError> {
+    let after = after.map_or(-1, |t| t as i64);
     let stream = client
         .query_raw(
-            "SELECT time_ms, cmd, ord, value FROM input_log WHERE time_ms <= $1 \
+            "SELECT time_ms, cmd, ord, value FROM input_log WHERE time_ms > $1 AND time_ms <= $2 \
              ORDER BY time_ms, cmd, ord",
-            [checkpoint as i64],
+            [after, checkpoint as i64],
         )
         .await?;
     futures_util::pin_mut!(stream);

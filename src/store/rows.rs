@@ -31,6 +31,13 @@ pub enum Msg {
     },
     /// Every output of a time before this one has been delivered.
     Frontier(Time),
+    /// The engine's state after every time up to `time` (an encoded
+    /// `ops::snapshot::Snapshot`, see [`crate::store::restore::encode_snapshot`]).
+    Snapshot {
+        time: Time,
+        fingerprint: String,
+        data: Vec<u8>,
+    },
 }
 
 impl Msg {
@@ -40,6 +47,7 @@ impl Msg {
             Msg::Inputs { time, .. } => Some(*time),
             Msg::Outputs { batch, .. } => Some(batch.time),
             Msg::Frontier(_) => None,
+            Msg::Snapshot { time, .. } => Some(*time),
         }
     }
 
@@ -49,6 +57,7 @@ impl Msg {
             Msg::Inputs { inputs, .. } => inputs.len(),
             Msg::Outputs { batch, .. } => batch.changes.len() * 2,
             Msg::Frontier(_) => 0,
+            Msg::Snapshot { .. } => 1,
         }
     }
 
@@ -62,6 +71,7 @@ impl Msg {
                 .map(|(o, _)| 48 + o.room.len() + o.value.as_str().len())
                 .sum(),
             Msg::Frontier(_) => 0,
+            Msg::Snapshot { data, .. } => data.len(),
         }
     }
 }
@@ -129,6 +139,8 @@ pub struct WriteSet {
     pub responses: BTreeMap<String, (String, i64)>,
     /// Dropped by the memory bound: (from, to, rows).
     pub gaps: Vec<(i64, i64, i64)>,
+    /// The latest engine snapshot of the set: (time, fingerprint, encoded snapshot).
+    pub snapshot: Option<(i64, String, Vec<u8>)>,
 }
 
 fn str_at(v: &Value, path: &[&str]) -> Option<String> {
@@ -210,6 +222,7 @@ impl WriteSet {
             + self.fleet_logs.len()
             + self.alerts.len()
             + self.responses.len()
+            + usize::from(self.snapshot.is_some())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -302,6 +302,13 @@ async fn run(
                                     set.add_inputs(time, cmd, &inputs)
                                 }
                                 Msg::Outputs { batch, seqs } => set.add_outputs(&batch, &seqs),
+                                Msg::Snapshot {
+                                    time,
+                                    fingerprint,
+                                    data,
+                                } => {
+                                    set.snapshot = Some((time as i64, fingerprint, data));
+                                }
                                 Msg::Frontier(_) => {}
                             }
                         }
@@ -638,6 +645,19 @@ pub async fn write_set(
         let responses: Vec<&str> = set.responses.values().map(|r| r.0.as_str()).collect();
         let times: Vec<i64> = set.responses.values().map(|r| r.1).collect();
         tx.execute(UPSERT_RESPONSES, &[&ids, &responses, &times])
+            .await?;
+    }
+    if let Some((time, fingerprint, data)) = &set.snapshot {
+        // The latest snapshot only: a restore needs the latest at or before the checkpoint,
+        // and this set's checkpoint is at or after its time.
+        tx.execute(
+            "INSERT INTO dataflow_snapshot (time_ms, fingerprint, data) VALUES ($1, $2, $3)
+             ON CONFLICT (time_ms) DO UPDATE SET fingerprint = excluded.fingerprint,
+                 data = excluded.data, written_at = now()",
+            &[time, fingerprint, data],
+        )
+        .await?;
+        tx.execute("DELETE FROM dataflow_snapshot WHERE time_ms < $1", &[time])
             .await?;
     }
     for (from, to, rows) in &set.gaps {
