@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rmf_dash_dataflows::model::input::{Input, Kind, Names, RobotSource, inputs};
+use rmf_dash_dataflows::ops::snapshot::Snapshot;
 use rmf_dash_dataflows::prelude::Time;
 
 use crate::engine::{Clock, Engine, EngineConfig, EngineError};
@@ -142,6 +143,35 @@ pub struct Latency {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub samples: usize,
+}
+
+/// The last of the snapshots taken every half of the trace, with every batch fed at once: how
+/// long the engine held its input to take it, and its size.
+pub fn snapshot(p: &Prepared) -> Result<Option<Snapshot>, EngineError> {
+    let mut engine = Engine::start(EngineConfig {
+        snapshot_every_ms: Some((p.duration_ms / 2).max(1)),
+        ..Default::default()
+    })?;
+    let outputs = engine.take_outputs();
+    let snapshots = engine.take_snapshots();
+    let drain = std::thread::spawn(move || {
+        if let Some(mut rx) = outputs {
+            while rx.blocking_recv().is_some() {}
+        }
+    });
+    let last = p.batches.last().map_or(0, |b| b.0);
+    for (t, batch) in &p.batches {
+        engine.input(*t, batch.clone())?;
+    }
+    engine.finish(last)?;
+    let _ = drain.join();
+    let mut taken = None;
+    if let Some(mut rx) = snapshots {
+        while let Ok(s) = rx.try_recv() {
+            taken = Some(s);
+        }
+    }
+    Ok(taken)
 }
 
 /// Feeds the batches at their real-time pace (`speed` times real time) and measures, for every

@@ -381,6 +381,23 @@ fn engine_figures(
                 p.entities
             ),
         });
+        if let Some(s) = engine::snapshot(&p)? {
+            figures.push(Figure {
+                section: "engine",
+                name: "snapshot: input held".into(),
+                value: s.took_ms as f64,
+                unit: "ms",
+                baseline: None,
+                ratio: None,
+                better: "lower",
+                note: format!(
+                    "the whole state of {} entities, {:.1} MB ({} operator parts); the input waits meanwhile, once per --snapshot-every",
+                    p.entities,
+                    s.bytes() as f64 / 1e6,
+                    s.parts.len()
+                ),
+            });
+        }
     }
     if !opts.wants("latency") {
         return Ok(());

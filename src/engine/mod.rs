@@ -545,20 +545,21 @@ fn take_snapshot(
     let parts = shared.end();
     match (inputs, parts) {
         (Ok(inputs), Ok(parts)) => {
-            let bytes: usize = inputs.len() + parts.iter().map(|p| p.state.len()).sum::<usize>();
-            tracing::debug!(
-                time = s,
-                bytes,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "engine snapshot taken"
-            );
-            let _ = snapshotting.tx.send(Snapshot {
+            let snapshot = Snapshot {
                 time: s,
                 workers: worker.peers(),
                 fingerprint: snapshotting.fingerprint.clone(),
                 inputs,
                 parts,
-            });
+                took_ms: started.elapsed().as_millis() as u64,
+            };
+            tracing::debug!(
+                time = s,
+                bytes = snapshot.bytes(),
+                took_ms = snapshot.took_ms,
+                "engine snapshot taken"
+            );
+            let _ = snapshotting.tx.send(snapshot);
         }
         (Err(e), _) => tracing::warn!(time = s, "engine snapshot given up: {e}"),
         (_, Err(why)) => tracing::warn!(time = s, "engine snapshot given up: {why}"),

@@ -47,6 +47,15 @@ pub struct Snapshot {
     /// The engine host's latest input per key (its own encoding).
     pub inputs: Vec<u8>,
     pub parts: Vec<Part>,
+    /// How long the engine held its input to take it (ms).
+    pub took_ms: u64,
+}
+
+impl Snapshot {
+    /// The encoded states' size.
+    pub fn bytes(&self) -> usize {
+        self.inputs.len() + self.parts.iter().map(|p| p.state.len()).sum::<usize>()
+    }
 }
 
 /// The coordination between the engine host and the keyed operators of every worker.
