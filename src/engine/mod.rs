@@ -320,7 +320,7 @@ struct Snapshotting {
 
 /// The first worker's own state: the latest value per upsert key, and the hash of the latest
 /// sample per robot key.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(Default)]
 struct Latest {
     values: rustc_hash::FxHashMap<InputKey, InputValue>,
     samples: rustc_hash::FxHashMap<InputKey, u64>,
