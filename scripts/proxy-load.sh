@@ -85,7 +85,7 @@ rooms += robots[: 1000 - len(rooms)]
 random.Random(1).shuffle(rooms)
 print(",".join(rooms))
 PY
-    local nrooms rss0 rss1 d1 d2 c1 c2 m1 m2 k1 k2 t1 t2 line report
+    local nrooms rss0 rss1 d1 d2 c1 c2 m1 m2 l1 l2 k1 k2 t1 t2 line report
     nrooms=$(tr ',' '\n' <"$work/rooms" | wc -l)
     rss0=$(rss_kb "$server")
     echo "== $who: $clients clients x $per of $nrooms rooms; load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -102,12 +102,12 @@ PY
     sleep 3
     rss1=$(rss_kb "$server")
     d1=$(metric "$pt" rmf_dash_deliveries_total); k1=$(metric "$pt" rmf_dash_coalesced_total)
-    c1=$(cpu_ticks "$server"); m1=$(cpu_ticks "$main"); t1=$(date +%s.%N)
+    c1=$(cpu_ticks "$server"); m1=$(cpu_ticks "$main"); l1=$(cpu_ticks "$load"); t1=$(date +%s.%N)
     echo go >&"${LOAD[1]}"
     sleep "$seconds"
     echo stop >&"${LOAD[1]}"
     d2=$(metric "$pt" rmf_dash_deliveries_total); k2=$(metric "$pt" rmf_dash_coalesced_total)
-    c2=$(cpu_ticks "$server"); m2=$(cpu_ticks "$main"); t2=$(date +%s.%N)
+    c2=$(cpu_ticks "$server"); m2=$(cpu_ticks "$main"); l2=$(cpu_ticks "$load"); t2=$(date +%s.%N)
     read -r -t 30 -u "${LOAD[0]}" report
     local load_avg
     load_avg=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -136,6 +136,7 @@ fig = {
     "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999),
     "server_cpu_core": round(cpu / dt, 3), "server_us_per_delivery": round(cpu / max(d, 1) * 1e6, 2),
     "main_cpu_core": round(($m2 - $m1) / hz / dt, 3),
+    "load_process_cpu_core": round(($l2 - $l1) / hz / dt, 3),
     "server_rss_mib_before": round($rss0 / 1024), "server_rss_mib_with_clients": round($rss1 / 1024),
     "kib_per_client": round(($rss1 - $rss0) / $clients, 1),
     "gaps": r["gaps"], "duplicates": r["duplicates"], "backwards": r["backwards"],
@@ -147,6 +148,7 @@ print(f"   deliveries/s       {fig['server_deliveries_per_s']:,} by the server, 
 print(f"   latency main->client p50 {fig['p50_ms']} ms, p99 {fig['p99_ms']} ms, p999 {fig['p999_ms']} ms")
 print(f"   $who CPU           {fig['server_cpu_core'] * 100:.0f}% of a core, {fig['server_us_per_delivery']} us per delivery")
 print(f"   main process CPU   {fig['main_cpu_core'] * 100:.0f}% of a core (engine, replay, hub{', clients' if '$who' == 'main' else ', the proxy link'})")
+print(f"   load process CPU   {fig['load_process_cpu_core'] * 100:.0f}% of a core (the clients, one thread)")
 print(f"   $who memory        {fig['server_rss_mib_before']} MiB before, {fig['server_rss_mib_with_clients']} MiB with the clients: {fig['kib_per_client']} KiB per client")
 print(f"   zero loss          {fig['zero_loss']} (gaps {fig['gaps']}, duplicates {fig['duplicates']}, backwards {fig['backwards']}, clients closed {fig['clients_closed']}, coalesced {fig['coalesced']})")
 print(f"   load average       {fig['load_average']} (after)")

@@ -437,6 +437,7 @@ mod tests {
         let r = LoadReport {
             deliveries: 100,
             histogram: vec![(0, 50), (3, 49), (40, 1)],
+            ..LoadReport::default()
         };
         assert_eq!(r.quantile(0.5), 1);
         assert_eq!(r.quantile(0.99), 4);
