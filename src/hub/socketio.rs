@@ -6,12 +6,17 @@
 //! the acknowledgement when one is asked for).
 //!
 //! Memory per connected socket is bounded here, for the main process and proxies alike
-//! ([`layer`], [`mount`]): about 15 KiB for an idle websocket client (engineioxide's packet
+//! ([`layer`], [`mount`]): about 20 KiB for an idle websocket client (engineioxide's packet
 //! channel block, its three per-socket tasks, the websocket read buffer). A socket's outgoing
 //! queue holds at most [`QUEUE`] packets; when it is full (a client that does not keep up), the
-//! hub stops queueing for it and later sends each room's present value coalesced
-//! ([`super::Hub::flush`]), so a slow client costs at most its queue, engineioxide's websocket
-//! write buffer (128 KiB, fixed by engineioxide) and the kernel's socket buffer.
+//! hub stops queueing for it and later sends what it missed coalesced ([`super::Hub::flush`]:
+//! a state room's present value, a stream room's events still in its tail), so a slow client
+//! costs at most its queue, engineioxide's websocket write buffer (128 KiB plus one message,
+//! fixed by engineioxide) and the kernel's socket buffer.
+//!
+//! Writes: engineioxide's per-socket task writes every packet queued for its socket, then
+//! flushes once (one `send`); at a dashboard's few deliveries per second per socket most packets
+//! are alone in their queue (BENCHMARKS.md, "Proxy load test", measures where the time goes).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
