@@ -455,7 +455,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     });
     spawn_flush(hub.clone());
     this.switch
-        .set(router(app.clone(), &config.prefix).layer(layer));
+        .set(socketio::mount(router(app.clone(), &config.prefix), layer));
     this.serve()?;
     let Some((shutdown, server)) = this.http.take() else {
         return Err(ServeError::Io(std::io::Error::other(

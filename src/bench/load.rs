@@ -2,12 +2,16 @@
 //! (`rmf-dash bench-load`, hidden), so that the server's CPU and memory are measured alone.
 //! Clients speak Socket.IO 5 over Engine.IO 4 websockets (`subscribe` to their rooms, acks
 //! awaited) or, for the baseline, a raw websocket (their rooms sent as one JSON list). Each
-//! client counts the events it receives and records the latency of those carrying a send time
-//! (`bench_sent_us` in the payload, same machine clock).
+//! client counts the events it receives and records their latency: from the send time in the
+//! payload (`bench_sent_us`, same machine clock) when there is one, else from the envelope's
+//! `sent_ms` (the main process's output time, ms; COMPAT.md). Socket.IO clients also check
+//! every room's sequence numbers (the envelope's `seq`): a jump is a gap (the server coalesced
+//! or lost deliveries for a client behind), a repeat a duplicate, a smaller one a step back.
 //!
 //! Protocol with the parent on stdio: the tool prints `ready` once every client is subscribed,
 //! counts from the line `go` on, and at the line `stop` (or the end of stdin) prints one JSON
-//! report `{"deliveries": n, "histogram": [[ms, count], ...]}` and exits.
+//! report `{"deliveries": n, "histogram": [[ms, count], ...], "gaps": n, ...}` and exits. At
+//! most [`CONNECTING`] clients connect at once (a listen backlog is finite).
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -24,6 +28,9 @@ use super::BenchError;
 
 /// Largest latency the histogram tells apart (ms); slower deliveries count in the last bucket.
 pub const HISTOGRAM_MS: usize = 5_000;
+
+/// Clients connecting and subscribing at the same time.
+pub const CONNECTING: usize = 256;
 
 /// How the clients talk to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -49,6 +56,19 @@ pub struct LoadReport {
     pub deliveries: u64,
     /// `(ms, count)` of the deliveries that carried their send time.
     pub histogram: Vec<(usize, u64)>,
+    /// Clients subscribed (all of them: the tool fails otherwise).
+    #[serde(default)]
+    pub clients: u64,
+    /// Sequence jumps, repeats and steps back seen while counting (socket.io mode).
+    #[serde(default)]
+    pub gaps: u64,
+    #[serde(default)]
+    pub duplicates: u64,
+    #[serde(default)]
+    pub backwards: u64,
+    /// Clients whose connection ended before `stop`.
+    #[serde(default)]
+    pub closed: u64,
 }
 
 impl LoadReport {
@@ -75,7 +95,14 @@ struct Seen {
     counting: AtomicBool,
     deliveries: AtomicU64,
     histogram: Vec<AtomicU64>,
+    gaps: AtomicU64,
+    duplicates: AtomicU64,
+    backwards: AtomicU64,
+    closed: AtomicU64,
 }
+
+/// The last sequence number a client received in each of its rooms.
+type Seqs = Vec<(Box<str>, u64)>;
 
 fn wall_us() -> u64 {
     std::time::SystemTime::now()
@@ -88,27 +115,68 @@ fn load_error(e: impl std::fmt::Display) -> BenchError {
 }
 
 impl Seen {
-    fn event(&self, text: &str) {
-        if !self.counting.load(Ordering::Relaxed) {
+    /// One event packet; `seqs` is the client's sequence state (socket.io mode).
+    fn event(&self, text: &str, seqs: Option<&mut Seqs>) {
+        let counting = self.counting.load(Ordering::Relaxed);
+        let envelope = envelope(text);
+        if let (Some(seqs), Some((room, seq, _))) = (seqs, envelope) {
+            match seqs.iter_mut().find(|(r, _)| &**r == room) {
+                Some((_, last)) => {
+                    if counting {
+                        let anomaly = match seq.cmp(&(*last + 1)) {
+                            std::cmp::Ordering::Equal => None,
+                            std::cmp::Ordering::Greater => Some(&self.gaps),
+                            std::cmp::Ordering::Less if seq == *last => Some(&self.duplicates),
+                            std::cmp::Ordering::Less => Some(&self.backwards),
+                        };
+                        if let Some(counter) = anomaly {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    *last = (*last).max(seq);
+                }
+                // The first value of a room (its present value on subscribing): any seq.
+                None => seqs.push((room.into(), seq)),
+            }
+        }
+        if !counting {
             return;
         }
         self.deliveries.fetch_add(1, Ordering::Relaxed);
-        if let Some(sent) = sent_us(text) {
+        let sent = sent_us(text).or(envelope.map(|(_, _, ms)| ms * 1000));
+        if let Some(sent) = sent {
             let ms = (wall_us().saturating_sub(sent) / 1000) as usize;
             self.histogram[ms.min(HISTOGRAM_MS)].fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-/// The `bench_sent_us` of an event's payload.
-pub fn sent_us(packet: &str) -> Option<u64> {
-    const KEY: &str = "\"bench_sent_us\":";
-    let at = packet.find(KEY)? + KEY.len();
-    let digits: &str = &packet[at..];
+/// The digits after `key` in `text`.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let digits = &text[text.find(key)? + key.len()..];
     let end = digits
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(digits.len());
     digits[..end].parse().ok()
+}
+
+/// The room, `seq` and `sent_ms` of a socket.io event packet
+/// `42["room",payload,{"seq":..,"t":..,"sent_ms":..}]` (the envelope is the packet's last
+/// object, so a payload cannot shadow it).
+pub fn envelope(packet: &str) -> Option<(&str, u64, u64)> {
+    let rest = packet.strip_prefix("42[\"")?;
+    let room = &rest[..rest.find('"')?];
+    let meta = &packet[packet.rfind("{\"seq\":")?..];
+    Some((
+        room,
+        number_after(meta, "\"seq\":")?,
+        number_after(meta, "\"sent_ms\":")?,
+    ))
+}
+
+/// The `bench_sent_us` of an event's payload.
+pub fn sent_us(packet: &str) -> Option<u64> {
+    number_after(packet, "\"bench_sent_us\":")
 }
 
 /// Runs the load process (the `bench-load` command): connects, prints `ready`, counts between
@@ -123,20 +191,33 @@ pub fn run(config: LoadConfig) -> Result<(), BenchError> {
         counting: AtomicBool::new(false),
         deliveries: AtomicU64::new(0),
         histogram: (0..=HISTOGRAM_MS).map(|_| AtomicU64::new(0)).collect(),
+        gaps: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+        backwards: AtomicU64::new(0),
+        closed: AtomicU64::new(0),
     });
     let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECTING));
     let n = config.rooms.len().max(1);
     for i in 0..config.clients {
         let rooms: Vec<String> = (0..config.per_client.min(n))
             .filter_map(|k| config.rooms.get((i * config.per_client + k) % n).cloned())
             .collect();
-        let (seen, ready) = (seen.clone(), ready_tx.clone());
+        let (seen, ready, connecting) = (seen.clone(), ready_tx.clone(), connecting.clone());
         let (addr, mode) = (config.addr, config.mode);
         rt.spawn(async move {
-            let out = match mode {
-                Mode::Socketio => socketio_client(addr, rooms, &seen, &ready).await,
-                Mode::Raw => raw_client(addr, rooms, &seen, &ready).await,
+            let Ok(permit) = connecting.acquire_owned().await else {
+                return;
             };
+            let ready = Ready {
+                tx: ready,
+                permit: Some(permit),
+            };
+            let out = match mode {
+                Mode::Socketio => socketio_client(addr, rooms, &seen, ready).await,
+                Mode::Raw => raw_client(addr, rooms, &seen, ready).await,
+            };
+            seen.closed.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = out {
                 eprintln!("{e}");
             }
@@ -169,6 +250,11 @@ pub fn run(config: LoadConfig) -> Result<(), BenchError> {
     }
     seen.counting.store(false, Ordering::Relaxed);
     let report = LoadReport {
+        clients: config.clients as u64,
+        gaps: seen.gaps.load(Ordering::Relaxed),
+        duplicates: seen.duplicates.load(Ordering::Relaxed),
+        backwards: seen.backwards.load(Ordering::Relaxed),
+        closed: seen.closed.load(Ordering::Relaxed),
         deliveries: seen.deliveries.load(Ordering::Relaxed),
         histogram: seen
             .histogram
@@ -188,12 +274,25 @@ pub fn run(config: LoadConfig) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// Tells the parent a client is subscribed, and lets the next one connect.
+struct Ready {
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Ready {
+    fn send(&mut self) {
+        self.permit = None;
+        let _ = self.tx.send(());
+    }
+}
+
 /// One socket.io client: connects, subscribes to `rooms` (acks awaited), then counts events.
 async fn socketio_client(
     addr: SocketAddr,
     rooms: Vec<String>,
     seen: &Seen,
-    ready: &tokio::sync::mpsc::UnboundedSender<()>,
+    mut ready: Ready,
 ) -> Result<(), BenchError> {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
@@ -201,6 +300,7 @@ async fn socketio_client(
         .map_err(load_error)?;
     ws.send(Message::text("40")).await.map_err(load_error)?;
     let (mut acks, mut subscribed) = (0, false);
+    let mut seqs = Seqs::with_capacity(rooms.len());
     while let Some(m) = ws.next().await {
         let Ok(Message::Text(t)) = m else { continue };
         let t = t.as_str();
@@ -215,10 +315,10 @@ async fn socketio_client(
         } else if t.starts_with("43") {
             acks += 1;
             if acks == rooms.len() {
-                let _ = ready.send(());
+                ready.send();
             }
         } else if t.starts_with("42") {
-            seen.event(t);
+            seen.event(t, Some(&mut seqs));
         }
     }
     Ok(())
@@ -229,7 +329,7 @@ async fn raw_client(
     addr: SocketAddr,
     rooms: Vec<String>,
     seen: &Seen,
-    ready: &tokio::sync::mpsc::UnboundedSender<()>,
+    mut ready: Ready,
 ) -> Result<(), BenchError> {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
         .await
@@ -242,9 +342,9 @@ async fn raw_client(
     while let Some(m) = ws.next().await {
         let Ok(Message::Text(t)) = m else { continue };
         if t.as_str() == "ok" {
-            let _ = ready.send(());
+            ready.send();
         } else {
-            seen.event(t.as_str());
+            seen.event(t.as_str(), None);
         }
     }
     Ok(())
@@ -337,6 +437,7 @@ mod tests {
         let r = LoadReport {
             deliveries: 100,
             histogram: vec![(0, 50), (3, 49), (40, 1)],
+            ..LoadReport::default()
         };
         assert_eq!(r.quantile(0.5), 1);
         assert_eq!(r.quantile(0.99), 4);
@@ -351,5 +452,59 @@ mod tests {
             Some(1234)
         );
         assert_eq!(sent_us(r#"42["x",{}]"#), None);
+    }
+
+    #[test]
+    fn envelope_is_the_last_object() {
+        assert_eq!(
+            envelope(r#"42["/doors/d1/state",{"seq":9,"x":1},{"seq":12,"t":5,"sent_ms":1700}]"#),
+            Some(("/doors/d1/state", 12, 1700))
+        );
+        assert_eq!(envelope(r#"42["/doors/d1/state",{}]"#), None);
+        assert_eq!(envelope(r#"43["x"]"#), None);
+    }
+
+    fn seen() -> Seen {
+        Seen {
+            counting: AtomicBool::new(true),
+            deliveries: AtomicU64::new(0),
+            histogram: (0..=HISTOGRAM_MS).map(|_| AtomicU64::new(0)).collect(),
+            gaps: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            backwards: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn sequence_anomalies_are_counted_per_room() {
+        let s = seen();
+        let mut seqs = Seqs::new();
+        let ev = |room: &str, seq: u64| {
+            format!(r#"42["{room}",{{}},{{"seq":{seq},"t":1,"sent_ms":1}}]"#)
+        };
+        for (room, seq) in [
+            ("a", 5),
+            ("b", 1),
+            ("a", 6),
+            ("b", 2),
+            ("a", 8),
+            ("a", 8),
+            ("b", 1),
+            ("b", 3),
+        ] {
+            s.event(&ev(room, seq), Some(&mut seqs));
+        }
+        assert_eq!(s.deliveries.load(Ordering::Relaxed), 8);
+        assert_eq!(s.gaps.load(Ordering::Relaxed), 1);
+        assert_eq!(s.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(s.backwards.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            s.histogram
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<u64>(),
+            8
+        );
     }
 }

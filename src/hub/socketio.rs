@@ -4,11 +4,27 @@
 //! change emitted as an event named after the room with the payload as first argument and
 //! `{seq, t, sent_ms}` as second. Errors go to the offending socket only (`subscribe_error`, and
 //! the acknowledgement when one is asked for).
+//!
+//! Memory per connected socket is bounded here, for the main process and proxies alike
+//! ([`layer`], [`mount`]): about 20 KiB for an idle websocket client (engineioxide's packet
+//! channel block, its three per-socket tasks, the websocket read buffer). A socket's outgoing
+//! queue holds at most [`QUEUE`] packets; when it is full (a client that does not keep up), the
+//! hub stops queueing for it and later sends what it missed coalesced ([`super::Hub::flush`]:
+//! a state room's present value, a stream room's events still in its tail), so a slow client
+//! costs at most its queue, engineioxide's websocket write buffer (128 KiB plus one message,
+//! fixed by engineioxide) and the kernel's socket buffer.
+//!
+//! Writes: engineioxide's per-socket task writes every packet queued for its socket, then
+//! flushes once (one `send`); at a dashboard's few deliveries per second per socket most packets
+//! are alone in their queue (BENCHMARKS.md, "Proxy load test", measures where the time goes).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::{OriginalUri, Request};
+use axum::http::{HeaderValue, Uri};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
@@ -79,18 +95,67 @@ struct RoomRequest {
     room: String,
 }
 
-/// Builds the socket.io layer; `prefix` is the URL prefix ("" or "/api").
+/// Packets waiting per socket before the hub coalesces for it (engineioxide's channel; its
+/// blocks of 32 are allocated as they fill, so an idle socket pays for one).
+pub const QUEUE: usize = 256;
+
+/// Bytes read from a client's websocket at once (engineioxide's default is 4 KiB, allocated per
+/// socket; clients only send small `subscribe`s, pongs and acks, and a bigger frame still reads
+/// whole: the buffer grows for it).
+pub const WS_READ_BUFFER: usize = 1024;
+
+/// Builds the socket.io layer; `prefix` is the URL prefix ("" or "/api"). Mount it with
+/// [`mount`].
 pub fn layer(state: Arc<SocketState>, prefix: &str) -> (SocketIoLayer, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .req_path(format!("{prefix}/socket.io"))
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
-        // Packets waiting per socket before the hub coalesces for it.
-        .max_buffer_size(1024)
+        .max_buffer_size(QUEUE)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .with_state(state)
         .build_layer();
     io.ns("/", connected.with(authenticate));
     (layer, io)
+}
+
+/// Serves socket.io in front of `router`: the socket.io layer, and before it [`own_request`].
+pub fn mount<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    layer: SocketIoLayer,
+) -> Router<S> {
+    router
+        .layer(layer)
+        .layer(axum::middleware::map_request(own_request))
+}
+
+/// Gives a socket.io request's header values and URIs allocations of their own. hyper parses
+/// them as slices of the connection's read buffer (16 KiB after the handshake) and engineioxide
+/// keeps the request's parts for the life of the socket: without the copy every connected
+/// socket would keep that whole buffer (8 of the 28 KiB an idle socket cost).
+async fn own_request(mut req: Request) -> Request {
+    if req.uri().path().contains("/socket.io") {
+        own_parts(&mut req);
+    }
+    req
+}
+
+fn own_parts(req: &mut Request) {
+    for value in req.headers_mut().values_mut() {
+        if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
+            own.set_sensitive(value.is_sensitive());
+            *value = own;
+        }
+    }
+    if let Ok(uri) = req.uri().to_string().parse::<Uri>() {
+        *req.uri_mut() = uri;
+    }
+    // axum's copy of the URI as received (`OriginalUri`, for nested routers) shares it too.
+    if let Some(original) = req.extensions_mut().get_mut::<OriginalUri>() {
+        if let Ok(uri) = original.0.to_string().parse::<Uri>() {
+            original.0 = uri;
+        }
+    }
 }
 
 async fn connected(_socket: SocketRef) {}
@@ -201,5 +266,42 @@ async fn disconnect(socket: SocketRef, State(state): State<Arc<SocketState>>) {
     if let Some(conn) = socket.extensions.get::<Conn>() {
         state.hub.remove(conn.id);
         state.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, Bytes};
+
+    /// After [`own_parts`], no header value nor the URI points into the buffer they were parsed
+    /// from, and they are unchanged.
+    #[test]
+    fn request_parts_stop_sharing_the_read_buffer() {
+        let buffer = Bytes::from(b"/socket.io/?EIO=4&transport=websocket websocket-key".to_vec());
+        let inside = |p: *const u8| buffer.as_ptr_range().contains(&p);
+        let mut req = Request::new(Body::empty());
+        let key = HeaderValue::from_maybe_shared(buffer.slice(38..)).expect("valid value");
+        assert!(inside(key.as_bytes().as_ptr()));
+        req.headers_mut().insert("sec-websocket-key", key);
+        *req.uri_mut() = Uri::from_maybe_shared(buffer.slice(..37)).expect("valid uri");
+        assert!(inside(req.uri().path().as_ptr()));
+        let original = OriginalUri(req.uri().clone());
+        req.extensions_mut().insert(original);
+        own_parts(&mut req);
+        let key = &req.headers()["sec-websocket-key"];
+        assert_eq!(key.as_bytes(), b"websocket-key");
+        assert!(!inside(key.as_bytes().as_ptr()));
+        assert_eq!(
+            req.uri().to_string(),
+            "/socket.io/?EIO=4&transport=websocket"
+        );
+        assert!(!inside(req.uri().path().as_ptr()));
+        let original = &req.extensions().get::<OriginalUri>().expect("kept").0;
+        assert_eq!(
+            original.to_string(),
+            "/socket.io/?EIO=4&transport=websocket"
+        );
+        assert!(!inside(original.path().as_ptr()));
     }
 }

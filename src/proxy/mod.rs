@@ -303,7 +303,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
         started: std::time::Instant::now(),
     });
     crate::serve::spawn_flush(hub.clone());
-    let routes = router(proxy.clone(), &config.prefix).layer(layer);
+    let routes = socketio::mount(router(proxy.clone(), &config.prefix), layer);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ProxyError::Listen {
