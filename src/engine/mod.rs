@@ -124,6 +124,8 @@ pub struct Batch {
 enum Command {
     Input(Time, Vec<Input>),
     Advance(Time),
+    /// A snapshot at the current time now (see [`Engine::snapshot_now`]).
+    Snapshot,
     Finish(Time),
 }
 
@@ -288,6 +290,14 @@ impl Engine {
     /// Moves logical time to `t` without data (clock tick).
     pub fn advance(&self, t: Time) -> Result<(), EngineError> {
         self.send(Command::Advance(t))
+    }
+
+    /// Takes a snapshot of the state after every time up to the current one, once the workers
+    /// have processed it (sent to [`Engine::take_snapshots`]'s receiver). The current time is
+    /// then closed: later inputs must be of a later time (after [`Engine::advance`], nothing
+    /// comes at the time advanced to). Without a snapshot period, nothing happens.
+    pub fn snapshot_now(&self) -> Result<(), EngineError> {
+        self.send(Command::Snapshot)
     }
 
     /// The output batches (taken once).
@@ -478,6 +488,18 @@ fn run_worker(
                     if t > *input.time() {
                         input.advance_to(t);
                         robot_input.advance_to(t);
+                        moved = true;
+                    }
+                }
+                Ok(Command::Snapshot) => {
+                    if snapshotting.every.is_some() {
+                        input.flush();
+                        robot_input.flush();
+                        // The backlog first, so that the hold measures the snapshot alone.
+                        while probe.less_than(input.time()) {
+                            worker.step();
+                        }
+                        take_snapshot(worker, &mut input, &mut robot_input, &latest, snapshotting);
                         moved = true;
                     }
                 }
