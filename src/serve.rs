@@ -26,6 +26,7 @@ use crate::ingest::feed::{self, Feeder};
 use crate::ingest::source::Pacing;
 use crate::replay::{ReplayOptions, ReplaySummary};
 use crate::store::leader::{Leadership, Lease};
+use crate::users::rooms::{GrantSource, RoomAccess};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -84,6 +85,8 @@ pub struct ServeConfig {
     pub ros2: bool,
     /// Scheduled tasks: time zone, clock, catch-up window.
     pub schedule: crate::scheduled::dispatch::ScheduleConfig,
+    /// socket.io rooms restricted to some roles (needs a store; none: every room for everyone).
+    pub room_permissions: Vec<crate::users::rooms::RoomRule>,
 }
 
 impl ServeConfig {
@@ -114,6 +117,7 @@ impl ServeConfig {
             admin_user: "admin".into(),
             ros2: false,
             schedule: Default::default(),
+            room_permissions: Vec::new(),
         }
     }
 }
@@ -432,7 +436,13 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
             task_timeout,
         }),
     };
-    let sockets = SocketState::new(hub.clone(), auth.clone());
+    let rooms = users.as_ref().and_then(|u| {
+        RoomAccess::new(
+            config.room_permissions.clone(),
+            GrantSource::Store(u.clone()),
+        )
+    });
+    let sockets = SocketState::new(hub.clone(), auth.clone(), rooms);
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
     let app = Arc::new(App {
         hub: hub.clone(),

@@ -98,6 +98,10 @@ fn serve(db: bool, extra: &[&str]) -> Server {
 
 /// A proxy of `upstream` and its port.
 fn proxy(upstream: u16) -> (Proc, u16) {
+    proxy_with(upstream, &[])
+}
+
+fn proxy_with(upstream: u16, extra: &[&str]) -> (Proc, u16) {
     let port = free_port();
     let child = bin()
         .args(["proxy", "--jwt-secret", SECRET, "--upstream"])
@@ -106,6 +110,7 @@ fn proxy(upstream: u16) -> (Proc, u16) {
         .arg(token("proxy"))
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -973,5 +978,113 @@ fn the_user_store_reconnects_after_a_postgresql_restart() {
     assert_eq!(
         s.call("GET", "/favorite_tasks", "kim", None),
         (200, json!([]))
+    );
+}
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a python-socketio client gets subscribing to `rooms` as `user`: the acknowledgement of
+/// each subscription and the sticky values received (`tests/python/rooms.py`).
+fn read_rooms(port: u16, user: &str, rooms: &[&str]) -> Value {
+    let out = Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("tests/python/rooms.py"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(token(user))
+        .args(rooms)
+        .output()
+        .expect("python client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn rooms_restricted_by_a_rule_need_the_permission_directly_and_through_a_proxy() {
+    let st = Command::new(repo().join("scripts/python-env.sh"))
+        .status()
+        .expect("python env");
+    assert!(st.success());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recording = dir.path().join("hotel.mcap");
+    let out = bin()
+        .args(["trace", "gen", "--preset", "hotel", "--duration", "30s"])
+        .args(["--seed", "5", "--no-ws", "-o"])
+        .arg(&recording)
+        .output()
+        .expect("trace gen");
+    assert!(out.status.success());
+    let rule = "/doors=door_read";
+    let s = serve(
+        true,
+        &[
+            "--replay",
+            recording.to_str().expect("path"),
+            "--speed",
+            "max",
+            "--room-permission",
+            rule,
+        ],
+    );
+    let (_p, proxy_port) = proxy_with(s.port, &["--room-permission", rule]);
+    grant(&s, "door_readers", &[("", "door_read")], &["reader"]);
+    // A permission in a task group does not open a room.
+    grant(&s, "west", &[("west", "door_read")], &["westerner"]);
+    let door = "/doors/L1_door_01/state";
+    let map = "/building_map";
+    // The door's final state, once the replay has ended (the engine's input time stands still
+    // and every input is out).
+    let start = Instant::now();
+    let mut last = Value::Null;
+    let expected = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, health) = s.call("GET", "/health", "admin", None);
+        let engine = health["engine"].clone();
+        if engine["input_time_ms"].as_u64() > Some(0) && engine["lag_ms"] == 0 && engine == last {
+            break s.call("GET", door, "admin", None).1;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{health}");
+        last = engine;
+    };
+    assert!(expected.is_object(), "{expected}");
+    for (port, via) in [(s.port, "main"), (proxy_port, "proxy")] {
+        for user in ["reader", "admin"] {
+            let got = read_rooms(port, user, &[door, map]);
+            assert_eq!(got["acks"][door], json!({"room": door}), "{via} {user}");
+            assert_eq!(got["acks"][map], json!({"room": map}), "{via} {user}");
+            assert_eq!(got["values"][door], expected, "{via} {user}");
+            assert!(got["values"][map].is_object(), "{via} {user}");
+        }
+        for user in ["westerner", "newcomer"] {
+            let got = read_rooms(port, user, &[door, map]);
+            let refusal = format!(
+                "user {user} may not read {door}: it needs the permission \
+                 {{authz_grp: \"\", action: \"door_read\"}} through one of its roles"
+            );
+            assert_eq!(
+                got["acks"][door],
+                json!({"room": door, "error": refusal}),
+                "{via} {user}"
+            );
+            assert_eq!(got["acks"][map], json!({"room": map}), "{via} {user}");
+            let received: Vec<&String> =
+                got["values"].as_object().expect("values").keys().collect();
+            assert_eq!(received, vec![map], "{via} {user}");
+        }
+    }
+    // Rules need the users' store.
+    let out = bin()
+        .args(["serve", "--no-db", "--room-permission", rule])
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--room-permission needs the users' store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

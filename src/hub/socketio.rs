@@ -34,20 +34,26 @@ use socketioxide::{SendError, SocketError, SocketIo};
 
 use super::{Hub, Meta, Sent, Subscriber};
 use crate::api::auth::{Auth, AuthError, User};
+use crate::users::rooms::{self, Grants, RoomAccess};
 
 /// What the socket handlers share.
 pub struct SocketState {
     pub hub: Arc<Hub>,
     pub auth: Auth,
+    /// Rooms restricted to some roles (`None`: any authenticated user reads every room).
+    rooms: Option<Arc<RoomAccess>>,
     next_id: AtomicU64,
     pub connections: AtomicU64,
 }
 
 impl SocketState {
-    pub fn new(hub: Arc<Hub>, auth: Auth) -> Arc<Self> {
+    pub fn new(hub: Arc<Hub>, auth: Auth, rooms: Option<Arc<RoomAccess>>) -> Arc<Self> {
+        // With authentication off every user is the admin stub: nothing to restrict.
+        let rooms = rooms.filter(|_| auth.enabled());
         Arc::new(SocketState {
             hub,
             auth,
+            rooms,
             next_id: AtomicU64::new(1),
             connections: AtomicU64::new(0),
         })
@@ -59,6 +65,11 @@ impl SocketState {
 struct Conn {
     id: u64,
     user: Arc<User>,
+    /// What the user may read, once a restricted room was asked for (with room rules only).
+    grants: Option<Arc<tokio::sync::OnceCell<Grants>>>,
+    /// The client's token, kept only where grants are asked upstream with it (a proxy with
+    /// room rules).
+    token: Option<Arc<str>>,
 }
 
 /// A socket as a hub subscriber.
@@ -172,9 +183,14 @@ async fn authenticate(
         tracing::info!(sid = %socket.id, "socket.io connection refused: {e}");
     })?;
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let rooms = state.rooms.as_ref();
     socket.extensions.insert(Conn {
         id,
         user: Arc::new(user),
+        grants: rooms.map(|_| Default::default()),
+        token: token
+            .filter(|_| rooms.is_some_and(|r| r.needs_token()))
+            .map(Arc::from),
     });
     state.connections.fetch_add(1, Ordering::Relaxed);
     socket.on("subscribe", subscribe);
@@ -232,6 +248,9 @@ async fn subscribe(
         Ok(r) => r,
         Err(e) => return refuse(&socket, ack, None, &e),
     };
+    if let Err(e) = may_read(&state, &conn, &room).await {
+        return refuse(&socket, ack, Some(&room), &e);
+    }
     let sub = Arc::new(SocketSub {
         id: conn.id,
         socket: socket.clone(),
@@ -241,6 +260,28 @@ async fn subscribe(
         let _ = ack.send(&serde_json::json!({"room": room}));
     } else {
         refuse(&socket, ack, Some(&room), "unknown room");
+    }
+}
+
+/// Whether the connection's user may read `room` (room rules, `--room-permission`); the refusal
+/// otherwise.
+async fn may_read(state: &SocketState, conn: &Conn, room: &str) -> Result<(), String> {
+    let (Some(access), Some(grants)) = (&state.rooms, &conn.grants) else {
+        return Ok(());
+    };
+    let Some(action) = access.action_for(room) else {
+        return Ok(());
+    };
+    let username = &conn.user.username;
+    let grants = grants
+        .get_or_try_init(|| access.grants(username, conn.token.as_deref()))
+        .await
+        .map_err(|e| format!("the permissions of {username} are unavailable: {e}"))?;
+    if grants.allows(action) {
+        Ok(())
+    } else {
+        tracing::info!(%username, room, action, "socket.io: room refused (no permission)");
+        Err(rooms::forbidden(username, room, action))
     }
 }
 

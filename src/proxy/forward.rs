@@ -163,7 +163,7 @@ pub async fn forward(State(proxy): State<ProxyState>, request: Request) -> Respo
 
 /// One request on a fresh connection (commands are rare; reads are served by the hub's
 /// sockets, not REST polling).
-async fn send(
+pub(crate) async fn send(
     authority: &str,
     request: axum::http::Request<Body>,
 ) -> Result<axum::http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {

@@ -30,6 +30,7 @@ use thiserror::Error;
 use crate::api::auth::{Auth, AuthConfigError};
 use crate::hub::Hub;
 use crate::hub::socketio::{self, SocketState};
+use crate::users::rooms::{GrantSource, RoomAccess};
 
 #[derive(Debug, Error)]
 pub enum ProxyError {
@@ -63,6 +64,8 @@ pub struct ProxyConfig {
     pub jwt_aud: String,
     pub jwt_iss: Option<String>,
     pub no_auth: bool,
+    /// socket.io rooms restricted to some roles (the grants are asked of the upstream).
+    pub room_permissions: Vec<crate::users::rooms::RoomRule>,
 }
 
 /// What the proxy's handlers share.
@@ -290,7 +293,14 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
             token: config.upstream_token.clone(),
         },
     );
-    let sockets = SocketState::new(hub.clone(), auth.clone());
+    let rooms = RoomAccess::new(
+        config.room_permissions.clone(),
+        GrantSource::Upstream {
+            upstreams: upstreams.clone(),
+            link: link.clone(),
+        },
+    );
+    let sockets = SocketState::new(hub.clone(), auth.clone(), rooms);
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
     let proxy = Arc::new(Proxy {
         replicas: replicate::Replicas::new(hub.clone(), auth.clone()),

@@ -5,6 +5,7 @@
 //! are in [`routes`], the enforcement on command routes in [`enforce`].
 
 pub mod enforce;
+pub mod rooms;
 pub mod routes;
 
 use serde::{Deserialize, Serialize};
