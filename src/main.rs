@@ -398,7 +398,7 @@ struct EngineArgs {
     /// feeds only the input log after the latest snapshot (0: never; not in a cluster).
     #[arg(
         long,
-        default_value_t = 60,
+        default_value_t = rmf_dash::engine::DEFAULT_SNAPSHOT_EVERY_S,
         env = "RMF_DASH_SNAPSHOT_EVERY",
         value_name = "SECS"
     )]

@@ -24,7 +24,7 @@ use crate::store::rows::{Msg, WriteSet};
 use crate::store::{LocalPg, StoreError, WriterConfig, connect, migrate, restore, writer};
 
 /// The snapshot period of the captured run (the default of `--snapshot-every`).
-const SNAPSHOT_EVERY_MS: u64 = 60_000;
+const SNAPSHOT_EVERY_MS: u64 = crate::engine::DEFAULT_SNAPSHOT_EVERY_S * 1000;
 
 /// Every message the writer would receive for the trace, in the order it would (snapshots
 /// included).

@@ -110,6 +110,12 @@ pub fn read_hosts(path: &str) -> Result<Vec<String>, EngineError> {
 /// How many input commands may wait for the workers before senders block.
 pub const COMMAND_BACKLOG: usize = 256;
 
+/// Default snapshot period (`--snapshot-every`, seconds of logical time): it bounds the input
+/// log a restart feeds. A 10,000-robot site logs about 115,000 inputs a second, which the
+/// engine rebuilds at about 500,000 a second on one core: 10 s of tail is about 2 s. Its
+/// snapshot (23 MB) holds the input about 20 ms.
+pub const DEFAULT_SNAPSHOT_EVERY_S: u64 = 10;
+
 /// How long a snapshot may hold the input before it is given up (it is only late when the
 /// workers are far behind).
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
