@@ -2,7 +2,10 @@
 //! bounded channel, and writes them on one dedicated connection, every `flush_ms` or
 //! `flush_rows` rows, whichever first: binary COPY for the append-only tables (input log, output
 //! history), one multi-row upsert per latest-state table (the last value per key only), the
-//! checkpoint, all in one transaction.
+//! checkpoint, all in one transaction. A set holds whole logical times and at most about
+//! `flush_rows` rows (a writer that is behind, after an outage or under a replay at full speed,
+//! writes several bounded transactions rather than one huge one), and the next set is encoded on
+//! the writer's task while the previous one is written on a task of its own.
 //!
 //! - Only times the engine has completed (below its output frontier) are written, so the store
 //!   always holds an exact prefix of the run, whose end is the checkpoint.
@@ -21,7 +24,7 @@
 //!   still shows), keeping the rows for when it is active again. The writer never reconnects
 //!   on its own authority: the term does.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -150,9 +153,8 @@ enum Flown {
     Held,
 }
 
-type Flight = std::pin::Pin<
-    Box<dyn Future<Output = (Option<Conn>, WriteSet, Result<Flown, StoreError>)> + Send>,
->;
+/// A set being written, on a task of its own (so that the next set is built meanwhile).
+type Flight = tokio::task::JoinHandle<(Option<Conn>, WriteSet, Result<Flown, StoreError>)>;
 
 struct Buffer {
     msgs: VecDeque<Msg>,
@@ -167,12 +169,29 @@ impl Buffer {
         self.msgs.push_back(m);
     }
 
-    /// Takes every message of a time before `frontier`, in order.
-    fn take_before(&mut self, frontier: Time) -> Vec<Msg> {
+    /// Takes, in order, the messages of the earliest whole times before `frontier`, stopping at
+    /// the first time that would go past `max_rows` rows (at least one time is taken). Returns
+    /// them and the bound: every message of a time before it is taken.
+    fn take_before(&mut self, frontier: Time, max_rows: usize) -> (Vec<Msg>, Time) {
+        let mut per_time: BTreeMap<Time, usize> = BTreeMap::new();
+        for m in &self.msgs {
+            if let Some(t) = m.time().filter(|t| *t < frontier) {
+                *per_time.entry(t).or_default() += m.rows();
+            }
+        }
+        let mut bound = frontier;
+        let mut rows = 0;
+        for (t, r) in per_time {
+            if rows > 0 && rows + r > max_rows {
+                bound = t;
+                break;
+            }
+            rows += r;
+        }
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(self.msgs.len());
         for m in self.msgs.drain(..) {
-            if m.time().is_some_and(|t| t < frontier) {
+            if m.time().is_some_and(|t| t < bound) {
                 self.bytes -= m.bytes();
                 self.rows -= m.rows();
                 taken.push(m);
@@ -181,7 +200,7 @@ impl Buffer {
             }
         }
         self.msgs = kept;
-        taken
+        (taken, bound)
     }
 }
 
@@ -204,6 +223,10 @@ async fn run(
     let mut conn = Some(conn);
     let mut inflight: Option<Flight> = None;
     let mut inflight_bytes = 0usize;
+    // The set built while `inflight` is written, and the checkpoint of the latest set built.
+    let mut next: Option<WriteSet> = None;
+    let mut next_bytes = 0usize;
+    let mut planned: Option<Time> = None;
     // A set that failed, and when to try it again.
     let mut retry: Option<(WriteSet, Instant)> = None;
     let mut backoff = Duration::from_millis(100);
@@ -222,7 +245,7 @@ async fn run(
                     }
                     max_seen = max_seen.max(m.time());
                     buffer.push(m);
-                    if buffer.bytes + inflight_bytes > config.max_buffer_bytes {
+                    if buffer.bytes + inflight_bytes + next_bytes > config.max_buffer_bytes {
                         shed(&mut buffer, config.max_buffer_bytes, &metrics, &mut gaps);
                     }
                 }
@@ -231,7 +254,13 @@ async fn run(
             result = async { inflight.as_mut().expect("guarded by the precondition").await }, if inflight.is_some() => {
                 inflight = None;
                 inflight_bytes = 0;
-                let (c, set, r) = result;
+                let (c, set, r) = match result {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::error!(rows = buffer.rows, "store write task failed ({e}): nothing more is written");
+                        break;
+                    }
+                };
                 conn = c;
                 match r {
                     Ok(Flown::Held) => {
@@ -269,53 +298,65 @@ async fn run(
             },
             _ = tick.tick() => {}
         }
-        metrics
-            .buffered_bytes
-            .store((buffer.bytes + inflight_bytes) as u64, Ordering::Relaxed);
+        metrics.buffered_bytes.store(
+            (buffer.bytes + inflight_bytes + next_bytes) as u64,
+            Ordering::Relaxed,
+        );
         metrics
             .buffered_rows
             .store(buffer.rows as u64, Ordering::Relaxed);
+        let due = last_flush.elapsed() >= Duration::from_millis(config.flush_ms)
+            || buffer.rows >= config.flush_rows
+            || closed_at.is_some();
+        // The next set is built while the previous one is written (the rows' encoding then
+        // overlaps with PostgreSQL's work), at most one ahead; a set to retry goes first.
+        if next.is_none() && retry.is_none() && due {
+            let checkpoint = target(frontier, max_seen);
+            let ahead = planned.max(written);
+            if frontier > 0 && checkpoint.is_some_and(|c| ahead.is_none_or(|p| p < c)) {
+                last_flush = Instant::now();
+                // Bounded sets: encoding one overlaps with writing the one before.
+                let (msgs, bound) = buffer.take_before(frontier, config.flush_rows);
+                let checkpoint = if bound < frontier {
+                    Some(bound - 1)
+                } else {
+                    checkpoint
+                };
+                let mut set = WriteSet {
+                    checkpoint: checkpoint.unwrap_or(0),
+                    gaps: std::mem::take(&mut gaps),
+                    ..WriteSet::default()
+                };
+                for m in msgs {
+                    match m {
+                        Msg::Inputs { time, cmd, inputs } => set.add_inputs(time, cmd, &inputs),
+                        Msg::Outputs { batch, seqs } => set.add_outputs(&batch, &seqs),
+                        Msg::Snapshot {
+                            time,
+                            fingerprint,
+                            data,
+                        } => {
+                            set.snapshot = Some((time as i64, fingerprint, data));
+                        }
+                        Msg::Frontier(_) => {}
+                    }
+                }
+                planned = Some(set.checkpoint);
+                next_bytes = set.len() * 64;
+                next = Some(set);
+            }
+        }
         if inflight.is_none() {
-            let due = last_flush.elapsed() >= Duration::from_millis(config.flush_ms)
-                || buffer.rows >= config.flush_rows
-                || closed_at.is_some();
             let set = match retry.take() {
                 Some((set, at)) if Instant::now() >= at => Some(set),
                 Some(r) => {
                     retry = Some(r);
                     None
                 }
-                None if due => {
-                    last_flush = Instant::now();
-                    let checkpoint = target(frontier, max_seen);
-                    if frontier == 0 || checkpoint.is_none_or(|c| written.is_some_and(|w| w >= c)) {
-                        None
-                    } else {
-                        let mut set = WriteSet {
-                            checkpoint: checkpoint.unwrap_or(0),
-                            gaps: std::mem::take(&mut gaps),
-                            ..WriteSet::default()
-                        };
-                        for m in buffer.take_before(frontier) {
-                            match m {
-                                Msg::Inputs { time, cmd, inputs } => {
-                                    set.add_inputs(time, cmd, &inputs)
-                                }
-                                Msg::Outputs { batch, seqs } => set.add_outputs(&batch, &seqs),
-                                Msg::Snapshot {
-                                    time,
-                                    fingerprint,
-                                    data,
-                                } => {
-                                    set.snapshot = Some((time as i64, fingerprint, data));
-                                }
-                                Msg::Frontier(_) => {}
-                            }
-                        }
-                        Some(set)
-                    }
+                None => {
+                    next_bytes = 0;
+                    next.take()
                 }
-                None => None,
             };
             if let Some(set) = set {
                 inflight_bytes = set.len() * 64;
@@ -324,7 +365,7 @@ async fn run(
                 let c = conn.take();
                 let retrying = !metrics.up.load(Ordering::Relaxed);
                 let fence = config.fence.clone();
-                inflight = Some(Box::pin(async move {
+                inflight = Some(tokio::spawn(async move {
                     let mut c = match c {
                         Some(c) if !c.client.is_closed() => c,
                         _ => match connect(&url).await {
@@ -364,6 +405,7 @@ async fn run(
         }
         if let Some(at) = closed_at
             && inflight.is_none()
+            && next.is_none()
         {
             let done = target(frontier, max_seen).is_none_or(|c| written.is_some_and(|w| w >= c));
             if retry.is_none() && done {
@@ -679,4 +721,47 @@ pub async fn write_set(
     tx.commit().await?;
     known.extend(created);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(time: Time) -> Msg {
+        Msg::Snapshot {
+            time,
+            fingerprint: String::new(),
+            data: Vec::new(),
+        }
+    }
+
+    fn times(msgs: &[Msg]) -> Vec<Time> {
+        msgs.iter().filter_map(Msg::time).collect()
+    }
+
+    #[test]
+    fn a_set_takes_whole_times_up_to_its_row_bound() {
+        let mut b = Buffer {
+            msgs: VecDeque::new(),
+            bytes: 0,
+            rows: 0,
+        };
+        // Arrival order is not time order: a time's messages may come after later ones.
+        for t in [1, 2, 1, 3, 2, 5, 4] {
+            b.push(snapshot(t));
+        }
+        // Two rows at most: time 1 (two rows), then time 2 would go past the bound.
+        let (taken, bound) = b.take_before(5, 2);
+        assert_eq!((times(&taken), bound), (vec![1, 1], 2));
+        // One time is taken even when it alone is past the bound.
+        let (taken, bound) = b.take_before(5, 1);
+        assert_eq!((times(&taken), bound), (vec![2, 2], 3));
+        // Without a bound in reach: every time before the frontier.
+        let (taken, bound) = b.take_before(5, 100);
+        assert_eq!((times(&taken), bound), (vec![3, 4], 5));
+        assert_eq!(
+            (times(&b.msgs.drain(..).collect::<Vec<_>>()), b.rows),
+            (vec![5], 1)
+        );
+    }
 }
