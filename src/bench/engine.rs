@@ -85,18 +85,23 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// Discards the engine's outputs on a thread of their own (join it after `finish`).
+pub fn drain_outputs(engine: &mut Engine) -> std::thread::JoinHandle<()> {
+    let outputs = engine.take_outputs();
+    std::thread::spawn(move || {
+        if let Some(mut rx) = outputs {
+            while rx.blocking_recv().is_some() {}
+        }
+    })
+}
+
 /// Feeds every batch as fast as possible; returns the wall time until every output is delivered.
 pub fn throughput(p: &Prepared, workers: usize) -> Result<Duration, EngineError> {
     let mut engine = Engine::start(EngineConfig {
         workers,
         ..Default::default()
     })?;
-    let outputs = engine.take_outputs();
-    let drain = std::thread::spawn(move || {
-        if let Some(mut rx) = outputs {
-            while rx.blocking_recv().is_some() {}
-        }
-    });
+    let drain = drain_outputs(&mut engine);
     // Owned inputs, as a source produces them: copying them is not part of the measure.
     let batches = p.batches.clone();
     let start = Instant::now();
@@ -115,12 +120,7 @@ pub fn throughput(p: &Prepared, workers: usize) -> Result<Duration, EngineError>
 pub fn retained(p: &Prepared) -> Result<i64, EngineError> {
     super::memory::start();
     let mut engine = Engine::start(EngineConfig::default())?;
-    let outputs = engine.take_outputs();
-    let drain = std::thread::spawn(move || {
-        if let Some(mut rx) = outputs {
-            while rx.blocking_recv().is_some() {}
-        }
-    });
+    let drain = drain_outputs(&mut engine);
     let last = p.batches.last().map_or(0, |b| b.0);
     for (t, batch) in &p.batches {
         engine.input(*t, batch.clone())?;
@@ -154,13 +154,8 @@ pub fn snapshot(p: &Prepared) -> Result<Option<Snapshot>, EngineError> {
         snapshot_every_ms: Some(Time::MAX / 4),
         ..Default::default()
     })?;
-    let outputs = engine.take_outputs();
     let snapshots = engine.take_snapshots();
-    let drain = std::thread::spawn(move || {
-        if let Some(mut rx) = outputs {
-            while rx.blocking_recv().is_some() {}
-        }
-    });
+    let drain = drain_outputs(&mut engine);
     let last = p.batches.last().map_or(0, |b| b.0);
     for (t, batch) in &p.batches {
         engine.input(*t, batch.clone())?;
@@ -177,12 +172,7 @@ pub fn snapshot(p: &Prepared) -> Result<Option<Snapshot>, EngineError> {
 /// delivered. At most `limit_ms` of the recording is played.
 pub fn latency(p: &Prepared, speed: f64, limit_ms: Time) -> Result<(Latency, u64), EngineError> {
     let mut engine = Engine::start(EngineConfig::default())?;
-    let outputs = engine.take_outputs();
-    let drain = std::thread::spawn(move || {
-        if let Some(mut rx) = outputs {
-            while rx.blocking_recv().is_some() {}
-        }
-    });
+    let drain = drain_outputs(&mut engine);
     let delivered = engine.delivered.clone();
     let first = p.batches.first().map_or(0, |b| b.0);
     let (sent_tx, sent_rx) = std::sync::mpsc::channel::<(Time, Instant)>();

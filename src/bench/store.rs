@@ -111,12 +111,7 @@ async fn rebuild(
     after: Option<u64>,
     checkpoint: u64,
 ) -> Result<u64, StoreError> {
-    let outputs = engine.take_outputs();
-    let drain = std::thread::spawn(move || {
-        if let Some(mut o) = outputs {
-            while o.blocking_recv().is_some() {}
-        }
-    });
+    let drain = super::engine::drain_outputs(&mut engine);
     let (inputs, _) = restore::feed_engine(client, &engine, after, checkpoint).await?;
     tokio::task::block_in_place(|| engine.finish(checkpoint)).map_err(|_| StoreError::Stopped)?;
     let _ = drain.join();
