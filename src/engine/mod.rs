@@ -231,6 +231,7 @@ impl Engine {
             fingerprint: config.fingerprint(),
             tx: snapshot_tx,
             restore: std::sync::Mutex::new(restore),
+            workers: config.workers,
         };
         let (thread_tx, thread_rx) = mpsc::channel::<std::thread::Thread>();
         let delivered = Arc::new(AtomicU64::new(0));
@@ -332,6 +333,9 @@ struct Snapshotting {
     tx: UnboundedSender<Snapshot>,
     /// For the first worker, when restoring.
     restore: std::sync::Mutex<Option<Restore>>,
+    /// The workers of this process (`shared` counts only those; in a cluster timely's peers
+    /// are every process's).
+    workers: usize,
 }
 
 /// The first worker's own state: the latest value per upsert key, and the hash of the latest
@@ -406,8 +410,9 @@ fn run_worker(
     let mut latest = Latest::default();
     let mut samples: rustc_hash::FxHashMap<InputKey, InputValue> = Default::default();
     let mut finish: Option<Time> = None;
-    // Every worker has registered its operators before the first worker goes on.
-    while shared.workers_built() < worker.peers() {
+    // Every worker of this process has registered its operators before the first worker goes
+    // on.
+    while shared.workers_built() < snapshotting.workers {
         worker.step_or_park(Some(Duration::from_millis(1)));
     }
     let restore = snapshotting.restore.lock().ok().and_then(|mut r| r.take());
