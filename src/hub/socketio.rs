@@ -3,7 +3,8 @@
 //! `connect_error`), `subscribe`/`unsubscribe` with `{room}` (URL-encoded rooms decoded), every
 //! change emitted as an event named after the room with the payload as first argument and
 //! `{seq, t, sent_ms}` as second. Errors go to the offending socket only (`subscribe_error`, and
-//! the acknowledgement when one is asked for).
+//! the acknowledgement when one is asked for). Rooms restricted by role (`--room-permission`,
+//! [`crate::users::rooms`]) are refused to users without the permission.
 //!
 //! Memory per connected socket is bounded here, for the main process and proxies alike
 //! ([`layer`], [`mount`]): about 20 KiB for an idle websocket client (engineioxide's packet
