@@ -246,7 +246,8 @@ async fn run(
                     max_seen = max_seen.max(m.time());
                     buffer.push(m);
                     if buffer.bytes + inflight_bytes + next_bytes > config.max_buffer_bytes {
-                        shed(&mut buffer, config.max_buffer_bytes, &metrics, &mut gaps);
+                        let held = inflight_bytes + next_bytes;
+                        shed(&mut buffer, config.max_buffer_bytes, held, &metrics, &mut gaps);
                     }
                 }
                 None => closed_at = Some(Instant::now()),
@@ -438,14 +439,17 @@ fn target(frontier: Time, max_seen: Option<Time>) -> Option<Time> {
     }
 }
 
-/// The memory bound's policy: drop the oldest buffered messages down to 90 % of the bound.
+/// The memory bound's policy: drop the oldest buffered messages down to 90 % of the bound, the
+/// sets being written or built ahead (`held`) counted.
 fn shed(
     buffer: &mut Buffer,
     bound: usize,
+    held: usize,
     metrics: &StoreMetrics,
     gaps: &mut Vec<(i64, i64, i64)>,
 ) {
-    let target = bound / 10 * 9;
+    // The sets being written and built ahead count too.
+    let target = (bound / 10 * 9).saturating_sub(held);
     let (mut from, mut to, mut rows) = (i64::MAX, i64::MIN, 0i64);
     while buffer.bytes > target {
         let Some(m) = buffer.msgs.pop_front() else {
