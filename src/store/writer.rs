@@ -406,9 +406,10 @@ async fn run(
         }
         if let Some(at) = closed_at
             && inflight.is_none()
-            && next.is_none()
         {
-            let done = target(frontier, max_seen).is_none_or(|c| written.is_some_and(|w| w >= c));
+            // (A set built ahead is still here only behind a set waiting to be retried.)
+            let done = next.is_none()
+                && target(frontier, max_seen).is_none_or(|c| written.is_some_and(|w| w >= c));
             if retry.is_none() && done {
                 break;
             }
