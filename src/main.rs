@@ -59,6 +59,17 @@ struct BenchLoadArgs {
     rooms: Vec<String>,
 }
 
+/// The socket.io rooms restricted by role (`serve` and `proxy`).
+#[derive(Args)]
+struct RoomArgs {
+    /// A socket.io room restricted to some roles: PREFIX=ACTION (repeated or comma separated;
+    /// like /alerts=alert_read): rooms starting with PREFIX need ACTION in the site-wide group
+    /// (the longest matching prefix decides; admins read everything). None: every
+    /// authenticated user reads every room.
+    #[arg(long, env = "RMF_DASH_ROOM_PERMISSIONS", value_delimiter = ',')]
+    room_permission: Vec<rmf_dash::users::rooms::RoomRule>,
+}
+
 #[derive(Args)]
 struct ProxyArgs {
     /// The main process or another proxy: http://host:port[/prefix]. Several (repeated or
@@ -94,12 +105,8 @@ struct ProxyArgs {
     /// No authentication (local demos only: a warning is logged).
     #[arg(long, env = "RMF_DASH_NO_AUTH")]
     no_auth: bool,
-    /// A socket.io room restricted to some roles: PREFIX=ACTION (repeated or comma separated;
-    /// like /alerts=alert_read): rooms starting with PREFIX need ACTION in the site-wide group
-    /// (the longest matching prefix decides; admins read everything). None: every
-    /// authenticated user reads every room.
-    #[arg(long, env = "RMF_DASH_ROOM_PERMISSIONS", value_delimiter = ',')]
-    room_permission: Vec<rmf_dash::users::rooms::RoomRule>,
+    #[command(flatten)]
+    rooms: RoomArgs,
 }
 
 #[derive(Subcommand)]
@@ -231,12 +238,8 @@ struct ServeArgs {
     /// No authentication (local demos only: a warning is logged).
     #[arg(long, env = "RMF_DASH_NO_AUTH")]
     no_auth: bool,
-    /// A socket.io room restricted to some roles: PREFIX=ACTION (repeated or comma separated;
-    /// like /alerts=alert_read): rooms starting with PREFIX need ACTION in the site-wide group
-    /// (the longest matching prefix decides; admins read everything). None: every
-    /// authenticated user reads every room.
-    #[arg(long, env = "RMF_DASH_ROOM_PERMISSIONS", value_delimiter = ',')]
-    room_permission: Vec<rmf_dash::users::rooms::RoomRule>,
+    #[command(flatten)]
+    rooms: RoomArgs,
     /// User made an admin at start (with a store; users are otherwise created without roles on
     /// their first request).
     #[arg(long, default_value = "admin", env = "RMF_DASH_ADMIN_USER")]
@@ -661,7 +664,7 @@ fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
         jwt_aud: args.jwt_aud,
         jwt_iss: args.jwt_iss,
         no_auth: args.no_auth,
-        room_permissions: args.room_permission,
+        room_permissions: args.rooms.room_permission,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -681,7 +684,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         "--no-db and --database-url exclude each other"
     );
     anyhow::ensure!(
-        !args.no_db || args.room_permission.is_empty(),
+        !args.no_db || args.rooms.room_permission.is_empty(),
         "--room-permission needs the users' store: it cannot be used with --no-db"
     );
     let (local, url) = store_url(args.no_db, args.database_url.clone(), &args.store.data_dir)?;
@@ -715,7 +718,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         admin_user: args.admin_user,
         ros2: args.ros2,
         schedule: args.schedule.config()?,
-        room_permissions: args.room_permission,
+        room_permissions: args.rooms.room_permission,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -101,6 +101,20 @@ struct Seen {
     closed: AtomicU64,
 }
 
+impl Seen {
+    fn new(counting: bool) -> Self {
+        Seen {
+            counting: AtomicBool::new(counting),
+            deliveries: AtomicU64::new(0),
+            histogram: (0..=HISTOGRAM_MS).map(|_| AtomicU64::new(0)).collect(),
+            gaps: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            backwards: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+        }
+    }
+}
+
 /// The last sequence number a client received in each of its rooms.
 type Seqs = Vec<(Box<str>, u64)>;
 
@@ -187,15 +201,7 @@ pub fn run(config: LoadConfig) -> Result<(), BenchError> {
         .thread_name("bench-load")
         .enable_all()
         .build()?;
-    let seen = Arc::new(Seen {
-        counting: AtomicBool::new(false),
-        deliveries: AtomicU64::new(0),
-        histogram: (0..=HISTOGRAM_MS).map(|_| AtomicU64::new(0)).collect(),
-        gaps: AtomicU64::new(0),
-        duplicates: AtomicU64::new(0),
-        backwards: AtomicU64::new(0),
-        closed: AtomicU64::new(0),
-    });
+    let seen = Arc::new(Seen::new(false));
     let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
     let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECTING));
     let n = config.rooms.len().max(1);
@@ -465,15 +471,7 @@ mod tests {
     }
 
     fn seen() -> Seen {
-        Seen {
-            counting: AtomicBool::new(true),
-            deliveries: AtomicU64::new(0),
-            histogram: (0..=HISTOGRAM_MS).map(|_| AtomicU64::new(0)).collect(),
-            gaps: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            backwards: AtomicU64::new(0),
-            closed: AtomicU64::new(0),
-        }
+        Seen::new(true)
     }
 
     #[test]

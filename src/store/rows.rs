@@ -229,6 +229,11 @@ impl WriteSet {
         self.len() == 0
     }
 
+    /// Approximate memory held by the set (for the writer's memory bound).
+    pub fn held_bytes(&self) -> usize {
+        self.len() * 64
+    }
+
     /// Adds the inputs of one engine command.
     pub fn add_inputs(&mut self, time: Time, cmd: u32, inputs: &[Input]) {
         for (ord, input) in inputs.iter().enumerate() {

@@ -225,7 +225,6 @@ async fn run(
     let mut inflight_bytes = 0usize;
     // The set built while `inflight` is written, and the checkpoint of the latest set built.
     let mut next: Option<WriteSet> = None;
-    let mut next_bytes = 0usize;
     let mut planned: Option<Time> = None;
     // A set that failed, and when to try it again.
     let mut retry: Option<(WriteSet, Instant)> = None;
@@ -245,8 +244,8 @@ async fn run(
                     }
                     max_seen = max_seen.max(m.time());
                     buffer.push(m);
-                    if buffer.bytes + inflight_bytes + next_bytes > config.max_buffer_bytes {
-                        let held = inflight_bytes + next_bytes;
+                    let held = inflight_bytes + next.as_ref().map_or(0, WriteSet::held_bytes);
+                    if buffer.bytes + held > config.max_buffer_bytes {
                         shed(&mut buffer, config.max_buffer_bytes, held, &metrics, &mut gaps);
                     }
                 }
@@ -300,7 +299,7 @@ async fn run(
             _ = tick.tick() => {}
         }
         metrics.buffered_bytes.store(
-            (buffer.bytes + inflight_bytes + next_bytes) as u64,
+            (buffer.bytes + inflight_bytes + next.as_ref().map_or(0, WriteSet::held_bytes)) as u64,
             Ordering::Relaxed,
         );
         metrics
@@ -343,7 +342,6 @@ async fn run(
                     }
                 }
                 planned = Some(set.checkpoint);
-                next_bytes = set.len() * 64;
                 next = Some(set);
             }
         }
@@ -354,13 +352,10 @@ async fn run(
                     retry = Some(r);
                     None
                 }
-                None => {
-                    next_bytes = 0;
-                    next.take()
-                }
+                None => next.take(),
             };
             if let Some(set) = set {
-                inflight_bytes = set.len() * 64;
+                inflight_bytes = set.held_bytes();
                 let url = config.url.clone();
                 let metrics = metrics.clone();
                 let c = conn.take();
