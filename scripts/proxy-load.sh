@@ -105,9 +105,10 @@ PY
     c1=$(cpu_ticks "$server"); m1=$(cpu_ticks "$main"); l1=$(cpu_ticks "$load"); t1=$(date +%s.%N)
     echo go >&"${LOAD[1]}"
     sleep "$seconds"
-    echo stop >&"${LOAD[1]}"
+    # Read before `stop`: the load process reports and exits at once.
     d2=$(metric "$pt" rmf_dash_deliveries_total); k2=$(metric "$pt" rmf_dash_coalesced_total)
     c2=$(cpu_ticks "$server"); m2=$(cpu_ticks "$main"); l2=$(cpu_ticks "$load"); t2=$(date +%s.%N)
+    echo stop >&"${LOAD[1]}"
     read -r -t 30 -u "${LOAD[0]}" report
     local load_avg
     load_avg=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -107,6 +107,12 @@ struct ProxyArgs {
     no_auth: bool,
     #[command(flatten)]
     rooms: RoomArgs,
+    /// Milliseconds over which changes from upstream are gathered before they are delivered:
+    /// each client's share of a batch leaves in one write. 0 delivers what has arrived at once;
+    /// 20-50 saves 20-35% of the CPU when clients follow many busy rooms, for that much latency
+    /// (BENCHMARKS.md, "Proxy load test").
+    #[arg(long, default_value_t = 0, env = "RMF_DASH_BATCH_MS", value_parser = clap::value_parser!(u64).range(0..=1000))]
+    batch_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -665,6 +671,7 @@ fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
         jwt_iss: args.jwt_iss,
         no_auth: args.no_auth,
         room_permissions: args.rooms.room_permission,
+        batch: std::time::Duration::from_millis(args.batch_ms),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

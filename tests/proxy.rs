@@ -111,9 +111,12 @@ fn serve(port: u16, recording: &Path, speed: &str) -> Proc {
     p
 }
 
-fn proxy(port: u16, upstream: u16, upstream_token: &str) -> Proc {
+/// A proxy of `upstream`; `batch_ms` is its `--batch-ms` (deliveries gathered over a window).
+fn proxy(port: u16, upstream: u16, upstream_token: &str, batch_ms: u32) -> Proc {
     let child = bin()
-        .args(["proxy", "--jwt-secret", SECRET, "--upstream"])
+        .args(["proxy", "--jwt-secret", SECRET])
+        .arg(format!("--batch-ms={batch_ms}"))
+        .arg("--upstream")
         .arg(format!("http://127.0.0.1:{upstream}"))
         .arg("--upstream-token")
         .arg(upstream_token)
@@ -384,8 +387,9 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
     let (pm, pa, pb) = (free_port(), free_port(), free_port());
     // 300 s of hotel at 20x: 15 s of changes while the clients listen, then a quiet margin.
     let _main = serve(pm, &recording, "20");
-    let _a = proxy(pa, pm, &token("proxy-a"));
-    let _b = proxy(pb, pa, &token("proxy-b"));
+    let _a = proxy(pa, pm, &token("proxy-a"), 0);
+    // The chained proxy gathers what it delivers over 30 ms windows.
+    let _b = proxy(pb, pa, &token("proxy-b"), 30);
     let good = token("operator");
     let runs: Vec<(&str, Child)> = [("main", pm), ("a", pa), ("b", pb)]
         .into_iter()
@@ -511,7 +515,7 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
     assert_eq!(bad["connected"], 0, "{bad}");
     // A proxy whose upstream token is refused is not ready.
     let pc = free_port();
-    let _c = proxy(pc, pm, "not-a-jwt");
+    let _c = proxy(pc, pm, "not-a-jwt", 0);
     std::thread::sleep(Duration::from_millis(500));
     let (status, health) = http(pc, "GET", "/health", None, None);
     assert_eq!(status, 503, "{health}");
@@ -550,8 +554,8 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
     );
     let (pm, pa, pb) = (free_port(), free_port(), free_port());
     let mut main = serve(pm, &first, "20");
-    let mut a = proxy(pa, pm, &token("proxy-a"));
-    let mut b = proxy(pb, pa, &token("proxy-b"));
+    let mut a = proxy(pa, pm, &token("proxy-a"), 0);
+    let mut b = proxy(pb, pa, &token("proxy-b"), 30);
     let good = token("operator");
     let on_a = clients(
         "resync.mjs",
@@ -575,7 +579,7 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
     // Proxy B dies and comes back: its clients reconnect to the new B.
     b.kill();
     std::thread::sleep(Duration::from_secs(1));
-    b = proxy(pb, pa, &token("proxy-b"));
+    b = proxy(pb, pa, &token("proxy-b"), 30);
     // The first replay ends (15 s at 20x).
     std::thread::sleep(Duration::from_secs(13));
     // The main process dies and comes back on the second recording.
@@ -586,7 +590,7 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
     // Proxy A (B's upstream) dies and comes back while the main process replays.
     a.kill();
     std::thread::sleep(Duration::from_secs(1));
-    a = proxy(pa, pm, &token("proxy-a"));
+    a = proxy(pa, pm, &token("proxy-a"), 0);
     let (sa, sb) = (summary(on_a), summary(on_b));
     for (who, s) in [("a", &sa), ("b", &sb)] {
         let brief = brief(s);

@@ -199,6 +199,7 @@ impl Hub {
         let inner = &mut *inner;
         // State rooms: the value after the whole batch (retractions come first).
         let mut touched: Vec<Arc<str>> = Vec::new();
+        let mut outbox = Vec::new();
         for (Output { room, value }, diff) in &batch.changes {
             let Some(kind) = self.kind_of.kind(room) else {
                 tracing::debug!(room, "output for a room the hub does not serve");
@@ -243,16 +244,7 @@ impl Hub {
                             t: batch.time,
                             sent_ms,
                         };
-                        if deliver(
-                            &self.metrics,
-                            &mut inner.behind,
-                            &key,
-                            r,
-                            Some(&payload),
-                            meta,
-                        ) {
-                            self.interest_changed(&key);
-                        }
+                        queue(&mut outbox, &key, r, Some(&payload), meta);
                     }
                     match seqs.iter_mut().rev().find(|(k, _)| *k == key) {
                         Some((_, seq)) => *seq = r.seq,
@@ -273,19 +265,10 @@ impl Hub {
                 t: batch.time,
                 sent_ms,
             };
-            let value = r.value.clone();
             seqs.push((key.clone(), r.seq));
-            if deliver(
-                &self.metrics,
-                &mut inner.behind,
-                &key,
-                r,
-                value.as_deref(),
-                meta,
-            ) {
-                self.interest_changed(&key);
-            }
+            queue(&mut outbox, &key, r, r.value.as_ref(), meta);
         }
+        self.send(inner, outbox);
         self.metrics
             .changes
             .fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
@@ -483,58 +466,59 @@ impl Hub {
     /// [`Hub::replicate`]), only moves its seq on. `meta.sent_ms` is kept as the upstream's, so
     /// latency is measured from the main process's output.
     pub fn apply_remote(&self, room: &str, value: Option<Raw>, meta: Meta) -> bool {
-        let Some(kind) = self.kind_of.kind(room) else {
-            return false;
-        };
+        self.apply_remote_many([(room, value, meta)]) == 1
+    }
+
+    /// [`Hub::apply_remote`] for every change of a batch (what the link read at once), in
+    /// order; the deliveries leave grouped by subscriber. Returns how many were applied.
+    pub fn apply_remote_many<R: AsRef<str>>(
+        &self,
+        changes: impl IntoIterator<Item = (R, Option<Raw>, Meta)>,
+    ) -> usize {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let key: Arc<str> = match inner.rooms.get_key_value(room) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(room),
-        };
-        let r = inner
-            .rooms
-            .entry(key.clone())
-            .or_insert_with(|| Room::new(kind));
-        if meta.seq <= r.seq {
-            return false;
-        }
-        r.seq = meta.seq;
-        r.t = meta.t;
-        self.metrics.changes.fetch_add(1, Ordering::Relaxed);
-        let emptied = match (kind, value) {
-            (RoomKind::State, value) => {
-                r.record = None;
-                r.value = value.clone();
-                deliver(
-                    &self.metrics,
-                    &mut inner.behind,
-                    &key,
-                    r,
-                    value.as_deref(),
-                    meta,
-                )
+        let mut outbox = Vec::new();
+        let mut applied = 0;
+        for (room, value, meta) in changes {
+            let room = room.as_ref();
+            let Some(kind) = self.kind_of.kind(room) else {
+                continue;
+            };
+            let key: Arc<str> = match inner.rooms.get_key_value(room) {
+                Some((k, _)) => k.clone(),
+                None => Arc::from(room),
+            };
+            let r = inner
+                .rooms
+                .entry(key.clone())
+                .or_insert_with(|| Room::new(kind));
+            if meta.seq <= r.seq {
+                continue;
             }
-            (RoomKind::Stream, Some(payload)) => {
-                r.tail.push_back((meta.seq, meta.t, payload.clone()));
-                if r.tail.len() > STREAM_TAIL {
-                    r.tail.pop_front();
+            applied += 1;
+            r.seq = meta.seq;
+            r.t = meta.t;
+            match (kind, value) {
+                (RoomKind::State, value) => {
+                    r.record = None;
+                    r.value = value;
+                    queue(&mut outbox, &key, r, r.value.as_ref(), meta);
                 }
-                deliver(
-                    &self.metrics,
-                    &mut inner.behind,
-                    &key,
-                    r,
-                    Some(&payload),
-                    meta,
-                )
+                (RoomKind::Stream, Some(payload)) => {
+                    r.tail.push_back((meta.seq, meta.t, payload.clone()));
+                    if r.tail.len() > STREAM_TAIL {
+                        r.tail.pop_front();
+                    }
+                    queue(&mut outbox, &key, r, Some(&payload), meta);
+                }
+                (RoomKind::Stream, None) => {}
             }
-            (RoomKind::Stream, None) => false,
-        };
-        if emptied {
-            self.interest_changed(&key);
         }
-        true
+        self.metrics
+            .changes
+            .fetch_add(applied as u64, Ordering::Relaxed);
+        self.send(inner, outbox);
+        applied
     }
 
     /// Whether anyone subscribes to `room`.
@@ -675,44 +659,73 @@ impl Hub {
     }
 }
 
-/// Sends a change to every subscriber of a room; a full buffer marks the room behind for that
-/// subscriber (coalesced later by `flush`); closed subscribers are dropped.
-fn deliver(
-    metrics: &HubMetrics,
-    behind: &mut HashMap<u64, (Arc<dyn Subscriber>, BTreeSet<(Arc<str>, u64)>)>,
-    key: &Arc<str>,
-    room: &mut Room,
-    value: Option<&RawValue>,
+/// A delivery waiting for the end of its batch ([`Hub::send`]).
+struct Pending {
+    id: u64,
+    sub: Arc<dyn Subscriber>,
+    room: Arc<str>,
+    value: Option<Raw>,
     meta: Meta,
-) -> bool {
-    let mut closed = Vec::new();
-    for sub in &room.subscribers {
-        // Already behind on this room: it will get the latest value when it catches up.
-        if let Some((_, rooms)) = behind.get(&sub.id())
-            && rooms.iter().any(|(r, _)| r == key)
-        {
-            continue;
+}
+
+/// Queues a change for every subscriber of a room.
+fn queue(outbox: &mut Vec<Pending>, key: &Arc<str>, room: &Room, value: Option<&Raw>, meta: Meta) {
+    outbox.extend(room.subscribers.iter().map(|sub| Pending {
+        id: sub.id(),
+        sub: sub.clone(),
+        room: key.clone(),
+        value: value.cloned(),
+        meta,
+    }));
+}
+
+impl Hub {
+    /// Sends a batch's deliveries grouped by subscriber, in order within each: a socket's
+    /// packets of one batch are queued back to back and its writer sends them in one write,
+    /// instead of waking for each (one `send` per delivery otherwise: BENCHMARKS.md, "Proxy
+    /// load test"). A full buffer marks the room behind for that subscriber (coalesced later by
+    /// [`Hub::flush`]); a subscriber already behind on a room is skipped there; closed
+    /// subscribers leave their rooms. Runs with the hub locked.
+    fn send(&self, inner: &mut Inner, mut outbox: Vec<Pending>) {
+        // Stable: a room's changes keep their order for each subscriber.
+        outbox.sort_by_key(|p| p.id);
+        let (mut sent, mut coalesced) = (0, 0);
+        let mut closed: Vec<(Arc<str>, u64)> = Vec::new();
+        for p in outbox {
+            // Already behind on this room: it gets the latest value when it catches up.
+            if let Some((_, rooms)) = inner.behind.get(&p.id)
+                && rooms.iter().any(|(r, _)| *r == p.room)
+            {
+                continue;
+            }
+            match p.sub.send(&p.room, p.value.as_deref(), p.meta) {
+                Sent::Ok => sent += 1,
+                Sent::Full => {
+                    coalesced += 1;
+                    inner
+                        .behind
+                        .entry(p.id)
+                        .or_insert_with(|| (p.sub.clone(), BTreeSet::new()))
+                        .1
+                        .insert((p.room, p.meta.seq.saturating_sub(1)));
+                }
+                Sent::Closed => closed.push((p.room, p.id)),
+            }
         }
-        match sub.send(key, value, meta) {
-            Sent::Ok => {
-                metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.deliveries.fetch_add(sent, Ordering::Relaxed);
+        self.metrics
+            .coalesced
+            .fetch_add(coalesced, Ordering::Relaxed);
+        for (room, id) in closed {
+            if let Some(r) = inner.rooms.get_mut(&room) {
+                let before = r.subscribers.len();
+                r.subscribers.retain(|s| s.id() != id);
+                if before > 0 && r.subscribers.is_empty() {
+                    self.interest_changed(&room);
+                }
             }
-            Sent::Full => {
-                metrics.coalesced.fetch_add(1, Ordering::Relaxed);
-                behind
-                    .entry(sub.id())
-                    .or_insert_with(|| (sub.clone(), BTreeSet::new()))
-                    .1
-                    .insert((key.clone(), meta.seq - 1));
-            }
-            Sent::Closed => closed.push(sub.id()),
         }
     }
-    if !closed.is_empty() {
-        room.subscribers.retain(|s| !closed.contains(&s.id()));
-        return room.subscribers.is_empty();
-    }
-    false
 }
 
 #[cfg(test)]

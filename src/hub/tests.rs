@@ -365,3 +365,70 @@ fn seeded_rooms_are_served_and_numbered_after_their_stored_seq() {
         Some((6, Some("{\"m\":2}".into())))
     );
 }
+
+/// Writes every send to one log shared by several subscribers (the order across them).
+struct Logged {
+    id: u64,
+    log: Arc<Mutex<Vec<(u64, String, u64)>>>,
+}
+
+impl Subscriber for Logged {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn send(&self, room: &str, _: Option<&RawValue>, meta: Meta) -> Sent {
+        self.log.lock().push((self.id, room.to_string(), meta.seq));
+        Sent::Ok
+    }
+}
+
+/// A batch's deliveries leave grouped by subscriber (so that a socket's share goes in one
+/// write), each subscriber's in the batch's order, from the engine and from upstream alike.
+#[test]
+fn a_batch_is_sent_grouped_by_subscriber_in_order() {
+    const D2: &str = "/doors/d2/state";
+    const ALERTS: &str = "/alerts/requests";
+    let hub = Hub::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    for id in [2, 1] {
+        for room in [DOOR, ALERTS, D2] {
+            let sub = Arc::new(Logged {
+                id,
+                log: log.clone(),
+            });
+            assert!(hub.subscribe(sub, room));
+        }
+    }
+    hub.apply(&batch(
+        10,
+        vec![
+            change(DOOR, "1", 1),
+            change(ALERTS, "\"a\"", 1),
+            change(D2, "1", 1),
+            change(ALERTS, "\"b\"", 1),
+        ],
+    ));
+    let sent = |id: u64, room: &str, seq: u64| (id, room.to_string(), seq);
+    // Stream events as they come, then the state rooms' values after the batch.
+    let want = |id| {
+        [
+            sent(id, ALERTS, 1),
+            sent(id, ALERTS, 2),
+            sent(id, DOOR, 1),
+            sent(id, D2, 1),
+        ]
+    };
+    let grouped: Vec<_> = want(1).into_iter().chain(want(2)).collect();
+    assert_eq!(std::mem::take(&mut *log.lock()), grouped);
+    let remote = [(D2, 5), (DOOR, 7), (D2, 6), (DOOR, 6)];
+    let applied = hub.apply_remote_many(
+        remote
+            .iter()
+            .map(|&(room, seq)| (room, Some(raw("2")), meta(seq))),
+    );
+    assert_eq!(applied, 3, "DOOR at 6 after 7 is older and dropped");
+    let want = |id| [sent(id, D2, 5), sent(id, DOOR, 7), sent(id, D2, 6)];
+    let grouped: Vec<_> = want(1).into_iter().chain(want(2)).collect();
+    assert_eq!(*log.lock(), grouped);
+}

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -47,6 +47,8 @@ const BACKOFF_MAX_SEVERAL: Duration = Duration::from_millis(250);
 /// A ping this often; a link silent for [`SILENT`] is dead.
 const PING: Duration = Duration::from_secs(5);
 const SILENT: Duration = Duration::from_secs(15);
+/// Most frames applied as one batch.
+const BATCH: usize = 4096;
 /// Largest frame accepted from upstream.
 const MAX_FRAME: usize = 16 << 20;
 
@@ -75,6 +77,9 @@ pub struct LinkConfig {
     pub urls: Vec<String>,
     /// JWT given as `Authorization: Bearer`.
     pub token: Option<String>,
+    /// How long frames are gathered into one batch after the first (`--batch-ms`; zero: only
+    /// those already received).
+    pub batch: Duration,
 }
 
 /// The link's state and counters (`/health`, `/metrics`).
@@ -338,17 +343,39 @@ impl Link {
             tokio::select! {
                 msg = ws.next() => {
                     heard = tokio::time::Instant::now();
-                    match msg {
-                        Some(Ok(Message::Binary(b))) => self.apply(&b),
-                        Some(Ok(Message::Text(t))) => match serde_json::from_str::<Refused>(t.as_str()) {
-                            Ok(r) => tracing::warn!(room = ?r.room, "upstream refused: {}", r.error),
-                            Err(_) => {
-                                self.status.invalid.fetch_add(1, Ordering::Relaxed);
+                    // This message, every one already received and, with `--batch-ms`, those
+                    // arriving in that window, applied as one batch: the hub then sends each
+                    // socket its share in one go (one write instead of one per delivery).
+                    let mut batch = Vec::new();
+                    let mut next = Some(msg);
+                    let mut end = None;
+                    let deadline = tokio::time::Instant::now() + self.config.batch;
+                    while let Some(msg) = next.take() {
+                        match msg {
+                            Some(Ok(Message::Binary(b))) => batch.extend(self.decode(&b)),
+                            Some(Ok(Message::Text(t))) => match serde_json::from_str::<Refused>(t.as_str()) {
+                                Ok(r) => tracing::warn!(room = ?r.room, "upstream refused: {}", r.error),
+                                Err(_) => {
+                                    self.status.invalid.fetch_add(1, Ordering::Relaxed);
+                                }
+                            },
+                            Some(Ok(Message::Close(_))) | None => end = Some(LinkError::Closed),
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => end = Some(e.into()),
+                        }
+                        if end.is_none() && batch.len() < BATCH {
+                            next = ws.next().now_or_never();
+                            if next.is_none() && !self.config.batch.is_zero() {
+                                next = tokio::time::timeout_at(deadline, ws.next()).await.ok();
                             }
-                        },
-                        Some(Ok(Message::Close(_))) | None => return LinkError::Closed,
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return e.into(),
+                        }
+                    }
+                    let applied = self.hub.apply_remote_many(batch.iter().map(|(room, value, meta)| (room.as_str(), value.clone(), *meta)));
+                    self.status
+                        .stale
+                        .fetch_add((batch.len() - applied) as u64, Ordering::Relaxed);
+                    if let Some(e) = end {
+                        return e;
                     }
                 }
                 _ = self.wanted.notify.notified() => {
@@ -369,20 +396,20 @@ impl Link {
         }
     }
 
-    fn apply(&mut self, bytes: &[u8]) {
+    /// Decodes one frame into the change to apply (with the seq offset of a takeover), `None`
+    /// for an invalid frame, a room no longer followed, or a frame already held.
+    fn decode(&mut self, bytes: &[u8]) -> Option<(String, Option<Arc<RawValue>>, Meta)> {
         self.status.frames.fetch_add(1, Ordering::Relaxed);
         let change = match frame::decode(bytes) {
             Ok(c) => c,
             Err(e) => {
                 self.status.invalid.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("invalid frame from upstream: {e}");
-                return;
+                return None;
             }
         };
         // A room no longer followed (its frames were in flight): ignored.
-        let Some(followed) = self.rooms.get_mut(change.room) else {
-            return;
-        };
+        let followed = self.rooms.get_mut(change.room)?;
         let value = match change.value.map(|v| {
             std::str::from_utf8(v)
                 .ok()
@@ -392,7 +419,7 @@ impl Link {
             Some(Some(v)) => Some(Arc::from(v)),
             Some(None) => {
                 self.status.invalid.fetch_add(1, Ordering::Relaxed);
-                return;
+                return None;
             }
         };
         if let Some(floor) = followed.floor {
@@ -400,7 +427,7 @@ impl Link {
                 // Already held (from the process before the takeover).
                 followed.last = followed.last.max(change.meta.seq);
                 self.status.stale.fetch_add(1, Ordering::Relaxed);
-                return;
+                return None;
             }
             // Same numbering as before the takeover (the store's); raised only if upstream's
             // seq is not above the one held (a tail the store never got, renumbered).
@@ -417,9 +444,7 @@ impl Link {
                 .max(0) as u64,
             ..change.meta
         };
-        if !self.hub.apply_remote(change.room, value, meta) {
-            self.status.stale.fetch_add(1, Ordering::Relaxed);
-        }
+        Some((change.room.to_string(), value, meta))
     }
 }
 

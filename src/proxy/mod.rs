@@ -66,6 +66,8 @@ pub struct ProxyConfig {
     pub no_auth: bool,
     /// socket.io rooms restricted to some roles (the grants are asked of the upstream).
     pub room_permissions: Vec<crate::users::rooms::RoomRule>,
+    /// Changes from upstream are gathered this long before they are delivered (`--batch-ms`).
+    pub batch: std::time::Duration,
 }
 
 /// What the proxy's handlers share.
@@ -291,6 +293,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
         link::LinkConfig {
             urls: upstreams.iter().map(|u| u.replicate_url()).collect(),
             token: config.upstream_token.clone(),
+            batch: config.batch,
         },
     );
     let rooms = RoomAccess::new(
