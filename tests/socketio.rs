@@ -2,7 +2,8 @@
 //! 4.x (1,000 clients on 100 rooms) and python-socketio. Every client gets the sticky value
 //! first, then every change in order with no duplicate and no gap (sequence checked), and ends
 //! with the engine's final value of every room; a bad token is refused; an unknown room is an
-//! error to that client only.
+//! error to that client only; a client subscribing to a whole site at once, faster than it
+//! reads, gets every acknowledgement and every room's value.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -424,6 +425,82 @@ fn python_socketio_gets_sticky_values_in_sequence() {
             got[room]["seq"].as_u64().unwrap_or(0) >= 1,
             "{room}: {}",
             got[room]
+        );
+    }
+}
+
+/// A client that subscribes to every state room of a 1,000-robot site (2,005 rooms) at once and
+/// reads nothing for 2 s (receive buffer of 4 KiB) fills its queue on the server: every acknowledgement still arrives,
+/// each for its own request, and every room ends with the replay's final value (delivered late,
+/// coalesced, where the queue was full). socketioxide alone drops an acknowledgement that finds
+/// the queue full.
+#[test]
+fn a_client_subscribing_to_a_whole_site_at_once_gets_every_acknowledgement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recording = dir.path().join("site.mcap");
+    let out = bin()
+        .args(["trace", "gen", "--preset", "site", "--duration", "20s"])
+        .args(["--seed", "3", "--no-ws", "-o"])
+        .arg(&recording)
+        .output()
+        .expect("trace gen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = final_values(&recording);
+    // State rooms (a stream room has no present value to send).
+    let kinds = rmf_dash::hub::rooms::Kinds::new();
+    let rooms: Vec<&String> = expected
+        .keys()
+        .filter(|r| kinds.kind(r) == Some(rmf_dash_dataflows::derived::RoomKind::State))
+        .collect();
+    assert!(rooms.len() >= 2000, "{} rooms", rooms.len());
+    let (_server, port) = serve(&recording, "max");
+    std::thread::sleep(Duration::from_secs(2));
+    let st = Command::new(repo().join("scripts/python-env.sh"))
+        .status()
+        .expect("python env");
+    assert!(st.success());
+    // Three such clients at once (the server's buffers do not always fill for one alone).
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new(repo().join(".venv/bin/python"))
+                .arg(repo().join("tests/python/many_rooms.py"))
+                .arg(format!("http://127.0.0.1:{port}"))
+                .arg(token(&format!("many{i}")))
+                .arg("2")
+                .args(&rooms)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("python client")
+        })
+        .collect();
+    for client in clients {
+        let out = client.wait_with_output().expect("python client");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_acks_and_values(&out.stdout, &rooms, &expected);
+    }
+}
+
+/// Every room's acknowledgement, for its own request, and its final value.
+fn check_acks_and_values(stdout: &[u8], rooms: &[&String], expected: &BTreeMap<String, Value>) {
+    let got: Value = serde_json::from_slice(stdout).expect("json");
+    let acks = got["acks"].as_object().expect("acks");
+    assert_eq!(acks.len(), rooms.len(), "acknowledgements");
+    for (i, room) in rooms.iter().enumerate() {
+        assert_eq!(acks[&i.to_string()], serde_json::json!({"room": room}));
+        assert!(
+            same_json(&got["values"][room.as_str()], &expected[room.as_str()]),
+            "{room}: {} != {}",
+            got["values"][room.as_str()],
+            expected[room.as_str()]
         );
     }
 }

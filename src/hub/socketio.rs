@@ -30,7 +30,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::handler::{FromMessageParts, Value};
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError, SocketIo};
 
 use super::{Hub, Meta, Sent, Subscriber};
@@ -71,6 +73,8 @@ struct Conn {
     /// The client's token, kept only where grants are asked upstream with it (a proxy with
     /// room rules).
     token: Option<Arc<str>>,
+    /// Taken by each subscription in turn (see [`subscribe`]).
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A socket as a hub subscriber.
@@ -189,6 +193,7 @@ async fn authenticate(
         id,
         user: Arc::new(user),
         grants: rooms.map(|_| Default::default()),
+        turn: Default::default(),
         token: token
             .filter(|_| rooms.is_some_and(|r| r.needs_token()))
             .map(Arc::from),
@@ -209,10 +214,62 @@ fn room_of(req: Result<RoomRequest, impl std::fmt::Display>) -> Result<String, S
         .map_err(|e| format!("room is not valid UTF-8 once URL-decoded: {e}"))
 }
 
-fn refuse(socket: &SocketRef, ack: AckSender, room: Option<&str>, error: &str) {
+async fn refuse(socket: &SocketRef, ack: Ack, room: Option<&str>, error: &str) {
     let body = serde_json::json!({"room": room, "error": error});
     let _ = socket.emit("subscribe_error", &body);
-    let _ = ack.send(&body);
+    ack.send(&body).await;
+}
+
+/// The acknowledgement a client asked for with its event, sent again while the socket's queue
+/// is full ([`QUEUE`]). A client that subscribes to hundreds of rooms at once, faster than it
+/// reads their present values, fills its queue; socketioxide's [`AckSender`] drops a packet
+/// that finds the queue full and cannot send it again, and a client waiting for the
+/// acknowledgement would wait forever.
+struct Ack {
+    socket: Arc<Socket>,
+    id: Option<i64>,
+}
+
+impl FromMessageParts<socketioxide::adapter::LocalAdapter> for Ack {
+    type Error = std::convert::Infallible;
+
+    fn from_message_parts(
+        socket: &Arc<Socket>,
+        _: &mut Value,
+        id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        Ok(Ack {
+            socket: socket.clone(),
+            id: *id,
+        })
+    }
+}
+
+/// Longest time an acknowledgement is retried while the socket's queue stays full.
+const ACK_WINDOW: Duration = Duration::from_secs(30);
+
+impl Ack {
+    /// Sends `body` as the acknowledgement (nothing when none was asked for), retrying every
+    /// 5 ms while the queue is full, for at most [`ACK_WINDOW`].
+    async fn send<T: serde::Serialize>(self, body: &T) {
+        let deadline = tokio::time::Instant::now() + ACK_WINDOW;
+        loop {
+            let mut unused = Value::Bytes(Default::default());
+            let Ok(sender) = AckSender::from_message_parts(&self.socket, &mut unused, &self.id);
+            match sender.send(body) {
+                Err(SendError::Socket(SocketError::InternalChannelFull))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => {
+                    tracing::debug!(sid = %self.socket.id, "acknowledgement not sent: {e}");
+                    return;
+                }
+                Ok(()) => return,
+            }
+        }
+    }
 }
 
 /// Waits (at most [`CONNECT_WINDOW`]) until socketioxide marks the socket connected: it does so
@@ -237,7 +294,7 @@ async fn subscribe(
     socket: SocketRef,
     TryData(req): TryData<RoomRequest>,
     State(state): State<Arc<SocketState>>,
-    ack: AckSender,
+    ack: Ack,
 ) {
     let Some(conn) = socket.extensions.get::<Conn>() else {
         return;
@@ -245,12 +302,16 @@ async fn subscribe(
     if !until_connected(&socket).await {
         return;
     }
+    // One subscription of a socket at a time: a burst of them (a dashboard opening) then
+    // queues one present value and one acknowledgement at a time, and only one waits when the
+    // queue is full.
+    let _turn = conn.turn.lock().await;
     let room = match room_of(req) {
         Ok(r) => r,
-        Err(e) => return refuse(&socket, ack, None, &e),
+        Err(e) => return refuse(&socket, ack, None, &e).await,
     };
     if let Err(e) = may_read(&state, &conn, &room).await {
-        return refuse(&socket, ack, Some(&room), &e);
+        return refuse(&socket, ack, Some(&room), &e).await;
     }
     let sub = Arc::new(SocketSub {
         id: conn.id,
@@ -258,9 +319,9 @@ async fn subscribe(
     });
     if state.hub.subscribe(sub, &room) {
         tracing::debug!(user = %conn.user.username, room, "subscribed");
-        let _ = ack.send(&serde_json::json!({"room": room}));
+        ack.send(&serde_json::json!({"room": room})).await;
     } else {
-        refuse(&socket, ack, Some(&room), "unknown room");
+        refuse(&socket, ack, Some(&room), "unknown room").await;
     }
 }
 
@@ -290,7 +351,7 @@ async fn unsubscribe(
     socket: SocketRef,
     TryData(req): TryData<RoomRequest>,
     State(state): State<Arc<SocketState>>,
-    ack: AckSender,
+    ack: Ack,
 ) {
     let Some(conn) = socket.extensions.get::<Conn>() else {
         return;
@@ -298,9 +359,9 @@ async fn unsubscribe(
     match room_of(req) {
         Ok(room) => {
             state.hub.unsubscribe(conn.id, &room);
-            let _ = ack.send(&serde_json::json!({"room": room}));
+            ack.send(&serde_json::json!({"room": room})).await;
         }
-        Err(e) => refuse(&socket, ack, None, &e),
+        Err(e) => refuse(&socket, ack, None, &e).await,
     }
 }
 
