@@ -105,21 +105,25 @@ fn serve(recording: &Path, speed: &str) -> (Server, u16) {
     (server, port)
 }
 
+/// The project's python (with python-socketio and websocket-client: scripts/python-env.sh).
+fn python() -> Command {
+    let st = Command::new(repo().join("scripts/python-env.sh"))
+        .status()
+        .expect("python env");
+    assert!(st.success());
+    Command::new(repo().join(".venv/bin/python"))
+}
+
+/// The hotel recording of these tests (120 s, every scenario).
 fn generate(dir: &Path) -> PathBuf {
-    let path = dir.join("hotel.mcap");
+    generate_preset(dir, "hotel", "120s", "5")
+}
+
+fn generate_preset(dir: &Path, preset: &str, duration: &str, seed: &str) -> PathBuf {
+    let path = dir.join(format!("{preset}.mcap"));
     let out = bin()
-        .args([
-            "trace",
-            "gen",
-            "--preset",
-            "hotel",
-            "--duration",
-            "120s",
-            "--seed",
-            "5",
-            "--no-ws",
-            "-o",
-        ])
+        .args(["trace", "gen", "--preset", preset, "--duration", duration])
+        .args(["--seed", seed, "--no-ws", "-o"])
         .arg(&path)
         .output()
         .expect("trace gen");
@@ -396,17 +400,13 @@ fn python_socketio_gets_sticky_values_in_sequence() {
     let (_server, port) = serve(&recording, "max");
     // Wait for the replay to end (the rooms then hold their final values).
     std::thread::sleep(Duration::from_secs(2));
-    let st = Command::new(repo().join("scripts/python-env.sh"))
-        .status()
-        .expect("python env");
-    assert!(st.success());
     let rooms = [
         "/building_map",
         "/doors/L1_door_01/state",
         "/fleets/tinyRobot/state",
         "/robots/tinyRobot/tinyRobot1/health",
     ];
-    let out = Command::new(repo().join(".venv/bin/python"))
+    let out = python()
         .arg(repo().join("tests/python/sticky.py"))
         .arg(format!("http://127.0.0.1:{port}"))
         .arg(token("pyclient"))
@@ -437,18 +437,7 @@ fn python_socketio_gets_sticky_values_in_sequence() {
 #[test]
 fn a_client_subscribing_to_a_whole_site_at_once_gets_every_acknowledgement() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let recording = dir.path().join("site.mcap");
-    let out = bin()
-        .args(["trace", "gen", "--preset", "site", "--duration", "20s"])
-        .args(["--seed", "3", "--no-ws", "-o"])
-        .arg(&recording)
-        .output()
-        .expect("trace gen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let recording = generate_preset(dir.path(), "site", "20s", "3");
     let expected = final_values(&recording);
     // State rooms (a stream room has no present value to send).
     let kinds = rmf_dash::hub::rooms::Kinds::new();
@@ -459,14 +448,10 @@ fn a_client_subscribing_to_a_whole_site_at_once_gets_every_acknowledgement() {
     assert!(rooms.len() >= 2000, "{} rooms", rooms.len());
     let (_server, port) = serve(&recording, "max");
     std::thread::sleep(Duration::from_secs(2));
-    let st = Command::new(repo().join("scripts/python-env.sh"))
-        .status()
-        .expect("python env");
-    assert!(st.success());
     // Three such clients at once (the server's buffers do not always fill for one alone).
     let clients: Vec<_> = (0..3)
         .map(|i| {
-            Command::new(repo().join(".venv/bin/python"))
+            python()
                 .arg(repo().join("tests/python/many_rooms.py"))
                 .arg(format!("http://127.0.0.1:{port}"))
                 .arg(token(&format!("many{i}")))

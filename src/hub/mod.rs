@@ -205,14 +205,7 @@ impl Hub {
                 tracing::debug!(room, "output for a room the hub does not serve");
                 continue;
             };
-            let key: Arc<str> = match inner.rooms.get_key_value(room.as_str()) {
-                Some((k, _)) => k.clone(),
-                None => Arc::from(room.as_str()),
-            };
-            let r = inner
-                .rooms
-                .entry(key.clone())
-                .or_insert_with(|| Room::new(kind));
+            let (key, r) = room_entry(&mut inner.rooms, room.as_str(), kind);
             match (kind, *diff > 0) {
                 (RoomKind::State, false) => {
                     if r.record.as_deref() == Some(value.as_str()) {
@@ -286,10 +279,7 @@ impl Hub {
             let Some(kind) = self.kind_of.kind(&room) else {
                 continue;
             };
-            let r = inner
-                .rooms
-                .entry(Arc::from(room.as_str()))
-                .or_insert_with(|| Room::new(kind));
+            let (_, r) = room_entry(&mut inner.rooms, &room, kind);
             r.seq = seq;
             r.t = t;
             if kind == RoomKind::State {
@@ -309,14 +299,7 @@ impl Hub {
         };
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let key: Arc<str> = match inner.rooms.get_key_value(room) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(room),
-        };
-        let r = inner
-            .rooms
-            .entry(key.clone())
-            .or_insert_with(|| Room::new(kind));
+        let (key, r) = room_entry(&mut inner.rooms, room, kind);
         if r.subscribers.iter().any(|s| s.id() == sub.id()) {
             return true; // Already subscribed: nothing is delivered twice.
         }
@@ -401,14 +384,7 @@ impl Hub {
         };
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let key: Arc<str> = match inner.rooms.get_key_value(room) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(room),
-        };
-        let r = inner
-            .rooms
-            .entry(key.clone())
-            .or_insert_with(|| Room::new(kind));
+        let (key, r) = room_entry(&mut inner.rooms, room, kind);
         if !r.subscribers.iter().any(|s| s.id() == sub.id()) {
             r.subscribers.push(sub.clone());
             if r.subscribers.len() == 1 {
@@ -484,14 +460,7 @@ impl Hub {
             let Some(kind) = self.kind_of.kind(room) else {
                 continue;
             };
-            let key: Arc<str> = match inner.rooms.get_key_value(room) {
-                Some((k, _)) => k.clone(),
-                None => Arc::from(room),
-            };
-            let r = inner
-                .rooms
-                .entry(key.clone())
-                .or_insert_with(|| Room::new(kind));
+            let (key, r) = room_entry(&mut inner.rooms, room, kind);
             if meta.seq <= r.seq {
                 continue;
             }
@@ -657,6 +626,20 @@ impl Hub {
         let subs = inner.rooms.values().map(|r| r.subscribers.len()).sum();
         (inner.rooms.len(), subs, inner.behind.len())
     }
+}
+
+/// The room named `room` (created, of `kind`, when new) and its name, shared with the map.
+fn room_entry<'a>(
+    rooms: &'a mut HashMap<Arc<str>, Room>,
+    room: &str,
+    kind: RoomKind,
+) -> (Arc<str>, &'a mut Room) {
+    let key: Arc<str> = match rooms.get_key_value(room) {
+        Some((k, _)) => k.clone(),
+        None => Arc::from(room),
+    };
+    let r = rooms.entry(key.clone()).or_insert_with(|| Room::new(kind));
+    (key, r)
 }
 
 /// A delivery waiting for the end of its batch ([`Hub::send`]).
