@@ -343,38 +343,7 @@ impl Link {
             tokio::select! {
                 msg = ws.next() => {
                     heard = tokio::time::Instant::now();
-                    // This message, every one already received and, with `--batch-ms`, those
-                    // arriving in that window, applied as one batch: the hub then sends each
-                    // socket its share in one go (one write instead of one per delivery).
-                    let mut batch = Vec::new();
-                    let mut next = Some(msg);
-                    let mut end = None;
-                    let deadline = tokio::time::Instant::now() + self.config.batch;
-                    while let Some(msg) = next.take() {
-                        match msg {
-                            Some(Ok(Message::Binary(b))) => batch.extend(self.decode(&b)),
-                            Some(Ok(Message::Text(t))) => match serde_json::from_str::<Refused>(t.as_str()) {
-                                Ok(r) => tracing::warn!(room = ?r.room, "upstream refused: {}", r.error),
-                                Err(_) => {
-                                    self.status.invalid.fetch_add(1, Ordering::Relaxed);
-                                }
-                            },
-                            Some(Ok(Message::Close(_))) | None => end = Some(LinkError::Closed),
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => end = Some(e.into()),
-                        }
-                        if end.is_none() && batch.len() < BATCH {
-                            next = ws.next().now_or_never();
-                            if next.is_none() && !self.config.batch.is_zero() {
-                                next = tokio::time::timeout_at(deadline, ws.next()).await.ok();
-                            }
-                        }
-                    }
-                    let applied = self.hub.apply_remote_many(batch.iter().map(|(room, value, meta)| (room.as_str(), value.clone(), *meta)));
-                    self.status
-                        .stale
-                        .fetch_add((batch.len() - applied) as u64, Ordering::Relaxed);
-                    if let Some(e) = end {
+                    if let Some(e) = self.apply_batch(&mut ws, msg).await {
                         return e;
                     }
                 }
@@ -394,6 +363,48 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Applies `first`, every message already received and, with `--batch-ms`, those arriving
+    /// in that window, as one batch: the hub then sends each socket its share in one go (one
+    /// write instead of one per delivery). Returns how the link ended, if it did.
+    async fn apply_batch(
+        &mut self,
+        ws: &mut Ws,
+        first: Option<Result<Message, tungstenite::Error>>,
+    ) -> Option<LinkError> {
+        let deadline = tokio::time::Instant::now() + self.config.batch;
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        let mut end = None;
+        while let Some(msg) = next.take() {
+            match msg {
+                Some(Ok(Message::Binary(b))) => batch.extend(self.decode(&b)),
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<Refused>(t.as_str()) {
+                    Ok(r) => tracing::warn!(room = ?r.room, "upstream refused: {}", r.error),
+                    Err(_) => {
+                        self.status.invalid.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                Some(Ok(Message::Close(_))) | None => end = Some(LinkError::Closed),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => end = Some(e.into()),
+            }
+            if end.is_none() && batch.len() < BATCH {
+                next = ws.next().now_or_never();
+                if next.is_none() && !self.config.batch.is_zero() {
+                    next = tokio::time::timeout_at(deadline, ws.next()).await.ok();
+                }
+            }
+        }
+        let changes = batch
+            .iter()
+            .map(|(room, value, meta)| (room.as_str(), value.clone(), *meta));
+        let applied = self.hub.apply_remote_many(changes);
+        self.status
+            .stale
+            .fetch_add((batch.len() - applied) as u64, Ordering::Relaxed);
+        end
     }
 
     /// Decodes one frame into the change to apply (with the seq offset of a takeover), `None`
