@@ -119,11 +119,23 @@ impl Room {
     }
 }
 
+type Behind = HashMap<u64, (Arc<dyn Subscriber>, BTreeSet<(Arc<str>, u64)>)>;
+
+/// Marks `room` behind for `sub`, whose buffer was full for the change numbered `seq` (it got
+/// the one before at most); [`Hub::flush`] sends it what it missed.
+fn mark_behind(behind: &mut Behind, sub: &Arc<dyn Subscriber>, room: Arc<str>, seq: u64) {
+    behind
+        .entry(sub.id())
+        .or_insert_with(|| (sub.clone(), BTreeSet::new()))
+        .1
+        .insert((room, seq.saturating_sub(1)));
+}
+
 #[derive(Default)]
 struct Inner {
     rooms: HashMap<Arc<str>, Room>,
     /// Subscriber -> rooms it is behind on, with the last sequence it received there.
-    behind: HashMap<u64, (Arc<dyn Subscriber>, BTreeSet<(Arc<str>, u64)>)>,
+    behind: Behind,
     /// Subscriber -> its rooms (to unsubscribe everything on disconnect).
     of: HashMap<u64, BTreeSet<Arc<str>>>,
 }
@@ -237,7 +249,7 @@ impl Hub {
                             t: batch.time,
                             sent_ms,
                         };
-                        queue(&mut outbox, &key, r, Some(&payload), meta);
+                        queue(&mut outbox, &key, &r.subscribers, Some(&payload), meta);
                     }
                     match seqs.iter_mut().rev().find(|(k, _)| *k == key) {
                         Some((_, seq)) => *seq = r.seq,
@@ -259,7 +271,7 @@ impl Hub {
                 sent_ms,
             };
             seqs.push((key.clone(), r.seq));
-            queue(&mut outbox, &key, r, r.value.as_ref(), meta);
+            queue(&mut outbox, &key, &r.subscribers, r.value.as_ref(), meta);
         }
         self.send(inner, outbox);
         self.metrics
@@ -311,28 +323,14 @@ impl Hub {
         // The present value; `null` for a room that had a value and has none now (a condition
         // that ended); nothing for a room whose entity never appeared.
         if kind == RoomKind::State && r.seq > 0 {
-            let value = r.value.clone();
             let meta = Meta {
                 seq: r.seq,
                 t: r.t,
                 sent_ms: now_ms(),
             };
-            match sub.send(&key, value.as_deref(), meta) {
-                Sent::Ok => {
-                    self.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
-                }
-                Sent::Full => {
-                    self.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
-                    let seq = r.seq.saturating_sub(1);
-                    inner
-                        .behind
-                        .entry(sub.id())
-                        .or_insert_with(|| (sub.clone(), BTreeSet::new()))
-                        .1
-                        .insert((key, seq));
-                }
-                Sent::Closed => {}
-            }
+            let mut outbox = Vec::with_capacity(1);
+            queue(&mut outbox, &key, [&sub], r.value.as_ref(), meta);
+            self.send(inner, outbox);
         }
         true
     }
@@ -405,12 +403,7 @@ impl Hub {
                 }
                 Sent::Full => {
                     self.metrics.coalesced.fetch_add(1, Ordering::Relaxed);
-                    inner
-                        .behind
-                        .entry(sub.id())
-                        .or_insert_with(|| (sub.clone(), BTreeSet::new()))
-                        .1
-                        .insert((key.clone(), seq.saturating_sub(1)));
+                    mark_behind(&mut inner.behind, &sub, key.clone(), seq);
                     false
                 }
                 Sent::Closed => false,
@@ -471,14 +464,14 @@ impl Hub {
                 (RoomKind::State, value) => {
                     r.record = None;
                     r.value = value;
-                    queue(&mut outbox, &key, r, r.value.as_ref(), meta);
+                    queue(&mut outbox, &key, &r.subscribers, r.value.as_ref(), meta);
                 }
                 (RoomKind::Stream, Some(payload)) => {
                     r.tail.push_back((meta.seq, meta.t, payload.clone()));
                     if r.tail.len() > STREAM_TAIL {
                         r.tail.pop_front();
                     }
-                    queue(&mut outbox, &key, r, Some(&payload), meta);
+                    queue(&mut outbox, &key, &r.subscribers, Some(&payload), meta);
                 }
                 (RoomKind::Stream, None) => {}
             }
@@ -651,9 +644,15 @@ struct Pending {
     meta: Meta,
 }
 
-/// Queues a change for every subscriber of a room.
-fn queue(outbox: &mut Vec<Pending>, key: &Arc<str>, room: &Room, value: Option<&Raw>, meta: Meta) {
-    outbox.extend(room.subscribers.iter().map(|sub| Pending {
+/// Queues a change of room `key` for each of `subscribers`.
+fn queue<'a>(
+    outbox: &mut Vec<Pending>,
+    key: &Arc<str>,
+    subscribers: impl IntoIterator<Item = &'a Arc<dyn Subscriber>>,
+    value: Option<&Raw>,
+    meta: Meta,
+) {
+    outbox.extend(subscribers.into_iter().map(|sub| Pending {
         id: sub.id(),
         sub: sub.clone(),
         room: key.clone(),
@@ -685,12 +684,7 @@ impl Hub {
                 Sent::Ok => sent += 1,
                 Sent::Full => {
                     coalesced += 1;
-                    inner
-                        .behind
-                        .entry(p.id)
-                        .or_insert_with(|| (p.sub.clone(), BTreeSet::new()))
-                        .1
-                        .insert((p.room, p.meta.seq.saturating_sub(1)));
+                    mark_behind(&mut inner.behind, &p.sub, p.room, p.meta.seq);
                 }
                 Sent::Closed => closed.push((p.room, p.id)),
             }

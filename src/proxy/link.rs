@@ -397,13 +397,11 @@ impl Link {
                 }
             }
         }
-        let changes = batch
-            .iter()
-            .map(|(room, value, meta)| (room.as_str(), value.clone(), *meta));
-        let applied = self.hub.apply_remote_many(changes);
+        let n = batch.len();
+        let applied = self.hub.apply_remote_many(batch);
         self.status
             .stale
-            .fetch_add((batch.len() - applied) as u64, Ordering::Relaxed);
+            .fetch_add((n - applied) as u64, Ordering::Relaxed);
         end
     }
 

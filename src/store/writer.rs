@@ -244,7 +244,7 @@ async fn run(
                     }
                     max_seen = max_seen.max(m.time());
                     buffer.push(m);
-                    let held = inflight_bytes + next.as_ref().map_or(0, WriteSet::held_bytes);
+                    let held = held(inflight_bytes, &next);
                     if buffer.bytes + held > config.max_buffer_bytes {
                         shed(&mut buffer, config.max_buffer_bytes, held, &metrics, &mut gaps);
                     }
@@ -299,7 +299,7 @@ async fn run(
             _ = tick.tick() => {}
         }
         metrics.buffered_bytes.store(
-            (buffer.bytes + inflight_bytes + next.as_ref().map_or(0, WriteSet::held_bytes)) as u64,
+            (buffer.bytes + held(inflight_bytes, &next)) as u64,
             Ordering::Relaxed,
         );
         metrics
@@ -435,6 +435,11 @@ fn target(frontier: Time, max_seen: Option<Time>) -> Option<Time> {
     }
 }
 
+/// Memory held by the set being written (`inflight_bytes`) and the one built ahead.
+fn held(inflight_bytes: usize, next: &Option<WriteSet>) -> usize {
+    inflight_bytes + next.as_ref().map_or(0, WriteSet::held_bytes)
+}
+
 /// The memory bound's policy: drop the oldest buffered messages down to 90 % of the bound, the
 /// sets being written or built ahead (`held`) counted.
 fn shed(
@@ -444,7 +449,6 @@ fn shed(
     metrics: &StoreMetrics,
     gaps: &mut Vec<(i64, i64, i64)>,
 ) {
-    // The sets being written and built ahead count too.
     let target = (bound / 10 * 9).saturating_sub(held);
     let (mut from, mut to, mut rows) = (i64::MAX, i64::MIN, 0i64);
     while buffer.bytes > target {
