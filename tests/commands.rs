@@ -4,10 +4,8 @@
 //! statuses, timeout), invalid bodies are 422 with FastAPI's details, the alert respond rules
 //! (400, 404, 409), auth, and `--rmf-link none`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -15,33 +13,39 @@ use serde_json::{Value, json};
 use rmf_dash::ingest::cdr::{RmfRelease, typed};
 use rmf_dash_dataflows::model::ros::StdString;
 
+mod common;
+use common::{Proc, bearer, bin, free_port};
+
 const SECRET: &str = "commands-test-secret";
 
+fn token(user: &str) -> String {
+    common::token(SECRET, user)
+}
+
+/// A server, killed when dropped.
 struct Server {
-    child: Child,
+    _proc: Proc,
     port: u16,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// One request with `token` as bearer: (status, JSON body, Null when empty, a string when not
+/// JSON).
+fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
+    common::try_http(port, method, path, token.map(bearer).as_deref(), body)
+        .map(|r| (r.status, r.value()))
 }
 
 /// Starts `rmf-dash serve` with `args` (plus `--no-db` and the listen address) and waits for
 /// `/health`.
 fn serve(args: &[&str]) -> Server {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
+    let child = bin()
         .args(["serve", "--no-db", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .args(args)
@@ -49,7 +53,10 @@ fn serve(args: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start rmf-dash serve");
-    let server = Server { child, port };
+    let server = Server {
+        _proc: Proc(child),
+        port,
+    };
     let start = Instant::now();
     loop {
         if let Ok((200, _)) = try_http(port, "GET", "/health", None, None) {
@@ -61,63 +68,6 @@ fn serve(args: &[&str]) -> Server {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn try_http(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> std::io::Result<(u16, Value)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    let body = body.unwrap_or_default();
-    req.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    let value = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap_or(Value::String(body))
-    };
-    Ok((status, value))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 impl Server {
@@ -852,21 +802,6 @@ fn fire_alarm_reset_and_delivery_alert_response() {
             }})
         ]
     );
-}
-
-fn token(user: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let claims = json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
 }
 
 #[test]

@@ -6,15 +6,13 @@
 //! was injected on which entity, the published messages say when each condition became true.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use serde_json::Value;
 
-const TICK: u64 = 10;
+mod common;
+use common::bin;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
+const TICK: u64 = 10;
 
 fn run(args: &[&str]) -> String {
     let out = bin().args(args).output().expect("run rmf-dash");

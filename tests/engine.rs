@@ -3,12 +3,11 @@
 //! two-process timely cluster on loopback.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
+mod common;
+use common::{bin, trace_gen};
 
 /// A hotel recording with every scenario injected, generated once per test process.
 fn recording() -> &'static Path {
@@ -16,31 +15,17 @@ fn recording() -> &'static Path {
     PATH.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("rmf-dash-engine-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("hotel.mcap");
-        let out = bin()
-            .args([
-                "trace",
-                "gen",
-                "--preset",
-                "hotel",
-                "--duration",
-                "300s",
-                "--seed",
-                "3",
-                "--scenario",
-                "all",
-                "--no-ws",
-                "-o",
-            ])
-            .arg(&path)
-            .output()
-            .expect("run trace gen");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path
+        let args = [
+            "--preset",
+            "hotel",
+            "--duration",
+            "300s",
+            "--seed",
+            "3",
+            "--scenario",
+            "all",
+        ];
+        trace_gen(&dir.join("hotel.mcap"), &args)
     })
 }
 

@@ -12,7 +12,6 @@
 //! - `takeover_time_over_ten_kills` (ignored: a measurement): p50 and max of 10 takeovers.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
@@ -20,86 +19,37 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use rmf_dash::store::LocalPg;
-use rmf_dash::store::local_pg::LocalOptions;
+mod common;
+use common::{
+    Cluster, bin, cluster, free_port, hotel_emitted, hotel_recording, node_dir, same_json,
+};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A throwaway cluster (stopped, then its directory removed, on drop).
-struct Cluster {
-    pg: LocalPg,
-    _dir: tempfile::TempDir,
-}
-
-fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg =
-        LocalPg::start(dir.path(), LocalOptions { unsafe_fast: true }).expect("local PostgreSQL");
-    Cluster { pg, _dir: dir }
-}
-
-impl Cluster {
-    fn url(&self) -> &str {
-        self.pg.url()
-    }
-
-    fn sql<T>(&self, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let client = rmf_dash::store::connect(self.url()).await.expect("connect");
-            f(&client).await
-        })
-    }
-
-    fn dump(&self) -> String {
-        let out = bin()
-            .args(["store", "dump", "--database-url", self.url()])
-            .output()
-            .expect("store dump");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-
-    /// The terms of `leader_terms`, in order.
-    fn terms(&self) -> Vec<Term> {
-        self.sql(async |db| {
-            db.query(
-                "SELECT term, writer, from_checkpoint_ms, last_checkpoint_ms, transactions,
+/// The terms of `leader_terms`, in order.
+fn terms(c: &Cluster) -> Vec<Term> {
+    c.sql(async |db| {
+        db.query(
+            "SELECT term, writer, from_checkpoint_ms, last_checkpoint_ms, transactions,
                     extract(epoch FROM acquired_at)::float8,
                     extract(epoch FROM first_write_at)::float8,
                     extract(epoch FROM last_write_at)::float8
                  FROM leader_terms ORDER BY term",
-                &[],
-            )
-            .await
-            .expect("leader_terms")
-            .iter()
-            .map(|r| Term {
-                term: r.get(0),
-                writer: r.get(1),
-                from: r.get(2),
-                last: r.get(3),
-                transactions: r.get(4),
-                acquired: r.get(5),
-                first_write: r.get(6),
-                last_write: r.get(7),
-            })
-            .collect()
+            &[],
+        )
+        .await
+        .expect("leader_terms")
+        .iter()
+        .map(|r| Term {
+            term: r.get(0),
+            writer: r.get(1),
+            from: r.get(2),
+            last: r.get(3),
+            transactions: r.get(4),
+            acquired: r.get(5),
+            first_write: r.get(6),
+            last_write: r.get(7),
         })
-    }
+        .collect()
+    })
 }
 
 #[derive(Debug)]
@@ -136,52 +86,6 @@ fn assert_terms_never_overlap(terms: &[Term]) {
     }
 }
 
-/// A hotel recording with every scenario (generated once).
-fn recording() -> &'static Path {
-    static REC: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &REC.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("hotel.mcap");
-        let out = bin()
-            .args([
-                "trace",
-                "gen",
-                "--preset",
-                "hotel",
-                "--duration",
-                "300s",
-                "--scenario",
-                "all",
-                "--no-ws",
-                "-o",
-            ])
-            .arg(&path)
-            .output()
-            .expect("trace gen");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (dir, path)
-    })
-    .1
-}
-
-/// `replay --no-db --emit jsonl` of the recording.
-fn reference() -> &'static str {
-    static OUT: OnceLock<String> = OnceLock::new();
-    OUT.get_or_init(|| {
-        let out = bin()
-            .args(["replay", "--no-db", "--emit", "jsonl"])
-            .arg(recording())
-            .output()
-            .expect("replay");
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).expect("utf-8")
-    })
-}
-
 /// The dump of an uninterrupted replay into a fresh store.
 fn reference_dump() -> &'static str {
     static DUMP: OnceLock<String> = OnceLock::new();
@@ -189,7 +93,7 @@ fn reference_dump() -> &'static str {
         let c = cluster();
         let out = bin()
             .args(["replay", "--database-url", c.url()])
-            .arg(recording())
+            .arg(hotel_recording())
             .output()
             .expect("replay");
         assert!(
@@ -223,7 +127,7 @@ fn reference_seqs() -> &'static BTreeMap<String, BTreeMap<u64, Value>> {
     SEQS.get_or_init(|| {
         let mut seqs: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
         let mut at: BTreeMap<String, (u64, u64, Value)> = BTreeMap::new();
-        for line in reference().lines() {
+        for line in hotel_emitted().lines() {
             let v: Value = serde_json::from_str(line).expect("json");
             let room = v["room"].as_str().expect("room").to_string();
             let t = v["time"].as_u64().expect("time");
@@ -252,22 +156,6 @@ fn reference_seqs() -> &'static BTreeMap<String, BTreeMap<u64, Value>> {
     })
 }
 
-/// JSON equality with numbers compared as numbers (JavaScript prints 4.0 as 4).
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 /// The rooms the clients follow: state rooms of the recording (no tasks), and two streams.
 fn rooms() -> Vec<String> {
     let mut rooms: Vec<String> = reference_seqs()
@@ -281,34 +169,11 @@ fn rooms() -> Vec<String> {
     rooms
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// `GET path` on `port`: (status code, body).
+/// `GET path` on `port`: (status code, body); (0, "") when the connection fails.
 fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    if write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return (0, String::new());
-    }
-    let mut text = String::new();
-    if s.read_to_string(&mut text).is_err() {
-        return (0, String::new());
-    }
-    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (code, body.to_string())
+    common::try_http(port, "GET", path, None, None)
+        .map(|r| (r.status, r.text()))
+        .unwrap_or_default()
 }
 
 fn health(port: u16) -> (u16, Value) {
@@ -352,7 +217,7 @@ fn main_process_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Main
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
-        .arg(recording())
+        .arg(hotel_recording())
         .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"))
@@ -486,15 +351,7 @@ fn proxy(upstreams: &[u16], log: &Path) -> Proxy {
 struct Clients(Option<Child>, Option<ChildStdin>);
 
 fn clients(port: u16, n: usize, rooms: &[String], file: &Path) -> Clients {
-    let dir = repo().join("tests/node");
-    if !dir.join("node_modules/socket.io-client").exists() {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm");
-        assert!(st.success(), "npm ci failed in tests/node");
-    }
+    let dir = node_dir();
     std::fs::write(file, rooms.join("\n")).expect("rooms file");
     let mut child = Command::new("node")
         .arg(dir.join("follow.mjs"))
@@ -626,7 +483,7 @@ fn the_standby_takes_over_a_killed_active_main_with_the_same_state() {
                     .iter()
                     .map(|e| format!("{}@{}", e[0], e[1]))
                     .collect();
-                let terms = c.terms();
+                let terms = terms(&c);
                 panic!(
                     "{room} seq {seq}: got {got}, the uninterrupted run has {w}\nclient: {around:?}\nterms: {terms:?}\nkilled at {killed_ms}\nproxy log: {}",
                     std::fs::read_to_string(logs.path().join("proxy.log")).unwrap_or_default()
@@ -663,7 +520,7 @@ fn the_standby_takes_over_a_killed_active_main_with_the_same_state() {
         expected_dump,
         "the store equals an uninterrupted run's"
     );
-    let terms = c.terms();
+    let terms = terms(&c);
     assert_eq!(terms.len(), 2, "{terms:?}");
     assert!(
         terms[0].writer.ends_with(&format!("[{}]", a.pid())),
@@ -744,7 +601,7 @@ fn an_active_main_that_loses_its_database_sessions_steps_down() {
     // Writing into the store is refused while the site has an active main process.
     let out = bin()
         .args(["replay", "--site-name", "hotel", "--database-url", c.url()])
-        .arg(recording())
+        .arg(hotel_recording())
         .output()
         .expect("replay");
     assert!(!out.status.success());
@@ -761,7 +618,7 @@ fn an_active_main_that_loses_its_database_sessions_steps_down() {
         expected_dump,
         "the store equals an uninterrupted run's"
     );
-    let terms = c.terms();
+    let terms = terms(&c);
     assert_eq!(terms.len(), 3, "{terms:?}");
     // A wrote nothing after its sessions ended; B wrote only after the fault began (and after
     // A's last write: `assert_terms_never_overlap`).

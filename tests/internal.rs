@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -23,34 +23,23 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
+mod common;
+use common::{Proc, bin, free_port};
+
 const MAX_FRAME: usize = 4 << 20;
 const RATE: u64 = 2000;
 const BURST: u64 = 4000;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
-
 /// A running `rmf-dash serve`, killed on drop; its log goes to a file.
 struct Server {
-    child: Child,
+    _proc: Proc,
     port: u16,
     log: PathBuf,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
     async fn start(dir: &Path, extra: &[&str]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let log = dir.join(format!("server-{port}.log"));
         let child = bin()
             .args(["serve", "--no-auth", "--no-db", "--listen"])
@@ -61,7 +50,11 @@ impl Server {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start rmf-dash serve");
-        let server = Server { child, port, log };
+        let server = Server {
+            _proc: Proc(child),
+            port,
+            log,
+        };
         let start = Instant::now();
         loop {
             if let Some((200, _)) = server.try_get("/health").await {

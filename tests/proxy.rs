@@ -12,87 +12,35 @@
 //!   their clients end with the new main's values (never an older seq).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{
+    Proc, bearer, bin, final_values, free_port, node_dir, same_json, trace_gen, wait_listening,
+};
+
 const SECRET: &str = "proxy-test-secret";
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn token(user: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let claims =
-        serde_json::json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
+    common::token(SECRET, user)
 }
 
-/// Installs the node clients (npm ci, idempotent) and returns the script's path.
-fn node_script(name: &str) -> PathBuf {
-    let dir = repo().join("tests/node");
-    if !dir.join("node_modules/socket.io-client").exists() {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm");
-        assert!(st.success(), "npm ci failed in tests/node");
-    }
-    dir.join(name)
-}
-
-/// A process killed (-9) when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_listening(port: u16) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on port {port}");
+/// One request with `token` as bearer: (status, JSON body, Null when empty, a string when not
+/// JSON).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let reply = common::http(port, method, path, token.map(bearer).as_deref(), body);
+    (reply.status, reply.value())
 }
 
 fn serve(port: u16, recording: &Path, speed: &str) -> Proc {
@@ -133,62 +81,14 @@ fn proxy(port: u16, upstream: u16, upstream_token: &str, batch_ms: u32) -> Proc 
 
 /// A hotel recording: 300 s with every scenario, or `short`: 100 s without scenarios.
 fn generate(dir: &Path, seed: u32, short: bool) -> PathBuf {
-    let path = dir.join(format!("hotel{seed}.mcap"));
-    let mut cmd = bin();
-    cmd.args(["trace", "gen", "--preset", "hotel", "--no-ws", "--seed"])
-        .arg(seed.to_string());
-    if short {
-        cmd.args(["--duration", "100s"]);
+    let seed = seed.to_string();
+    let length: &[&str] = if short {
+        &["--duration", "100s"]
     } else {
-        cmd.args(["--duration", "300s", "--scenario", "all"]);
-    }
-    let out = cmd.arg("-o").arg(&path).output().expect("trace gen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
-
-/// The engine's final value of every state room (from `replay --emit jsonl`).
-fn final_values(recording: &Path) -> BTreeMap<String, Value> {
-    let out = bin()
-        .arg("replay")
-        .arg(recording)
-        .args(["--no-db", "--emit", "jsonl"])
-        .output()
-        .expect("replay");
-    assert!(out.status.success());
-    let mut last: BTreeMap<String, Option<Value>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: Value = serde_json::from_str(line).expect("line");
-        let room = v["room"].as_str().unwrap_or_default().to_string();
-        if v["diff"] == 1 {
-            last.insert(room, Some(v["value"].clone()));
-        } else {
-            last.insert(room, None);
-        }
-    }
-    last.into_iter()
-        .filter_map(|(r, v)| v.map(|v| (r, v)))
-        .collect()
-}
-
-/// JSON equality with numbers compared as numbers (JavaScript prints 4.0 as 4).
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
+        &["--duration", "300s", "--scenario", "all"]
+    };
+    let args = [&["--preset", "hotel", "--seed", seed.as_str()][..], length].concat();
+    trace_gen(&dir.join(format!("hotel{seed}.mcap")), &args)
 }
 
 fn is_stream(room: &str) -> bool {
@@ -240,7 +140,7 @@ fn clients(
         .and_then(|mut f| f.write_all(rooms.join("\n").as_bytes()))
         .expect("rooms file");
     Command::new("node")
-        .arg(node_script(script))
+        .arg(node_dir().join(script))
         .arg(format!("http://127.0.0.1:{port}"))
         .arg(token)
         .arg(n.to_string())
@@ -284,61 +184,6 @@ fn assert_final_values(who: &str, s: &Value, rooms: &[String], expected: &BTreeM
             (g, w) => panic!("{who} {room}: clients ended with {g:?}, the engine with {w:?}"),
         }
     }
-}
-
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    let body = body.unwrap_or_default();
-    req.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes()).expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut s = rest;
-        while let Some((size, r)) = s.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || r.len() < n {
-                break;
-            }
-            out.push_str(&r[..n]);
-            s = r[n..].trim_start_matches("\r\n");
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    let value = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap_or(Value::String(body))
-    };
-    (status, value)
 }
 
 /// A counter or gauge of `/metrics`.

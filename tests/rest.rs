@@ -7,38 +7,23 @@
 //! checked against the same queries computed here over the few hundred tasks of a site.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{Proc, Reply, bin, free_port};
+
+/// A plain HTTP/1.1 GET on loopback.
+fn http_get(port: u16, path: &str, authorization: Option<&str>) -> Reply {
+    common::http(port, "GET", path, authorization, None)
+}
+
 const SECRET: &str = "rest-test-secret";
 const TICK_MS: u64 = 10;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-fn token_with(secret: &str, user: &str) -> String {
-    let claims =
-        json!({"aud": "rmf_api_server", "exp": now_s() + 3600, "preferred_username": user});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("token")
-}
 
 /// A path segment, percent-encoded (alert ids contain `/`).
 fn enc(segment: &str) -> String {
@@ -46,7 +31,7 @@ fn enc(segment: &str) -> String {
 }
 
 fn token() -> String {
-    token_with(SECRET, "reader")
+    common::token(SECRET, "reader")
 }
 
 // ---- recordings and what they say ----
@@ -239,95 +224,14 @@ fn events(changes: &[Change], room: &str, frontier: u64) -> Vec<Value> {
 
 // ---- the server ----
 
-struct Reply {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..end]).trim(), 16)
-            .expect("chunk size");
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&body[end + 2..end + 2 + size]);
-        body = &body[end + 2 + size + 2..];
-    }
-}
-
-/// A plain HTTP/1.1 GET on loopback.
-fn http_get(port: u16, path: &str, authorization: Option<&str>) -> Reply {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let body = raw[split + 4..].to_vec();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let header = |name: &str| {
-        head.lines()
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        dechunk(&body)
-    } else {
-        body
-    };
-    Reply {
-        status,
-        content_type: header("content-type").unwrap_or_default(),
-        body,
-    }
-}
-
 /// `rmf-dash serve` replaying a recording to its end; killed when dropped.
 struct Served {
-    child: Child,
+    _proc: Proc,
     port: u16,
     /// The output frontier once the replay is done: every output before it is served.
     frontier: u64,
     /// The server's "now" for relative windows.
     now: u64,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn metric(text: &str, name: &str) -> Option<u64> {
@@ -337,10 +241,7 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 }
 
 fn start(rec: &Recording) -> Served {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let child = bin()
         .args([
             "serve",
@@ -359,7 +260,7 @@ fn start(rec: &Recording) -> Served {
         .spawn()
         .expect("rmf-dash serve");
     let mut served = Served {
-        child,
+        _proc: Proc(child),
         port,
         frontier: 0,
         now: 0,
@@ -380,7 +281,7 @@ fn start(rec: &Recording) -> Served {
             "the replay did not finish"
         );
         std::thread::sleep(Duration::from_millis(250));
-        let metrics = String::from_utf8_lossy(&http_get(port, "/metrics", None).body).to_string();
+        let metrics = http_get(port, "/metrics", None).text();
         let records = metric(&metrics, "rmf_dash_ingest_records_total{source=\"replay\"}");
         let changes = metric(&metrics, "rmf_dash_output_changes_total");
         let health = http_get(port, "/health", None).json();
@@ -423,25 +324,19 @@ impl Served {
     /// The JSON answer of a route that must answer 200.
     fn json(&self, path: &str) -> Value {
         let r = self.get(path);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
         assert_eq!(
-            r.status,
-            200,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&r.body)
+            r.header("content-type").unwrap_or_default(),
+            "application/json",
+            "GET {path}"
         );
-        assert_eq!(r.content_type, "application/json", "GET {path}");
         r.json()
     }
 
     /// A route that must answer 404 `{"detail": "<text>"}`.
     fn not_found(&self, path: &str) {
         let r = self.get(path);
-        assert_eq!(
-            r.status,
-            404,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 404, "GET {path}: {}", r.text());
         assert!(
             r.json()["detail"].as_str().is_some_and(|d| !d.is_empty()),
             "GET {path}"
@@ -451,12 +346,7 @@ impl Served {
     /// A route that must answer 422 in FastAPI's shape about `param`.
     fn invalid(&self, path: &str, param: &str) {
         let r = self.get(path);
-        assert_eq!(
-            r.status,
-            422,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 422, "GET {path}: {}", r.text());
         let detail = r.json()["detail"].clone();
         assert_eq!(
             detail[0]["loc"],
@@ -536,7 +426,7 @@ fn every_route_is_documented_and_needs_a_token() {
     }
     let other = [
         "Bearer nope".to_string(),
-        format!("Bearer {}", token_with("another secret", "eve")),
+        format!("Bearer {}", common::token("another secret", "eve")),
     ];
     let mut checked = 0;
     for (path, item) in paths {
@@ -718,7 +608,7 @@ fn states_are_the_last_messages_of_the_recording() {
         assert_eq!(encoding, "png");
         let r = http_get(s.port, url, None);
         assert_eq!(r.status, 200, "GET {url}");
-        assert_eq!(r.content_type, "image/png");
+        assert_eq!(r.header("content-type").unwrap_or_default(), "image/png");
         assert_eq!(&r.body, bytes, "GET {url}");
     }
     s.not_found("/building_map/images/L1/nope");

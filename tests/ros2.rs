@@ -9,8 +9,7 @@
 //! Needs the ROS 2 environment (`scripts/test-ros2 jazzy|kilted` sets it up and runs this file).
 #![cfg(feature = "ros2")]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -18,10 +17,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{Proc, bin, free_port, repo};
+
 const WAIT: Duration = Duration::from_secs(30);
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// One request: (status, JSON body, Null when empty, a string when not JSON).
+fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
+    common::try_http(port, method, path, None, body).map(|r| (r.status, r.value()))
 }
 
 /// The release whose RMF messages this environment built (`RMF_DASH_ROS2_ENV`).
@@ -112,24 +120,9 @@ impl Drop for Site {
 }
 
 struct Server {
-    child: Child,
+    _proc: Proc,
     port: u16,
     log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 impl Server {
@@ -140,7 +133,7 @@ impl Server {
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rmf-dash"));
+        let mut cmd = bin();
         cmd.args(["serve", "--ros2", "--no-db", "--no-auth", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["--rmf-release", release, "--task-timeout-ms", "1500"])
@@ -149,7 +142,7 @@ impl Server {
             .stderr(file);
         ros_env(&mut cmd, domain);
         let server = Server {
-            child: cmd.spawn().expect("start rmf-dash serve --ros2"),
+            _proc: Proc(cmd.spawn().expect("start rmf-dash serve --ros2")),
             port,
             log,
         };
@@ -198,72 +191,13 @@ impl Server {
 
     /// A counter of `/metrics` (`name{source="ros"}`).
     fn metric(&self, name: &str) -> u64 {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read");
+        let text = common::http(self.port, "GET", "/metrics", None, None).text();
         let key = format!("{name}{{source=\"ros\"}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&key))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {key} in /metrics"))
     }
-}
-
-fn try_http(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> std::io::Result<(u16, Value)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(WAIT))?;
-    let body = body.unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    let value = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap_or(Value::String(body))
-    };
-    Ok((status, value))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// The sticky values of socket.io rooms, read by a real python-socketio client.

@@ -12,38 +12,25 @@
 //!   and answered but not recorded (pause test hook); every occurrence reaches "RMF" (the
 //!   loopback journal test hook, which survives the kill) exactly once.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use rmf_dash::store::LocalPg;
-use rmf_dash::store::local_pg::LocalOptions;
+mod common;
+use common::{Proc, bin, cluster, free_port, wait_listening};
 
 const SECRET: &str = "scheduled-test-secret";
 
-fn token(user: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let claims = json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+/// One request as `user` (none: no token): (status, JSON body or Null).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    user: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    common::call_as(SECRET, port, method, path, user, body)
 }
 
 fn wall_ms() -> i64 {
@@ -64,25 +51,17 @@ fn rfc(t: i64) -> String {
 /// A server process, SIGKILLed when dropped.
 struct Server {
     port: u16,
-    child: Child,
+    proc: Proc,
 }
 
 impl Server {
     /// `kill -9`.
     fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 
     fn call(&self, method: &str, path: &str, user: &str, body: Option<Value>) -> (u16, Value) {
         http(self.port, method, path, Some(user), body)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -119,7 +98,7 @@ impl FakeClock {
 
 fn serve(url: &str, clock: &FakeClock, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rmf-dash"));
+    let mut cmd = bin();
     cmd.args(["serve", "--jwt-secret", SECRET, "--database-url", url])
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
@@ -130,68 +109,12 @@ fn serve(url: &str, clock: &FakeClock, extra: &[&str], env: &[(&str, &str)]) -> 
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let child = cmd.spawn().expect("rmf-dash serve");
-    let server = Server { port, child };
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
-}
-
-/// One request: (status, JSON body or Null).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    user: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(u) = user {
-        req.push_str(&format!("Authorization: Bearer {}\r\n", token(u)));
-    }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    req.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes()).expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut s = rest;
-        while let Some((size, r)) = s.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || r.len() < n {
-                break;
-            }
-            out.push_str(&r[..n]);
-            s = r[n..].trim_start_matches("\r\n");
-        }
-        out
-    } else {
-        rest.to_string()
+    let server = Server {
+        port,
+        proc: Proc(cmd.spawn().expect("rmf-dash serve")),
     };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    wait_listening(port);
+    server
 }
 
 /// Polls `f` until it gives `Some`, for at most `secs` seconds.
@@ -207,13 +130,6 @@ fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn pg() -> (LocalPg, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg =
-        LocalPg::start(dir.path(), LocalOptions { unsafe_fast: true }).expect("local PostgreSQL");
-    (pg, dir)
 }
 
 fn task_request(labels: &[&str]) -> Value {
@@ -264,7 +180,7 @@ fn dispatched_labels(published: &[Value]) -> Vec<(String, String)> {
 
 #[test]
 fn routes_create_list_get_update_except_delete() {
-    let (pg, _dir) = pg();
+    let pg = cluster();
     let clock = FakeClock {
         start: ms("2124-02-10T00:00:00Z"),
         origin: wall_ms(),
@@ -429,7 +345,7 @@ fn routes_create_list_get_update_except_delete() {
 
 #[test]
 fn occurrences_fire_at_local_times_across_daylight_saving_and_not_on_except_dates() {
-    let (pg, _dir) = pg();
+    let pg = cluster();
     // 2026-03-29 in Europe/Berlin: 02:00 CET becomes 03:00 CEST. 60,000 fake seconds a
     // second: the three days take about 4 s; the clock reaches the start 8 s from now.
     let rate = 60_000.0;
@@ -606,7 +522,8 @@ fn stored_states_with_label(url: &str, label: &str) -> i64 {
 
 #[test]
 fn each_occurrence_is_dispatched_exactly_once_across_kill_9() {
-    let (pg, dir) = pg();
+    let pg = cluster();
+    let dir = tempfile::tempdir().expect("temp dir");
     let journal = dir.path().join("loopback.jsonl");
     let journal_env = journal.to_str().expect("path").to_string();
     // Every 5 fake minutes from 08:00 to 09:30 (19 occurrences); 100 fake seconds a second:

@@ -8,80 +8,24 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
+mod common;
+use common::{
+    Proc, bin, final_values, free_port, node_dir, python, repo, same_json, trace_gen,
+    wait_listening,
+};
+
 const SECRET: &str = "socketio-test-secret";
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn token(user: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let claims =
-        serde_json::json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
+    common::token(SECRET, user)
 }
 
-/// Installs the node clients (npm ci, idempotent).
-fn node_clients() -> PathBuf {
-    let dir = repo().join("tests/node");
-    if !dir.join("node_modules/socket.io-client").exists() {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm");
-        assert!(st.success(), "npm ci failed in tests/node");
-    }
-    dir.join("clients.mjs")
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_healthy(port: u16) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server did not start on port {port}");
-}
-
-fn serve(recording: &Path, speed: &str) -> (Server, u16) {
+fn serve(recording: &Path, speed: &str) -> (Proc, u16) {
     let port = free_port();
     let child = bin()
         .args([
@@ -100,80 +44,17 @@ fn serve(recording: &Path, speed: &str) -> (Server, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start rmf-dash serve");
-    let server = Server(child);
-    wait_healthy(port);
+    let server = Proc(child);
+    wait_listening(port);
     (server, port)
-}
-
-/// The project's python (with python-socketio and websocket-client: scripts/python-env.sh).
-fn python() -> Command {
-    let st = Command::new(repo().join("scripts/python-env.sh"))
-        .status()
-        .expect("python env");
-    assert!(st.success());
-    Command::new(repo().join(".venv/bin/python"))
 }
 
 /// The hotel recording of these tests (120 s, every scenario).
 fn generate(dir: &Path) -> PathBuf {
-    generate_preset(dir, "hotel", "120s", "5")
-}
-
-fn generate_preset(dir: &Path, preset: &str, duration: &str, seed: &str) -> PathBuf {
-    let path = dir.join(format!("{preset}.mcap"));
-    let out = bin()
-        .args(["trace", "gen", "--preset", preset, "--duration", duration])
-        .args(["--seed", seed, "--no-ws", "-o"])
-        .arg(&path)
-        .output()
-        .expect("trace gen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
-
-/// The engine's final value of every state room (from `replay --emit jsonl`).
-fn final_values(recording: &Path) -> BTreeMap<String, Value> {
-    let out = bin()
-        .arg("replay")
-        .arg(recording)
-        .args(["--no-db", "--emit", "jsonl"])
-        .output()
-        .expect("replay");
-    assert!(out.status.success());
-    let mut last: BTreeMap<String, Option<Value>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: Value = serde_json::from_str(line).expect("line");
-        let room = v["room"].as_str().unwrap_or_default().to_string();
-        // Within a time retractions come first, so a value retracted and not replaced is gone.
-        if v["diff"] == 1 {
-            last.insert(room, Some(v["value"].clone()));
-        } else {
-            last.insert(room, None);
-        }
-    }
-    last.into_iter()
-        .filter_map(|(r, v)| v.map(|v| (r, v)))
-        .collect()
-}
-
-/// JSON equality with numbers compared as numbers (JavaScript prints 4.0 as 4).
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
+    trace_gen(
+        &dir.join("hotel.mcap"),
+        &["--preset", "hotel", "--duration", "120s", "--seed", "5"],
+    )
 }
 
 /// 100 rooms of the hotel: every door, lift, workcell, fleet and robot room the test can name.
@@ -229,7 +110,7 @@ fn run_clients(
         .and_then(|mut f| f.write_all(rooms.join("\n").as_bytes()))
         .expect("rooms file");
     Command::new("node")
-        .arg(node_clients())
+        .arg(node_dir().join("clients.mjs"))
         .arg(format!("http://127.0.0.1:{port}"))
         .arg(token)
         .arg(clients.to_string())
@@ -437,7 +318,10 @@ fn python_socketio_gets_sticky_values_in_sequence() {
 #[test]
 fn a_client_subscribing_to_a_whole_site_at_once_gets_every_acknowledgement() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let recording = generate_preset(dir.path(), "site", "20s", "3");
+    let recording = trace_gen(
+        &dir.path().join("site.mcap"),
+        &["--preset", "site", "--duration", "20s", "--seed", "3"],
+    );
     let expected = final_values(&recording);
     // State rooms (a stream room has no present value to send).
     let kinds = rmf_dash::hub::rooms::Kinds::new();

@@ -8,107 +8,14 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use rmf_dash::store::LocalPg;
-use rmf_dash::store::local_pg::LocalOptions;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
-
-/// A throwaway cluster (stopped, then its directory removed, on drop).
-struct Cluster {
-    pg: LocalPg,
-    _dir: tempfile::TempDir,
-}
-
-fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pg =
-        LocalPg::start(dir.path(), LocalOptions { unsafe_fast: true }).expect("local PostgreSQL");
-    Cluster { pg, _dir: dir }
-}
-
-impl Cluster {
-    fn url(&self) -> &str {
-        self.pg.url()
-    }
-
-    fn sql<T>(&self, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let client = rmf_dash::store::connect(self.url()).await.expect("connect");
-            f(&client).await
-        })
-    }
-
-    fn dump(&self) -> String {
-        let out = bin()
-            .args(["store", "dump", "--database-url", self.url()])
-            .output()
-            .expect("store dump");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-}
-
-/// A hotel recording with every scenario (generated once).
-fn recording() -> &'static Path {
-    static REC: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &REC.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("hotel.mcap");
-        let out = bin()
-            .args([
-                "trace",
-                "gen",
-                "--preset",
-                "hotel",
-                "--duration",
-                "300s",
-                "--scenario",
-                "all",
-                "--no-ws",
-                "-o",
-            ])
-            .arg(&path)
-            .output()
-            .expect("trace gen");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (dir, path)
-    })
-    .1
-}
-
-/// `replay --no-db --emit jsonl` of the recording.
-fn reference() -> &'static str {
-    static OUT: OnceLock<String> = OnceLock::new();
-    OUT.get_or_init(|| {
-        let out = bin()
-            .args(["replay", "--no-db", "--emit", "jsonl"])
-            .arg(recording())
-            .output()
-            .expect("replay");
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).expect("utf-8")
-    })
-}
+mod common;
+use common::{Cluster, bin, cluster, free_port, hotel_emitted, hotel_recording};
 
 /// The dump of an uninterrupted replay into a fresh store.
 fn reference_dump() -> &'static str {
@@ -130,7 +37,7 @@ fn replay_with(c: &Cluster, extra: &[&str]) -> (bool, String, String) {
     let out = bin()
         .args(["replay", "--emit", "jsonl", "--database-url", c.url()])
         .args(extra)
-        .arg(recording())
+        .arg(hotel_recording())
         .output()
         .expect("replay");
     (
@@ -158,11 +65,15 @@ fn replay_writes_exactly_the_engine_output() {
     let c = cluster();
     let (ok, emitted, err) = replay(&c);
     assert!(ok, "{err}");
-    assert_eq!(emitted, reference(), "the emitted output is the engine's");
+    assert_eq!(
+        emitted,
+        hotel_emitted(),
+        "the emitted output is the engine's"
+    );
     let dump = c.dump();
 
     // The output history is every change of the engine, nothing else.
-    let mut expected: Vec<String> = reference()
+    let mut expected: Vec<String> = hotel_emitted()
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("json");
@@ -184,7 +95,7 @@ fn replay_writes_exactly_the_engine_output() {
     let hub = rmf_dash::hub::Hub::new();
     let mut rooms: BTreeMap<String, (u64, Option<Value>, u64)> = BTreeMap::new();
     let mut last_time: BTreeMap<String, u64> = BTreeMap::new();
-    for l in reference().lines() {
+    for l in hotel_emitted().lines() {
         let v: Value = serde_json::from_str(l).expect("json");
         let room = v["room"].as_str().expect("room").to_string();
         let Some(kind) = hub.kind(&room) else {
@@ -229,7 +140,7 @@ fn replay_writes_exactly_the_engine_output() {
     assert!(!lines_of(&dump, "task_state").is_empty());
     assert!(!lines_of(&dump, "task_log").is_empty());
     assert!(!lines_of(&dump, "input_log").is_empty());
-    let last = reference()
+    let last = hotel_emitted()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["time"].as_u64())
         .max()
@@ -255,7 +166,7 @@ fn replay_killed_mid_way_resumes_from_the_checkpoint() {
     let mut first = bin()
         .args(["replay", "--speed", "40", "--snapshot-every", "5"])
         .args(["--database-url", c.url()])
-        .arg(recording())
+        .arg(hotel_recording())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -312,7 +223,7 @@ fn replay_killed_mid_way_resumes_from_the_checkpoint() {
         "snapshot {snapshot}, checkpoint {checkpoint}"
     );
     // The output after the restart point is the uninterrupted run's.
-    let after: String = reference()
+    let after: String = hotel_emitted()
         .lines()
         .filter(|l| {
             serde_json::from_str::<Value>(l).expect("json")["time"].as_u64() > Some(checkpoint)
@@ -379,13 +290,6 @@ fn malformed_stored_rows_are_skipped_at_restore() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 struct Server {
     child: Child,
     port: u16,
@@ -418,7 +322,7 @@ fn spawn_serve(args: &[&str], log: &Path) -> Server {
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
-        .arg(recording())
+        .arg(hotel_recording())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()

@@ -2,13 +2,10 @@
 //! the exact topic counts the simulation guarantees, a seed reproduces the bytes exactly, and
 //! bad options are refused with a clear message.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
+mod common;
+use common::bin;
 
 fn generate(args: &[&str], out: &std::path::Path) -> std::process::Output {
     let o = bin()

@@ -4,78 +4,40 @@
 //! routes without the permission (directly and through a proxy) and success with it, favorites
 //! isolated per user, and `--no-db` (nothing enforced, admin routes 503).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use rmf_dash::store::LocalPg;
-use rmf_dash::store::local_pg::LocalOptions;
+mod common;
+use common::{Cluster, Proc, bin, cluster, free_port, python, repo, trace_gen, wait_listening};
 
 const SECRET: &str = "users-test-secret";
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
-
 fn token(user: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let claims = json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
+    common::token(SECRET, user)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_listening(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// One request as `user` (none: no token): (status, JSON body or Null).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    user: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    common::call_as(SECRET, port, method, path, user, body)
 }
 
 /// A server (and the throwaway cluster it stores into, when any).
 struct Server {
     port: u16,
     _proc: Proc,
-    _pg: Option<(LocalPg, tempfile::TempDir)>,
+    _pg: Option<Cluster>,
 }
 
 fn serve(db: bool, extra: &[&str]) -> Server {
-    let pg = db.then(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pg = LocalPg::start(dir.path(), LocalOptions { unsafe_fast: true })
-            .expect("local PostgreSQL");
-        (pg, dir)
-    });
+    let pg = db.then(cluster);
     let port = free_port();
     let mut cmd = bin();
     cmd.args(["serve", "--jwt-secret", SECRET, "--listen"])
@@ -84,7 +46,7 @@ fn serve(db: bool, extra: &[&str]) -> Server {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     match &pg {
-        Some((pg, _)) => cmd.args(["--database-url", pg.url()]),
+        Some(pg) => cmd.args(["--database-url", pg.url()]),
         None => cmd.arg("--no-db"),
     };
     let proc = Proc(cmd.spawn().expect("rmf-dash serve"));
@@ -118,57 +80,6 @@ fn proxy_with(upstream: u16, extra: &[&str]) -> (Proc, u16) {
     let p = Proc(child);
     wait_listening(port);
     (p, port)
-}
-
-/// One request: (status, JSON body or Null).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    user: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(u) = user {
-        req.push_str(&format!("Authorization: Bearer {}\r\n", token(u)));
-    }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    req.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes()).expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut s = rest;
-        while let Some((size, r)) = s.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || r.len() < n {
-                break;
-            }
-            out.push_str(&r[..n]);
-            s = r[n..].trim_start_matches("\r\n");
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 impl Server {
@@ -954,7 +865,7 @@ fn task_permissions_are_scoped_to_task_groups() {
 fn the_user_store_reconnects_after_a_postgresql_restart() {
     let s = serve(true, &[]);
     assert_eq!(s.call("GET", "/user", "kim", None).0, 200);
-    let (pg, _) = s._pg.as_ref().expect("store");
+    let pg = &s._pg.as_ref().expect("store").pg;
     pg.stop_server().expect("stop PostgreSQL");
     assert_eq!(
         s.call("GET", "/user", "kim", None),
@@ -981,14 +892,10 @@ fn the_user_store_reconnects_after_a_postgresql_restart() {
     );
 }
 
-fn repo() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// What a python-socketio client gets subscribing to `rooms` as `user`: the acknowledgement of
 /// each subscription and the sticky values received (`tests/python/rooms.py`).
 fn read_rooms(port: u16, user: &str, rooms: &[&str]) -> Value {
-    let out = Command::new(repo().join(".venv/bin/python"))
+    let out = python()
         .arg(repo().join("tests/python/rooms.py"))
         .arg(format!("http://127.0.0.1:{port}"))
         .arg(token(user))
@@ -1005,19 +912,11 @@ fn read_rooms(port: u16, user: &str, rooms: &[&str]) -> Value {
 
 #[test]
 fn rooms_restricted_by_a_rule_need_the_permission_directly_and_through_a_proxy() {
-    let st = Command::new(repo().join("scripts/python-env.sh"))
-        .status()
-        .expect("python env");
-    assert!(st.success());
     let dir = tempfile::tempdir().expect("temp dir");
-    let recording = dir.path().join("hotel.mcap");
-    let out = bin()
-        .args(["trace", "gen", "--preset", "hotel", "--duration", "30s"])
-        .args(["--seed", "5", "--no-ws", "-o"])
-        .arg(&recording)
-        .output()
-        .expect("trace gen");
-    assert!(out.status.success());
+    let recording = trace_gen(
+        &dir.path().join("hotel.mcap"),
+        &["--preset", "hotel", "--duration", "30s", "--seed", "5"],
+    );
     let rule = "/doors=door_read";
     let s = serve(
         true,

@@ -10,52 +10,27 @@
 //! also behind a URL prefix).
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{bin, emitted, free_port, hotel_recording, node_dir};
+
 const SECRET: &str = "view-test-secret";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn token(user: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 3600;
-    let claims = json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
+    common::token(SECRET, user)
 }
 
-/// The node test clients (npm ci when playwright-core is missing).
-fn node_dir() -> PathBuf {
-    let dir = repo().join("tests/node");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm");
-        assert!(st.success(), "npm ci failed in tests/node");
-    }
-    dir
+/// A plain HTTP/1.1 GET: (status, headers in lower case, body).
+fn http_get(port: u16, path: &str) -> (u16, String, String) {
+    let reply = common::http(port, "GET", path, None, None);
+    (reply.status, reply.head.to_ascii_lowercase(), reply.text())
 }
+const CHROMIUM: &str = "/usr/bin/chromium";
 
 struct Server(Child);
 
@@ -74,14 +49,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn serve(recording: &Path, speed: &str, extra: &[&str]) -> (Server, u16) {
@@ -109,42 +76,9 @@ fn serve(recording: &Path, speed: &str, extra: &[&str]) -> (Server, u16) {
     (server, port)
 }
 
-fn generate(dir: &Path) -> PathBuf {
-    let path = dir.join("hotel.mcap");
-    let out = bin()
-        .args([
-            "trace",
-            "gen",
-            "--preset",
-            "hotel",
-            "--duration",
-            "300s",
-            "--scenario",
-            "all",
-            "--no-ws",
-            "-o",
-        ])
-        .arg(&path)
-        .output()
-        .expect("trace gen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
-
 /// Every output change of the recording (`replay --emit jsonl`).
 fn changes(recording: &Path) -> Vec<Value> {
-    let out = bin()
-        .arg("replay")
-        .arg(recording)
-        .args(["--no-db", "--emit", "jsonl"])
-        .output()
-        .expect("replay");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
+    emitted(recording)
         .lines()
         .map(|l| serde_json::from_str(l).expect("jsonl line"))
         .collect()
@@ -225,32 +159,9 @@ fn expected(changes: &[Value]) -> (Value, Value) {
     )
 }
 
-/// A plain HTTP/1.1 GET: (status, headers, body).
-fn http_get(port: u16, path: &str) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, head.to_ascii_lowercase(), body.to_string())
-}
-
 #[test]
 fn view_files_are_public_with_their_types() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let recording = generate(dir.path());
-    let (_server, port) = serve(&recording, "1", &[]);
+    let (_server, port) = serve(hotel_recording(), "1", &[]);
     for (path, kind) in [
         ("/", "text/html"),
         ("/view/view.js", "text/javascript"),
@@ -281,7 +192,7 @@ fn view_files_are_public_with_their_types() {
     assert_eq!(http_get(port, "/fleets").0, 401);
 
     // Behind a URL prefix the page is at the prefix, based there.
-    let (_prefixed, port) = serve(&recording, "1", &["--prefix", "/api", "--no-auth"]);
+    let (_prefixed, port) = serve(hotel_recording(), "1", &["--prefix", "/api", "--no-auth"]);
     let (status, _, body) = http_get(port, "/api");
     assert_eq!(status, 200);
     assert!(body.contains("<base href=\"/api/\">"), "{body}");
@@ -351,12 +262,11 @@ fn live_view_in_headless_chromium() {
         "{CHROMIUM} is missing: scripts/test installs it (apt-get install chromium)"
     );
     let node = node_dir();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let recording = generate(dir.path());
-    let (counts, door) = expected(&changes(&recording));
+    let recording = hotel_recording();
+    let (counts, door) = expected(&changes(recording));
     // The hotel preset, as the generator describes it.
     assert_eq!(counts, json!({"robots": 4, "doors": 19, "lifts": 2}));
-    let (_server, port) = serve(&recording, "3", &[]);
+    let (_server, port) = serve(recording, "3", &[]);
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("target dir")

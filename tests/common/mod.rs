@@ -1,0 +1,390 @@
+//! Helpers shared by the integration tests (each test file is its own crate and takes what it
+//! needs with `mod common;`): the binary under test, loopback ports, processes killed on drop,
+//! JWTs, one HTTP/1.1 request, recordings and the engine's final values, JSON compared as
+//! JavaScript prints it, throwaway PostgreSQL clusters, and the project's python and node
+//! clients.
+
+#![allow(dead_code)] // every test crate uses its own share of these
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use rmf_dash::store::LocalPg;
+use rmf_dash::store::local_pg::LocalOptions;
+
+/// The `rmf-dash` binary of this build.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rmf-dash"))
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Waits (at most 60 s) until something accepts connections on the loopback `port`.
+pub fn wait_listening(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A process killed (-9) when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A JWT as rmf-web's dashboard sends it (audience `rmf_api_server`, valid for an hour),
+/// signed with the HS256 `secret`.
+pub fn token(secret: &str, user: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let claims =
+        serde_json::json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": user});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("token")
+}
+
+/// The answer to one HTTP/1.1 request.
+pub struct Reply {
+    pub status: u16,
+    /// The status line and headers, as received.
+    pub head: String,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The value of the header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON: `Null` when empty, a JSON string of the text when it is not JSON.
+    pub fn value(&self) -> Value {
+        let text = self.text();
+        if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        }
+    }
+
+    /// The body as JSON (panics when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One request on a fresh connection to the loopback `port` (`Connection: close`), with
+/// `Authorization: {authorization}` when given and `body` as `application/json`.
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let body = body.unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let rest = raw.get(split + 4..).unwrap_or_default();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut reply = Reply {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    let chunked = reply
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    reply.body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Ok(reply)
+}
+
+/// [`try_http`], panicking when the connection fails.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    try_http(port, method, path, authorization, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
+}
+
+/// One request as `user` (none: no token) with a token signed by `secret`, and `body`:
+/// (status, JSON body or `Null`).
+pub fn call_as(
+    secret: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    user: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let auth = user.map(|u| bearer(&token(secret, u)));
+    let body = body.map(|b| b.to_string());
+    let reply = http(port, method, path, auth.as_deref(), body.as_deref());
+    (
+        reply.status,
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+/// `Bearer {token}`, for [`http`]'s `authorization`.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// A chunked body's data (what is cut short is dropped).
+fn dechunk(mut s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = s.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&s[..end]);
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let data = &s[end + 2..];
+        if n == 0 || data.len() < n {
+            break;
+        }
+        out.extend_from_slice(&data[..n]);
+        s = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
+    }
+    out
+}
+
+/// `rmf-dash trace gen ARGS --no-ws -o PATH`, which must succeed; PATH.
+pub fn trace_gen(path: &Path, args: &[&str]) -> PathBuf {
+    let out = bin()
+        .args(["trace", "gen"])
+        .args(args)
+        .args(["--no-ws", "-o"])
+        .arg(path)
+        .output()
+        .expect("trace gen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path.to_path_buf()
+}
+
+/// The hotel recording with every scenario (300 s), generated once per test crate.
+pub fn hotel_recording() -> &'static Path {
+    static REC: OnceLock<(PathBuf, tempfile::TempDir)> = OnceLock::new();
+    &REC.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hotel.mcap");
+        let args = [
+            "--preset",
+            "hotel",
+            "--duration",
+            "300s",
+            "--scenario",
+            "all",
+        ];
+        (trace_gen(&path, &args), dir)
+    })
+    .0
+}
+
+/// [`emitted`] of [`hotel_recording`], computed once per test crate.
+pub fn hotel_emitted() -> &'static str {
+    static OUT: OnceLock<String> = OnceLock::new();
+    OUT.get_or_init(|| emitted(hotel_recording()))
+}
+
+/// `rmf-dash replay RECORDING --no-db --emit jsonl`: every output change, one JSON per line.
+pub fn emitted(recording: &Path) -> String {
+    let out = bin()
+        .arg("replay")
+        .arg(recording)
+        .args(["--no-db", "--emit", "jsonl"])
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The engine's final value of every room that has one at the end of the recording.
+pub fn final_values(recording: &Path) -> BTreeMap<String, Value> {
+    let mut last: BTreeMap<String, Option<Value>> = BTreeMap::new();
+    for line in emitted(recording).lines() {
+        let v: Value = serde_json::from_str(line).expect("line");
+        let room = v["room"].as_str().unwrap_or_default().to_string();
+        // Within a time retractions come first, so a value retracted and not replaced is gone.
+        if v["diff"] == 1 {
+            last.insert(room, Some(v["value"].clone()));
+        } else {
+            last.insert(room, None);
+        }
+    }
+    last.into_iter()
+        .filter_map(|(r, v)| v.map(|v| (r, v)))
+        .collect()
+}
+
+/// JSON equality with numbers compared as numbers (JavaScript prints 4.0 as 4).
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A throwaway PostgreSQL cluster (stopped, then its directory removed, on drop).
+pub struct Cluster {
+    pub pg: LocalPg,
+    _dir: tempfile::TempDir,
+}
+
+pub fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg =
+        LocalPg::start(dir.path(), LocalOptions { unsafe_fast: true }).expect("local PostgreSQL");
+    Cluster { pg, _dir: dir }
+}
+
+impl Cluster {
+    pub fn url(&self) -> &str {
+        self.pg.url()
+    }
+
+    /// Runs `f` with a connection to the cluster.
+    pub fn sql<T>(&self, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = rmf_dash::store::connect(self.url()).await.expect("connect");
+            f(&client).await
+        })
+    }
+
+    /// `rmf-dash store dump` of the cluster.
+    pub fn dump(&self) -> String {
+        let out = bin()
+            .args(["store", "dump", "--database-url", self.url()])
+            .output()
+            .expect("store dump");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+}
+
+/// The project's python (with python-socketio and websocket-client: scripts/python-env.sh).
+pub fn python() -> Command {
+    let st = Command::new(repo().join("scripts/python-env.sh"))
+        .status()
+        .expect("python env");
+    assert!(st.success(), "scripts/python-env.sh failed");
+    Command::new(repo().join(".venv/bin/python"))
+}
+
+/// `tests/node` with its packages installed (`npm ci` when one is missing).
+pub fn node_dir() -> PathBuf {
+    let dir = repo().join("tests/node");
+    let installed = ["socket.io-client", "playwright-core"]
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).exists());
+    if !installed {
+        let st = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm");
+        assert!(st.success(), "npm ci failed in tests/node");
+    }
+    dir
+}
