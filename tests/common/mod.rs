@@ -364,11 +364,15 @@ impl Cluster {
 }
 
 /// The project's python (with python-socketio and websocket-client: scripts/python-env.sh).
+/// The environment is checked once per test crate.
 pub fn python() -> Command {
-    let st = Command::new(repo().join("scripts/python-env.sh"))
-        .status()
-        .expect("python env");
-    assert!(st.success(), "scripts/python-env.sh failed");
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let st = Command::new(repo().join("scripts/python-env.sh"))
+            .status()
+            .expect("python env");
+        assert!(st.success(), "scripts/python-env.sh failed");
+    });
     Command::new(repo().join(".venv/bin/python"))
 }
 
