@@ -2,8 +2,10 @@
 //! PostgreSQL cluster: every `/admin/*` route (and its 403 for non-admins), the user created on
 //! first sight of a token, `/user` and `/permissions` answered from the store, 403 on command
 //! routes without the permission (directly and through a proxy) and success with it, favorites
-//! isolated per user, and `--no-db` (nothing enforced, admin routes 503).
+//! isolated per user, socket.io rooms and REST reads restricted by a rule (`--room-permission`;
+//! directly and through a proxy), and `--no-db` (nothing enforced, admin routes 503).
 
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -975,6 +977,65 @@ fn rooms_restricted_by_a_rule_need_the_permission_directly_and_through_a_proxy()
             assert_eq!(received, vec![map], "{via} {user}");
         }
     }
+    // REST reads of the same paths need the same permission, on the main process and through
+    // the proxy. The proxy does not answer a restricted room from its cache, even while a local
+    // client follows it (an admin holds the door and the map there).
+    let mut holder = python()
+        .arg(repo().join("tests/python/rooms.py"))
+        .arg(format!("http://127.0.0.1:{proxy_port}"))
+        .arg(token("admin"))
+        .args([door, map])
+        .env("HOLD", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python client");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("a line");
+    let held: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(held["values"][door], expected);
+    let cached = || {
+        let metrics = common::http(proxy_port, "GET", "/metrics", None, None).text();
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("rmf_dash_proxy_rest_cached_total ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("rmf_dash_proxy_rest_cached_total")
+    };
+    let before = cached();
+    for (port, via) in [(s.port, "main"), (proxy_port, "proxy")] {
+        for user in ["reader", "admin"] {
+            let got = http(port, "GET", door, Some(user), None);
+            assert_eq!(got, (200, expected.clone()), "{via} {user}");
+            let (status, doors) = http(port, "GET", "/doors", Some(user), None);
+            assert_eq!(status, 200, "{via} {user}: {doors}");
+        }
+        for user in ["westerner", "newcomer"] {
+            for path in [door, "/doors"] {
+                let detail = format!(
+                    "user {user} may not read {path}: it needs the permission \
+                     {{authz_grp: \"\", action: \"door_read\"}} through one of its roles"
+                );
+                let got = http(port, "GET", path, Some(user), None);
+                assert_eq!(got, (403, json!({ "detail": detail })), "{via} {user}");
+            }
+            assert_eq!(
+                http(port, "GET", map, Some(user), None).0,
+                200,
+                "{via} {user}"
+            );
+        }
+        assert_eq!(http(port, "GET", door, None, None).0, 401, "{via}");
+    }
+    // Through the proxy only the map's two reads came from its cache.
+    assert_eq!(cached() - before, 2);
+    drop(holder.stdin.take());
+    assert!(holder.wait().expect("python client").success());
     // Rules need the users' store.
     let out = bin()
         .args(["serve", "--no-db", "--room-permission", rule])

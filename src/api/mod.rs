@@ -81,7 +81,12 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
                 app.leader.lineage(),
             ),
         ))
-        .merge(routes::router())
+        .merge(
+            routes::router().route_layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                crate::users::rooms::restrict_reads,
+            )),
+        )
         .merge(crate::view::routes(prefix))
         .with_state(app);
     if prefix.is_empty() || prefix == "/" {

@@ -37,7 +37,7 @@ use socketioxide::{SendError, SocketError, SocketIo};
 
 use super::{Hub, Meta, Sent, Subscriber};
 use crate::api::auth::{Auth, AuthError, User};
-use crate::users::rooms::{self, Grants, RoomAccess};
+use crate::users::rooms::{Grants, Refusal, RoomAccess};
 
 /// What the socket handlers share.
 pub struct SocketState {
@@ -60,6 +60,11 @@ impl SocketState {
             next_id: AtomicU64::new(1),
             connections: AtomicU64::new(0),
         })
+    }
+
+    /// The room rules in force (`None`: no rule, or authentication off).
+    pub fn room_access(&self) -> Option<&Arc<RoomAccess>> {
+        self.rooms.as_ref()
     }
 }
 
@@ -331,20 +336,10 @@ async fn may_read(state: &SocketState, conn: &Conn, room: &str) -> Result<(), St
     let (Some(access), Some(grants)) = (&state.rooms, &conn.grants) else {
         return Ok(());
     };
-    let Some(action) = access.action_for(room) else {
-        return Ok(());
-    };
-    let username = &conn.user.username;
-    let grants = grants
-        .get_or_try_init(|| access.grants(username, conn.token.as_deref()))
+    access
+        .may_read(grants, &conn.user.username, conn.token.as_deref(), room)
         .await
-        .map_err(|e| format!("the permissions of {username} are unavailable: {e}"))?;
-    if grants.allows(action) {
-        Ok(())
-    } else {
-        tracing::info!(%username, room, action, "socket.io: room refused (no permission)");
-        Err(rooms::forbidden(username, room, action))
-    }
+        .map_err(|(Refusal::Forbidden(e) | Refusal::Unavailable(e))| e)
 }
 
 async fn unsubscribe(

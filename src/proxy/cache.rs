@@ -2,7 +2,9 @@
 //! value of one state room named like the path (`GET /doors/{name}/state` is room
 //! `/doors/{name}/state`, ...; see [`room_of`]), when that room is followed upstream (a local
 //! client subscribes to it), the link is up and the room has a value. The answer is then the
-//! same bytes the main process would answer. Anything else is forwarded ([`super::forward`]).
+//! same bytes the main process would answer. Anything else is forwarded ([`super::forward`]),
+//! and so is a read of a room restricted by a rule (`--room-permission`): the main process
+//! checks the reader's permission.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -55,7 +57,11 @@ pub fn answer(
         return None;
     }
     let room = room_of(path)?;
-    if !proxy.hub.has_subscribers(&room) {
+    let restricted = proxy
+        .sockets
+        .room_access()
+        .is_some_and(|a| a.action_for(&room).is_some());
+    if restricted || !proxy.hub.has_subscribers(&room) {
         return None;
     }
     let (_, value) = proxy.hub.get(&room)?;

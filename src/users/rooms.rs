@@ -1,12 +1,15 @@
-//! Which socket.io rooms a role restricts (`--room-permission PREFIX=ACTION`), and where a
-//! connection's grants come from: the store on the main process, the main process's `/user` and
-//! `/permissions` (asked with the client's own token) on a proxy. Without a rule (the default),
-//! any authenticated user reads every room, as with rmf-web.
+//! Which socket.io rooms, and REST reads of the same paths, a role restricts
+//! (`--room-permission PREFIX=ACTION`), and where a reader's grants come from: the store on the
+//! main process, the main process's `/user` and `/permissions` (asked with the client's own
+//! token) on a proxy. Without a rule (the default), any authenticated user reads every room, as
+//! with rmf-web.
 //!
 //! A room restricted by a rule needs the rule's action in the site-wide group `""` (admins may
 //! read everything). The rule with the longest matching prefix decides. A connection's grants
 //! are read once, at its first subscription to a restricted room, and kept for the connection's
-//! life: a change of roles applies when the client reconnects.
+//! life: a change of roles applies when the client reconnects. A REST read whose path falls
+//! under a rule ([`restrict_reads`], main process) reads the grants for that request; a proxy
+//! forwards such reads to the main process instead of answering them from its cache.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -14,10 +17,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::OnceCell;
 
 use super::enforce::SITE_GROUP;
 use super::{Permission, Users};
+use crate::api::auth::Auth;
+use crate::api::{ApiError, AppState};
 use crate::proxy::forward::{self, Upstream};
 use crate::proxy::link::LinkStatus;
 
@@ -153,6 +162,88 @@ impl RoomAccess {
                 };
                 Ok(Grants::from_permissions(admin, permissions))
             }
+        }
+    }
+}
+
+/// Why a read was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user lacks the permission (the text names it).
+    Forbidden(String),
+    /// The user's grants could not be read.
+    Unavailable(String),
+}
+
+impl RoomAccess {
+    /// Whether `username` may read `name` (a room, or a REST path named like one). `grants`
+    /// holds the user's grants once read (per connection on socket.io, per request on REST);
+    /// `token` is the client's JWT, for a proxy.
+    pub async fn may_read(
+        &self,
+        grants: &OnceCell<Grants>,
+        username: &str,
+        token: Option<&str>,
+        name: &str,
+    ) -> Result<(), Refusal> {
+        let Some(action) = self.action_for(name) else {
+            return Ok(());
+        };
+        let grants = grants
+            .get_or_try_init(|| self.grants(username, token))
+            .await
+            .map_err(|e| {
+                Refusal::Unavailable(format!(
+                    "the permissions of {username} are unavailable: {e}"
+                ))
+            })?;
+        if grants.allows(action) {
+            Ok(())
+        } else {
+            tracing::info!(%username, name, action, "room rules: read refused (no permission)");
+            Err(Refusal::Forbidden(forbidden(username, name, action)))
+        }
+    }
+}
+
+/// Middleware of the REST read routes of the main process: a read whose path (under the URL
+/// prefix, percent-decoded) falls under a rule needs the rule's permission, as the room of that
+/// name does: 401 without a valid token, 403 `{"detail": ...}` without the permission, 503 when
+/// the grants cannot be read. Public routes (the map's images, `/openapi.json`) stay public.
+pub async fn restrict_reads(
+    State(app): State<AppState>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(access) = app.sockets.room_access() else {
+        return next.run(request).await;
+    };
+    let public = matched
+        .as_ref()
+        .is_some_and(|m| crate::api::routes::is_public(m.as_str()));
+    let path = percent_encoding::percent_decode_str(request.uri().path())
+        .decode_utf8_lossy()
+        .into_owned();
+    if public || access.action_for(&path).is_none() {
+        return next.run(request).await;
+    }
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let user = match app.auth.verify(Auth::bearer(header)) {
+        Ok(user) => user,
+        Err(e) => return ApiError(StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
+    };
+    match access
+        .may_read(&OnceCell::new(), &user.username, None, &path)
+        .await
+    {
+        Ok(()) => next.run(request).await,
+        Err(Refusal::Forbidden(detail)) => ApiError(StatusCode::FORBIDDEN, detail).into_response(),
+        Err(Refusal::Unavailable(detail)) => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, detail).into_response()
         }
     }
 }

@@ -563,6 +563,15 @@ const fn system(
     }
 }
 
+/// Whether a matched route path (possibly under a prefix) is a public entry of [`ROUTES`]
+/// (`auth: false`).
+pub fn is_public(matched: &str) -> bool {
+    ROUTES
+        .iter()
+        .find(|r| matched.ends_with(r.path))
+        .is_some_and(|r| !r.auth)
+}
+
 /// The routes of the table that have a handler here.
 pub fn router() -> axum::Router<AppState> {
     register(ROUTES)
