@@ -164,18 +164,7 @@ impl RoomAccess {
             }
         }
     }
-}
 
-/// Why a read was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// The user lacks the permission (the text names it).
-    Forbidden(String),
-    /// The user's grants could not be read.
-    Unavailable(String),
-}
-
-impl RoomAccess {
     /// Whether `username` may read `name` (a room, or a REST path named like one). `grants`
     /// holds the user's grants once read (per connection on socket.io, per request on REST);
     /// `token` is the client's JWT, for a proxy.
@@ -204,6 +193,15 @@ impl RoomAccess {
             Err(Refusal::Forbidden(forbidden(username, name, action)))
         }
     }
+}
+
+/// Why a read was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user lacks the permission (the text names it).
+    Forbidden(String),
+    /// The user's grants could not be read.
+    Unavailable(String),
 }
 
 /// Middleware of the REST read routes of the main process: a read whose path (under the URL

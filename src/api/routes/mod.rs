@@ -709,6 +709,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_public_reads_are_the_map_images_and_the_document() {
+        assert!(is_public("/building_map/images/{level}/{image}"));
+        assert!(is_public("/api/building_map/images/{level}/{image}"));
+        assert!(is_public("/api/openapi.json"));
+        assert!(!is_public("/api/building_map"));
+        assert!(!is_public("/doors/{door_name}/state"));
+        assert!(!is_public("/tasks"));
+    }
+
+    #[test]
     fn operation_ids_are_fastapi_s() {
         let r = ROUTES
             .iter()
