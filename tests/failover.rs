@@ -22,6 +22,7 @@ use serde_json::Value;
 mod common;
 use common::{
     Cluster, bin, cluster, free_port, hotel_emitted, hotel_recording, node_dir, same_json,
+    stdout_of,
 };
 
 /// The terms of `leader_terms`, in order.
@@ -91,15 +92,10 @@ fn reference_dump() -> &'static str {
     static DUMP: OnceLock<String> = OnceLock::new();
     DUMP.get_or_init(|| {
         let c = cluster();
-        let out = bin()
-            .args(["replay", "--database-url", c.url()])
-            .arg(hotel_recording())
-            .output()
-            .expect("replay");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        stdout_of(
+            bin()
+                .args(["replay", "--database-url", c.url()])
+                .arg(hotel_recording()),
         );
         c.dump()
     })

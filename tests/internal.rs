@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 mod common;
-use common::{Proc, bin, free_port};
+use common::{Proc, bin, free_port, stdout_of};
 
 const MAX_FRAME: usize = 4 << 20;
 const RATE: u64 = 2000;
@@ -336,16 +336,11 @@ fn fleet_frame(name: &str, extra: Value) -> String {
 async fn a_recording_sent_by_adapters_becomes_the_rooms_and_resent_logs_add_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let recording = dir.path().join("airport.mcap");
-    let out = bin()
-        .args(["trace", "gen", "--preset", "airport", "--duration", "60s"])
-        .args(["--ws-reconnect-at", "30s", "-o"])
-        .arg(&recording)
-        .output()
-        .expect("trace gen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of(
+        bin()
+            .args(["trace", "gen", "--preset", "airport", "--duration", "60s"])
+            .args(["--ws-reconnect-at", "30s", "-o"])
+            .arg(&recording),
     );
     let text = std::fs::read_to_string(recording.with_extension("ws.jsonl")).expect("frames");
     let frames: Vec<String> = text.lines().map(str::to_string).collect();

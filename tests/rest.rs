@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Proc, Reply, bin, free_port};
+use common::{Proc, Reply, bin, emitted, free_port};
 
 /// A plain HTTP/1.1 GET on loopback.
 fn http_get(port: u16, path: &str, authorization: Option<&str>) -> Reply {
@@ -169,18 +169,7 @@ struct Change {
 }
 
 fn engine_changes(rec: &Recording) -> Vec<Change> {
-    let out = bin()
-        .arg("replay")
-        .arg(&rec.path)
-        .args(["--no-db", "--emit", "jsonl"])
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    emitted(&rec.path)
         .lines()
         .map(|l| {
             let mut v: Value = serde_json::from_str(l).expect("jsonl line");

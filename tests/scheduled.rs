@@ -22,17 +22,6 @@ use common::{Proc, bin, cluster, free_port, wait_listening};
 
 const SECRET: &str = "scheduled-test-secret";
 
-/// One request as `user` (none: no token): (status, JSON body or Null).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    user: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    common::call_as(SECRET, port, method, path, user, body)
-}
-
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -61,7 +50,7 @@ impl Server {
     }
 
     fn call(&self, method: &str, path: &str, user: &str, body: Option<Value>) -> (u16, Value) {
-        http(self.port, method, path, Some(user), body)
+        common::call_as(SECRET, self.port, method, path, Some(user), body)
     }
 }
 
@@ -330,7 +319,10 @@ fn routes_create_list_get_update_except_delete() {
             .0,
         403
     );
-    assert_eq!(http(s.port, "GET", "/scheduled_tasks/1", None, None).0, 401);
+    assert_eq!(
+        common::call_as(SECRET, s.port, "GET", "/scheduled_tasks/1", None, None).0,
+        401
+    );
     assert_eq!(
         s.call("DELETE", &format!("/scheduled_tasks/{id}"), "admin", None),
         (200, Value::Null)

@@ -226,19 +226,28 @@ fn dechunk(mut s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `rmf-dash trace gen ARGS --no-ws -o PATH`, which must succeed; PATH.
-pub fn trace_gen(path: &Path, args: &[&str]) -> PathBuf {
-    let out = bin()
-        .args(["trace", "gen"])
-        .args(args)
-        .args(["--no-ws", "-o"])
-        .arg(path)
+/// Runs `cmd`, which must succeed (its stderr is the failure's message); its stdout.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd
         .output()
-        .expect("trace gen");
+        .unwrap_or_else(|e| panic!("{:?}: {e}", cmd.get_program()));
     assert!(
         out.status.success(),
-        "{}",
+        "{:?}: {}",
+        cmd.get_args().collect::<Vec<_>>(),
         String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `rmf-dash trace gen ARGS --no-ws -o PATH`, which must succeed; PATH.
+pub fn trace_gen(path: &Path, args: &[&str]) -> PathBuf {
+    stdout_of(
+        bin()
+            .args(["trace", "gen"])
+            .args(args)
+            .args(["--no-ws", "-o"])
+            .arg(path),
     );
     path.to_path_buf()
 }
@@ -270,18 +279,12 @@ pub fn hotel_emitted() -> &'static str {
 
 /// `rmf-dash replay RECORDING --no-db --emit jsonl`: every output change, one JSON per line.
 pub fn emitted(recording: &Path) -> String {
-    let out = bin()
-        .arg("replay")
-        .arg(recording)
-        .args(["--no-db", "--emit", "jsonl"])
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    stdout_of(
+        bin()
+            .arg("replay")
+            .arg(recording)
+            .args(["--no-db", "--emit", "jsonl"]),
+    )
 }
 
 /// The engine's final value of every room that has one at the end of the recording.
@@ -350,16 +353,7 @@ impl Cluster {
 
     /// `rmf-dash store dump` of the cluster.
     pub fn dump(&self) -> String {
-        let out = bin()
-            .args(["store", "dump", "--database-url", self.url()])
-            .output()
-            .expect("store dump");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
+        stdout_of(bin().args(["store", "dump", "--database-url", self.url()]))
     }
 }
 
