@@ -7,10 +7,12 @@
 //! - [`rmf_link`]: commands to RMF (door and lift requests, the task API, alert responses).
 //! - [`ros2`]: rmf-dash as a ROS 2 node (live topics in, commands out; `--features ros2`).
 //! - [`view`]: the built-in live view of the site (a page served at `/`).
+//! - [`edge`]: what every HTTP listener puts in front of its routes (CORS, the public URL).
 //! - [`store`]: PostgreSQL persistence (batched writer, restore, dump, retention, private
 //!   cluster).
 pub mod api;
 pub mod bench;
+pub mod edge;
 pub mod engine;
 pub mod hub;
 pub mod ingest;

@@ -70,6 +70,29 @@ struct RoomArgs {
     room_permission: Vec<rmf_dash::users::rooms::RoomRule>,
 }
 
+/// Browsers on other origins and the URLs inside payloads (`serve` and `proxy`).
+#[derive(Args)]
+struct EdgeArgs {
+    /// An origin browsers may call from (scheme://host[:port]; repeated or comma separated).
+    /// None or `*`: every origin, as rmf-web's api-server allows.
+    #[arg(long, env = "RMF_DASH_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origin: Vec<String>,
+    /// The URL clients reach this server at (http(s)://host[:port][/prefix]); the URLs inside
+    /// payloads (the building map's images) are made from it. Default: http://<listen><prefix>
+    /// (localhost for an unspecified address).
+    #[arg(long, env = "RMF_DASH_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+impl EdgeArgs {
+    fn config(self) -> rmf_dash::edge::EdgeConfig {
+        rmf_dash::edge::EdgeConfig {
+            cors_origins: self.cors_origin,
+            public_url: self.public_url,
+        }
+    }
+}
+
 #[derive(Args)]
 struct ProxyArgs {
     /// The main process or another proxy: http://host:port[/prefix]. Several (repeated or
@@ -107,6 +130,8 @@ struct ProxyArgs {
     no_auth: bool,
     #[command(flatten)]
     rooms: RoomArgs,
+    #[command(flatten)]
+    edge: EdgeArgs,
     /// Milliseconds over which changes from upstream are gathered before they are delivered:
     /// each client's share of a batch leaves in one write. 0 delivers what has arrived at once;
     /// 20-50 saves 20-35% of the CPU when clients follow many busy rooms, for that much latency
@@ -246,6 +271,8 @@ struct ServeArgs {
     no_auth: bool,
     #[command(flatten)]
     rooms: RoomArgs,
+    #[command(flatten)]
+    edge: EdgeArgs,
     /// User made an admin at start (with a store; users are otherwise created without roles on
     /// their first request).
     #[arg(long, default_value = "admin", env = "RMF_DASH_ADMIN_USER")]
@@ -672,6 +699,7 @@ fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
         no_auth: args.no_auth,
         room_permissions: args.rooms.room_permission,
         batch: std::time::Duration::from_millis(args.batch_ms),
+        edge: args.edge.config(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -726,6 +754,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         ros2: args.ros2,
         schedule: args.schedule.config()?,
         room_permissions: args.rooms.room_permission,
+        edge: args.edge.config(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,6 +6,7 @@
 //! count (the contract derived events are checked against end to end).
 
 use std::io::Write;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -45,6 +46,8 @@ pub struct ReplaySummary {
     pub invalid: u64,
     pub changes: u64,
     pub last_time: Time,
+    /// The logical time after the last record taken ([`drive`]); `None` when none was.
+    pub end: Option<Time>,
 }
 
 /// Replays at a speed: waits for each message's due time, moving the engine's logical time on
@@ -193,11 +196,32 @@ pub fn drive(
     if let Some(t) = last {
         sink.advance(t + 1)?;
     }
+    summary.end = last.map(|t| t + 1);
     progress.finish(&format!(
         "{} messages, {} dropped",
         summary.messages, summary.dropped
     ));
     Ok(())
+}
+
+/// Keeps a served recording's clock running after its end, at the replay's speed (real time
+/// for `max`), from logical time `from`: what clients send later (alerts, tasks) is stamped with
+/// a time that keeps moving and is delivered, so that a demo works for as long as it runs.
+/// Returns when the sink stops (the server shuts down).
+pub fn keep_time(sink: &mut impl Sink, from: Time, pacing: Pacing, tick_ms: u64) {
+    let speed = match pacing {
+        Pacing::Speed(x) if x > 0.0 && x.is_finite() => x,
+        _ => 1.0,
+    };
+    let tick = Duration::from_millis(tick_ms.max(1));
+    let start = std::time::Instant::now();
+    loop {
+        std::thread::sleep(tick);
+        let t = from + (start.elapsed().as_secs_f64() * 1000.0 * speed) as Time;
+        if sink.advance(t).is_err() {
+            return;
+        }
+    }
 }
 
 /// Replays `path` through a new engine; every output batch goes to `emit` (on its own thread).

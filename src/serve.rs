@@ -34,6 +34,8 @@ pub enum ServeError {
     Auth(#[from] AuthConfigError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -87,6 +89,8 @@ pub struct ServeConfig {
     pub schedule: crate::scheduled::dispatch::ScheduleConfig,
     /// socket.io rooms restricted to some roles (needs a store; none: every room for everyone).
     pub room_permissions: Vec<crate::users::rooms::RoomRule>,
+    /// CORS origins and the public URL (`--cors-origin`, `--public-url`).
+    pub edge: crate::edge::EdgeConfig,
 }
 
 impl ServeConfig {
@@ -118,8 +122,15 @@ impl ServeConfig {
             ros2: false,
             schedule: Default::default(),
             room_permissions: Vec::new(),
+            edge: Default::default(),
         }
     }
+}
+
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Subscribers that fell behind get their coalesced rooms a few times a second.
@@ -203,6 +214,8 @@ pub struct Listening {
     /// This process's role (active at once without a store).
     pub leadership: Leadership,
     switch: Switch,
+    /// CORS and the public URL of this listener.
+    edge: crate::edge::Edge,
     /// Bound, not served yet: requests wait in the backlog until the process is active, or a
     /// standby (the lock is held by another process).
     listener: Option<tokio::net::TcpListener>,
@@ -244,13 +257,15 @@ pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
             source,
         })?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, prefix = %config.prefix, "listening (socket.io at {}/socket.io)", config.prefix);
+    let edge = crate::edge::Edge::new(&config.edge, addr, &config.prefix)?;
+    tracing::info!(%addr, prefix = %config.prefix, public_url = edge.public_url(), any_origin = edge.any_origin(), "listening (socket.io at {}/socket.io)", config.prefix);
     Ok(Listening {
         config,
         auth,
         addr,
         leadership,
         switch,
+        edge,
         listener: Some(listener),
         http: None,
     })
@@ -260,7 +275,8 @@ impl Listening {
     /// Serves the present routes (the standby's until activation).
     fn serve(&mut self) -> Result<(), ServeError> {
         if let Some(listener) = self.listener.take() {
-            let (_, shutdown, server) = serve_http(listener, self.switch.router())?;
+            let routes = self.switch.router().layer(self.edge.cors());
+            let (_, shutdown, server) = serve_http(listener, routes)?;
             self.http = Some((shutdown, server));
         }
         Ok(())
@@ -342,6 +358,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     let leadership = this.leadership.clone();
     let addr = this.addr;
     let hub = Arc::new(Hub::new());
+    hub.set_rewrite(Arc::new(this.edge.map_urls()));
     let engine_running = Arc::new(AtomicBool::new(true));
     // With a store: the hub is seeded from it before anything else, and the engine's state is
     // rebuilt from its snapshot and input log (see `store::pipeline`).
@@ -512,10 +529,15 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
                                 path,
                                 messages = summary.messages,
                                 dropped = summary.dropped,
-                                "replay finished; serving the final state"
+                                "replay finished; its clock keeps running (what clients send is still taken)"
                             ),
                             Err(e) => tracing::error!(path, "replay stopped: {e}"),
                         }
+                        let from = summary
+                            .end
+                            .or(sink.after.map(|h| h + 1))
+                            .unwrap_or_else(|| crate::engine::Clock::logical(wall_ns(), opts.tick_ms));
+                        crate::replay::keep_time(&mut sink, from, opts.pacing, opts.tick_ms);
                     })?,
             )
         }

@@ -483,15 +483,32 @@ fn raw_json(status: StatusCode, text: String) -> Response {
 
 /// Sends a record to the engine as received now.
 async fn feed(app: &AppState, record: Record) -> Result<(), Reject> {
-    let sent = app
-        .feed
-        .send(Feed::Record {
+    send(
+        app,
+        Feed::Record {
             record: Box::new(record),
             stamp: Stamp::Live,
             source: Source::Internal,
-        })
-        .await;
-    if sent {
+        },
+    )
+    .await
+}
+
+/// [`feed`] for inputs already made from a record.
+async fn feed_inputs(
+    app: &AppState,
+    inputs: Vec<rmf_dash_dataflows::model::input::Input>,
+) -> Result<(), Reject> {
+    let item = Feed::Inputs {
+        inputs,
+        stamp: Stamp::Live,
+        source: Source::Internal,
+    };
+    send(app, item).await
+}
+
+async fn send(app: &AppState, item: Feed) -> Result<(), Reject> {
+    if app.feed.send(item).await {
         Ok(())
     } else {
         Err(error(
@@ -1102,7 +1119,16 @@ async fn create_alert(
             .collect(),
         task_id: body.task_id.as_deref().unwrap_or_default().into(),
     };
-    feed(&app, Record::Alert(alert)).await?;
+    // The alert keeps the time its author gave it (rmf-web stores the request as sent), not
+    // the time it was received.
+    let at = u64::try_from(body.unix_millis_alert_time).unwrap_or(0);
+    let inputs = rmf_dash_dataflows::model::input::inputs(
+        &Record::Alert(alert),
+        at,
+        &mut rmf_dash_dataflows::model::input::Names::default(),
+    )
+    .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    feed_inputs(&app, inputs).await?;
     visible(&app, "/alerts/requests", &body.id).await;
     tracing::info!(user = %user.username, alert = %body.id, "alert created");
     Ok((StatusCode::CREATED, Json(body)).into_response())

@@ -234,6 +234,13 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             &load(&s.failures),
         );
         gauge(
+            "rmf_dash_store_stale_reads_total",
+            "Reads of the store that waited for the writer longer than their bound (answered \
+             with what was stored).",
+            "counter",
+            &load(&s.stale_reads),
+        );
+        gauge(
             "rmf_dash_store_dropped_rows_total",
             "Rows dropped by the store's memory bound (recorded in store_gaps).",
             "counter",

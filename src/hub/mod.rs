@@ -21,6 +21,10 @@
 //! [`Hub::apply_remote`] applies a value received from upstream with its sequence number,
 //! dropping duplicates and older values; an [`Interest`] hears when a room gets its first
 //! subscriber or loses its last one, and [`Hub::evict`] forgets a room nobody follows.
+//!
+//! A [`Rewrite`] (set once) changes the values of some state rooms as they enter the hub, from
+//! the engine, the store or upstream (the building map's image URLs made absolute under this
+//! server's public URL): what is delivered and read is rewritten, what is stored is not.
 
 pub mod rooms;
 pub mod socketio;
@@ -79,6 +83,12 @@ pub trait Subscriber: Send + Sync {
 /// upstream on demand). Called with the hub locked: must not block nor call the hub.
 pub trait Interest: Send + Sync {
     fn changed(&self, room: &str);
+}
+
+/// Rewrites the value of a state room as it enters the hub; `None` keeps it as it is. Called
+/// with the hub locked: must not block nor call the hub.
+pub trait Rewrite: Send + Sync {
+    fn rewrite(&self, room: &str, value: &str) -> Option<String>;
 }
 
 /// Counters of the hub, read by `/metrics`.
@@ -145,6 +155,7 @@ pub struct Hub {
     inner: Mutex<Inner>,
     kind_of: rooms::Kinds,
     interest: std::sync::OnceLock<Arc<dyn Interest>>,
+    rewrite: std::sync::OnceLock<Arc<dyn Rewrite>>,
     pub metrics: HubMetrics,
 }
 
@@ -177,6 +188,7 @@ impl Hub {
             inner: Mutex::new(Inner::default()),
             kind_of: rooms::Kinds::new(),
             interest: std::sync::OnceLock::new(),
+            rewrite: std::sync::OnceLock::new(),
             metrics: HubMetrics::default(),
         }
     }
@@ -184,6 +196,31 @@ impl Hub {
     /// Sets who hears about first and last subscribers (once; later calls are ignored).
     pub fn set_interest(&self, interest: Arc<dyn Interest>) {
         let _ = self.interest.set(interest);
+    }
+
+    /// Sets how values are rewritten as they enter (once; later calls are ignored).
+    pub fn set_rewrite(&self, rewrite: Arc<dyn Rewrite>) {
+        let _ = self.rewrite.set(rewrite);
+    }
+
+    /// A state room's value as delivered: `value` rewritten, or as it is.
+    fn delivered(&self, room: &str, value: &str) -> Raw {
+        match self.rewrite.get().and_then(|r| r.rewrite(room, value)) {
+            Some(v) => raw(&v),
+            None => raw(value),
+        }
+    }
+
+    /// [`Hub::delivered`] of a value already wrapped (kept as it is unless rewritten).
+    fn delivered_raw(&self, room: &str, value: Raw) -> Raw {
+        match self
+            .rewrite
+            .get()
+            .and_then(|r| r.rewrite(room, value.get()))
+        {
+            Some(v) => raw(&v),
+            None => value,
+        }
     }
 
     fn interest_changed(&self, room: &str) {
@@ -230,7 +267,7 @@ impl Hub {
                 }
                 (RoomKind::State, true) => {
                     r.record = Some(value.as_str().to_string());
-                    r.value = Some(raw(value.as_str()));
+                    r.value = Some(self.delivered(room, value.as_str()));
                     if !touched.contains(&key) {
                         touched.push(key);
                     }
@@ -296,7 +333,7 @@ impl Hub {
             r.t = t;
             if kind == RoomKind::State {
                 r.record = value.as_ref().map(|v| v.get().to_string());
-                r.value = value;
+                r.value = value.map(|v| self.delivered_raw(&room, v));
             }
             n += 1;
         }
@@ -463,7 +500,7 @@ impl Hub {
             match (kind, value) {
                 (RoomKind::State, value) => {
                     r.record = None;
-                    r.value = value;
+                    r.value = value.map(|v| self.delivered_raw(room, v));
                     queue(&mut outbox, &key, &r.subscribers, r.value.as_ref(), meta);
                 }
                 (RoomKind::Stream, Some(payload)) => {

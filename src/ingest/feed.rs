@@ -194,8 +194,10 @@ impl Feeder {
     fn stamp(&mut self, stamp: Stamp) -> Result<(Time, u64), EngineError> {
         let (t, unix_ms) = match stamp {
             Stamp::Recorded(ns) => (self.clock.time_of(ns), ns / 1_000_000),
+            // The replay's current time: its latest record, or where its clock has moved
+            // time on to (after the recording's end too, see `replay::keep_time`).
             Stamp::Live if self.replaying => {
-                let t = self.clock.now().max(self.batch_time);
+                let t = self.clock.now().max(self.batch_time).max(self.advanced);
                 (t, t)
             }
             Stamp::Live => {

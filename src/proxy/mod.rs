@@ -38,6 +38,8 @@ pub enum ProxyError {
     Auth(#[from] AuthConfigError),
     #[error(transparent)]
     Upstream(#[from] forward::ForwardError),
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -68,6 +70,8 @@ pub struct ProxyConfig {
     pub room_permissions: Vec<crate::users::rooms::RoomRule>,
     /// Changes from upstream are gathered this long before they are delivered (`--batch-ms`).
     pub batch: std::time::Duration,
+    /// CORS origins and the public URL (`--cors-origin`, `--public-url`).
+    pub edge: crate::edge::EdgeConfig,
 }
 
 /// What the proxy's handlers share.
@@ -287,7 +291,16 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
     if upstreams.is_empty() {
         return Err(forward::ForwardError::Url("no upstream given".into()).into());
     }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ProxyError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let edge = crate::edge::Edge::new(&config.edge, listener.local_addr()?, &config.prefix)?;
     let hub = Arc::new(Hub::new());
+    // The map's image URLs point at this proxy (which forwards their reads upstream).
+    hub.set_rewrite(Arc::new(edge.map_urls()));
     let link = link::spawn(
         hub.clone(),
         link::LinkConfig {
@@ -317,14 +330,8 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
     });
     crate::serve::spawn_flush(hub.clone());
     let routes = socketio::mount(router(proxy.clone(), &config.prefix), layer);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ProxyError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let (addr, shutdown, server) = crate::serve::serve_http(listener, routes)?;
-    tracing::info!(%addr, upstream = %config.upstreams.join(","), epoch = %proxy.replicas.epoch, "proxy listening (socket.io at {}/socket.io)", config.prefix);
+    let (addr, shutdown, server) = crate::serve::serve_http(listener, routes.layer(edge.cors()))?;
+    tracing::info!(%addr, upstream = %config.upstreams.join(","), public_url = edge.public_url(), epoch = %proxy.replicas.epoch, "proxy listening (socket.io at {}/socket.io)", config.prefix);
     Ok(Running {
         addr,
         proxy,

@@ -95,6 +95,40 @@ pub struct StoreMetrics {
     pub failures: AtomicU64,
     /// Sends that found the channel full and waited.
     pub channel_waits: AtomicU64,
+    /// Reads that waited for the writer longer than their bound and answered from what was
+    /// stored ([`StoreMetrics::stored_up_to`]).
+    pub stale_reads: AtomicU64,
+    /// Woken whenever the checkpoint advances.
+    advanced: tokio::sync::Notify,
+    /// A reader waits for the next write: flush now rather than at the next tick.
+    flush_wanted: tokio::sync::Notify,
+}
+
+impl StoreMetrics {
+    /// Waits until everything up to logical time `time` is stored, asking the writer to write
+    /// what it has now, at most `limit`; whether it is. Reads of the store call it with the time
+    /// of the latest change any client may have seen, so that no route answers less than a room
+    /// has shown (DESIGN.md invariant 9: read your writes across interfaces). A read that waits
+    /// in vain is counted.
+    pub async fn stored_up_to(&self, time: Time, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let advanced = self.advanced.notified();
+            tokio::pin!(advanced);
+            advanced.as_mut().enable();
+            if self.checkpoint.load(Ordering::Acquire) >= time {
+                return true;
+            }
+            self.flush_wanted.notify_one();
+            if tokio::time::timeout_at(deadline, advanced).await.is_err() {
+                let done = self.checkpoint.load(Ordering::Acquire) >= time;
+                if !done {
+                    self.stale_reads.fetch_add(1, Ordering::Relaxed);
+                }
+                return done;
+            }
+        }
+    }
 }
 
 /// Where the engine side sends to the writer. Cloned into the feeder and the output applier.
@@ -232,6 +266,8 @@ async fn run(
     let mut gaps: Vec<(i64, i64, i64)> = Vec::new();
     let mut closed_at: Option<Instant> = None;
     let mut last_flush = Instant::now();
+    // A reader waits for the next write (see `StoreMetrics::stored_up_to`).
+    let mut hurry = false;
     let mut tick = tokio::time::interval(Duration::from_millis(config.flush_ms.clamp(1, 60_000)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -281,7 +317,8 @@ async fn run(
                             tracing::info!(checkpoint = set.checkpoint, "store reachable again; writing resumed");
                         }
                         written = Some(set.checkpoint);
-                        metrics.checkpoint.store(set.checkpoint, Ordering::Relaxed);
+                        metrics.checkpoint.store(set.checkpoint, Ordering::Release);
+                        metrics.advanced.notify_waiters();
                         backoff = Duration::from_millis(100);
                     }
                     Err(e) => {
@@ -297,6 +334,7 @@ async fn run(
                 }
             },
             _ = tick.tick() => {}
+            _ = metrics.flush_wanted.notified() => hurry = true,
         }
         metrics.buffered_bytes.store(
             (buffer.bytes + held(inflight_bytes, &next)) as u64,
@@ -305,7 +343,8 @@ async fn run(
         metrics
             .buffered_rows
             .store(buffer.rows as u64, Ordering::Relaxed);
-        let due = last_flush.elapsed() >= Duration::from_millis(config.flush_ms)
+        let due = hurry
+            || last_flush.elapsed() >= Duration::from_millis(config.flush_ms)
             || buffer.rows >= config.flush_rows
             || closed_at.is_some();
         // The next set is built while the previous one is written (the rows' encoding then
@@ -315,6 +354,7 @@ async fn run(
             let ahead = planned.max(written);
             if frontier > 0 && checkpoint.is_some_and(|c| ahead.is_none_or(|p| p < c)) {
                 last_flush = Instant::now();
+                hurry = false;
                 // Bounded sets: encoding one overlaps with writing the one before.
                 let (msgs, bound) = buffer.take_before(frontier, config.flush_rows);
                 let checkpoint = if bound < frontier {

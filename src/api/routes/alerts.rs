@@ -17,6 +17,7 @@ use crate::store::history::AlertFilter;
 
 /// The alerts `filter` selects: the store's (when there is one) and the hub's recent ones.
 async fn alerts(app: &App, filter: AlertFilter<'_>) -> Alerts {
+    super::stored_now(app).await;
     let stored = match &app.history {
         Some(h) => h.alerts(filter).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "alerts answered from memory");

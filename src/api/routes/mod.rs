@@ -78,6 +78,20 @@ pub fn now_ms(app: &App) -> u64 {
     }
 }
 
+/// The longest a read of the store waits for the writer (see [`stored_now`]).
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until the store holds every change a client may have seen so far (the engine's output
+/// frontier at the call), so that a read of the store never misses what a room has shown
+/// (DESIGN.md invariant 9). Immediate without a store; at most [`READ_WAIT`] (then the read
+/// answers what is stored, counted as `rmf_dash_store_stale_reads_total`).
+pub async fn stored_now(app: &App) {
+    if let Some(store) = &app.store {
+        let seen = app.delivered.load(Ordering::Acquire).saturating_sub(1);
+        store.stored_up_to(seen, READ_WAIT).await;
+    }
+}
+
 /// Where a parameter goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum In {

@@ -50,6 +50,7 @@ pub async fn query_task_states(
 ) -> ReadResult<Json<Vec<Raw>>> {
     let query = task_query(&params, now_ms(&app))?;
     if let Some(history) = &app.history {
+        super::stored_now(&app).await;
         match history.tasks(&query).await {
             Ok(tasks) => return Ok(Json(tasks.into_iter().map(Raw::from).collect())),
             Err(e) => tracing::warn!(error = %e, "task query answered from memory"),
