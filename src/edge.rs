@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue, Method};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 
 /// Why an edge setting is refused.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +78,10 @@ impl Edge {
         self.origins.is_none()
     }
 
-    /// The CORS layer of every route: the allowed origins; any method and request header (the
-    /// dashboard sends `Authorization` and `Content-Type: application/json`, which need a
-    /// preflight); no credentials (tokens travel in headers, not cookies).
+    /// The CORS layer of every route: the allowed origins; the methods of the routes; every
+    /// request header the preflight asks for, mirrored (the dashboard sends `Authorization`,
+    /// which browsers never cover by the wildcard `*`, and `Content-Type: application/json`);
+    /// no credentials (tokens travel in headers, not cookies).
     pub fn cors(&self) -> CorsLayer {
         let layer = CorsLayer::new()
             .allow_methods([
@@ -91,7 +92,7 @@ impl Edge {
                 Method::PATCH,
                 Method::OPTIONS,
             ])
-            .allow_headers(Any)
+            .allow_headers(AllowHeaders::mirror_request())
             .expose_headers([HeaderName::from_static("content-type")])
             .max_age(PREFLIGHT_MAX_AGE);
         match &self.origins {

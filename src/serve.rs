@@ -380,17 +380,29 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     tracing::info!(workers = config.engine.workers, "engine started");
     let delivered = engine.delivered.clone();
     let horizon = restoring.as_ref().and_then(|r| r.checkpoint);
-    // Users live in the same store (its schema is migrated by the restore above).
-    let users = match &config.store {
-        Some(c) => Some(Arc::new(
+    // Users and scheduled tasks live in the same store (its schema is migrated by the restore
+    // above); without one (`--no-db`), in memory for the life of the process.
+    let (users, schedules) = match &config.store {
+        Some(c) => (
             crate::users::Users::open(&c.url, &config.admin_user).await?,
-        )),
-        None => None,
+            crate::scheduled::storage::ScheduleStore::open(&c.url).await?,
+        ),
+        None => (
+            crate::users::Users::memory(&config.admin_user)?,
+            crate::scheduled::storage::ScheduleStore::memory(),
+        ),
     };
+    let users = Some(Arc::new(users));
     let history = config
         .store
         .as_ref()
         .map(|c| crate::store::history::History::new(&c.url));
+    let task_requests = Arc::new(match &config.store {
+        Some(c) => crate::store::task_requests::TaskRequests::Store(
+            crate::store::SharedClient::connect(&c.url).await?,
+        ),
+        None => crate::store::task_requests::TaskRequests::memory(),
+    });
     let applier = match engine.take_outputs() {
         Some(outputs) => Some(crate::store::pipeline::spawn_applier(
             outputs,
@@ -476,8 +488,9 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         internal: crate::ingest::internal::Internal::new(config.internal.clone()),
         map_images,
         users,
-        scheduling: crate::scheduled::dispatch::Scheduling::new(config.schedule.clone()),
+        scheduling: crate::scheduled::dispatch::Scheduling::new(config.schedule.clone(), schedules),
         history,
+        task_requests,
         leader: leadership,
     });
     spawn_flush(hub.clone());
@@ -491,7 +504,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     };
     tracing::info!(%addr, "active: serving");
     // Scheduled tasks are dispatched by the main process only, while it is the active one.
-    let scheduler = config.store.as_ref().map(|c| {
+    let scheduler = Some({
         let (tx, active) = tokio::sync::watch::channel(app.leader.is_active());
         let mut roles = app.leader.watch();
         tokio::spawn(async move {
@@ -502,7 +515,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
                 }
             }
         });
-        crate::scheduled::dispatch::spawn(app.clone(), c.url.clone(), active)
+        crate::scheduled::dispatch::spawn(app.clone(), active)
     });
     let replay = match &config.replay {
         Some(path) => {

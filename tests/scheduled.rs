@@ -7,6 +7,8 @@
 //!   daylight-saving change (a daily 02:30 that does not exist that night, hourly steps through
 //!   the skipped hour, a weekday), and not on an except date: the exact occurrences dispatched,
 //!   each once, seen at the loopback RMF link;
+//! - both again with `--no-db` (the tasks in memory, dispatched from there; nothing enforced),
+//!   and the in-memory bound (507);
 //! - exactly once across `kill -9` of the main process: killed between two occurrences, killed
 //!   with an occurrence claimed but not sent (pause test hook), killed with an occurrence sent
 //!   and answered but not recorded (pause test hook); every occurrence reaches "RMF" (the
@@ -85,11 +87,16 @@ impl FakeClock {
     }
 }
 
-fn serve(url: &str, clock: &FakeClock, extra: &[&str], env: &[(&str, &str)]) -> Server {
+/// `rmf-dash serve` on the store at `url`, or with `--no-db` (none).
+fn serve(url: Option<&str>, clock: &FakeClock, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let mut cmd = bin();
-    cmd.args(["serve", "--jwt-secret", SECRET, "--database-url", url])
-        .arg("--listen")
+    cmd.args(["serve", "--jwt-secret", SECRET]);
+    match url {
+        Some(url) => cmd.args(["--database-url", url]),
+        None => cmd.arg("--no-db"),
+    };
+    cmd.arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .args(["--test-clock", &clock.spec()])
         .args(extra)
@@ -170,12 +177,22 @@ fn dispatched_labels(published: &[Value]) -> Vec<(String, String)> {
 #[test]
 fn routes_create_list_get_update_except_delete() {
     let pg = cluster();
+    routes(Some(pg.url()));
+}
+
+#[test]
+fn routes_answer_the_same_from_memory_without_a_store() {
+    routes(None);
+}
+
+/// The routes, on the store at `url` or in memory (none: `--no-db`, nothing enforced).
+fn routes(url: Option<&str>) {
     let clock = FakeClock {
         start: ms("2124-02-10T00:00:00Z"),
         origin: wall_ms(),
         rate: 1.0,
     };
-    let s = serve(pg.url(), &clock, &["--timezone", "Asia/Singapore"], &[]);
+    let s = serve(url, &clock, &["--timezone", "Asia/Singapore"], &[]);
     let body = json!({
         "task_request": task_request(&[]),
         "schedules": [{"period": "day", "at": "08:00"}, {"period": "monday", "at": "00:00"}],
@@ -307,18 +324,34 @@ fn routes_create_list_get_update_except_delete() {
         (404, json!({"detail": "Not Found"}))
     );
     assert_eq!(s.call("GET", "/scheduled_tasks/x", "admin", None).0, 422);
-    assert_eq!(
-        s.call("POST", "/scheduled_tasks", "mallory", Some(body)),
-        (
-            403,
-            json!({"detail": "user mallory may not do this: it needs the permission {authz_grp: \"\", action: \"task_submit\"} through one of its roles"})
-        )
-    );
-    assert_eq!(
-        s.call("DELETE", &format!("/scheduled_tasks/{id}"), "mallory", None)
-            .0,
-        403
-    );
+    if url.is_some() {
+        assert_eq!(
+            s.call("POST", "/scheduled_tasks", "mallory", Some(body)),
+            (
+                403,
+                json!({"detail": "user mallory may not do this: it needs the permission {authz_grp: \"\", action: \"task_submit\"} through one of its roles"})
+            )
+        );
+        assert_eq!(
+            s.call("DELETE", &format!("/scheduled_tasks/{id}"), "mallory", None)
+                .0,
+            403
+        );
+    } else {
+        // Users in memory are not enforced: anyone with a token schedules (as they dispatch).
+        let (status, theirs) = s.call("POST", "/scheduled_tasks", "mallory", Some(body));
+        assert_eq!((status, &theirs["created_by"]), (201, &json!("mallory")));
+        let theirs = theirs["id"].as_i64().expect("id");
+        assert_eq!(
+            s.call(
+                "DELETE",
+                &format!("/scheduled_tasks/{theirs}"),
+                "mallory",
+                None
+            ),
+            (200, Value::Null)
+        );
+    }
     assert_eq!(
         common::call_as(SECRET, s.port, "GET", "/scheduled_tasks/1", None, None).0,
         401
@@ -338,6 +371,16 @@ fn routes_create_list_get_update_except_delete() {
 #[test]
 fn occurrences_fire_at_local_times_across_daylight_saving_and_not_on_except_dates() {
     let pg = cluster();
+    occurrences_fire(Some(pg.url()));
+}
+
+#[test]
+fn occurrences_fire_from_memory_without_a_store() {
+    occurrences_fire(None);
+}
+
+/// Occurrences across the spring change, dispatched from the store at `url` or from memory.
+fn occurrences_fire(url: Option<&str>) {
     // 2026-03-29 in Europe/Berlin: 02:00 CET becomes 03:00 CEST. 60,000 fake seconds a
     // second: the three days take about 4 s; the clock reaches the start 8 s from now.
     let rate = 60_000.0;
@@ -347,7 +390,7 @@ fn occurrences_fire_at_local_times_across_daylight_saving_and_not_on_except_date
         rate,
     };
     let s = serve(
-        pg.url(),
+        url,
         &clock,
         &[
             "--timezone",
@@ -462,6 +505,36 @@ fn occurrences_fire_at_local_times_across_daylight_saving_and_not_on_except_date
     assert!(task["last_ran"].is_string(), "{task}");
 }
 
+#[test]
+fn memory_keeps_a_bounded_number_of_scheduled_tasks() {
+    let clock = FakeClock {
+        start: ms("2124-02-10T00:00:00Z"),
+        origin: wall_ms(),
+        rate: 1.0,
+    };
+    let s = serve(None, &clock, &[], &[]);
+    let body =
+        json!({"task_request": task_request(&[]), "schedules": [{"period": "day", "at": "08:00"}]});
+    let max = rmf_dash::scheduled::memory::MAX_TASKS;
+    for _ in 0..max {
+        let (status, v) = s.call("POST", "/scheduled_tasks", "admin", Some(body.clone()));
+        assert_eq!(status, 201, "{v}");
+    }
+    assert_eq!(
+        s.call("POST", "/scheduled_tasks", "admin", Some(body.clone())),
+        (
+            507,
+            json!({"detail": format!("at most {max} scheduled tasks are kept in memory (this server runs with --no-db)")})
+        )
+    );
+    assert_eq!(
+        s.call("DELETE", "/scheduled_tasks/1", "admin", None),
+        (200, Value::Null)
+    );
+    let (status, v) = s.call("POST", "/scheduled_tasks", "admin", Some(body));
+    assert_eq!((status, &v["id"]), (201, &json!(max + 1)));
+}
+
 /// Counts, in the loopback journal, the dispatch requests of each occurrence label.
 fn journal_counts(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -538,7 +611,14 @@ fn each_occurrence_is_dispatched_exactly_once_across_kill_9() {
         if let Some(p) = pause {
             env.push(("RMF_DASH_TEST_SCHEDULE_PAUSE", p));
         }
-        serve(pg.url(), &clock, &flags, &env)
+        let s = serve(Some(pg.url()), &clock, &flags, &env);
+        // Right after a `kill -9` the killed process's session may still hold the site's lock
+        // for a moment: the new one answers as a standby (503) until it takes over.
+        wait_for(30, "the restarted process to be active", || {
+            let (_, health) = s.call("GET", "/health", "admin", None);
+            (health["role"] == "active").then_some(())
+        });
+        s
     };
     let s = start(None);
     let (status, v) = s.call(

@@ -3,7 +3,9 @@
 //! first sight of a token, `/user` and `/permissions` answered from the store, 403 on command
 //! routes without the permission (directly and through a proxy) and success with it, favorites
 //! isolated per user, socket.io rooms and REST reads restricted by a rule (`--room-permission`;
-//! directly and through a proxy), and `--no-db` (nothing enforced, admin routes 503).
+//! directly and through a proxy). With `--no-db` the same routes give the same answers from
+//! memory (the admin and favorite tests run on both backends), kept for the life of the process,
+//! and nothing is enforced.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -110,7 +112,17 @@ fn forbidden(user: &str, action: &str) -> (u16, Value) {
 
 #[test]
 fn admin_routes_manage_users_roles_and_permissions() {
-    let s = serve(true, &["--admin-user", "root"]);
+    admin_routes(true);
+}
+
+#[test]
+fn admin_routes_answer_the_same_from_memory_without_a_store() {
+    admin_routes(false);
+}
+
+/// Every `/admin/*` route, `/user` and `/permissions`, with a store (`db`) or in memory.
+fn admin_routes(db: bool) {
+    let s = serve(db, &["--admin-user", "root"]);
     // The configured admin, and a user created on first sight of their token.
     assert_eq!(
         s.call("GET", "/user", "root", None),
@@ -577,7 +589,17 @@ fn command_routes_need_their_permission_directly_and_through_a_proxy() {
 
 #[test]
 fn favorite_tasks_are_stored_per_user() {
-    let s = serve(true, &[]);
+    favorite_tasks(true);
+}
+
+#[test]
+fn favorite_tasks_are_kept_per_user_in_memory_without_a_store() {
+    favorite_tasks(false);
+}
+
+/// `/favorite_tasks`, with a store (`db`) or in memory.
+fn favorite_tasks(db: bool) {
+    let s = serve(db, &[]);
     let fav = json!({
         "id": "",
         "name": "patrol pantry",
@@ -662,7 +684,7 @@ fn favorite_tasks_are_stored_per_user() {
 }
 
 #[test]
-fn without_a_store_nothing_is_enforced_and_admin_routes_are_unavailable() {
+fn without_a_store_users_live_in_memory_and_nothing_is_enforced() {
     let s = serve(false, &[]);
     assert_eq!(
         s.call("GET", "/user", "gina", None),
@@ -675,6 +697,7 @@ fn without_a_store_nothing_is_enforced_and_admin_routes_are_unavailable() {
         s.call("GET", "/permissions", "gina", None),
         (200, json!([]))
     );
+    // Nothing is enforced: a user without roles sends commands.
     assert_eq!(
         s.call(
             "POST",
@@ -684,8 +707,42 @@ fn without_a_store_nothing_is_enforced_and_admin_routes_are_unavailable() {
         ),
         OK
     );
-    assert_eq!(s.call("GET", "/admin/users", "gina", None).0, 503);
-    assert_eq!(s.call("GET", "/favorite_tasks", "gina", None).0, 503);
+    // The admin routes are for admins (`--admin-user`, default `admin`).
+    assert_eq!(
+        s.call("GET", "/admin/users", "gina", None),
+        forbidden_admin("gina")
+    );
+    assert_eq!(
+        s.call("GET", "/admin/users", "admin", None),
+        (200, json!(["admin", "gina"]))
+    );
+    grant(&s, "operator", &[("", "task_submit")], &["gina"]);
+    assert_eq!(
+        s.call("GET", "/user", "gina", None),
+        (
+            200,
+            json!({"username": "gina", "is_admin": false, "roles": ["operator"]})
+        )
+    );
+    assert_eq!(
+        s.call("GET", "/permissions", "gina", None),
+        (200, json!([{"authz_grp": "", "action": "task_submit"}]))
+    );
+    assert_eq!(
+        s.call("GET", "/favorite_tasks", "gina", None),
+        (200, json!([]))
+    );
+    // For the life of the process: a new one knows only its admin.
+    drop(s);
+    let s = serve(false, &[]);
+    assert_eq!(
+        s.call("GET", "/admin/users", "admin", None),
+        (200, json!(["admin"]))
+    );
+    assert_eq!(
+        s.call("GET", "/admin/roles", "admin", None),
+        (200, json!([]))
+    );
 }
 
 fn grant(s: &Server, role: &str, perms: &[(&str, &str)], users: &[&str]) {

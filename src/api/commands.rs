@@ -818,6 +818,7 @@ pub async fn dispatch(
     if !success {
         return Ok((StatusCode::BAD_REQUEST, answer, value));
     }
+    keep_request(app, task_id, &body.request, user).await?;
     if let Some(state) = value.get("state").filter(|_| !task_id.is_empty()) {
         let frame = json!({"type": "task_state_update", "data": state}).to_string();
         match crate::ingest::internal::parse_frame(&frame) {
@@ -826,6 +827,45 @@ pub async fn dispatch(
         }
     }
     Ok((StatusCode::OK, answer, value))
+}
+
+/// Keeps the request of a dispatched task (before anything names the task: its state is fed
+/// after), in rmf-web's `TaskRequest` shape: every field, `null` when absent.
+async fn keep_request(
+    app: &AppState,
+    task_id: &str,
+    request: &TaskRequest,
+    user: &str,
+) -> Result<(), Reject> {
+    if task_id.is_empty() {
+        return Ok(());
+    }
+    let text = serde_json::to_string(&json!({
+        "unix_millis_earliest_start_time": request.unix_millis_earliest_start_time,
+        "unix_millis_request_time": request.unix_millis_request_time,
+        "priority": request.priority,
+        "category": request.category,
+        "description": request.description,
+        "labels": request.labels,
+        "requester": request.requester,
+        "fleet_name": request.fleet_name,
+    }))
+    .and_then(serde_json::value::RawValue::from_string)
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let at = request
+        .unix_millis_request_time
+        .unwrap_or_else(|| crate::api::routes::now_ms(app) as i64);
+    let requester = request.requester.as_deref().unwrap_or(user);
+    app.task_requests
+        .put(task_id, &text, requester, at)
+        .await
+        .map_err(|e| {
+            tracing::warn!(task_id, error = %e, "the task's request was not kept");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the store did not keep the request of task {task_id}: {e}"),
+            )
+        })
 }
 
 async fn robot_task(

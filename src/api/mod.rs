@@ -50,6 +50,8 @@ pub struct App {
     pub users: Option<Arc<crate::users::Users>>,
     /// Scheduled tasks: time zone, clock, and the dispatch loop's wake-up.
     pub scheduling: Arc<crate::scheduled::dispatch::Scheduling>,
+    /// The requests of the tasks dispatched here (store, or memory without one).
+    pub task_requests: Arc<crate::store::task_requests::TaskRequests>,
     /// History reads from the store; `None` without one (history is the hub's recent events).
     pub history: Option<Arc<crate::store::history::History>>,
     /// This process's role among the main processes of its site (always active without a

@@ -31,7 +31,7 @@ pub struct QueryError {
 }
 
 impl QueryError {
-    fn new(param: &str, kind: &'static str, msg: impl Into<String>, input: &str) -> Self {
+    pub fn new(param: &str, kind: &'static str, msg: impl Into<String>, input: &str) -> Self {
         QueryError {
             param: param.to_string(),
             kind,

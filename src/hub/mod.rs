@@ -100,6 +100,9 @@ pub struct HubMetrics {
     /// Stream events a slow subscriber lost (they left the tail before it caught up).
     pub lost: AtomicU64,
     pub changes: AtomicU64,
+    /// The logical time of the latest engine batch applied: every change a subscriber may
+    /// have seen is of this time or earlier.
+    pub applied_time: AtomicU64,
 }
 
 struct Room {
@@ -310,6 +313,9 @@ impl Hub {
             seqs.push((key.clone(), r.seq));
             queue(&mut outbox, &key, &r.subscribers, r.value.as_ref(), meta);
         }
+        self.metrics
+            .applied_time
+            .fetch_max(batch.time, Ordering::Release);
         self.send(inner, outbox);
         self.metrics
             .changes

@@ -1,10 +1,11 @@
-//! The dispatch loop of scheduled tasks: claims due occurrences ([`store::claim_due`], one
-//! transaction) and sends each through the same path as `POST /tasks/dispatch_task`
-//! ([`crate::api::commands::dispatch`]), then records RMF's answer on the claim.
+//! The dispatch loop of scheduled tasks: claims due occurrences ([`ScheduleStore::claim_due`]:
+//! one transaction with a store, one lock in memory) and sends each through the same path as
+//! `POST /tasks/dispatch_task` ([`crate::api::commands::dispatch`]), then records RMF's answer on
+//! the claim. It runs with a store and without (`--no-db`: the tasks in memory).
 //!
 //! Only the main process runs it, and only while it is the active one: it takes a
-//! `watch::Receiver<bool>` ("am I active"; `serve` passes an always-true one until leadership
-//! exists) and does nothing while that says false.
+//! `watch::Receiver<bool>` ("am I active"; `serve` follows its leadership, always active without
+//! a store) and does nothing while that says false.
 //!
 //! Exactly once: an occurrence is claimed by inserting its unique `(scheduled_task,
 //! occurrence)` row in the transaction that advances the task's `checked_until_ms`; whoever
@@ -17,7 +18,8 @@
 //! (recorded `dispatched`, not sent again); otherwise it is sent again, with the same request
 //! id and label (occurrences older than the catch-up window are recorded `missed` instead). The
 //! one case that gives two tasks: RMF took the request but its task state had not reached the
-//! store before the process died and did not arrive within `resend_after`.
+//! store before the process died and did not arrive within `resend_after`. In memory nothing
+//! outlives the process: there is nothing to settle, and no wait.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +29,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
 use super::clock::Clock;
-use super::store::{self, Claim};
+use super::storage::ScheduleStore;
+use super::store::Claim;
 use crate::api::AppState;
 use crate::api::commands::{DispatchTaskRequest, Reject};
 
@@ -80,14 +83,17 @@ impl Default for ScheduleConfig {
 /// What the routes and the loop share.
 pub struct Scheduling {
     pub config: ScheduleConfig,
+    /// Where the scheduled tasks are kept.
+    pub store: ScheduleStore,
     /// Wakes the loop (a scheduled task was created or changed).
     pub wake: Notify,
 }
 
 impl Scheduling {
-    pub fn new(config: ScheduleConfig) -> Arc<Scheduling> {
+    pub fn new(config: ScheduleConfig, store: ScheduleStore) -> Arc<Scheduling> {
         Arc::new(Scheduling {
             config,
+            store,
             wake: Notify::new(),
         })
     }
@@ -98,14 +104,10 @@ pub fn occurrence_label(id: i64, occurrence: i64) -> String {
     format!("scheduled_task={id}@{}", super::rfc3339(occurrence))
 }
 
-/// Starts the loop (with a store only: `app.users` holds its connection). Abort the handle at
-/// shutdown: the loop and its sends in flight hold the app (and with it the engine's feed).
-pub fn spawn(
-    app: AppState,
-    url: String,
-    active: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(app, url, active))
+/// Starts the loop. Abort the handle at shutdown: the loop and its sends in flight hold the app
+/// (and with it the engine's feed).
+pub fn spawn(app: AppState, active: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(app, active))
 }
 
 async fn pause_forever(at: &str) {
@@ -113,15 +115,13 @@ async fn pause_forever(at: &str) {
     std::future::pending::<()>().await;
 }
 
-async fn run(app: AppState, url: String, mut active: watch::Receiver<bool>) {
+async fn run(app: AppState, mut active: watch::Receiver<bool>) {
     let s = app.scheduling.clone();
     let cfg = s.config.clone();
-    let catch_up_ms = cfg.catch_up.as_millis() as i64;
-    let mut client: Option<tokio_postgres::Client> = None;
     let mut settled = false;
     // The sends in flight: aborted with the loop (at shutdown), so that nothing holds the app.
     let mut sending = tokio::task::JoinSet::new();
-    tracing::info!(timezone = %cfg.tz, fake_clock = cfg.clock.is_fake(), "scheduled tasks: dispatcher started");
+    tracing::info!(timezone = %cfg.tz, fake_clock = cfg.clock.is_fake(), in_memory = s.store.in_memory(), "scheduled tasks: dispatcher started");
     loop {
         while sending.try_join_next().is_some() {}
         if !*active.borrow_and_update() {
@@ -133,56 +133,27 @@ async fn run(app: AppState, url: String, mut active: watch::Receiver<bool>) {
             }
             continue;
         }
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            match crate::store::connect(&url).await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "scheduled tasks: store unreachable");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            }
-        }
-        let Some(c) = client.as_mut() else {
-            continue;
-        };
         if !settled {
-            tokio::time::sleep(cfg.resend_after).await;
-            match settle(&app, c, catch_up_ms, &mut sending).await {
-                Ok(()) => settled = true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "scheduled tasks: settling unconfirmed claims failed");
-                    client = None;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            // Only a store can hold the claims of a dead process.
+            if !s.store.in_memory() {
+                tokio::time::sleep(cfg.resend_after).await;
             }
-        }
-        let now = cfg.clock.now_ms();
-        match store::claim_due(c, cfg.tz, now, catch_up_ms).await {
-            Ok(claimed) => {
-                if claimed.taken > 0 {
-                    tracing::warn!(
-                        taken = claimed.taken,
-                        "scheduled tasks: occurrences already claimed by another process"
-                    );
-                }
-                if !claimed.claims.is_empty() && cfg.pause == Some(Pause::AfterClaim) {
-                    pause_forever("after_claim").await;
-                }
-                for claim in claimed.claims {
-                    sending.spawn(send(app.clone(), claim));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "scheduled tasks: claiming failed");
-                client = None;
+            if let Err(e) = settle(&app, &mut sending).await {
+                tracing::warn!(error = %e, "scheduled tasks: settling unconfirmed claims failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            settled = true;
         }
+        let next = match pass(&app, &mut sending).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled tasks: claiming failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         // Sleep until the next occurrence, a change, or a second at most.
-        let next = store::next_occurrence(c, cfg.tz, now).await.ok().flatten();
         let wait = next.map_or(Duration::from_secs(1), |n| {
             cfg.clock
                 .real(n - cfg.clock.now_ms())
@@ -197,38 +168,65 @@ async fn run(app: AppState, url: String, mut active: watch::Receiver<bool>) {
     }
 }
 
+/// Claims what is due now and starts sending it; the next occurrence after now, if any.
+async fn pass(
+    app: &AppState,
+    sending: &mut tokio::task::JoinSet<()>,
+) -> Result<Option<i64>, super::ScheduleError> {
+    let s = &app.scheduling;
+    let cfg = &s.config;
+    let now = cfg.clock.now_ms();
+    let claimed = s
+        .store
+        .claim_due(cfg.tz, now, cfg.catch_up.as_millis() as i64)
+        .await?;
+    if claimed.taken > 0 {
+        tracing::warn!(
+            taken = claimed.taken,
+            "scheduled tasks: occurrences already claimed by another process"
+        );
+    }
+    if !claimed.claims.is_empty() && cfg.pause == Some(Pause::AfterClaim) {
+        pause_forever("after_claim").await;
+    }
+    for claim in claimed.claims {
+        sending.spawn(send(app.clone(), claim));
+    }
+    Ok(s.store.next_occurrence(cfg.tz, now).await.ok().flatten())
+}
+
 /// Settles the claims a dead process left `claimed` (see the module documentation).
 async fn settle(
     app: &AppState,
-    c: &tokio_postgres::Client,
-    catch_up_ms: i64,
     sending: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), super::ScheduleError> {
-    let claims = store::unconfirmed(c).await?;
+    let store = &app.scheduling.store;
+    let catch_up_ms = app.scheduling.config.catch_up.as_millis() as i64;
+    let claims = store.unconfirmed().await?;
     let now = app.scheduling.config.clock.now_ms();
     for claim in claims {
         let label = occurrence_label(claim.task.id, claim.occurrence);
-        if let Some(task_id) = store::task_with_label(c, &label).await? {
+        if let Some(task_id) = store.task_with_label(&label).await? {
             tracing::info!(id = claim.task.id, %label, %task_id, "scheduled tasks: unconfirmed claim was taken by RMF; not sent again");
-            store::finish(
-                c,
-                &claim,
-                "dispatched",
-                Some(&task_id),
-                Some("confirmed after a restart from the stored task state"),
-                now,
-            )
-            .await?;
+            store
+                .finish(
+                    &claim,
+                    "dispatched",
+                    Some(&task_id),
+                    Some("confirmed after a restart from the stored task state"),
+                    now,
+                )
+                .await?;
         } else if now - claim.occurrence > catch_up_ms {
-            store::finish(
-                c,
-                &claim,
-                "missed",
-                None,
-                Some("unconfirmed claim older than the catch-up window: not sent again"),
-                now,
-            )
-            .await?;
+            store
+                .finish(
+                    &claim,
+                    "missed",
+                    None,
+                    Some("unconfirmed claim older than the catch-up window: not sent again"),
+                    now,
+                )
+                .await?;
         } else {
             tracing::info!(id = claim.task.id, %label, "scheduled tasks: unconfirmed claim sent again");
             sending.spawn(send(app.clone(), claim));
@@ -259,92 +257,96 @@ fn request_of(claim: &Claim, now: i64) -> Result<DispatchTaskRequest, String> {
     serde_json::from_value(body).map_err(|e| format!("stored task request: {e}"))
 }
 
-/// Sends one claimed occurrence and records the outcome.
-async fn send(app: AppState, claim: Claim) {
-    let Some(users) = app.users.clone() else {
-        return;
-    };
-    let clock = app.scheduling.config.clock;
-    let outcome: (&str, Option<String>, Option<String>) = async {
-        let request = match request_of(&claim, clock.now_ms()) {
-            Ok(r) => r,
-            Err(e) => return ("failed", None, Some(e)),
-        };
-        let group = crate::users::enforce::task_group(request.request.labels.as_deref());
-        let allowed = match users.get(&claim.task.created_by).await {
-            Ok(Some(mut info)) => {
-                // --no-auth: the single local user may do everything (as on the routes).
-                info.is_admin |= !app.auth.enabled();
-                users.is_authorized(&info, &group, "task_submit").await
-            }
-            Ok(None) => Ok(false),
-            Err(e) => Err(e),
-        };
-        match allowed {
-            Ok(true) => {}
-            Ok(false) => {
-                return (
-                    "not_permitted",
-                    None,
-                    Some(format!(
-                        "user {} may no longer submit tasks in group {group:?}",
-                        claim.task.created_by
-                    )),
-                );
-            }
-            Err(e) => return ("failed", None, Some(format!("permission check: {e}"))),
+/// How the dispatch of an occurrence ended: the status recorded on its run, the task id RMF
+/// gave, and why when it failed.
+type Outcome = (&'static str, Option<String>, Option<String>);
+
+/// Whether the creator of a scheduled task may still submit it (users enforced only: see
+/// [`crate::users::enforce::enforced`]); the outcome when not.
+async fn permitted(
+    app: &AppState,
+    claim: &Claim,
+    request: &DispatchTaskRequest,
+) -> Option<Outcome> {
+    let users = crate::users::enforce::enforced(app)?;
+    let group = crate::users::enforce::task_group(request.request.labels.as_deref());
+    let allowed = match users.get(&claim.task.created_by).await {
+        Ok(Some(mut info)) => {
+            // --no-auth: the single local user may do everything (as on the routes).
+            info.is_admin |= !app.auth.enabled();
+            users.is_authorized(&info, &group, "task_submit").await
         }
-        match crate::api::commands::dispatch(
-            &app,
-            &claim.task.created_by,
-            &request,
-            Some(&claim.request_id),
-        )
-        .await
-        {
-            Ok((status, text, value)) if status.is_success() => {
-                if app.scheduling.config.pause == Some(Pause::AfterAnswer) {
-                    pause_forever("after_answer").await;
-                }
-                let task_id = value
-                    .pointer("/state/booking/id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                let _ = text;
-                ("dispatched", task_id, None)
+        Ok(None) => Ok(false),
+        Err(e) => Err(e),
+    };
+    match allowed {
+        Ok(true) => None,
+        Ok(false) => Some((
+            "not_permitted",
+            None,
+            Some(format!(
+                "user {} may no longer submit tasks in group {group:?}",
+                claim.task.created_by
+            )),
+        )),
+        Err(e) => Some(("failed", None, Some(format!("permission check: {e}")))),
+    }
+}
+
+/// Sends one claimed occurrence as its creator.
+async fn dispatch(app: &AppState, claim: &Claim) -> Outcome {
+    let request = match request_of(claim, app.scheduling.config.clock.now_ms()) {
+        Ok(r) => r,
+        Err(e) => return ("failed", None, Some(e)),
+    };
+    if let Some(refused) = permitted(app, claim, &request).await {
+        return refused;
+    }
+    let answer = crate::api::commands::dispatch(
+        app,
+        &claim.task.created_by,
+        &request,
+        Some(&claim.request_id),
+    )
+    .await;
+    match answer {
+        Ok((status, _, value)) if status.is_success() => {
+            if app.scheduling.config.pause == Some(Pause::AfterAnswer) {
+                pause_forever("after_answer").await;
             }
-            Ok((_, text, _)) => ("failed", None, Some(text)),
-            Err(Reject(status, detail)) => {
-                let status = if status == axum::http::StatusCode::GATEWAY_TIMEOUT {
-                    "unanswered"
-                } else {
-                    "failed"
-                };
-                (status, None, Some(detail.to_string()))
-            }
+            let task_id = value
+                .pointer("/state/booking/id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            ("dispatched", task_id, None)
+        }
+        Ok((_, text, _)) => ("failed", None, Some(text)),
+        Err(Reject(status, detail)) => {
+            let status = if status == axum::http::StatusCode::GATEWAY_TIMEOUT {
+                "unanswered"
+            } else {
+                "failed"
+            };
+            (status, None, Some(detail.to_string()))
         }
     }
-    .await;
-    let (status, task_id, detail) = outcome;
+}
+
+/// Sends one claimed occurrence and records the outcome.
+async fn send(app: AppState, claim: Claim) {
+    let (status, task_id, detail) = dispatch(&app, &claim).await;
     let label = occurrence_label(claim.task.id, claim.occurrence);
     if status == "dispatched" {
         tracing::info!(id = claim.task.id, %label, task_id = task_id.as_deref().unwrap_or_default(), "scheduled task dispatched");
     } else {
         tracing::warn!(id = claim.task.id, %label, status, detail = detail.as_deref().unwrap_or_default(), "scheduled task not dispatched");
     }
-    let recorded = async {
-        let c = users.db().get().await?;
-        store::finish(
-            &c,
-            &claim,
-            status,
-            task_id.as_deref(),
-            detail.as_deref(),
-            clock.now_ms(),
-        )
-        .await
-    }
-    .await;
+    let now = app.scheduling.config.clock.now_ms();
+    let recorded = app
+        .scheduling
+        .store
+        .finish(&claim, status, task_id.as_deref(), detail.as_deref(), now)
+        .await;
     if let Err(e) = recorded {
         // Left `claimed`: the next activation settles it from the stored task state.
         tracing::warn!(id = claim.task.id, %label, error = %e, "scheduled tasks: outcome not recorded");

@@ -1,11 +1,13 @@
 //! Scheduled tasks: rmf-web's `/scheduled_tasks` (a task request dispatched at the times of its
 //! schedules), kept in the store (`scheduled_tasks`, `scheduled_task_runs` of
-//! `migrations/0003_scheduled_tasks.sql`) and dispatched by the active main process only.
+//! `migrations/0003_scheduled_tasks.sql`), or in memory with `--no-db` (for the life of the
+//! process), and dispatched by the active main process only.
 //!
 //! - This file: the model (rmf-web's `ScheduledTask` and `ScheduledTaskSchedule` shapes) and the
 //!   occurrences of a schedule, a pure function of the stored task, the configured time zone and
 //!   an instant (see [`Occurrences`]).
-//! - [`store`]: the tables; the claim of due occurrences in one transaction.
+//! - [`storage`]: the handle the routes and the loop use, over [`store`] (the tables; the claim
+//!   of due occurrences in one transaction) or [`memory`] (the same in memory, bounded).
 //! - [`routes`]: the HTTP routes.
 //! - [`dispatch`]: the loop that claims and dispatches due occurrences (behind an "am I active"
 //!   seam), and re-sends the claims a dead process left unconfirmed.
@@ -13,7 +15,9 @@
 
 pub mod clock;
 pub mod dispatch;
+pub mod memory;
 pub mod routes;
+pub mod storage;
 pub mod store;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Weekday};
@@ -31,6 +35,9 @@ pub enum ScheduleError {
     Store(#[from] crate::store::StoreError),
     #[error("scheduled task {0} does not exist")]
     NotFound(i64),
+    /// A bound of the in-memory backend (`--no-db`) is reached.
+    #[error("{0}")]
+    Full(String),
 }
 
 /// Most schedules one scheduled task may have.

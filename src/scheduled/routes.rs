@@ -3,9 +3,13 @@
 //! `limit`, `offset`, `order_by`), `GET /scheduled_tasks/{task_id}`,
 //! `POST /scheduled_tasks/{task_id}/except_date` (201), `POST /scheduled_tasks/{task_id}/update`,
 //! `DELETE /scheduled_tasks/{task_id}`, and rmf-dash's `GET /scheduled_tasks/{task_id}/runs`
-//! (the claimed occurrences and their outcome). Writing needs `task_submit` in the group of the
-//! task request (`authz_grp=` label, see [`crate::users::enforce`]); reading needs a token. Without
-//! a store they answer 503.
+//! (the claimed occurrences and their outcome), answered from [`ScheduleStore`]: the store's
+//! tables, or memory with `--no-db` (the same answers, kept for the life of the process).
+//! Writing needs `task_submit` in the group of the task request (`authz_grp=` label, see
+//! [`crate::users::enforce`]; with the store only, as on the command routes); reading needs a
+//! token.
+
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -15,6 +19,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::storage::ScheduleStore;
 use super::store::{self, Write};
 use super::{Occurrences, Plan, Schedule, ScheduleError, local_date, parse_datetime};
 use crate::api::commands::{Body, Reject, TaskRequest};
@@ -26,6 +31,10 @@ impl From<ScheduleError> for ApiError {
         match e {
             ScheduleError::Invalid(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
             ScheduleError::NotFound(_) => ApiError(StatusCode::NOT_FOUND, "Not Found".into()),
+            ScheduleError::Full(m) => {
+                tracing::warn!(error = %m, "scheduled tasks: in-memory bound reached");
+                ApiError(StatusCode::INSUFFICIENT_STORAGE, m)
+            }
             ScheduleError::Pg(_) | ScheduleError::Store(_) => {
                 tracing::warn!(error = %e, "scheduled tasks: store request failed");
                 ApiError(
@@ -186,13 +195,6 @@ fn optional_datetime(v: Option<&Value>, what: &str) -> Result<Option<i64>, Sched
     }
 }
 
-fn no_store() -> ApiError {
-    ApiError(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "scheduled tasks need the store (this server runs with --no-db)".into(),
-    )
-}
-
 fn path_id(raw: &str) -> Result<i64, Reject> {
     raw.parse::<i64>().map_err(|_| {
         Reject(
@@ -203,15 +205,16 @@ fn path_id(raw: &str) -> Result<i64, Reject> {
     })
 }
 
-/// 403 unless `username` may submit tasks in the group of `labels`.
+/// 403 unless `username` may submit tasks in the group of `labels` (users enforced only: see
+/// [`crate::users::enforce::enforced`]).
 async fn may_submit(
     app: &AppState,
     username: &str,
     labels: Option<&[String]>,
 ) -> Result<(), ApiError> {
-    let users = app.users.as_deref().ok_or_else(no_store)?;
-    let Some(info) = crate::users::routes::current(app, username).await? else {
-        return Err(no_store());
+    let info = crate::users::routes::current(app, username).await?;
+    let (Some(users), Some(info)) = (crate::users::enforce::enforced(app), info) else {
+        return Ok(());
     };
     let group = crate::users::enforce::task_group(labels);
     if users.is_authorized(&info, &group, "task_submit").await? {
@@ -277,24 +280,18 @@ async fn create(
     Body(body): Body<PostScheduledTask>,
 ) -> Result<Response, ApiError> {
     may_submit(&app, &user.username, body.task_request.labels.as_deref()).await?;
-    let users = app.users.as_deref().ok_or_else(no_store)?;
     let now = app.scheduling.config.clock.now_ms();
     let w = to_write(&app, body, now)?;
-    let c = users.db().get().await?;
-    let stored = store::create(&c, &user.username, now, &w).await?;
+    let stored = tasks(&app).create(&user.username, now, &w).await?;
     tracing::info!(id = stored.id, by = %user.username, "scheduled task created");
     app.scheduling.wake.notify_one();
     Ok((StatusCode::CREATED, Json(stored.to_api())).into_response())
 }
 
-/// `GET /scheduled_tasks?start_before=&until_after=&limit=&offset=&order_by=`.
-async fn list(
-    State(app): State<AppState>,
-    AuthUser(_user): AuthUser,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let mut params = std::collections::HashMap::new();
-    for pair in raw.as_deref().unwrap_or_default().split('&') {
+/// The decoded `name=value` pairs of a query string.
+fn query_params(raw: Option<&str>) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    for pair in raw.unwrap_or_default().split('&') {
         if let Some((k, v)) = pair.split_once('=') {
             let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
                 .decode_utf8_lossy()
@@ -302,6 +299,45 @@ async fn list(
             params.insert(k.to_string(), v);
         }
     }
+    params
+}
+
+/// The sort keys of `order_by` (comma separated, `-` for descending) as columns; FastAPI's
+/// details of the unknown ones into `errors`.
+fn order_by(params: &HashMap<String, String>, errors: &mut Vec<Value>) -> Vec<(String, bool)> {
+    let mut order_by = Vec::new();
+    for key in params
+        .get("order_by")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|k| !k.is_empty())
+    {
+        let (desc, name) = match key.strip_prefix('-') {
+            Some(k) => (true, k),
+            None => (false, key),
+        };
+        match store::order_column(name) {
+            Some(column) => order_by.push((column.to_string(), desc)),
+            None => errors.push(json!({"type": "value_error", "loc": ["query", "order_by"],
+                "msg": format!("cannot sort by {name}")})),
+        }
+    }
+    order_by
+}
+
+/// What a list asks for.
+struct ListQuery {
+    start_before: i64,
+    until_after: i64,
+    order_by: Vec<(String, bool)>,
+    limit: i64,
+    offset: i64,
+}
+
+/// The query of a list, or FastAPI's details of what is missing or invalid in it.
+fn list_query(raw: Option<&str>) -> Result<ListQuery, Vec<Value>> {
+    let params = query_params(raw);
     let mut errors = Vec::new();
     let mut required = |name: &str| -> i64 {
         match params.get(name).map(|v| parse_datetime(v)) {
@@ -338,49 +374,55 @@ async fn list(
         errors.push(json!({"type": "value_error", "loc": ["query", "offset"],
             "msg": "offset must be a non-negative integer"}));
     }
-    let mut order_by = Vec::new();
-    for key in params
-        .get("order_by")
-        .map(String::as_str)
-        .unwrap_or_default()
-        .split(',')
-        .filter(|k| !k.is_empty())
-    {
-        let (desc, name) = match key.strip_prefix('-') {
-            Some(k) => (true, k),
-            None => (false, key),
-        };
-        match store::order_column(name) {
-            Some(column) => order_by.push((column.to_string(), desc)),
-            None => errors.push(json!({"type": "value_error", "loc": ["query", "order_by"],
-                "msg": format!("cannot sort by {name}")})),
+    let order_by = order_by(&params, &mut errors);
+    match (limit, offset) {
+        (Some(limit), Some(offset)) if errors.is_empty() => Ok(ListQuery {
+            start_before,
+            until_after,
+            order_by,
+            limit,
+            offset,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// `GET /scheduled_tasks?start_before=&until_after=&limit=&offset=&order_by=`.
+async fn list(
+    State(app): State<AppState>,
+    AuthUser(_user): AuthUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = match list_query(raw.as_deref()) {
+        Ok(q) => q,
+        Err(errors) => {
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "detail": errors })),
+            )
+                .into_response());
         }
-    }
-    if !errors.is_empty() {
-        return Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "detail": errors })),
+    };
+    let tasks = tasks(&app)
+        .list(
+            q.start_before,
+            q.until_after,
+            &q.order_by,
+            q.limit,
+            q.offset,
         )
-            .into_response());
-    }
-    let users = app.users.as_deref().ok_or_else(no_store)?;
-    let c = users.db().get().await?;
-    let tasks = store::list(
-        &c,
-        start_before,
-        until_after,
-        &order_by,
-        limit.unwrap_or(100),
-        offset.unwrap_or(0),
-    )
-    .await?;
+        .await?;
     Ok(Json(tasks.iter().map(store::Stored::to_api).collect::<Vec<_>>()).into_response())
 }
 
+/// Where the scheduled tasks are kept.
+fn tasks(app: &AppState) -> &ScheduleStore {
+    &app.scheduling.store
+}
+
 async fn stored(app: &AppState, id: i64) -> Result<store::Stored, ApiError> {
-    let users = app.users.as_deref().ok_or_else(no_store)?;
-    let c = users.db().get().await?;
-    Ok(store::get(&c, id)
+    Ok(tasks(app)
+        .get(id)
         .await?
         .ok_or(ScheduleError::NotFound(id))?)
 }
@@ -433,8 +475,7 @@ async fn except_date(
         datetime(&body.except_date, "except_date")?,
     )
     .ok_or_else(|| ScheduleError::Invalid("except_date: out of range".into()))?;
-    let users = app.users.as_deref().ok_or_else(no_store)?;
-    store::add_except_date(&*users.db().get().await?, id, &date).await?;
+    tasks(&app).add_except_date(id, &date).await?;
     tracing::info!(id, %date, by = %user.username, "scheduled task: except date added");
     app.scheduling.wake.notify_one();
     Ok((StatusCode::CREATED, Json(Value::Null)).into_response())
@@ -457,8 +498,7 @@ async fn update(
     may_submit(&app, &user.username, body.task_request.labels.as_deref()).await?;
     let now = app.scheduling.config.clock.now_ms();
     let w = to_write(&app, body, now)?;
-    let users = app.users.as_deref().ok_or_else(no_store)?;
-    let updated = store::update(&*users.db().get().await?, id, &w).await?;
+    let updated = tasks(&app).update(id, &w).await?;
     tracing::info!(id, by = %user.username, "scheduled task updated");
     app.scheduling.wake.notify_one();
     Ok(Json(updated.to_api()).into_response())
@@ -476,8 +516,7 @@ async fn delete_one(
     };
     let task = stored(&app, id).await?;
     may_change(&app, &user.username, &task).await?;
-    let users = app.users.as_deref().ok_or_else(no_store)?;
-    store::delete(&*users.db().get().await?, id).await?;
+    tasks(&app).delete(id).await?;
     tracing::info!(id, by = %user.username, "scheduled task deleted");
     Ok(Json(Value::Null).into_response())
 }
@@ -493,7 +532,6 @@ async fn runs(
         Err(r) => return Ok(r.into_response()),
     };
     stored(&app, id).await?;
-    let users = app.users.as_deref().ok_or_else(no_store)?;
-    let runs = store::runs(&*users.db().get().await?, id).await?;
+    let runs = tasks(&app).runs(id).await?;
     Ok(Json(runs).into_response())
 }

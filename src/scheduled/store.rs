@@ -2,7 +2,9 @@
 //! `checked_until_ms`: every occurrence up to it has been claimed or let pass) and
 //! `scheduled_task_runs` (one row per claimed occurrence, unique by `(scheduled_task,
 //! occurrence_ms)`, with the outcome of its dispatch). [`claim_due`] claims due occurrences and
-//! advances `checked_until_ms` in one transaction.
+//! advances `checked_until_ms` in one transaction. Also the records both backends share
+//! ([`Stored`], [`Run`], [`Claim`]) and what a pass claims of one task ([`due`]); the
+//! in-memory backend is [`super::memory`], the handle over both [`super::storage`].
 
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -307,7 +309,54 @@ pub struct Claimed {
 }
 
 /// Most claims of one pass.
-const MAX_CLAIMS: usize = 1000;
+pub const MAX_CLAIMS: usize = 1000;
+
+/// What one pass claims of one task (the same whatever keeps the tasks).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Due {
+    /// Occurrences older than the catch-up window, let pass.
+    pub missed: u64,
+    /// The occurrences to claim, oldest first, at most `room`.
+    pub occurrences: Vec<i64>,
+    /// The task's new `checked_until_ms`.
+    pub checked: i64,
+}
+
+/// The occurrences of `task` to claim at `now`: those in `(max(checked_until, now - catch_up),
+/// now]` (at most `room`, `room` > 0; a pass that hits the bound leaves the rest to the next),
+/// the older ones let pass. `None` when its stored schedule is invalid (logged; left as is).
+pub fn due(task: &Stored, tz: Tz, now: i64, catch_up_ms: i64, room: usize) -> Option<Due> {
+    let occurrences = match Occurrences::new(&task.plan(), tz) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(id = task.id, error = %e, "scheduled tasks: invalid stored schedule");
+            return None;
+        }
+    };
+    let window_start = now.saturating_sub(catch_up_ms);
+    let from = task.checked_until_ms.max(window_start.saturating_sub(1));
+    let missed = occurrences
+        .between(task.checked_until_ms, from, MAX_CLAIMS)
+        .len() as u64;
+    if missed > 0 {
+        tracing::warn!(
+            id = task.id,
+            missed,
+            "scheduled tasks: occurrences older than the catch-up window were not dispatched"
+        );
+    }
+    let due = occurrences.between(from, now, room);
+    let checked = if due.len() == room {
+        due.last().copied().unwrap_or(now)
+    } else {
+        now
+    };
+    Some(Due {
+        missed,
+        occurrences: due,
+        checked,
+    })
+}
 
 /// In one transaction: locks every scheduled task due (`checked_until_ms < now`), claims its
 /// occurrences in `(max(checked_until, now - catch_up), now]` (one row each, unique: an
@@ -342,36 +391,12 @@ pub async fn claim_due(
                 continue;
             }
         };
-        let occurrences = match Occurrences::new(&task.plan(), tz) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(id = task.id, error = %e, "scheduled tasks: invalid stored schedule");
-                continue;
-            }
-        };
-        let window_start = now.saturating_sub(catch_up_ms);
-        let from = task.checked_until_ms.max(window_start.saturating_sub(1));
-        // Occurrences let pass because they are older than the catch-up window.
-        let missed = occurrences
-            .between(task.checked_until_ms, from, MAX_CLAIMS)
-            .len() as u64;
-        if missed > 0 {
-            tracing::warn!(
-                id = task.id,
-                missed,
-                "scheduled tasks: occurrences older than the catch-up window were not dispatched"
-            );
-            out.missed += missed;
-        }
         let room = MAX_CLAIMS.saturating_sub(out.claims.len());
-        let due = occurrences.between(from, now, room);
-        // A pass that hit the bound claims the rest on the next pass.
-        let checked = if due.len() == room {
-            due.last().copied().unwrap_or(now)
-        } else {
-            now
+        let Some(due) = due(&task, tz, now, catch_up_ms, room) else {
+            continue;
         };
-        for occurrence in due {
+        out.missed += due.missed;
+        for occurrence in due.occurrences {
             let request_id = request_id(task.id, occurrence);
             let inserted = tx
                 .execute(
@@ -392,7 +417,7 @@ pub async fn claim_due(
         }
         tx.execute(
             "UPDATE scheduled_tasks SET checked_until_ms = $2 WHERE id = $1",
-            &[&task.id, &checked],
+            &[&task.id, &due.checked],
         )
         .await?;
     }

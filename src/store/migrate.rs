@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_dataflow_snapshot",
         include_str!("../../migrations/0004_dataflow_snapshot.sql"),
     ),
+    (
+        5,
+        "0005_task_requests",
+        include_str!("../../migrations/0005_task_requests.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen; returns the schema version. Concurrent

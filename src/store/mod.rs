@@ -22,6 +22,7 @@ pub mod prune;
 pub mod restore;
 pub mod rows;
 pub mod shared;
+pub mod task_requests;
 pub mod writer;
 
 use thiserror::Error;

@@ -1,7 +1,8 @@
 //! Enforcement of permissions on the ★ command routes: each route needs one action (rmf-web's
 //! `task_submit` and `task_cancel`, and rmf-dash's finer actions for the other commands); admins
 //! may do everything. Refusals are 403 `{"detail": ...}` naming the user and the missing
-//! permission. Without a store (`--no-db`) or with `--no-auth` nothing is enforced.
+//! permission. With `--no-auth` nothing is enforced; nor without a store (`--no-db`): users
+//! then live in memory ([`enforced`] says why they are not enforced).
 //!
 //! Groups (`authz_grp`), as rmf-web's authorization model: a task belongs to one group, the
 //! value of its booking label `authz_grp=<group>` (no such label: the site-wide group `""`). A
@@ -15,6 +16,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::Users;
 use crate::api::auth::Auth;
 use crate::api::{ApiError, AppState};
 
@@ -27,6 +29,14 @@ pub const GROUP_LABEL: &str = "authz_grp";
 
 /// Largest body read to find a task command's group.
 const MAX_BODY: usize = 1 << 20;
+
+/// The users whose permissions are enforced (on command routes, scheduled tasks and their
+/// dispatch): the store's. Users in memory (`--no-db`) are answered but not enforced, as before
+/// they existed: their roles would be lost at every restart, leaving everyone but the admin
+/// unable to send a command.
+pub fn enforced(app: &AppState) -> Option<&Users> {
+    app.users.as_deref().filter(|u| !u.in_memory())
+}
 
 /// The group of a task from its labels (`authz_grp=<group>`, else [`SITE_GROUP`]).
 pub fn task_group(labels: Option<&[String]>) -> String {
@@ -91,7 +101,7 @@ pub async fn enforce(
     next: Next,
 ) -> Response {
     let action = matched.as_ref().and_then(|m| action_of(m.as_str()));
-    let (Some(action), Some(users)) = (action, &app.users) else {
+    let (Some(action), Some(users)) = (action, enforced(&app)) else {
         return next.run(request).await;
     };
     if !app.auth.enabled() {

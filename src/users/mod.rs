@@ -1,10 +1,16 @@
-//! Users, roles, permissions and favorite tasks, kept in the store's tables (`users`, `roles`,
-//! `user_roles`, `role_permissions`, `favorite_tasks` of `migrations/0001_init.sql`), as rmf-web
-//! keeps them: a user is created on first sight of a valid token, admins may do everything, other
-//! users may do what the permissions `(authz_grp, action)` of their roles allow. The HTTP routes
-//! are in [`routes`], the enforcement on command routes in [`enforce`].
+//! Users, roles, permissions and favorite tasks, as rmf-web keeps them: a user is created on
+//! first sight of a valid token, admins may do everything, other users may do what the
+//! permissions `(authz_grp, action)` of their roles allow.
+//!
+//! - This file: the model, the checks of names, and [`Users`], one interface over two backends
+//!   with the same validation, errors and orderings: the store's tables ([`pg`], with a store)
+//!   or memory ([`memory`], with `--no-db`: kept for the life of the process, bounded).
+//! - [`routes`]: the HTTP routes; [`enforce`]: the permissions on command routes (with the
+//!   store only); [`rooms`]: socket.io rooms restricted by role.
 
 pub mod enforce;
+pub mod memory;
+mod pg;
 pub mod rooms;
 pub mod routes;
 
@@ -25,6 +31,9 @@ pub enum UsersError {
     Invalid(String),
     #[error("{0} already exists")]
     Exists(String),
+    /// A bound of the in-memory backend (`--no-db`) is reached.
+    #[error("{0}")]
+    Full(String),
 }
 
 /// A user as rmf-web answers it (`GET /user`, `GET /admin/users/{username}`).
@@ -67,47 +76,67 @@ pub fn check_name(what: &str, name: &str, allow_empty: bool) -> Result<(), Users
     Ok(())
 }
 
-/// The users' tables of the store.
+/// Users, roles, permissions and favorites: in the store, or in memory (`--no-db`).
 pub struct Users {
-    db: crate::store::SharedClient,
+    backend: Backend,
+}
+
+enum Backend {
+    Pg(pg::PgUsers),
+    Memory(memory::MemoryUsers),
+}
+
+/// Calls the backend's method of the same name (awaited on PostgreSQL).
+macro_rules! backend {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Pg(b) => b.$method($($arg),*).await,
+            Backend::Memory(b) => b.$method($($arg),*),
+        }
+    };
+}
+
+/// The error of a `set_roles` naming a role that does not exist.
+fn unknown_roles() -> UsersError {
+    UsersError::Invalid("one or more roles does not exist".into())
+}
+
+/// The error of a `put_favorite` beyond [`MAX_FAVORITES_PER_USER`].
+fn too_many_favorites() -> UsersError {
+    UsersError::Invalid(format!(
+        "at most {MAX_FAVORITES_PER_USER} favorite tasks per user"
+    ))
 }
 
 impl Users {
-    /// The store's shared request client (reconnected when its connection is gone).
-    pub fn db(&self) -> &crate::store::SharedClient {
-        &self.db
-    }
-
     /// Connects to the store (its schema is already migrated) and makes `admin` an admin.
     pub async fn open(url: &str, admin: &str) -> Result<Users, UsersError> {
         check_name("admin user", admin, false)?;
-        let db = crate::store::SharedClient::connect(url).await?;
-        db.get()
-            .await?
-            .execute(
-                "INSERT INTO users (username, is_admin) VALUES ($1, true) \
-                 ON CONFLICT (username) DO UPDATE SET is_admin = true",
-                &[&admin],
-            )
-            .await?;
+        let backend = Backend::Pg(pg::PgUsers::open(url, admin).await?);
         tracing::info!(admin, "users: admin user configured");
-        Ok(Users { db })
+        Ok(Users { backend })
+    }
+
+    /// Users in memory, for the life of the process (`--no-db`), with `admin` an admin.
+    pub fn memory(admin: &str) -> Result<Users, UsersError> {
+        check_name("admin user", admin, false)?;
+        let backend = Backend::Memory(memory::MemoryUsers::new(admin));
+        tracing::info!(
+            admin,
+            "users: admin user configured; users, roles and favorites live in memory (--no-db)"
+        );
+        Ok(Users { backend })
+    }
+
+    /// Whether users live in memory (lost when the process ends).
+    pub fn in_memory(&self) -> bool {
+        matches!(self.backend, Backend::Memory(_))
     }
 
     /// The user of a verified token, created (not admin, no roles) on first sight.
     pub async fn load_or_create(&self, username: &str) -> Result<UserInfo, UsersError> {
         check_name("username", username, false)?;
-        let created = self
-            .db
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO users (username, is_admin) VALUES ($1, false) \
-                 ON CONFLICT (username) DO NOTHING",
-                &[&username],
-            )
-            .await?;
-        if created == 1 {
+        if backend!(self.create_if_absent(username))? {
             tracing::info!(username, "users: user created on first sight");
         }
         self.get(username)
@@ -116,38 +145,11 @@ impl Users {
     }
 
     pub async fn get(&self, username: &str) -> Result<Option<UserInfo>, UsersError> {
-        let Some(row) = self
-            .db
-            .get()
-            .await?
-            .query_opt(
-                "SELECT is_admin FROM users WHERE username = $1",
-                &[&username],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let roles = self
-            .db
-            .get()
-            .await?
-            .query(
-                "SELECT role FROM user_roles WHERE username = $1 ORDER BY role",
-                &[&username],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        Ok(Some(UserInfo {
-            username: username.into(),
-            is_admin: row.get(0),
-            roles,
-        }))
+        backend!(self.get(username))
     }
 
-    /// Usernames, sorted, optionally starting with `prefix` and with the given admin flag.
+    /// Usernames, sorted (by bytes), optionally starting with `prefix` and with the given admin
+    /// flag.
     pub async fn list(
         &self,
         prefix: Option<&str>,
@@ -155,256 +157,68 @@ impl Users {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<String>, UsersError> {
-        let pattern = format!(
-            "{}%",
-            prefix
-                .unwrap_or_default()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        Ok(self
-            .db
-            .get()
-            .await?
-            .query(
-                "SELECT username FROM users WHERE username LIKE $1 \
-                 AND ($2::boolean IS NULL OR is_admin = $2) \
-                 ORDER BY username LIMIT $3 OFFSET $4",
-                &[&pattern, &is_admin, &limit, &offset],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        backend!(self.list(prefix, is_admin, limit, offset))
     }
 
     pub async fn create(&self, username: &str, is_admin: bool) -> Result<(), UsersError> {
         check_name("username", username, false)?;
-        let n = self
-            .db
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO users (username, is_admin) VALUES ($1, $2) \
-                 ON CONFLICT (username) DO NOTHING",
-                &[&username, &is_admin],
-            )
-            .await?;
-        if n == 0 {
-            return Err(UsersError::Exists(format!("user {username}")));
-        }
-        Ok(())
+        backend!(self.create(username, is_admin))
     }
 
-    /// Deletes a user (and their role memberships); they are re-created on their next request.
+    /// Deletes a user (and their role memberships; not their favorites); they are re-created on
+    /// their next request.
     pub async fn delete(&self, username: &str) -> Result<(), UsersError> {
-        let n = self
-            .db
-            .get()
-            .await?
-            .execute("DELETE FROM users WHERE username = $1", &[&username])
-            .await?;
-        if n == 0 {
-            return Err(UsersError::NoUser(username.into()));
-        }
-        Ok(())
+        backend!(self.delete(username))
     }
 
     pub async fn set_admin(&self, username: &str, admin: bool) -> Result<(), UsersError> {
-        let n = self
-            .db
-            .get()
-            .await?
-            .execute(
-                "UPDATE users SET is_admin = $2 WHERE username = $1",
-                &[&username, &admin],
-            )
-            .await?;
-        if n == 0 {
-            return Err(UsersError::NoUser(username.into()));
-        }
-        Ok(())
-    }
-
-    async fn must_exist(&self, username: &str) -> Result<(), UsersError> {
-        match self
-            .db
-            .get()
-            .await?
-            .query_opt("SELECT 1 FROM users WHERE username = $1", &[&username])
-            .await?
-        {
-            Some(_) => Ok(()),
-            None => Err(UsersError::NoUser(username.into())),
-        }
-    }
-
-    async fn role_must_exist(&self, role: &str) -> Result<(), UsersError> {
-        match self
-            .db
-            .get()
-            .await?
-            .query_opt("SELECT 1 FROM roles WHERE name = $1", &[&role])
-            .await?
-        {
-            Some(_) => Ok(()),
-            None => Err(UsersError::NoRole(role.into())),
-        }
+        backend!(self.set_admin(username, admin))
     }
 
     pub async fn add_role(&self, username: &str, role: &str) -> Result<(), UsersError> {
-        self.must_exist(username).await?;
-        self.role_must_exist(role).await?;
-        self.db
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO user_roles (username, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&username, &role],
-            )
-            .await?;
-        Ok(())
+        backend!(self.add_role(username, role))
     }
 
-    /// Replaces the roles of a user (one statement; every role must exist).
+    /// Replaces the roles of a user (every role must exist).
     pub async fn set_roles(&self, username: &str, roles: &[String]) -> Result<(), UsersError> {
-        self.must_exist(username).await?;
         let mut wanted = roles.to_vec();
         wanted.sort();
         wanted.dedup();
-        let known: i64 = self
-            .db
-            .get()
-            .await?
-            .query_one(
-                "SELECT count(*) FROM roles WHERE name = ANY($1)",
-                &[&wanted],
-            )
-            .await?
-            .get(0);
-        if known != wanted.len() as i64 {
-            return Err(UsersError::Invalid(
-                "one or more roles does not exist".into(),
-            ));
-        }
-        self.db
-            .get()
-            .await?
-            .execute(
-                "WITH gone AS (DELETE FROM user_roles WHERE username = $1 \
-                 AND NOT (role = ANY($2))) \
-                 INSERT INTO user_roles (username, role) SELECT $1, unnest($2::text[]) \
-                 ON CONFLICT DO NOTHING",
-                &[&username, &wanted],
-            )
-            .await?;
-        Ok(())
+        backend!(self.set_roles(username, &wanted))
     }
 
     pub async fn remove_role(&self, username: &str, role: &str) -> Result<(), UsersError> {
-        self.must_exist(username).await?;
-        self.role_must_exist(role).await?;
-        self.db
-            .get()
-            .await?
-            .execute(
-                "DELETE FROM user_roles WHERE username = $1 AND role = $2",
-                &[&username, &role],
-            )
-            .await?;
-        Ok(())
+        backend!(self.remove_role(username, role))
     }
 
+    /// Role names, sorted.
     pub async fn roles(&self) -> Result<Vec<String>, UsersError> {
-        Ok(self
-            .db
-            .get()
-            .await?
-            .query("SELECT name FROM roles ORDER BY name", &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        backend!(self.roles())
     }
 
     pub async fn create_role(&self, role: &str) -> Result<(), UsersError> {
         check_name("role", role, false)?;
-        let n = self
-            .db
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO roles (name) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&role],
-            )
-            .await?;
-        if n == 0 {
-            return Err(UsersError::Exists(format!("role {role}")));
-        }
-        Ok(())
+        backend!(self.create_role(role))
     }
 
+    /// Deletes a role, its permissions and its memberships.
     pub async fn delete_role(&self, role: &str) -> Result<(), UsersError> {
-        let n = self
-            .db
-            .get()
-            .await?
-            .execute("DELETE FROM roles WHERE name = $1", &[&role])
-            .await?;
-        if n == 0 {
-            return Err(UsersError::NoRole(role.into()));
-        }
-        Ok(())
+        backend!(self.delete_role(role))
     }
 
+    /// The permissions of a role, sorted by group then action.
     pub async fn role_permissions(&self, role: &str) -> Result<Vec<Permission>, UsersError> {
-        self.role_must_exist(role).await?;
-        Ok(self
-            .db
-            .get()
-            .await?
-            .query(
-                "SELECT authz_grp, action FROM role_permissions WHERE role = $1 \
-                 ORDER BY authz_grp, action",
-                &[&role],
-            )
-            .await?
-            .iter()
-            .map(|r| Permission {
-                authz_grp: r.get(0),
-                action: r.get(1),
-            })
-            .collect())
+        backend!(self.role_permissions(role))
     }
 
     pub async fn add_permission(&self, role: &str, p: &Permission) -> Result<(), UsersError> {
         check_name("authz_grp", &p.authz_grp, true)?;
         check_name("action", &p.action, false)?;
-        self.role_must_exist(role).await?;
-        self.db
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO role_permissions (role, authz_grp, action) VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING",
-                &[&role, &p.authz_grp, &p.action],
-            )
-            .await?;
-        Ok(())
+        backend!(self.add_permission(role, p))
     }
 
     pub async fn remove_permission(&self, role: &str, p: &Permission) -> Result<(), UsersError> {
-        self.role_must_exist(role).await?;
-        self.db
-            .get()
-            .await?
-            .execute(
-                "DELETE FROM role_permissions WHERE role = $1 AND authz_grp = $2 AND action = $3",
-                &[&role, &p.authz_grp, &p.action],
-            )
-            .await?;
-        Ok(())
+        backend!(self.remove_permission(role, p))
     }
 
     /// The permissions of a user through their roles (distinct, sorted).
@@ -412,23 +226,7 @@ impl Users {
         &self,
         username: &str,
     ) -> Result<Vec<Permission>, UsersError> {
-        Ok(self
-            .db
-            .get()
-            .await?
-            .query(
-                "SELECT DISTINCT p.authz_grp, p.action FROM role_permissions p \
-                 JOIN user_roles u ON u.role = p.role WHERE u.username = $1 \
-                 ORDER BY p.authz_grp, p.action",
-                &[&username],
-            )
-            .await?
-            .iter()
-            .map(|r| Permission {
-                authz_grp: r.get(0),
-                action: r.get(1),
-            })
-            .collect())
+        backend!(self.effective_permissions(username))
     }
 
     /// Whether a user may do `action` in group `authz_grp` (admins may do everything): a
@@ -442,38 +240,16 @@ impl Users {
         if user.is_admin {
             return Ok(true);
         }
-        Ok(self
-            .db
-            .get()
-            .await?
-            .query_opt(
-                "SELECT 1 FROM role_permissions p JOIN user_roles u ON u.role = p.role \
-                 WHERE u.username = $1 AND (p.authz_grp = $2 OR p.authz_grp = '') \
-                 AND p.action = $3 LIMIT 1",
-                &[&user.username, &authz_grp, &action],
-            )
-            .await?
-            .is_some())
+        backend!(self.has_permission(&user.username, authz_grp, action))
     }
 
     /// The favorite tasks of a user, oldest first.
     pub async fn favorites(&self, username: &str) -> Result<Vec<serde_json::Value>, UsersError> {
-        let rows = self
-            .db
-            .get()
-            .await?
-            .query(
-                "SELECT body FROM favorite_tasks WHERE username = $1 ORDER BY created_at, id",
-                &[&username],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
-            .collect())
+        backend!(self.favorites(username))
     }
 
-    /// Creates or replaces (same id, same user) a favorite task; returns its id.
+    /// Creates or replaces (same id, same user) a favorite task; [`UsersError::Exists`] when
+    /// another user has one with this id.
     pub async fn put_favorite(
         &self,
         username: &str,
@@ -481,49 +257,11 @@ impl Users {
         name: &str,
         body: &str,
     ) -> Result<(), UsersError> {
-        let count: i64 = self
-            .db
-            .get()
-            .await?
-            .query_one(
-                "SELECT count(*) FROM favorite_tasks WHERE username = $1",
-                &[&username],
-            )
-            .await?
-            .get(0);
-        if count >= MAX_FAVORITES_PER_USER {
-            return Err(UsersError::Invalid(format!(
-                "at most {MAX_FAVORITES_PER_USER} favorite tasks per user"
-            )));
-        }
-        let n = self
-            .db
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO favorite_tasks (id, username, name, body) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO UPDATE SET name = $3, body = $4 \
-                 WHERE favorite_tasks.username = $2",
-                &[&id, &username, &name, &body],
-            )
-            .await?;
-        if n == 0 {
-            return Err(UsersError::Exists(format!("favorite task {id}")));
-        }
-        Ok(())
+        backend!(self.put_favorite(username, id, name, body))
     }
 
     /// Deletes a favorite task of this user; false when they have none with this id.
     pub async fn delete_favorite(&self, username: &str, id: &str) -> Result<bool, UsersError> {
-        Ok(self
-            .db
-            .get()
-            .await?
-            .execute(
-                "DELETE FROM favorite_tasks WHERE id = $1 AND username = $2",
-                &[&id, &username],
-            )
-            .await?
-            == 1)
+        backend!(self.delete_favorite(username, id))
     }
 }

@@ -1,7 +1,7 @@
 //! The user routes of COMPAT.md: `/user`, `/permissions`, `/admin/*` (admins only) and
-//! `/favorite_tasks` (each user's own). Without a store (`--no-db`) `/user` answers the token's
-//! user (not admin, no roles), `/permissions` is empty, and the admin and favorite routes answer
-//! 503; with `--no-auth` the single user `stub` is treated as an admin.
+//! `/favorite_tasks` (each user's own), answered from [`Users`]: the store's, or memory's with
+//! `--no-db` (the same answers, kept for the life of the process). With `--no-auth` the single
+//! user `stub` is treated as an admin.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -24,6 +24,10 @@ impl From<UsersError> for ApiError {
             }
             UsersError::Invalid(_) | UsersError::Exists(_) => {
                 ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            UsersError::Full(_) => {
+                tracing::warn!(error = %e, "users: in-memory bound reached");
+                ApiError(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
             }
             UsersError::Pg(_) | UsersError::Store(_) => {
                 tracing::warn!(error = %e, "users: store request failed");
@@ -225,7 +229,20 @@ pub fn router() -> axum::Router<AppState> {
         .route("/favorite_tasks/{id}", delete(delete_favorite))
 }
 
-/// The user of a request as stored (created on first sight); `None` without a store.
+/// The users of the server: `serve` always has them (the store's, or in memory); a server built
+/// without (none is today) answers 500 on the routes that need them.
+fn users_of(app: &AppState) -> Result<&Users, ApiError> {
+    app.users.as_deref().ok_or_else(no_users)
+}
+
+fn no_users() -> ApiError {
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "this server keeps no users".into(),
+    )
+}
+
+/// The user of a request as stored (created on first sight); `None` on a server without users.
 pub async fn current(app: &AppState, username: &str) -> Result<Option<UserInfo>, ApiError> {
     let Some(users) = &app.users else {
         return Ok(None);
@@ -236,34 +253,24 @@ pub async fn current(app: &AppState, username: &str) -> Result<Option<UserInfo>,
     Ok(Some(info))
 }
 
-fn no_store() -> ApiError {
-    ApiError(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "users, roles and favorites need the store (this server runs with --no-db)".into(),
-    )
-}
-
-/// The store, when the request's user is an admin (403 otherwise).
+/// The users, when the request's user is an admin (403 otherwise).
 async fn admin<'a>(app: &'a AppState, username: &str) -> Result<&'a Users, ApiError> {
-    let info = current(app, username).await?.ok_or_else(no_store)?;
-    if !info.is_admin {
+    let users = users_of(app)?;
+    let info = current(app, username).await?;
+    if !info.is_some_and(|i| i.is_admin) {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             format!("admin only: user {username} is not an admin"),
         ));
     }
-    app.users.as_deref().ok_or_else(no_store)
+    Ok(users)
 }
 
 /// `GET /user`: rmf-web's `User` (`{username, is_admin, roles}`).
 pub async fn user(State(app): State<AppState>, AuthUser(user): AuthUser) -> Answer<UserInfo> {
-    Ok(Json(current(&app, &user.username).await?.unwrap_or(
-        UserInfo {
-            username: user.username,
-            is_admin: false,
-            roles: Vec::new(),
-        },
-    )))
+    Ok(Json(
+        current(&app, &user.username).await?.ok_or_else(no_users)?,
+    ))
 }
 
 /// `GET /permissions`: the user's `[{authz_grp, action}]` through their roles.
@@ -271,13 +278,9 @@ pub async fn permissions(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Answer<Vec<Permission>> {
-    match &app.users {
-        Some(users) => {
-            current(&app, &user.username).await?;
-            Ok(Json(users.effective_permissions(&user.username).await?))
-        }
-        None => Ok(Json(Vec::new())),
-    }
+    let users = users_of(&app)?;
+    current(&app, &user.username).await?;
+    Ok(Json(users.effective_permissions(&user.username).await?))
 }
 
 #[derive(Deserialize)]
@@ -468,10 +471,11 @@ async fn remove_permission(
     Ok(Json(Value::Null))
 }
 
-/// The store and the stored user of a favorites request.
+/// The users, with the user of a favorites request stored (created on first sight).
 async fn own<'a>(app: &'a AppState, username: &str) -> Result<&'a Users, ApiError> {
-    current(app, username).await?.ok_or_else(no_store)?;
-    app.users.as_deref().ok_or_else(no_store)
+    let users = users_of(app)?;
+    current(app, username).await?;
+    Ok(users)
 }
 
 /// `GET /favorite_tasks`: the user's own favorites (rmf-web's `TaskFavorite`s).

@@ -5,7 +5,9 @@
 //! subscriptions and REST), with the user's token when authentication is on, so it is also the
 //! reference client for dashboard authors.
 //!
-//! `{prefix}/view/config.json` tells the page whether it needs a token (`{"auth": bool}`).
+//! `{prefix}/view/config.json` tells the page whether it needs a token (`{"auth": bool}`);
+//! `{prefix}/view/entities` (with a token) names the doors and lifts whose state the server has,
+//! so that the page lists them before (or without) a building map.
 //! With `RMF_DASH_VIEW_DIR` set, the same files are read from that directory at each request
 //! instead (to work on the page without rebuilding); only the names listed here are served.
 //! `socket.io.min.js` is socket.io-client 4.8.1's browser bundle (MIT, license header kept and
@@ -85,6 +87,7 @@ pub fn routes(prefix: &str) -> axum::Router<AppState> {
     axum::Router::new()
         .route("/", get(move || serve("index.html".into(), index.clone())))
         .route("/view/config.json", get(config))
+        .route("/view/entities", get(entities))
         .route(
             "/view/{file}",
             get(move |Path(file): Path<String>| serve(file, files.clone())),
@@ -153,6 +156,17 @@ async fn config(State(app): State<AppState>) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The doors and lifts whose state the server has, by name (`{doors: [...], lifts: [...]}`).
+async fn entities(_: crate::api::AuthUser, State(app): State<AppState>) -> Response {
+    let names = |prefix: &str| -> Vec<String> {
+        crate::api::read::states(&app.hub, prefix, "/state")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    };
+    Json(serde_json::json!({"doors": names("/doors/"), "lifts": names("/lifts/")})).into_response()
 }
 
 #[cfg(test)]

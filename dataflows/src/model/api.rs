@@ -1,7 +1,7 @@
 //! Borrowed views of the fleet-adapter JSON (RMF.md section 5: fleet_state, task_state, logs):
 //! only the fields the derived events read, deserialized straight from the received text (the
-//! text itself is the room payload, never re-encoded). Unknown fields are ignored; a known field
-//! of the wrong type makes the message invalid.
+//! room payload is the text in rmf-web's document shape, [`super::shape`]). Unknown fields are
+//! ignored; a known field of the wrong type makes the message invalid.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

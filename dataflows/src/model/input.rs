@@ -509,9 +509,14 @@ fn task_sample(text: &Arc<str>) -> Result<(Name, TaskSample), InputError> {
                 .unwrap_or_default()
                 .into(),
             dispatch_errors,
-            payload: Payload(text.clone()),
+            payload: shaped(text, super::shape::task_state),
         },
     ))
+}
+
+/// The document rmf-web would send of an adapter's JSON `text` (see [`super::shape`]).
+fn shaped(text: &Arc<str>, shape: fn(&str) -> Option<String>) -> Payload {
+    Payload(shape(text).map_or_else(|| text.clone(), Arc::from))
 }
 
 fn log_entries(stream: &str, v: Option<&Vec<api::LogEntry<'_>>>, out: &mut Vec<(Name, LogEntry)>) {
@@ -632,7 +637,7 @@ pub fn inputs(record: &Record, unix_ms: u64, names: &mut Names) -> Result<Vec<In
                 if f.name.is_empty() {
                     return Err(invalid(*kind, "empty name"));
                 }
-                out.push(((Kind::Fleet, names.get(&f.name)), InputValue::Payload(Payload(data.clone()))));
+                out.push(((Kind::Fleet, names.get(&f.name)), InputValue::Payload(shaped(data, super::shape::fleet_state))));
                 api_robots(&f, names, &mut out);
             }
             JsonKind::TaskStateUpdate => {

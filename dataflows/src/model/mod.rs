@@ -6,6 +6,7 @@
 pub mod api;
 pub mod input;
 pub mod ros;
+pub mod shape;
 
 use ros::*;
 

@@ -81,13 +81,14 @@ pub fn now_ms(app: &App) -> u64 {
 /// The longest a read of the store waits for the writer (see [`stored_now`]).
 const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Waits until the store holds every change a client may have seen so far (the engine's output
-/// frontier at the call), so that a read of the store never misses what a room has shown
-/// (DESIGN.md invariant 9). Immediate without a store; at most [`READ_WAIT`] (then the read
-/// answers what is stored, counted as `rmf_dash_store_stale_reads_total`).
+/// Waits until the store holds every change a client may have seen so far (up to the time of
+/// the latest batch the hub applied: it applies a batch before the writer gets it), so that a
+/// read of the store never misses what a room has shown (DESIGN.md invariant 9). Immediate
+/// without a store; at most [`READ_WAIT`] (then the read answers what is stored, counted as
+/// `rmf_dash_store_stale_reads_total`).
 pub async fn stored_now(app: &App) {
     if let Some(store) = &app.store {
-        let seen = app.delivered.load(Ordering::Acquire).saturating_sub(1);
+        let seen = app.hub.metrics.applied_time.load(Ordering::Acquire);
         store.stored_up_to(seen, READ_WAIT).await;
     }
 }
@@ -425,7 +426,8 @@ pub const ROUTES: &[Route] = &[
         "/tasks/requests",
         "query_task_requests",
         "Tasks",
-        "Original task requests (kept by the store; 404 without it).",
+        "The original requests of the tasks dispatched through this server, in the order \
+         of `task_ids` (unknown ones left out; at most 1000 ids).",
         &[query("task_ids", "string", "Comma separated task ids.")],
         tasks::query_task_requests
     ),
@@ -433,7 +435,7 @@ pub const ROUTES: &[Route] = &[
         "/tasks/{task_id}/request",
         "get_task_request",
         "Tasks",
-        "A task's original request (kept by the store; 404 without it).",
+        "The original request of a task dispatched through this server (404 without one).",
         &[],
         tasks::get_task_request
     ),

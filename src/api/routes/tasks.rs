@@ -1,15 +1,16 @@
 //! Tasks: `GET /tasks` (filtered, sorted, paginated task states, as stored: the fleet adapter's
 //! JSON unchanged), `GET /tasks/{task_id}/state`, `GET /tasks/{task_id}/log?between=` (rmf-web's
 //! `TaskEventLog`, default window the last minute), `GET /tasks/{task_id}/booking_label` (the
-//! booking labels as `{key: value}`), and the original requests, `GET /tasks/requests` and
-//! `GET /tasks/{task_id}/request`, which only the store keeps (404 until it is there).
+//! booking labels as `{key: value}`), and the original requests of the tasks dispatched here,
+//! `GET /tasks/requests` and `GET /tasks/{task_id}/request` ([`crate::store::task_requests`]).
 
 use axum::Json;
 use axum::extract::{Path, State};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{ReadError, ReadResult, found, now_ms, room};
-use crate::api::query::Params;
+use crate::api::query::{Params, QueryError};
 use crate::api::read::{self, TASK_ORDER_FIELDS, TASK_STATUSES, TaskQuery};
 use crate::api::{AppState, AuthUser};
 use crate::hub::Raw;
@@ -111,16 +112,46 @@ pub async fn get_task_booking_label(
     .map(Json)
 }
 
-const NO_REQUESTS: &str = "task requests are kept by the PostgreSQL store, which this server \
-    runs without: the original request of a task is not known";
+/// Task ids one `GET /tasks/requests` may ask for (a bound on the store query).
+const MAX_REQUEST_IDS: usize = 1000;
 
-pub async fn query_task_requests(_: AuthUser) -> ReadResult<Json<Vec<Value>>> {
-    Err(ReadError::NotFound(NO_REQUESTS.into()))
+/// `GET /tasks/requests?task_ids=a,b`: the kept requests of those tasks, in the order asked
+/// (tasks without one are left out); `[]` without ids.
+pub async fn query_task_requests(
+    _: AuthUser,
+    State(app): State<AppState>,
+    params: Params,
+) -> ReadResult<Json<Vec<Box<RawValue>>>> {
+    let ids = params.list("task_ids").unwrap_or_default();
+    if ids.len() > MAX_REQUEST_IDS {
+        return Err(QueryError::new(
+            "task_ids",
+            "too_long",
+            format!("At most {MAX_REQUEST_IDS} task ids"),
+            &format!("{} ids", ids.len()),
+        )
+        .into());
+    }
+    Ok(Json(requests(&app, &ids).await))
 }
 
+/// `GET /tasks/{task_id}/request`: the kept request of the task, 404 without one.
 pub async fn get_task_request(
     _: AuthUser,
-    Path(_task_id): Path<String>,
-) -> ReadResult<Json<Value>> {
-    Err(ReadError::NotFound(NO_REQUESTS.into()))
+    State(app): State<AppState>,
+    Path(task_id): Path<String>,
+) -> ReadResult<Json<Box<RawValue>>> {
+    let found = requests(&app, std::slice::from_ref(&task_id)).await;
+    super::found(found.into_iter().next(), || {
+        format!("request of task {task_id} not found")
+    })
+    .map(Json)
+}
+
+/// The kept requests of `ids` (a store that fails answers none, logged).
+async fn requests(app: &AppState, ids: &[String]) -> Vec<Box<RawValue>> {
+    app.task_requests.get(ids).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "task requests unavailable");
+        Vec::new()
+    })
 }

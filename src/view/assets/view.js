@@ -176,6 +176,12 @@
       const r = await rest('/fleets');
       if (!r.ok) return;
       for (const f of await r.json()) if (f && typeof f.name === 'string') addFleet(f.name);
+      const e = await rest('/view/entities');
+      if (!e.ok) return;
+      const known = await e.json();
+      for (const name of known.doors || []) if (typeof name === 'string') addDoor(name);
+      for (const name of known.lifts || []) if (typeof name === 'string') addLift(name);
+      schedule();
     } catch (e) {
       console.warn('fleets', e);
     }
@@ -277,40 +283,12 @@
     setText($('site-name'), v.name || '');
     for (const lv of v.levels) {
       for (const d of lv.doors || []) {
-        if (!doors.has(d.name)) {
-          doors.set(d.name, { name: d.name, level: lv.name, mode: null, health: '', message: '',
-            heldOpen: false, row: null });
-          subscribe(`/doors/${d.name}/state`, (s) => {
-            doors.get(d.name).mode = s && s.current_mode ? s.current_mode.value : null;
-            touchDoor(d.name);
-          });
-          subscribe(`/doors/${d.name}/health`, (s) => {
-            const door = doors.get(d.name);
-            door.health = s ? s.health_status : '';
-            door.message = (s && s.health_message) || '';
-            touchDoor(d.name);
-          });
-          subscribe(`/doors/${d.name}/held_open`, (s) => {
-            doors.get(d.name).heldOpen = !!s;
-            touchDoor(d.name);
-          });
-        }
-        Object.assign(doors.get(d.name), { level: lv.name, geom: d });
+        Object.assign(addDoor(d.name), { level: lv.name, geom: d });
         dirty.doors.add(d.name);
       }
     }
     for (const l of v.lifts || []) {
-      if (!lifts.has(l.name)) {
-        lifts.set(l.name, { name: l.name, def: l, state: null, health: '', message: '', row: null });
-        subscribe(`/lifts/${l.name}/state`, (s) => { lifts.get(l.name).state = s; touchLift(l.name); });
-        subscribe(`/lifts/${l.name}/health`, (s) => {
-          const lift = lifts.get(l.name);
-          lift.health = s ? s.health_status : '';
-          lift.message = (s && s.health_message) || '';
-          touchLift(l.name);
-        });
-      }
-      lifts.get(l.name).def = l;
+      addLift(l.name).def = l;
       dirty.lifts.add(l.name);
     }
     staticLayer = null;
@@ -318,6 +296,47 @@
     dirty.levels = true;
     dirty.map = true;
     dirty.counts = true;
+  }
+
+  // Doors and lifts come from the building map and from the states the server has (a site
+  // whose map has not been published yet still lists them, without a place on the map).
+  function addDoor(name) {
+    if (!doors.has(name)) {
+      doors.set(name, { name, level: '', mode: null, health: '', message: '', heldOpen: false, row: null });
+      subscribe(`/doors/${name}/state`, (s) => {
+        doors.get(name).mode = s && s.current_mode ? s.current_mode.value : null;
+        touchDoor(name);
+      });
+      subscribe(`/doors/${name}/health`, (s) => {
+        const door = doors.get(name);
+        door.health = s ? s.health_status : '';
+        door.message = (s && s.health_message) || '';
+        touchDoor(name);
+      });
+      subscribe(`/doors/${name}/held_open`, (s) => {
+        doors.get(name).heldOpen = !!s;
+        touchDoor(name);
+      });
+      dirty.doors.add(name);
+      dirty.counts = true;
+    }
+    return doors.get(name);
+  }
+
+  function addLift(name) {
+    if (!lifts.has(name)) {
+      lifts.set(name, { name, def: null, state: null, health: '', message: '', row: null });
+      subscribe(`/lifts/${name}/state`, (s) => { lifts.get(name).state = s; touchLift(name); });
+      subscribe(`/lifts/${name}/health`, (s) => {
+        const lift = lifts.get(name);
+        lift.health = s ? s.health_status : '';
+        lift.message = (s && s.health_message) || '';
+        touchLift(name);
+      });
+      dirty.lifts.add(name);
+      dirty.counts = true;
+    }
+    return lifts.get(name);
   }
 
   function touchDoor(name) { dirty.doors.add(name); dirty.map = true; }
