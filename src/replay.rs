@@ -6,7 +6,6 @@
 //! count (the contract derived events are checked against end to end).
 
 use std::io::Write;
-use std::time::Duration;
 
 use thiserror::Error;
 
@@ -202,26 +201,6 @@ pub fn drive(
         summary.messages, summary.dropped
     ));
     Ok(())
-}
-
-/// Keeps a served recording's clock running after its end, at the replay's speed (real time
-/// for `max`), from logical time `from`: what clients send later (alerts, tasks) is stamped with
-/// a time that keeps moving and is delivered, so that a demo works for as long as it runs.
-/// Returns when the sink stops (the server shuts down).
-pub fn keep_time(sink: &mut impl Sink, from: Time, pacing: Pacing, tick_ms: u64) {
-    let speed = match pacing {
-        Pacing::Speed(x) if x > 0.0 && x.is_finite() => x,
-        _ => 1.0,
-    };
-    let tick = Duration::from_millis(tick_ms.max(1));
-    let start = std::time::Instant::now();
-    loop {
-        std::thread::sleep(tick);
-        let t = from + (start.elapsed().as_secs_f64() * 1000.0 * speed) as Time;
-        if sink.advance(t).is_err() {
-            return;
-        }
-    }
 }
 
 /// Replays `path` through a new engine; every output batch goes to `emit` (on its own thread).

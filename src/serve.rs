@@ -80,7 +80,7 @@ pub struct ServeConfig {
     pub internal: crate::ingest::internal::InternalConfig,
     /// The PostgreSQL store (`None`: no persistence).
     pub store: Option<crate::store::WriterConfig>,
-    /// The user made an admin at start (with a store).
+    /// The user made an admin at start.
     pub admin_user: String,
     /// Join the ROS 2 graph (`--ros2`): ingest the live RMF topics and send commands over ROS 2
     /// (replaces `rmf_link`); the RMF release of `policy` is then required of every message.
@@ -392,7 +392,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
             crate::scheduled::storage::ScheduleStore::memory(),
         ),
     };
-    let users = Some(Arc::new(users));
+    let users = Arc::new(users);
     let history = config
         .store
         .as_ref()
@@ -465,12 +465,10 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
             task_timeout,
         }),
     };
-    let rooms = users.as_ref().and_then(|u| {
-        RoomAccess::new(
-            config.room_permissions.clone(),
-            GrantSource::Store(u.clone()),
-        )
-    });
+    let rooms = RoomAccess::new(
+        config.room_permissions.clone(),
+        GrantSource::Store(users.clone()),
+    );
     let sockets = SocketState::new(hub.clone(), auth.clone(), rooms);
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
     let app = Arc::new(App {
@@ -542,15 +540,15 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
                                 path,
                                 messages = summary.messages,
                                 dropped = summary.dropped,
-                                "replay finished; its clock keeps running (what clients send is still taken)"
+                                "replay finished; serving the final state (what clients send is still taken)"
                             ),
                             Err(e) => tracing::error!(path, "replay stopped: {e}"),
                         }
-                        let from = summary
+                        let end = summary
                             .end
                             .or(sink.after.map(|h| h + 1))
                             .unwrap_or_else(|| crate::engine::Clock::logical(wall_ns(), opts.tick_ms));
-                        crate::replay::keep_time(&mut sink, from, opts.pacing, opts.tick_ms);
+                        sink.inner.blocking_send(feed::Feed::ReplayEnded(end));
                     })?,
             )
         }

@@ -732,28 +732,6 @@ async fn call(
     Ok((answer, value))
 }
 
-/// A dispatch or robot task: 200 with RMF's answer when it succeeded, 400 with it otherwise.
-async fn task_with_state(
-    app: &AppState,
-    user: &str,
-    request_type: &str,
-    request: &impl Serialize,
-) -> Result<Response, Reject> {
-    let (text, value) = call(app, request_type, request).await?;
-    let success = value.get("success") == Some(&Value::Bool(true));
-    let task_id = value
-        .pointer("/state/booking/id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    tracing::info!(user, request_type, success, task_id, "task request");
-    let status = if success {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    Ok(raw_json(status, text))
-}
-
 /// Other task requests: RMF's answer, 200.
 async fn task_simple(
     app: &AppState,
@@ -787,46 +765,76 @@ pub async fn dispatch(
     body: &DispatchTaskRequest,
     request_id: Option<&str>,
 ) -> Result<(StatusCode, String, Value), Reject> {
-    let json_msg = serde_json::to_string(body)
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let request_id = compact_str::CompactString::from(
         request_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string),
     );
+    let kept = Some(&body.request);
+    with_state(app, user, "dispatch_task_request", body, request_id, kept).await
+}
+
+/// A request whose answer holds a task state (dispatch, robot task), as rmf-web answers it:
+/// RMF's answer in rmf-web's `TaskDispatchResponse` shape (every field of the state, `null`
+/// when absent), 200 when it succeeded, 400 otherwise. On success the task's request is kept
+/// (`keep`: dispatches only, as rmf-web) and its state fed to the engine, and the answer waits
+/// until the state is shown: a client that reads the task right after the answer finds it.
+async fn with_state(
+    app: &AppState,
+    user: &str,
+    request_type: &str,
+    body: &impl Serialize,
+    request_id: compact_str::CompactString,
+    keep: Option<&TaskRequest>,
+) -> Result<(StatusCode, String, Value), Reject> {
+    let json_msg = serde_json::to_string(body)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let answer = app
         .link
-        .call_with_id("dispatch_task_request", json_msg, request_id)
+        .call_with_id(request_type, json_msg, request_id)
         .await
         .map_err(link_error)?;
-    let value: Value = serde_json::from_str(&answer).map_err(|e| {
-        error(
-            StatusCode::BAD_GATEWAY,
-            format!("RMF answered dispatch_task_request with invalid JSON: {e}"),
-        )
-    })?;
+    let answer =
+        rmf_dash_dataflows::model::shape::task_dispatch_response(&answer).ok_or_else(|| {
+            error(
+                StatusCode::BAD_GATEWAY,
+                format!("RMF answered {request_type} with invalid JSON: {answer}"),
+            )
+        })?;
+    let value: Value = serde_json::from_str(&answer).unwrap_or_default();
     let success = value.get("success") == Some(&Value::Bool(true));
     let task_id = value
         .pointer("/state/booking/id")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    tracing::info!(
-        user,
-        request_type = "dispatch_task_request",
-        success,
-        task_id,
-        "task request"
-    );
+    tracing::info!(user, request_type, success, task_id, "task request");
     if !success {
         return Ok((StatusCode::BAD_REQUEST, answer, value));
     }
-    keep_request(app, task_id, &body.request, user).await?;
+    if let Some(request) = keep {
+        keep_request(app, task_id, request, user).await?;
+    }
     if let Some(state) = value.get("state").filter(|_| !task_id.is_empty()) {
         let frame = json!({"type": "task_state_update", "data": state}).to_string();
         match crate::ingest::internal::parse_frame(&frame) {
-            Ok(record) => feed(app, record).await?,
+            Ok(record) => {
+                feed(app, record).await?;
+                shown(app, &format!("/tasks/{task_id}/state")).await;
+            }
             Err(e) => tracing::warn!(task_id, error = %e, "RMF's task state not recorded"),
         }
     }
     Ok((StatusCode::OK, answer, value))
+}
+
+/// Waits until state room `room` has a value (at most [`VISIBLE_WITHIN`]).
+async fn shown(app: &AppState, room: &str) {
+    let until = tokio::time::Instant::now() + VISIBLE_WITHIN;
+    while app.hub.get(room).and_then(|(_, v)| v).is_none() {
+        if tokio::time::Instant::now() >= until {
+            tracing::warn!(room, "the engine did not show the record in time");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Keeps the request of a dispatched task (before anything names the task: its state is fed
@@ -840,24 +848,17 @@ async fn keep_request(
     if task_id.is_empty() {
         return Ok(());
     }
-    let text = serde_json::to_string(&json!({
-        "unix_millis_earliest_start_time": request.unix_millis_earliest_start_time,
-        "unix_millis_request_time": request.unix_millis_request_time,
-        "priority": request.priority,
-        "category": request.category,
-        "description": request.description,
-        "labels": request.labels,
-        "requester": request.requester,
-        "fleet_name": request.fleet_name,
-    }))
-    .and_then(serde_json::value::RawValue::from_string)
-    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let shaped = serde_json::to_value(request)
+        .map(rmf_dash_dataflows::model::shape::task_request)
+        .and_then(|v| serde_json::to_string(&v))
+        .and_then(serde_json::value::RawValue::from_string)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let at = request
         .unix_millis_request_time
         .unwrap_or_else(|| crate::api::routes::now_ms(app) as i64);
     let requester = request.requester.as_deref().unwrap_or(user);
     app.task_requests
-        .put(task_id, &text, requester, at)
+        .put(task_id, &shaped, requester, at)
         .await
         .map_err(|e| {
             tracing::warn!(task_id, error = %e, "the task's request was not kept");
@@ -873,7 +874,17 @@ async fn robot_task(
     State(app): State<AppState>,
     Body(body): Body<RobotTaskRequest>,
 ) -> Result<Response, Reject> {
-    task_with_state(&app, &user.username, "robot_task_request", &body).await
+    let request_id = uuid::Uuid::new_v4().to_string().into();
+    let (status, text, _) = with_state(
+        &app,
+        &user.username,
+        "robot_task_request",
+        &body,
+        request_id,
+        None,
+    )
+    .await?;
+    Ok(raw_json(status, text))
 }
 
 async fn cancel_task(

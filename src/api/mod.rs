@@ -46,8 +46,9 @@ pub struct App {
     pub internal: crate::ingest::internal::Internal,
     /// The images of the latest building map (`GET /building_map/images/...`).
     pub map_images: Arc<crate::ingest::feed::MapImages>,
-    /// Users, roles, permissions and favorites; `None` without a store (nothing enforced).
-    pub users: Option<Arc<crate::users::Users>>,
+    /// Users, roles, permissions and favorites: the store's, or in memory with `--no-db` (then
+    /// answered, not enforced: see [`crate::users::enforce::enforced`]).
+    pub users: Arc<crate::users::Users>,
     /// Scheduled tasks: time zone, clock, and the dispatch loop's wake-up.
     pub scheduling: Arc<crate::scheduled::dispatch::Scheduling>,
     /// The requests of the tasks dispatched here (store, or memory without one).

@@ -46,6 +46,11 @@ pub enum Feed {
     },
     /// Logical time reached with no data (a replay's clock).
     Advance(Time),
+    /// The recording that drives the clock has ended at this time: time stands still from
+    /// there, and moves on by one tick to deliver what arrives live (alerts, dispatched tasks),
+    /// so that a demo keeps working after its recording, without the silence timeouts every
+    /// device would reach if the clock ran on.
+    ReplayEnded(Time),
 }
 
 /// Which producer a record came from (counters per source).
@@ -129,6 +134,8 @@ pub struct Feeder {
     batch: Vec<Input>,
     /// Whether a recording drives the clock (live records then take its current time).
     replaying: bool,
+    /// The recording has ended ([`Feed::ReplayEnded`]).
+    replay_ended: bool,
     pub metrics: Arc<FeedMetrics>,
     /// The images of the latest building map that passed.
     pub images: Arc<MapImages>,
@@ -156,6 +163,7 @@ impl Feeder {
             batch_time: 0,
             batch: Vec::new(),
             replaying,
+            replay_ended: false,
             metrics: Arc::new(FeedMetrics::default()),
             images: Arc::new(MapImages::default()),
             input_log: None,
@@ -195,7 +203,7 @@ impl Feeder {
         let (t, unix_ms) = match stamp {
             Stamp::Recorded(ns) => (self.clock.time_of(ns), ns / 1_000_000),
             // The replay's current time: its latest record, or where its clock has moved
-            // time on to (after the recording's end too, see `replay::keep_time`).
+            // time on to (after the recording's end too, see `Feed::ReplayEnded`).
             Stamp::Live if self.replaying => {
                 let t = self.clock.now().max(self.batch_time).max(self.advanced);
                 (t, t)
@@ -258,8 +266,19 @@ impl Feeder {
         self.engine.advance(t)
     }
 
-    /// In live mode: moves logical time to the wall clock (called on every tick).
+    /// The recording driving the clock ended at `end` (see [`Feed::ReplayEnded`]).
+    pub fn replay_ended(&mut self, end: Time) -> Result<(), EngineError> {
+        self.replay_ended = true;
+        self.advance(end)
+    }
+
+    /// In live mode: moves logical time to the wall clock (called on every tick). While a
+    /// recording drives it: sends what is pending; after its end, completes it one tick on.
     pub fn tick(&mut self) -> Result<(), EngineError> {
+        if self.replaying && self.replay_ended && !self.batch.is_empty() {
+            let next = self.batch_time.max(self.advanced) + self.clock.tick_ms();
+            return self.advance(next);
+        }
         if self.replaying {
             return self.flush();
         }
@@ -367,6 +386,7 @@ pub fn spawn_after(
                         source,
                     }) => feeder.inputs(inputs, stamp, source)?,
                     Some(Feed::Advance(t)) => feeder.advance(t)?,
+                    Some(Feed::ReplayEnded(t)) => feeder.replay_ended(t)?,
                     None => {}
                 }
                 if last_tick.elapsed() >= tick {

@@ -64,7 +64,9 @@ impl Stored {
     pub fn to_api(&self) -> ScheduledTask {
         ScheduledTask {
             id: self.id,
+            // rmf-web's `TaskRequest` document: every field, null when absent.
             task_request: serde_json::from_str(&self.task_request)
+                .map(rmf_dash_dataflows::model::shape::task_request)
                 .unwrap_or(serde_json::Value::Null),
             created_by: self.created_by.clone(),
             schedules: self.schedules.clone(),

@@ -35,7 +35,7 @@ const MAX_BODY: usize = 1 << 20;
 /// they existed: their roles would be lost at every restart, leaving everyone but the admin
 /// unable to send a command.
 pub fn enforced(app: &AppState) -> Option<&Users> {
-    app.users.as_deref().filter(|u| !u.in_memory())
+    Some(&*app.users).filter(|u| !u.in_memory())
 }
 
 /// The group of a task from its labels (`authz_grp=<group>`, else [`SITE_GROUP`]).

@@ -229,35 +229,19 @@ pub fn router() -> axum::Router<AppState> {
         .route("/favorite_tasks/{id}", delete(delete_favorite))
 }
 
-/// The users of the server: `serve` always has them (the store's, or in memory); a server built
-/// without (none is today) answers 500 on the routes that need them.
-fn users_of(app: &AppState) -> Result<&Users, ApiError> {
-    app.users.as_deref().ok_or_else(no_users)
-}
-
-fn no_users() -> ApiError {
-    ApiError(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "this server keeps no users".into(),
-    )
-}
-
-/// The user of a request as stored (created on first sight); `None` on a server without users.
-pub async fn current(app: &AppState, username: &str) -> Result<Option<UserInfo>, ApiError> {
-    let Some(users) = &app.users else {
-        return Ok(None);
-    };
-    let mut info = users.load_or_create(username).await?;
+/// The user of a request as stored (created on first sight).
+pub async fn current(app: &AppState, username: &str) -> Result<UserInfo, ApiError> {
+    let mut info = app.users.load_or_create(username).await?;
     // --no-auth: the single local user may do everything.
     info.is_admin |= !app.auth.enabled();
-    Ok(Some(info))
+    Ok(info)
 }
 
 /// The users, when the request's user is an admin (403 otherwise).
 async fn admin<'a>(app: &'a AppState, username: &str) -> Result<&'a Users, ApiError> {
-    let users = users_of(app)?;
+    let users = &*app.users;
     let info = current(app, username).await?;
-    if !info.is_some_and(|i| i.is_admin) {
+    if !info.is_admin {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             format!("admin only: user {username} is not an admin"),
@@ -268,9 +252,7 @@ async fn admin<'a>(app: &'a AppState, username: &str) -> Result<&'a Users, ApiEr
 
 /// `GET /user`: rmf-web's `User` (`{username, is_admin, roles}`).
 pub async fn user(State(app): State<AppState>, AuthUser(user): AuthUser) -> Answer<UserInfo> {
-    Ok(Json(
-        current(&app, &user.username).await?.ok_or_else(no_users)?,
-    ))
+    Ok(Json(current(&app, &user.username).await?))
 }
 
 /// `GET /permissions`: the user's `[{authz_grp, action}]` through their roles.
@@ -278,9 +260,8 @@ pub async fn permissions(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Answer<Vec<Permission>> {
-    let users = users_of(&app)?;
     current(&app, &user.username).await?;
-    Ok(Json(users.effective_permissions(&user.username).await?))
+    Ok(Json(app.users.effective_permissions(&user.username).await?))
 }
 
 #[derive(Deserialize)]
@@ -473,9 +454,8 @@ async fn remove_permission(
 
 /// The users, with the user of a favorites request stored (created on first sight).
 async fn own<'a>(app: &'a AppState, username: &str) -> Result<&'a Users, ApiError> {
-    let users = users_of(app)?;
     current(app, username).await?;
-    Ok(users)
+    Ok(&app.users)
 }
 
 /// `GET /favorite_tasks`: the user's own favorites (rmf-web's `TaskFavorite`s).

@@ -184,6 +184,48 @@ pub fn task_state(text: &str) -> Option<String> {
     TASK_STATE.apply_text(text)
 }
 
+const TASK_REQUEST: Shape = Object(&[
+    ("unix_millis_earliest_start_time", Any),
+    ("unix_millis_request_time", Any),
+    ("priority", Any),
+    ("category", Any),
+    ("description", Any),
+    ("labels", Any),
+    ("requester", Any),
+    ("fleet_name", Any),
+]);
+
+const DISPATCH_FAILED: Shape = Object(&[
+    ("success", Any),
+    (
+        "errors",
+        List(&Object(&[
+            ("code", Any),
+            ("category", Any),
+            ("detail", Any),
+        ])),
+    ),
+]);
+
+/// rmf-web's `TaskRequest` document (`POST /tasks/dispatch_task`'s `request`, kept and served
+/// by `/tasks/{id}/request`, and a scheduled task's `task_request`).
+pub fn task_request(value: Value) -> Value {
+    TASK_REQUEST.apply(value)
+}
+
+/// rmf-web's `TaskDispatchResponse` document of RMF's answer to a dispatch or robot task:
+/// `{success: true, state: TaskState}`, or `{success, errors: [Error]}`.
+pub fn task_dispatch_response(text: &str) -> Option<String> {
+    let mut value: Value = serde_json::from_str(text).ok()?;
+    let shaped = if value.get("success") == Some(&Value::Bool(true)) {
+        let state = value.get_mut("state").map(Value::take).unwrap_or_default();
+        serde_json::json!({"success": true, "state": TASK_STATE.apply(state)})
+    } else {
+        DISPATCH_FAILED.apply(value)
+    };
+    serde_json::to_string(&shaped).ok()
+}
+
 /// rmf-web's `FleetState` document of an adapter's `fleet_state` JSON.
 pub fn fleet_state(text: &str) -> Option<String> {
     FLEET_STATE.apply_text(text)
@@ -233,6 +275,31 @@ mod tests {
             Some(
                 r#"{"name":"f1","robots":{"r1":{"name":"r1","status":null,"task_id":"t1","unix_millis_time":null,"location":null,"battery":null,"issues":null,"commission":null,"mutex_groups":null}}}"#
             )
+        );
+    }
+
+    #[test]
+    fn dispatch_answers_as_rmf_web_sends_them() {
+        let failed = task_dispatch_response(
+            r#"{"success":false,"errors":[{"code":1,"detail":"nope"}],"x":1}"#,
+        );
+        assert_eq!(
+            failed.as_deref(),
+            Some(r#"{"success":false,"errors":[{"code":1,"category":null,"detail":"nope"}]}"#)
+        );
+        let ok = task_dispatch_response(
+            r#"{"success":true,"state":{"booking":{"id":"t"},"status":"queued"}}"#,
+        )
+        .unwrap_or_default();
+        let v: Value = serde_json::from_str(&ok).unwrap_or_default();
+        assert_eq!(v["state"]["killed"], Value::Null);
+        assert_eq!(v["state"]["booking"]["requester"], Value::Null);
+        assert_eq!(v["state"]["status"], "queued");
+        assert_eq!(
+            task_request(serde_json::json!({"category": "c", "description": {}, "x": 1})),
+            serde_json::json!({"unix_millis_earliest_start_time": null, "unix_millis_request_time": null,
+                "priority": null, "category": "c", "description": {}, "labels": null,
+                "requester": null, "fleet_name": null})
         );
     }
 
