@@ -277,9 +277,19 @@ struct ServeArgs {
     /// their first request).
     #[arg(long, default_value = "admin", env = "RMF_DASH_ADMIN_USER")]
     admin_user: String,
-    /// Token fleet adapters must give on /_internal (?token= or Authorization: Bearer).
+    /// Token fleet adapters may give on /_internal (?token= or Authorization: Bearer); with
+    /// client authentication on, a valid client JWT is accepted there too.
     #[arg(long, env = "RMF_DASH_INTERNAL_TOKEN", hide_env_values = true)]
     internal_token: Option<String>,
+    /// Leave /_internal open to any adapter although clients must authenticate (labs only: a
+    /// warning is logged at start). Without it, /_internal requires the internal token or a
+    /// valid client JWT whenever authentication is on.
+    #[arg(
+        long,
+        env = "RMF_DASH_INTERNAL_OPEN",
+        conflicts_with = "internal_token"
+    )]
+    internal_open: bool,
     /// How commands reach RMF: `loopback` (an in-process RMF stand-in that records what is
     /// published and answers task requests; tests and demos) or `none` (commands refused).
     #[arg(
@@ -742,6 +752,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         jwt_iss: args.jwt_iss,
         no_auth: args.no_auth,
         internal_token: args.internal_token,
+        internal_open: args.internal_open,
         rmf_link: args.rmf_link,
         task_timeout_ms: args.task_timeout_ms,
         internal: rmf_dash::ingest::internal::InternalConfig {

@@ -23,6 +23,7 @@ use crate::hub::Hub;
 use crate::hub::socketio::{self, SocketState};
 use crate::ingest::decode::ReleasePolicy;
 use crate::ingest::feed::{self, Feeder};
+use crate::ingest::internal::InternalAccess;
 use crate::ingest::source::Pacing;
 use crate::replay::{ReplayOptions, ReplaySummary};
 use crate::store::leader::{Leadership, Lease};
@@ -74,8 +75,12 @@ pub struct ServeConfig {
     pub rmf_link: crate::rmf_link::LinkKind,
     /// Wait for a task API answer (ms), restarted by an acknowledgement.
     pub task_timeout_ms: u64,
-    /// Token `/_internal` clients must give (`?token=` or `Authorization: Bearer`), if any.
+    /// Token `/_internal` clients may give (`?token=` or `Authorization: Bearer`), if any;
+    /// with client authentication on, a valid client JWT is accepted too.
     pub internal_token: Option<String>,
+    /// Leave `/_internal` open although client authentication is on (`--internal-open`, labs;
+    /// ignored when `internal_token` is given).
+    pub internal_open: bool,
     /// Bounds of `/_internal` connections (frame size, rate limit).
     pub internal: crate::ingest::internal::InternalConfig,
     /// The PostgreSQL store (`None`: no persistence).
@@ -113,6 +118,7 @@ impl ServeConfig {
             rmf_link: crate::rmf_link::LinkKind::Loopback,
             task_timeout_ms: 5000,
             internal_token: None,
+            internal_open: false,
             internal: crate::ingest::internal::InternalConfig {
                 rate: 0,
                 ..Default::default()
@@ -210,6 +216,8 @@ impl tower_service::Service<axum::extract::Request> for Switch {
 pub struct Listening {
     config: ServeConfig,
     auth: Auth,
+    /// Who may connect to `/_internal` (logged at start).
+    internal_access: InternalAccess,
     pub addr: SocketAddr,
     /// This process's role (active at once without a store).
     pub leadership: Leadership,
@@ -239,6 +247,9 @@ pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
             "authentication is disabled (--no-auth): every client is user `stub`; do not expose this server"
         );
     }
+    let internal_access =
+        InternalAccess::new(&auth, config.internal_token.clone(), config.internal_open);
+    internal_access.log();
     let leadership = match &config.store {
         Some(c) => Leadership::standby(&c.leader.site),
         None => Leadership::single(),
@@ -262,6 +273,7 @@ pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
     Ok(Listening {
         config,
         auth,
+        internal_access,
         addr,
         leadership,
         switch,
@@ -355,6 +367,7 @@ impl Listening {
 async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, ServeError> {
     let config = this.config.clone();
     let auth = this.auth.clone();
+    let internal_access = this.internal_access.clone();
     let leadership = this.leadership.clone();
     let addr = this.addr;
     let hub = Arc::new(Hub::new());
@@ -482,8 +495,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         delivered,
         engine_running,
         store: store_metrics,
-        internal_token: config.internal_token.clone(),
-        internal: crate::ingest::internal::Internal::new(config.internal.clone()),
+        internal: crate::ingest::internal::Internal::new(config.internal.clone(), internal_access),
         map_images,
         users,
         scheduling: crate::scheduled::dispatch::Scheduling::new(config.schedule.clone(), schedules),

@@ -200,20 +200,29 @@ fn dispatch_task_returns_the_state_rmf_answers() {
     let suffix = id.strip_prefix("patrol.dispatch-").expect("RMF's id form");
     assert_eq!(suffix.len(), 10);
     assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()));
+    // RMF's state in rmf-web's TaskState document: every field, null when absent.
     assert_eq!(
         answer,
         json!({"success": true, "state": {
             "booking": {
                 "id": id,
                 "unix_millis_earliest_start_time": 1700000000000u64,
+                "unix_millis_request_time": null,
+                "priority": null,
                 "labels": ["app=dashboard"],
                 "requester": "alice",
             },
             "category": "patrol",
             "detail": {"places": ["pantry", "lounge"], "rounds": 2},
-            "status": "queued",
             "unix_millis_start_time": 1700000000000u64,
-            "dispatch": {"status": "queued", "errors": []},
+            "unix_millis_finish_time": null,
+            "original_estimate_millis": null,
+            "estimate_millis": null,
+            "assigned_to": null,
+            "status": "queued",
+            "dispatch": {"status": "queued", "assignment": null, "errors": []},
+            "phases": null, "completed": null, "active": null, "pending": null,
+            "interruptions": null, "cancellation": null, "killed": null,
         }})
     );
     let p = server.published();
@@ -310,11 +319,18 @@ fn task_requests_publish_their_json_and_pass_the_answer_back() {
         (
             200,
             json!({"success": true, "state": {
-                "booking": {"id": request_id, "requester": "bob"},
+                "booking": {"id": request_id, "unix_millis_earliest_start_time": null,
+                    "unix_millis_request_time": null, "priority": null, "labels": null,
+                    "requester": "bob"},
+                "category": null,
                 "detail": {"waypoint": "pantry"},
-                "status": "queued",
-                "dispatch": {"status": "queued"},
+                "unix_millis_start_time": null, "unix_millis_finish_time": null,
+                "original_estimate_millis": null, "estimate_millis": null,
                 "assigned_to": {"group": "tinyRobot", "name": "tinyRobot1"},
+                "status": "queued",
+                "dispatch": {"status": "queued", "assignment": null, "errors": null},
+                "phases": null, "completed": null, "active": null, "pending": null,
+                "interruptions": null, "cancellation": null, "killed": null,
             }})
         )
     );
@@ -819,8 +835,16 @@ fn commands_need_a_token() {
         try_http(server.port, "GET", "/_loopback/published", None, None).expect("http");
     assert_eq!(status, 401);
     let t = token("alice");
-    let (status, v) =
-        try_http(server.port, "GET", "/_loopback/published", None, Some(&t)).expect("http");
+    // What was published is every user's: the admin's to read.
+    let admin = token("admin");
+    let (status, v) = try_http(
+        server.port,
+        "GET",
+        "/_loopback/published",
+        None,
+        Some(&admin),
+    )
+    .expect("http");
     assert_eq!((status, v), (200, json!([])));
     let (status, _) = try_http(
         server.port,
@@ -831,8 +855,14 @@ fn commands_need_a_token() {
     )
     .expect("http");
     assert_eq!(status, 200);
-    let (_, v) =
-        try_http(server.port, "GET", "/_loopback/published", None, Some(&t)).expect("http");
+    let (_, v) = try_http(
+        server.port,
+        "GET",
+        "/_loopback/published",
+        None,
+        Some(&admin),
+    )
+    .expect("http");
     assert_eq!(v[0]["message"]["door_name"], "d");
     assert_eq!(v.as_array().map(Vec::len), Some(1));
     // Every command route is in /openapi.json, documented as needing a token, and is one.

@@ -524,7 +524,7 @@ fn states_are_the_last_messages_of_the_recording() {
             .to_string()
     })
     .into_iter()
-    .map(|(k, m)| (k, json_data(&m)))
+    .map(|(k, m)| (k, common::rmf_web_fleet_state(&json_data(&m))))
     .collect();
     assert_eq!(fleets.len(), 2);
     assert_eq!(
@@ -546,7 +546,7 @@ fn states_are_the_last_messages_of_the_recording() {
             .to_string()
     })
     .into_iter()
-    .map(|(k, m)| (k, json_data(&m)))
+    .map(|(k, m)| (k, common::rmf_web_task_state(&json_data(&m))))
     .collect();
     assert_eq!(tasks.len(), 15);
     for (id, state) in &tasks {
@@ -588,7 +588,8 @@ fn states_are_the_last_messages_of_the_recording() {
                 .collect();
             let url = format!("/building_map/images/{level_name}/{name}");
             images.push((url.clone(), image["encoding"].clone(), bytes));
-            image["data"] = Value::from(url);
+            // Absolute, under the server's public URL (its default: the listener's address).
+            image["data"] = Value::from(format!("http://127.0.0.1:{}{url}", s.port));
         }
     }
     assert_eq!(images.len(), 3);
@@ -631,10 +632,10 @@ fn states_are_the_last_messages_of_the_recording() {
     ] {
         s.not_found(unknown);
     }
-    // The original requests are only known to the store.
+    // Requests are known of the tasks dispatched here only (as rmf-web): these came from RMF.
     let id = tasks.keys().next().expect("a task");
     s.not_found(&format!("/tasks/{id}/request"));
-    s.not_found(&format!("/tasks/requests?task_ids={id}"));
+    assert_eq!(s.json(&format!("/tasks/requests?task_ids={id}")), json!([]));
 }
 
 /// The entries of a log array in `[from, to]`.
@@ -966,7 +967,7 @@ fn task_queries_filter_sort_and_paginate() {
     .into_iter()
     .map(|(id, m)| Task {
         id,
-        state: json_data(&m),
+        state: common::rmf_web_task_state(&json_data(&m)),
     })
     .collect();
     assert!(tasks.len() > 200, "{} tasks", tasks.len());

@@ -206,7 +206,11 @@ fn routes(url: Option<&str>) {
         created,
         json!({
             "id": id,
-            "task_request": task_request(&[]),
+            // rmf-web's TaskRequest document: every field, null when absent.
+            "task_request": {"unix_millis_earliest_start_time": null,
+                "unix_millis_request_time": null, "priority": null, "category": "patrol",
+                "description": {"places": ["pantry"], "rounds": 1}, "labels": null,
+                "requester": null, "fleet_name": null},
             "created_by": "admin",
             "schedules": [{"every": null, "period": "day", "at": "08:00"},
                           {"every": null, "period": "monday", "at": "00:00"}],

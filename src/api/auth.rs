@@ -1,20 +1,73 @@
-//! Authentication of every client-facing entry point (COMPAT.md): a JWT signed with an HMAC
-//! secret or an RSA public key, its audience (default `rmf_api_server`) and, when configured,
-//! its issuer; the user is claim `preferred_username`. `--no-auth` disables it for local demos
-//! (a warning is logged at start) and every request is user `stub`, as rmf-web does.
+//! Authentication of every client-facing entry point (COMPAT.md): REST, socket.io,
+//! `/_replicate`, the proxies and `/_internal` (when it accepts client tokens) all call
+//! [`Auth::verify`], so a token is accepted or refused with the same words everywhere.
+//!
+//! A token is a JWT signed with an HMAC secret or an RSA public key. It must carry `exp` (not
+//! past) and `aud` (the configured audience, default `rmf_api_server`); a `nbf` in the future is
+//! refused; with `--jwt-iss` it must carry that `iss`. Clocks may differ by [`LEEWAY_S`]. The
+//! user is claim `preferred_username`. `--no-auth` disables it for local demos (a warning is
+//! logged at start) and every request is user `stub`, as rmf-web does.
+//!
+//! Refusals name the reason ([`Refusal`]), never the token: callers log and answer the
+//! [`AuthError`] only.
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
 use thiserror::Error;
+
+/// Seconds of clock difference tolerated on `exp` and `nbf` (between the identity provider,
+/// this server and the proxies).
+pub const LEEWAY_S: u64 = 30;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AuthError {
     #[error("no token")]
     Missing,
     #[error("invalid token: {0}")]
-    Invalid(String),
+    Invalid(Refusal),
     #[error("the token has no preferred_username")]
     NoUser,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("expired (exp)")]
+    Expired,
+    #[error("not valid yet (nbf)")]
+    NotYetValid,
+    #[error("no `{0}` claim")]
+    MissingClaim(String),
+    #[error("malformed `{0}` claim")]
+    BadClaim(String),
+    #[error("wrong audience (aud)")]
+    WrongAudience,
+    #[error("wrong issuer (iss)")]
+    WrongIssuer,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("algorithm not accepted")]
+    Algorithm,
+    /// Not a JWT, or claims that are not JSON (their text is not repeated).
+    #[error("malformed")]
+    Malformed,
+}
+
+impl From<jsonwebtoken::errors::Error> for Refusal {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        match e.into_kind() {
+            ErrorKind::ExpiredSignature => Refusal::Expired,
+            ErrorKind::ImmatureSignature => Refusal::NotYetValid,
+            ErrorKind::MissingRequiredClaim(c) => Refusal::MissingClaim(c),
+            ErrorKind::InvalidClaimFormat(c) => Refusal::BadClaim(c),
+            ErrorKind::InvalidAudience => Refusal::WrongAudience,
+            ErrorKind::InvalidIssuer => Refusal::WrongIssuer,
+            ErrorKind::InvalidSignature => Refusal::BadSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => Refusal::Algorithm,
+            _ => Refusal::Malformed,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -96,10 +149,18 @@ impl Auth {
         };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
+        validation.leeway = LEEWAY_S;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
         validation.set_audience(&[aud]);
+        // Present claims are checked whether required or not; these must also be present.
+        let mut required = vec!["exp", "aud"];
         if let Some(iss) = iss {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Auth::Jwt {
             key,
             validation: Box::new(validation),
@@ -117,7 +178,7 @@ impl Auth {
             Auth::Jwt { key, validation } => {
                 let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
                 let data = decode::<Claims>(token, key, validation)
-                    .map_err(|e| AuthError::Invalid(e.to_string()))?;
+                    .map_err(|e| AuthError::Invalid(e.into()))?;
                 let username = data
                     .claims
                     .preferred_username
@@ -141,8 +202,9 @@ impl Auth {
 mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::{Value, json};
 
-    fn token(secret: &str, claims: serde_json::Value) -> String {
+    fn token(secret: &str, claims: Value) -> String {
         encode(
             &Header::default(),
             &claims,
@@ -151,72 +213,160 @@ mod tests {
         .unwrap()
     }
 
-    fn exp() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600
+    fn now() -> i64 {
+        jsonwebtoken::get_current_timestamp() as i64
+    }
+
+    /// Good claims for an auth with issuer `https://idp`, changed by `edit`.
+    fn claims(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+        let mut c = json!({
+            "aud": "rmf_api_server", "iss": "https://idp", "exp": now() + 3600,
+            "preferred_username": "alice",
+        });
+        if let Value::Object(m) = &mut c {
+            edit(m);
+        }
+        c
+    }
+
+    fn auth(iss: Option<&str>) -> Auth {
+        Auth::new(Some("s3cret"), None, "rmf_api_server", iss, false).unwrap()
+    }
+
+    fn refusal(auth: &Auth, claims: Value) -> Result<User, AuthError> {
+        auth.verify(Some(&token("s3cret", claims)))
+    }
+
+    fn invalid(r: Refusal) -> Result<User, AuthError> {
+        Err(AuthError::Invalid(r))
     }
 
     #[test]
-    fn checks_signature_audience_issuer_and_user() {
-        let auth = Auth::new(
-            Some("s3cret"),
-            None,
-            "rmf_api_server",
-            Some("https://idp"),
-            false,
-        )
-        .unwrap();
-        let good = token(
-            "s3cret",
-            serde_json::json!({"aud": "rmf_api_server", "iss": "https://idp", "exp": exp(), "preferred_username": "alice"}),
-        );
+    fn a_good_token_names_its_user() {
+        let alice = Ok(User {
+            username: "alice".into(),
+        });
+        let with_iss = auth(Some("https://idp"));
+        assert_eq!(refusal(&with_iss, claims(|_| {})), alice);
+        // An audience list holding ours, a past nbf, exp and nbf within the leeway.
+        let list = claims(|c| {
+            c.insert("aud".into(), json!(["account", "rmf_api_server"]));
+        });
+        assert_eq!(refusal(&with_iss, list), alice);
+        let past_nbf = claims(|c| {
+            c.insert("nbf".into(), json!(now() - 10));
+        });
+        assert_eq!(refusal(&with_iss, past_nbf), alice);
+        let skewed = claims(|c| {
+            c.insert("exp".into(), json!(now() - 5));
+            c.insert("nbf".into(), json!(now() + 5));
+        });
+        assert_eq!(refusal(&with_iss, skewed), alice);
+        // Without --jwt-iss any issuer, or none, is accepted.
+        let no_iss = claims(|c| {
+            c.remove("iss");
+        });
+        assert_eq!(refusal(&auth(None), no_iss), alice);
+    }
+
+    #[test]
+    fn every_loose_token_is_refused_with_its_reason() {
+        let auth = auth(Some("https://idp"));
+        let cases: [(Value, Result<User, AuthError>); 10] = [
+            (
+                claims(|c| {
+                    c.insert("nbf".into(), json!(now() + 3600));
+                }),
+                invalid(Refusal::NotYetValid),
+            ),
+            (
+                claims(|c| {
+                    c.remove("aud");
+                }),
+                invalid(Refusal::MissingClaim("aud".into())),
+            ),
+            (
+                claims(|c| {
+                    c.insert("aud".into(), json!("x"));
+                }),
+                invalid(Refusal::WrongAudience),
+            ),
+            (
+                claims(|c| {
+                    c.remove("iss");
+                }),
+                invalid(Refusal::MissingClaim("iss".into())),
+            ),
+            (
+                claims(|c| {
+                    c.insert("iss".into(), json!("https://other"));
+                }),
+                invalid(Refusal::WrongIssuer),
+            ),
+            (
+                claims(|c| {
+                    c.insert("exp".into(), json!(now() - 120));
+                }),
+                invalid(Refusal::Expired),
+            ),
+            (
+                claims(|c| {
+                    c.remove("exp");
+                }),
+                invalid(Refusal::MissingClaim("exp".into())),
+            ),
+            (
+                claims(|c| {
+                    c.insert("exp".into(), json!("tomorrow"));
+                }),
+                // A required claim that is not a number counts as absent.
+                invalid(Refusal::MissingClaim("exp".into())),
+            ),
+            (
+                claims(|c| {
+                    c.insert("nbf".into(), json!("now"));
+                }),
+                invalid(Refusal::BadClaim("nbf".into())),
+            ),
+            (
+                claims(|c| {
+                    c.remove("preferred_username");
+                }),
+                Err(AuthError::NoUser),
+            ),
+        ];
+        for (claims, expected) in cases {
+            assert_eq!(refusal(&auth, claims.clone()), expected, "{claims}");
+        }
+        let signed_elsewhere = token("other", claims(|_| {}));
         assert_eq!(
-            auth.verify(Some(&good)),
-            Ok(User {
-                username: "alice".into()
-            })
+            auth.verify(Some(&signed_elsewhere)),
+            invalid(Refusal::BadSignature)
         );
-        let wrong_key = token(
-            "other",
-            serde_json::json!({"aud": "rmf_api_server", "iss": "https://idp", "exp": exp(), "preferred_username": "alice"}),
-        );
-        assert!(
-            matches!(auth.verify(Some(&wrong_key)), Err(AuthError::Invalid(m)) if m.contains("InvalidSignature"))
-        );
-        let wrong_aud = token(
-            "s3cret",
-            serde_json::json!({"aud": "x", "iss": "https://idp", "exp": exp(), "preferred_username": "alice"}),
-        );
-        assert!(
-            matches!(auth.verify(Some(&wrong_aud)), Err(AuthError::Invalid(m)) if m.contains("InvalidAudience"))
-        );
-        let wrong_iss = token(
-            "s3cret",
-            serde_json::json!({"aud": "rmf_api_server", "iss": "y", "exp": exp(), "preferred_username": "alice"}),
-        );
-        assert!(
-            matches!(auth.verify(Some(&wrong_iss)), Err(AuthError::Invalid(m)) if m.contains("InvalidIssuer"))
-        );
-        let expired = token(
-            "s3cret",
-            serde_json::json!({"aud": "rmf_api_server", "iss": "https://idp", "exp": 1000, "preferred_username": "alice"}),
-        );
-        assert!(
-            matches!(auth.verify(Some(&expired)), Err(AuthError::Invalid(m)) if m.contains("ExpiredSignature"))
-        );
-        let no_user = token(
-            "s3cret",
-            serde_json::json!({"aud": "rmf_api_server", "iss": "https://idp", "exp": exp()}),
-        );
-        assert_eq!(auth.verify(Some(&no_user)), Err(AuthError::NoUser));
         assert_eq!(auth.verify(None), Err(AuthError::Missing));
+        assert_eq!(auth.verify(Some("")), Err(AuthError::Missing));
+        assert_eq!(auth.verify(Some("garbage")), invalid(Refusal::Malformed));
+        let unsigned = format!(
+            "eyJhbGciOiJub25lIn0.{}.",
+            signed_elsewhere.split('.').nth(1).unwrap()
+        );
         assert!(matches!(
-            auth.verify(Some("garbage")),
+            auth.verify(Some(&unsigned)),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_refusal_never_repeats_the_token() {
+        let auth = auth(None);
+        let expired = token(
+            "s3cret",
+            json!({"aud": "rmf_api_server", "exp": 1000, "preferred_username": "secret-user"}),
+        );
+        let e = auth.verify(Some(&expired)).unwrap_err().to_string();
+        assert_eq!(e, "invalid token: expired (exp)");
+        let e = auth.verify(Some("garbage.x.y")).unwrap_err().to_string();
+        assert_eq!(e, "invalid token: malformed");
     }
 
     #[test]

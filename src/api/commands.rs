@@ -15,7 +15,8 @@
 //!   shows them in `/alerts/requests` and `/alerts/responses`; the alert state the 400/409 rules
 //!   need is read back from those rooms' recent tails.
 //! - `/_loopback/published` (GET, DELETE) shows what the loopback link published (only with
-//!   `--rmf-link loopback`).
+//!   `--rmf-link loopback`): every user's commands, so admins only (403 otherwise; with
+//!   `--no-auth` the stub user is an admin).
 //!
 //! [`RmfLink`]: crate::rmf_link::RmfLink
 
@@ -37,7 +38,7 @@ use rmf_dash_dataflows::model::ros::{
 };
 
 use super::routes::{In, Param, Route};
-use super::{AppState, AuthUser};
+use super::{ApiError, AppState, AuthUser};
 use crate::ingest::feed::{Feed, Source, Stamp};
 use crate::rmf_link::LinkError;
 
@@ -1309,28 +1310,43 @@ async fn reset_fire_alarm_trigger(
 // ---------------------------------------------------------------------------------------------
 // Loopback link (tests)
 
-/// `GET /_loopback/published`: `[{topic, type, message}]`, oldest first.
+/// The loopback link, for an admin: it holds what every user published (404 without it, 403
+/// for another user).
+async fn loopback_for_admin<'a>(
+    app: &'a AppState,
+    username: &str,
+) -> Result<&'a crate::rmf_link::loopback::Loopback, Reject> {
+    let info = crate::users::routes::current(app, username)
+        .await
+        .map_err(|ApiError(status, detail)| error(status, detail))?;
+    if !info.is_admin {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!("admin only: user {username} is not an admin"),
+        ));
+    }
+    app.link
+        .as_loopback()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+/// `GET /_loopback/published`: `[{topic, type, message}]`, oldest first (admins only).
 async fn loopback_published(
-    AuthUser(_user): AuthUser,
+    AuthUser(user): AuthUser,
     State(app): State<AppState>,
 ) -> Result<Response, Reject> {
-    let l = app
-        .link
-        .as_loopback()
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
+    let l = loopback_for_admin(&app, &user.username).await?;
     Ok(Json(l.published()).into_response())
 }
 
-/// `DELETE /_loopback/published`: forgets them (204).
+/// `DELETE /_loopback/published`: forgets them (204; admins only).
 async fn loopback_clear(
-    AuthUser(_user): AuthUser,
+    AuthUser(user): AuthUser,
     State(app): State<AppState>,
 ) -> Result<Response, Reject> {
-    let l = app
-        .link
-        .as_loopback()
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))?;
+    let l = loopback_for_admin(&app, &user.username).await?;
     l.clear();
+    tracing::info!(user = %user.username, "loopback: published messages cleared");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

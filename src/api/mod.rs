@@ -2,7 +2,7 @@
 //! state of the handlers. Every route needs a valid token (`Authorization: Bearer <JWT>`, checked
 //! by the [`AuthUser`] extractor) but the public ones: `/health`, `/metrics`, `/time`,
 //! `/openapi.json` and the building map images (loaded by browsers from `<img>` URLs);
-//! `/_internal` checks its own token (`--internal-token`).
+//! `/_internal` checks its own credential (see [`crate::ingest::internal::InternalAccess`]).
 
 pub mod auth;
 pub mod commands;
@@ -40,9 +40,7 @@ pub struct App {
     pub engine_running: Arc<std::sync::atomic::AtomicBool>,
     /// The store writer's state; `None` when running without a database.
     pub store: Option<Arc<crate::store::StoreMetrics>>,
-    /// Token `/_internal` clients must give, if any.
-    pub internal_token: Option<String>,
-    /// `/_internal` bounds and counters.
+    /// `/_internal` access, bounds and counters.
     pub internal: crate::ingest::internal::Internal,
     /// The images of the latest building map (`GET /building_map/images/...`).
     pub map_images: Arc<crate::ingest::feed::MapImages>,

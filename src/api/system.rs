@@ -140,6 +140,12 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         &internal.by_result(),
     );
     gauge(
+        "rmf_dash_internal_refused_total",
+        "/_internal connections refused before the upgrade, by reason (no credential, or one that is neither the internal token nor a valid client JWT).",
+        "counter",
+        &internal.refused(),
+    );
+    gauge(
         "rmf_dash_internal_connections",
         "Connected /_internal clients (fleet adapters, task dispatcher).",
         "gauge",

@@ -18,11 +18,16 @@
 //!   queue and delay the other adapters. Dropping rather than waiting keeps the adapter's socket
 //!   drained (an RMF adapter queues unsent frames in memory without bound); states are full
 //!   snapshots re-sent every second, so a dropped state heals by itself.
-//! - When a token is configured (`--internal-token`), clients give it as `?token=` or
-//!   `Authorization: Bearer`; others are refused with 401 before the upgrade.
+//! - Who may connect ([`InternalAccess`], decided at start and logged once): whenever client
+//!   authentication is on, a credential is required by default: the internal token
+//!   (`--internal-token`) or a client JWT valid as on every other entry point
+//!   ([`Auth::verify`]), given as `?token=` or `Authorization: Bearer`. Others are refused with
+//!   401 before the upgrade (counted, logged with the reason, never the token). It is open only
+//!   with `--no-auth` and no internal token, or with `--internal-open` (labs; warned at start).
 //!
 //! Counters: `rmf_dash_internal_frames_total{result="ok|invalid|oversized|rate_limited"}` (each
-//! data frame counted once) and `rmf_dash_internal_connections` on `/metrics`.
+//! data frame counted once), `rmf_dash_internal_connections` and
+//! `rmf_dash_internal_refused_total{reason="no_token|bad_token"}` on `/metrics`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -41,7 +46,7 @@ use thiserror::Error;
 use rmf_dash_dataflows::model::input::{Input, InputError, Names, inputs};
 use rmf_dash_dataflows::model::{JsonKind, Record};
 
-use crate::api::auth::Auth;
+use crate::api::auth::{Auth, AuthError};
 use crate::api::{ApiError, AppState};
 use crate::ingest::feed::{Feed, Source, Stamp};
 
@@ -92,6 +97,10 @@ pub struct InternalMetrics {
     pub rate_limited: AtomicU64,
     /// Open connections.
     pub connections: AtomicU64,
+    /// Connections refused for want of a credential.
+    pub refused_no_token: AtomicU64,
+    /// Connections refused for a credential that is neither the internal token nor a valid JWT.
+    pub refused_bad_token: AtomicU64,
 }
 
 impl InternalMetrics {
@@ -112,20 +121,130 @@ impl InternalMetrics {
         })
         .collect()
     }
+
+    /// `(labels, count)` of `rmf_dash_internal_refused_total`.
+    pub fn refused(&self) -> Vec<(String, u64)> {
+        [
+            ("no_token", &self.refused_no_token),
+            ("bad_token", &self.refused_bad_token),
+        ]
+        .into_iter()
+        .map(|(reason, n)| {
+            (
+                format!("{{reason=\"{reason}\"}}"),
+                n.load(Ordering::Relaxed),
+            )
+        })
+        .collect()
+    }
+}
+
+/// Who may connect to `/_internal`.
+#[derive(Clone)]
+pub enum InternalAccess {
+    /// Anyone: client authentication is off (`--no-auth`) and no internal token is configured.
+    Open,
+    /// Anyone, although client authentication is on: `--internal-open` (labs).
+    OpenedByFlag,
+    /// A credential: the internal token (when configured) or a client JWT (when client
+    /// authentication is on).
+    Credentials {
+        token: Option<String>,
+        /// The client authentication; `None` with `--no-auth`.
+        jwt: Option<Auth>,
+    },
+}
+
+impl InternalAccess {
+    /// From the configuration: with a token, a credential is required (the token, or a client
+    /// JWT when clients authenticate) and `open` is ignored; without one, the route is open with
+    /// `--no-auth` or `open`, and requires a client JWT otherwise.
+    pub fn new(auth: &Auth, token: Option<String>, open: bool) -> Self {
+        let jwt = auth.enabled().then(|| auth.clone());
+        match (token, jwt) {
+            (None, None) => InternalAccess::Open,
+            (None, Some(_)) if open => InternalAccess::OpenedByFlag,
+            (token, jwt) => InternalAccess::Credentials { token, jwt },
+        }
+    }
+
+    /// Logs, once at start, how `/_internal` is authenticated (a warning when it is open
+    /// although clients must authenticate).
+    pub fn log(&self) {
+        match self {
+            InternalAccess::Open => tracing::info!(
+                "/_internal is open to any adapter: authentication is disabled (--no-auth) and no --internal-token is given"
+            ),
+            InternalAccess::OpenedByFlag => tracing::warn!(
+                "/_internal is open to any adapter (--internal-open) although clients must authenticate: anyone who reaches this server can feed it fleet, task and alert states; for labs only"
+            ),
+            InternalAccess::Credentials {
+                token: Some(_),
+                jwt: Some(_),
+            } => tracing::info!(
+                "/_internal requires the internal token or a valid client JWT (?token= or Authorization: Bearer)"
+            ),
+            InternalAccess::Credentials {
+                token: Some(_),
+                jwt: None,
+            } => tracing::info!(
+                "/_internal requires the internal token (?token= or Authorization: Bearer)"
+            ),
+            InternalAccess::Credentials { token: None, .. } => tracing::info!(
+                "/_internal requires a valid client JWT (?token= or Authorization: Bearer); give --internal-token for adapters without one, or --internal-open for a lab"
+            ),
+        }
+    }
+
+    /// Whether a client giving `given` may connect: the user of its JWT, if it gave one; the
+    /// refusal otherwise.
+    fn admit(&self, given: Option<&str>) -> Result<Option<String>, Refused> {
+        let InternalAccess::Credentials { token, jwt } = self else {
+            return Ok(None);
+        };
+        let given = given.filter(|g| !g.is_empty()).ok_or(Refused::NoToken)?;
+        if let Some(expected) = token
+            && same_secret(given.as_bytes(), expected.as_bytes())
+        {
+            return Ok(None);
+        }
+        let Some(auth) = jwt else {
+            return Err(Refused::WrongToken);
+        };
+        match auth.verify(Some(given)) {
+            Ok(user) => Ok(Some(user.username)),
+            Err(e) if token.is_some() => Err(Refused::NeitherTokenNorJwt(e)),
+            Err(e) => Err(Refused::Jwt(e)),
+        }
+    }
+}
+
+/// Why a connection was refused (answered and logged; the credential itself never is).
+#[derive(Debug, Error)]
+enum Refused {
+    #[error("no token (give ?token= or Authorization: Bearer)")]
+    NoToken,
+    #[error("wrong token")]
+    WrongToken,
+    #[error("{0}")]
+    Jwt(AuthError),
+    #[error("wrong token: not the internal token, nor a valid client JWT ({0})")]
+    NeitherTokenNorJwt(AuthError),
 }
 
 /// The shared state of `/_internal` (in [`crate::api::App`]).
-#[derive(Debug, Default)]
 pub struct Internal {
     pub config: InternalConfig,
+    pub access: InternalAccess,
     pub metrics: InternalMetrics,
     next_id: AtomicU64,
 }
 
 impl Internal {
-    pub fn new(config: InternalConfig) -> Self {
+    pub fn new(config: InternalConfig, access: InternalAccess) -> Self {
         Internal {
             config,
+            access,
             metrics: InternalMetrics::default(),
             next_id: AtomicU64::new(1),
         }
@@ -282,29 +401,29 @@ fn token_of(query: Option<&str>, headers: &HeaderMap) -> Option<String> {
     })
 }
 
-/// `GET /_internal`: checks the token (if one is configured), then upgrades to a websocket.
+/// `GET /_internal`: checks the credential (see [`InternalAccess`]), then upgrades to a
+/// websocket.
 pub async fn handler(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Some(expected) = &app.internal_token {
-        let given = token_of(query.as_deref(), &headers);
-        let reason = match given {
-            None => Some("no token"),
-            Some(g) if !same_secret(g.as_bytes(), expected.as_bytes()) => Some("wrong token"),
-            Some(_) => None,
-        };
-        if let Some(reason) = reason {
-            tracing::warn!(reason, "/_internal connection refused");
-            return ApiError(
-                StatusCode::UNAUTHORIZED,
-                format!("/_internal: {reason} (give ?token= or Authorization: Bearer)"),
-            )
-            .into_response();
+    let given = token_of(query.as_deref(), &headers);
+    let user = match app.internal.access.admit(given.as_deref()) {
+        Ok(user) => user,
+        Err(refused) => {
+            let metrics = &app.internal.metrics;
+            let counter = match refused {
+                Refused::NoToken => &metrics.refused_no_token,
+                _ => &metrics.refused_bad_token,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(reason = %refused, "/_internal connection refused");
+            return ApiError(StatusCode::UNAUTHORIZED, format!("/_internal: {refused}"))
+                .into_response();
         }
-    }
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => return e.into_response(),
@@ -315,7 +434,7 @@ pub async fn handler(
     // its header, before its payload is buffered.
     ws.max_message_size(max)
         .max_frame_size(max.saturating_mul(2))
-        .on_upgrade(move |socket| connection(socket, app))
+        .on_upgrade(move |socket| connection(socket, app, user))
 }
 
 /// Warnings of one connection, limited to a burst then one a second.
@@ -365,13 +484,17 @@ fn oversized(e: axum::Error, max_frame: usize) -> Result<bool, axum::Error> {
     }
 }
 
-/// One adapter's connection: reads frames until it closes.
-async fn connection(mut socket: WebSocket, app: AppState) {
+/// One adapter's connection: reads frames until it closes. `user`: the user of the JWT it
+/// gave, if it gave one.
+async fn connection(mut socket: WebSocket, app: AppState, user: Option<String>) {
     let internal = &app.internal;
     let metrics = &internal.metrics;
     let conn = internal.next_id.fetch_add(1, Ordering::Relaxed);
     metrics.connections.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(conn, "/_internal: fleet adapter connected");
+    match &user {
+        Some(user) => tracing::info!(conn, %user, "/_internal: fleet adapter connected"),
+        None => tracing::info!(conn, "/_internal: fleet adapter connected"),
+    }
     let now = Instant::now();
     let mut limit = Bucket::new(internal.config.rate, internal.config.burst, now);
     let mut warnings = Warnings {
@@ -573,6 +696,64 @@ mod tests {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn internal_access_is_closed_whenever_clients_authenticate() {
+        let jwt = Auth::new(Some("k"), None, "rmf_api_server", None, false).expect("auth");
+        let off = Auth::Disabled;
+        let exp = jsonwebtoken::get_current_timestamp() + 3600;
+        let good = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"aud": "rmf_api_server", "exp": exp, "preferred_username": "a"}),
+            &jsonwebtoken::EncodingKey::from_secret(b"k"),
+        )
+        .expect("token");
+        let admit =
+            |a: &InternalAccess, g: Option<&str>| a.admit(g).map(|_| ()).map_err(|e| e.to_string());
+        let token = || Some("t0k".to_string());
+
+        // --no-auth, no token: open. --internal-open: open.
+        let open = InternalAccess::new(&off, None, false);
+        assert!(matches!(open, InternalAccess::Open));
+        assert_eq!(admit(&open, None), Ok(()));
+        let lab = InternalAccess::new(&jwt, None, true);
+        assert!(matches!(lab, InternalAccess::OpenedByFlag));
+        assert_eq!(admit(&lab, Some("anything")), Ok(()));
+
+        // Client auth on, no token: a valid JWT only.
+        let closed = InternalAccess::new(&jwt, None, false);
+        assert_eq!(
+            admit(&closed, None),
+            Err("no token (give ?token= or Authorization: Bearer)".into())
+        );
+        assert_eq!(admit(&closed, Some("")), admit(&closed, None));
+        assert_eq!(
+            admit(&closed, Some("x.y.z")),
+            Err("invalid token: malformed".into())
+        );
+        assert_eq!(admit(&closed, Some(&good)), Ok(()));
+        assert_eq!(
+            closed.admit(Some(&good)).map_err(|e| e.to_string()),
+            Ok(Some("a".into())),
+            "the adapter's user is logged"
+        );
+
+        // A token configured: it, or a valid JWT when clients authenticate; --internal-open
+        // does not open a route that has a token.
+        let both = InternalAccess::new(&jwt, token(), true);
+        assert_eq!(admit(&both, Some("t0k")), Ok(()));
+        assert_eq!(admit(&both, Some(&good)), Ok(()));
+        assert_eq!(
+            admit(&both, Some("t0")),
+            Err(
+                "wrong token: not the internal token, nor a valid client JWT (invalid token: malformed)"
+                    .into()
+            )
+        );
+        let only_token = InternalAccess::new(&off, token(), false);
+        assert_eq!(admit(&only_token, Some("t0k")), Ok(()));
+        assert_eq!(admit(&only_token, Some(&good)), Err("wrong token".into()));
     }
 
     #[test]

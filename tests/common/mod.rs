@@ -305,9 +305,14 @@ pub fn final_values(recording: &Path) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// JSON equality with numbers compared as numbers (JavaScript prints 4.0 as 4).
+/// JSON equality with numbers compared as numbers (JavaScript prints 4.0 as 4), and the building
+/// map's image URLs by their path (each server makes them absolute under its own public URL).
 pub fn same_json(a: &Value, b: &Value) -> bool {
+    const IMAGES: &str = "/building_map/images/";
     match (a, b) {
+        (Value::String(x), Value::String(y)) if x.contains(IMAGES) && y.contains(IMAGES) => {
+            x.find(IMAGES).map(|i| &x[i..]) == y.find(IMAGES).map(|i| &y[i..])
+        }
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
@@ -319,6 +324,18 @@ pub fn same_json(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// rmf-web's document of a fleet adapter's `task_state` (what every interface sends of it).
+pub fn rmf_web_task_state(data: &Value) -> Value {
+    let text = rmf_dash_dataflows::model::shape::task_state(&data.to_string());
+    serde_json::from_str(&text.expect("a task state")).expect("json")
+}
+
+/// rmf-web's document of a fleet adapter's `fleet_state`.
+pub fn rmf_web_fleet_state(data: &Value) -> Value {
+    let text = rmf_dash_dataflows::model::shape::fleet_state(&data.to_string());
+    serde_json::from_str(&text.expect("a fleet state")).expect("json")
 }
 
 /// A throwaway PostgreSQL cluster (stopped, then its directory removed, on drop).
