@@ -320,3 +320,45 @@ fn dispatched_task_requests_are_kept_and_served() {
         );
     }
 }
+
+/// The hotel recording without its building map (`/map`): a site whose map has not been
+/// published yet.
+fn without_map(dir: &Path) -> PathBuf {
+    let hotel = std::fs::read(hotel_recording()).expect("hotel recording");
+    let path = dir.join("hotel-no-map.mcap");
+    let file = std::fs::File::create(&path).expect("create");
+    let mut w = mcap::WriteOptions::new()
+        .profile("ros2")
+        .create(std::io::BufWriter::new(file))
+        .expect("mcap");
+    let mut kept = 0;
+    for m in mcap::MessageStream::new(&hotel).expect("mcap") {
+        let m = m.expect("message");
+        if m.channel.topic != "/map" {
+            w.write(&m).expect("write");
+            kept += 1;
+        }
+    }
+    w.finish().expect("finish");
+    assert!(kept > 1000, "{kept} messages");
+    path
+}
+
+#[test]
+fn the_live_view_lists_doors_and_lifts_without_a_building_map() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_server, port) = serve(&without_map(dir.path()), &["--no-db", "--no-auth"]);
+    assert_eq!(get(port, "/building_map").0, 404, "no map");
+    // The hotel's 19 doors and 2 lifts, from their states alone.
+    let entities = within(10, || {
+        let (status, e) = get(port, "/view/entities");
+        let n = |k: &str| e[k].as_array().map_or(0, Vec::len);
+        (status == 200 && n("doors") == 19 && n("lifts") == 2).then_some(e)
+    });
+    assert!(entities.is_some(), "{:?}", get(port, "/view/entities"));
+    let shown = &node(
+        "view_counts.mjs",
+        &[url(port), "19".into(), "2".into(), "30".into()],
+    )[0];
+    assert_eq!(shown, &json!({"doors": 19, "lifts": 2, "errors": []}));
+}
