@@ -8,6 +8,8 @@
 //! - [`ros2`]: rmf-dash as a ROS 2 node (live topics in, commands out; `--features ros2`).
 //! - [`view`]: the built-in live view of the site (a page served at `/`).
 //! - [`edge`]: what every HTTP listener puts in front of its routes (CORS, the public URL).
+//! - [`listener`]: the bounds of every HTTP listener (header and idle timeouts, open
+//!   connections).
 //! - [`store`]: PostgreSQL persistence (batched writer, restore, dump, retention, private
 //!   cluster).
 pub mod api;
@@ -16,6 +18,7 @@ pub mod edge;
 pub mod engine;
 pub mod hub;
 pub mod ingest;
+pub mod listener;
 pub mod progress;
 pub mod proxy;
 pub mod replay;

@@ -84,6 +84,34 @@ struct EdgeArgs {
     public_url: Option<String>,
 }
 
+/// The bounds of the HTTP listener (`serve` and `proxy`); 0 turns a bound off.
+#[derive(Args)]
+struct ListenerArgs {
+    /// Milliseconds a connection has to send complete request headers (from its accept, or
+    /// from its first byte after an idle time); then it is closed.
+    #[arg(long, default_value_t = 10_000, env = "RMF_DASH_HEADER_TIMEOUT_MS")]
+    header_timeout_ms: u64,
+    /// Milliseconds a keep-alive connection may stay with no request in flight (websockets are
+    /// not cut: their pings keep them).
+    #[arg(long, default_value_t = 60_000, env = "RMF_DASH_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: u64,
+    /// Open connections (websockets included) beyond which new ones are closed at once
+    /// (counted on /metrics). Keep it below the process's file limit (raised at start to its
+    /// hard limit).
+    #[arg(long, default_value_t = 10_000, env = "RMF_DASH_MAX_CONNECTIONS")]
+    max_connections: u64,
+}
+
+impl ListenerArgs {
+    fn config(&self) -> rmf_dash::listener::ListenerConfig {
+        rmf_dash::listener::ListenerConfig {
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
+}
+
 impl EdgeArgs {
     fn config(self) -> rmf_dash::edge::EdgeConfig {
         rmf_dash::edge::EdgeConfig {
@@ -132,6 +160,8 @@ struct ProxyArgs {
     rooms: RoomArgs,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    listener: ListenerArgs,
     /// Milliseconds over which changes from upstream are gathered before they are delivered:
     /// each client's share of a batch leaves in one write. 0 delivers what has arrived at once;
     /// 20-50 saves 20-35% of the CPU when clients follow many busy rooms, for that much latency
@@ -273,6 +303,8 @@ struct ServeArgs {
     rooms: RoomArgs,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    listener: ListenerArgs,
     /// User made an admin at start (with a store; users are otherwise created without roles on
     /// their first request).
     #[arg(long, default_value = "admin", env = "RMF_DASH_ADMIN_USER")]
@@ -559,6 +591,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Open connections are bounded by --max-connections, not by a soft limit of 1,024 files.
+    if let Some(files) = rmf_dash::listener::raise_fd_limit() {
+        tracing::debug!(files, "open-file limit");
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -710,6 +746,7 @@ fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
         room_permissions: args.rooms.room_permission,
         batch: std::time::Duration::from_millis(args.batch_ms),
         edge: args.edge.config(),
+        listener: args.listener.config(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -766,6 +803,7 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         schedule: args.schedule.config()?,
         room_permissions: args.rooms.room_permission,
         edge: args.edge.config(),
+        listener: args.listener.config(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -96,6 +96,8 @@ pub struct ServeConfig {
     pub room_permissions: Vec<crate::users::rooms::RoomRule>,
     /// CORS origins and the public URL (`--cors-origin`, `--public-url`).
     pub edge: crate::edge::EdgeConfig,
+    /// Header and idle timeouts, open connections (`--header-timeout-ms`, ...).
+    pub listener: crate::listener::ListenerConfig,
 }
 
 impl ServeConfig {
@@ -129,6 +131,7 @@ impl ServeConfig {
             schedule: Default::default(),
             room_permissions: Vec::new(),
             edge: Default::default(),
+            listener: Default::default(),
         }
     }
 }
@@ -157,20 +160,16 @@ pub type Http = (
     tokio::task::JoinHandle<Result<(), std::io::Error>>,
 );
 
-/// Serves `routes` on `listener` until the returned sender says stop.
+/// Serves `routes` on `listener` within `bounds` until the returned sender says stop (see
+/// [`crate::listener::serve`]).
 pub fn serve_http(
     listener: tokio::net::TcpListener,
     routes: axum::Router,
+    bounds: crate::listener::Bounds,
 ) -> Result<Http, std::io::Error> {
     let addr = listener.local_addr()?;
-    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, routes)
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await
-    });
+    let (shutdown, stop) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::listener::serve(listener, routes, bounds, stop));
     Ok((addr, shutdown, server))
 }
 
@@ -224,6 +223,8 @@ pub struct Listening {
     switch: Switch,
     /// CORS and the public URL of this listener.
     edge: crate::edge::Edge,
+    /// Its timeouts and connection bound, and their counters.
+    bounds: crate::listener::Bounds,
     /// Bound, not served yet: requests wait in the backlog until the process is active, or a
     /// standby (the lock is held by another process).
     listener: Option<tokio::net::TcpListener>,
@@ -270,6 +271,10 @@ pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
     let addr = listener.local_addr()?;
     let edge = crate::edge::Edge::new(&config.edge, addr, &config.prefix)?;
     tracing::info!(%addr, prefix = %config.prefix, public_url = edge.public_url(), any_origin = edge.any_origin(), "listening (socket.io at {}/socket.io)", config.prefix);
+    let bounds = crate::listener::Bounds {
+        config: config.listener.clone(),
+        metrics: Default::default(),
+    };
     Ok(Listening {
         config,
         auth,
@@ -278,6 +283,7 @@ pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
         leadership,
         switch,
         edge,
+        bounds,
         listener: Some(listener),
         http: None,
     })
@@ -288,7 +294,7 @@ impl Listening {
     fn serve(&mut self) -> Result<(), ServeError> {
         if let Some(listener) = self.listener.take() {
             let routes = self.switch.router().layer(self.edge.cors());
-            let (_, shutdown, server) = serve_http(listener, routes)?;
+            let (_, shutdown, server) = serve_http(listener, routes, self.bounds.clone())?;
             self.http = Some((shutdown, server));
         }
         Ok(())
@@ -502,6 +508,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         history,
         task_requests,
         leader: leadership,
+        http: this.bounds.metrics.clone(),
     });
     spawn_flush(hub.clone());
     this.switch

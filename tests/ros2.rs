@@ -273,6 +273,8 @@ fn a_site_on_ros2_reaches_rest_and_socketio_and_gets_commands() {
         server.wait_for("/dispensers/coke_dispenser/state"),
         dispenser
     );
+    // As rmf-web sends them: every field of its models, null when absent.
+    let fleet = common::rmf_web_fleet_state(&fleet);
     assert_eq!(server.wait_for("/fleets/tinyRobot/state"), fleet);
     let ingestor = json!({
         "time": {"sec": 1700000003, "nanosec": 8},
@@ -289,6 +291,7 @@ fn a_site_on_ros2_reaches_rest_and_socketio_and_gets_commands() {
         "status": "underway",
         "dispatch": {"status": "dispatched", "errors": []},
     });
+    let task = common::rmf_web_task_state(&task);
     assert_eq!(server.wait_for("/tasks/patrol.dispatch-0001/state"), task);
     let map = server.wait_for("/building_map");
     assert_eq!(map["name"], "test_site", "{map}");

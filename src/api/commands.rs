@@ -4,9 +4,13 @@
 //! `building_map.py`, `delivery_alerts.py`).
 //!
 //! - Bodies are checked against the shapes of rmf-web's pydantic models; an invalid body or
-//!   query is answered 422 with FastAPI's `{"detail": [{type, loc, msg}]}`. As there, unknown
-//!   body fields are ignored and not forwarded to RMF (the request is re-serialized without
-//!   them and without null fields).
+//!   query is answered 422 with FastAPI's `{"detail": [{type, loc, msg}]}`. The bodies of the
+//!   commands on an existing task (cancel, kill, interrupt, resume, rewind, skip, undo skip)
+//!   reject unknown fields (422 `extra_forbidden`), as the schemas of RMF's task API do: a
+//!   field the server would not act on must not look as if it counted (a `request.labels` once
+//!   chose the permission group). Other bodies ignore unknown fields, as rmf-web; nothing
+//!   unknown is forwarded to RMF (the request is re-serialized without it and without null
+//!   fields).
 //! - Task API calls pass RMF's JSON answer back as the response body. A dispatch or robot task
 //!   that RMF refuses (`success` not true) is 400 with that body; the other task requests are
 //!   200 whatever RMF says, as in rmf-web; no answer within the task timeout is 504 naming the
@@ -347,7 +351,11 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Reject> {
             loc.extend(quoted(&msg).map(|f| json!(f)));
             invalid("missing", loc, "Field required")
         } else if msg.starts_with("unknown field") {
-            loc.extend(quoted(&msg).map(|f| json!(f)));
+            // The path already ends with the unknown field (unlike a missing one).
+            let field = quoted(&msg).map(|f| json!(f));
+            if field.is_some() && loc.last() != field.as_ref() {
+                loc.extend(field);
+            }
             invalid("extra_forbidden", loc, "Extra inputs are not permitted")
         } else if msg.starts_with("unknown variant") {
             invalid("enum", loc, msg)
@@ -648,6 +656,7 @@ pub struct RobotTaskRequest {
 
 /// Cancel, kill and interrupt requests share their shape.
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaskIdRequest<T> {
     #[serde(rename = "type")]
     pub type_: T,
@@ -659,6 +668,7 @@ pub struct TaskIdRequest<T> {
 /// Resume and undo-phase-skip requests (every field optional in the schema; a missing `type`
 /// is filled in, as RMF ignores requests without one).
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 #[serde(bound(deserialize = "T: Deserialize<'de> + Default"))]
 pub struct TokensRequest<T: Default> {
     #[serde(rename = "type", default, deserialize_with = "default_if_null")]
@@ -694,6 +704,7 @@ fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::
 }
 
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RewindTaskRequest {
     #[serde(rename = "type")]
     pub type_: RewindTaskType,
@@ -702,6 +713,7 @@ pub struct RewindTaskRequest {
 }
 
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SkipPhaseRequest {
     #[serde(rename = "type")]
     pub type_: SkipPhaseType,
@@ -1419,6 +1431,55 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             r#"{"type":"undo_phase_skip_request","for_task":"t"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn commands_on_a_task_reject_unknown_fields() {
+        let extra = |body: &[u8]| -> Result<(), Reject> {
+            match body {
+                b if b.starts_with(br#"{"type":"cancel"#) => {
+                    parse_body::<TaskIdRequest<CancelTaskType>>(b).map(drop)
+                }
+                b if b.starts_with(br#"{"type":"resume"#) => {
+                    parse_body::<TokensRequest<ResumeTaskType>>(b).map(drop)
+                }
+                b if b.starts_with(br#"{"type":"rewind"#) => {
+                    parse_body::<RewindTaskRequest>(b).map(drop)
+                }
+                b => parse_body::<SkipPhaseRequest>(b).map(drop),
+            }
+        };
+        let cases: [&[u8]; 4] = [
+            br#"{"type":"cancel_task_request","task_id":"t","request":{"labels":["authz_grp=a"]}}"#,
+            br#"{"type":"resume_task_request","for_task":"t","request":{"labels":["authz_grp=a"]}}"#,
+            br#"{"type":"rewind_task_request","task_id":"t","phase_id":1,"request":{"labels":["authz_grp=a"]}}"#,
+            br#"{"type":"skip_phase_request","task_id":"t","phase_id":1,"request":{"labels":["authz_grp=a"]}}"#,
+        ];
+        for body in cases {
+            let r = extra(body).expect_err("an unknown field");
+            assert_eq!(
+                body_of(r).await,
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"detail": [{"type": "extra_forbidden", "loc": ["body", "request"], "msg": "Extra inputs are not permitted"}]})
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // The schemas' own fields are accepted (rewind has no labels).
+        assert!(
+            parse_body::<TaskIdRequest<CancelTaskType>>(
+                br#"{"type":"cancel_task_request","task_id":"t","labels":["x"]}"#
+            )
+            .is_ok()
+        );
+        assert!(
+            parse_body::<RewindTaskRequest>(
+                br#"{"type":"rewind_task_request","task_id":"t","phase_id":1,"labels":["x"]}"#
+            )
+            .is_err()
         );
     }
 

@@ -57,6 +57,8 @@ pub struct App {
     /// store): anything that must act only on the active process checks `is_active()` or
     /// follows `watch()`.
     pub leader: crate::store::leader::Leadership,
+    /// The HTTP listener's connection counters.
+    pub http: Arc<crate::listener::ListenerMetrics>,
 }
 
 /// Every route, under `prefix`.

@@ -261,6 +261,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             &[(String::new(), h.errors.load(Ordering::Relaxed))],
         );
     }
+    app.http.write(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

@@ -72,6 +72,8 @@ pub struct ProxyConfig {
     pub batch: std::time::Duration,
     /// CORS origins and the public URL (`--cors-origin`, `--public-url`).
     pub edge: crate::edge::EdgeConfig,
+    /// Header and idle timeouts, open connections (`--header-timeout-ms`, ...).
+    pub listener: crate::listener::ListenerConfig,
 }
 
 /// What the proxy's handlers share.
@@ -85,6 +87,8 @@ pub struct Proxy {
     pub replicas: Arc<replicate::Replicas>,
     pub cache: cache::CacheMetrics,
     pub started: std::time::Instant,
+    /// The HTTP listener's connection counters.
+    pub http: Arc<crate::listener::ListenerMetrics>,
 }
 
 pub type ProxyState = Arc<Proxy>;
@@ -258,6 +262,7 @@ async fn metrics(State(p): State<ProxyState>) -> impl IntoResponse {
         "counter",
         m.lost.load(Ordering::Relaxed),
     );
+    p.http.write(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
@@ -318,6 +323,10 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
     );
     let sockets = SocketState::new(hub.clone(), auth.clone(), rooms);
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
+    let bounds = crate::listener::Bounds {
+        config: config.listener.clone(),
+        metrics: Default::default(),
+    };
     let proxy = Arc::new(Proxy {
         replicas: replicate::Replicas::new(hub.clone(), auth.clone()),
         hub: hub.clone(),
@@ -327,10 +336,12 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
         sockets,
         cache: cache::CacheMetrics::default(),
         started: std::time::Instant::now(),
+        http: bounds.metrics.clone(),
     });
     crate::serve::spawn_flush(hub.clone());
     let routes = socketio::mount(router(proxy.clone(), &config.prefix), layer);
-    let (addr, shutdown, server) = crate::serve::serve_http(listener, routes.layer(edge.cors()))?;
+    let (addr, shutdown, server) =
+        crate::serve::serve_http(listener, routes.layer(edge.cors()), bounds)?;
     tracing::info!(%addr, upstream = %config.upstreams.join(","), public_url = edge.public_url(), epoch = %proxy.replicas.epoch, "proxy listening (socket.io at {}/socket.io)", config.prefix);
     Ok(Running {
         addr,

@@ -6,10 +6,21 @@
 //!
 //! Groups (`authz_grp`), as rmf-web's authorization model: a task belongs to one group, the
 //! value of its booking label `authz_grp=<group>` (no such label: the site-wide group `""`). A
-//! task action (`task_*`) needs the permission in the task's group: for a dispatch or robot task
-//! the group of the request's `labels`, for the other task requests the group of the target task
-//! (`task_id` or `for_task`, from its present state). A permission in the site-wide group `""`
-//! covers every group. The other commands need their action in `""`.
+//! task action (`task_*`) needs the permission in the task's group. A permission in the
+//! site-wide group `""` covers every group. The other commands need their action in `""`.
+//!
+//! Which group, by route, never by the shape of the body (DESIGN.md invariant 11):
+//! - a dispatch or robot task (`task_submit`) creates the task: the group of the request's own
+//!   `request.labels`;
+//! - every other task command acts on an existing task, named by `task_id` (`for_task` for
+//!   resume and undo skip): the group of that task as stored, from the `booking.labels` of its
+//!   present state (`/tasks/{id}/state`). Labels the client sends (`labels`, or anything else in
+//!   the body) never choose the group; the bodies of these routes reject unknown fields.
+//! - A task the server does not know (no state), or a body that names no task: the site-wide
+//!   group. Only a user whose permission covers every group may command a task whose group the
+//!   server cannot prove (an admin, or one with the action in `""`; RMF may know a task whose
+//!   state never reached the server). Not 404: a command on a task RMF knows but the server
+//!   has not seen still works for those users, as in rmf-web, which forwards it.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -26,6 +37,9 @@ pub const SITE_GROUP: &str = "";
 
 /// The booking label key that names a task's group.
 pub const GROUP_LABEL: &str = "authz_grp";
+
+/// The action of the routes that create a task (dispatch, robot task).
+const SUBMIT: &str = "task_submit";
 
 /// Largest body read to find a task command's group.
 const MAX_BODY: usize = 1 << 20;
@@ -59,25 +73,36 @@ fn labels_of(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
     })
 }
 
-/// The group a task command acts on, from its body: the request's labels for a dispatch or
-/// robot task, the target task's labels (its present state) otherwise.
-fn group_of_body(app: &AppState, body: &[u8]) -> String {
+/// The routes whose body names the target task `for_task` (the others name it `task_id`).
+const FOR_TASK_ROUTES: [&str; 2] = ["/tasks/resume_task", "/tasks/undo_skip_phase"];
+
+/// The group a task command on route `matched` acts on: for `task_submit` (the task does not
+/// exist yet) the group of the request's `request.labels`; otherwise the group of the stored
+/// task the body names.
+fn group_of_command(app: &AppState, matched: &str, action: &str, body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return SITE_GROUP.into();
     };
-    if let Some(request) = v.get("request") {
-        return task_group(labels_of(request.get("labels")).as_deref());
+    if action == SUBMIT {
+        let labels = v.get("request").and_then(|r| r.get("labels"));
+        return task_group(labels_of(labels).as_deref());
     }
-    let task = v
-        .get("task_id")
-        .or_else(|| v.get("for_task"))
-        .and_then(serde_json::Value::as_str);
-    let Some(task) = task else {
-        return SITE_GROUP.into();
+    let field = if FOR_TASK_ROUTES.iter().any(|r| matched.ends_with(r)) {
+        "for_task"
+    } else {
+        "task_id"
     };
+    v.get(field)
+        .and_then(serde_json::Value::as_str)
+        .map_or_else(|| SITE_GROUP.into(), |task| stored_task_group(app, task))
+}
+
+/// The group of task `task_id` as stored: the `authz_grp` booking label of its present state;
+/// [`SITE_GROUP`] for a task without state (see the module header).
+pub fn stored_task_group(app: &AppState, task_id: &str) -> String {
     let state: Option<serde_json::Value> = app
         .hub
-        .get(&format!("/tasks/{task}/state"))
+        .get(&format!("/tasks/{task_id}/state"))
         .and_then(|(_, v)| v)
         .and_then(|raw| serde_json::from_str(raw.get()).ok());
     task_group(labels_of(state.as_ref().and_then(|s| s.pointer("/booking/labels"))).as_deref())
@@ -116,7 +141,7 @@ pub async fn enforce(
         Err(e) => return ApiError(StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
     };
     // Task commands: the group of the task (the body is read, bounded, and passed on).
-    let (request, group) = if action.starts_with("task_") {
+    let (request, group) = if let Some(matched) = matched.filter(|_| action.starts_with("task_")) {
         let (parts, body) = request.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
@@ -128,7 +153,7 @@ pub async fn enforce(
                 .into_response();
             }
         };
-        let group = group_of_body(&app, &bytes);
+        let group = group_of_command(&app, matched.as_str(), action, &bytes);
         (
             Request::from_parts(parts, axum::body::Body::from(bytes)),
             group,

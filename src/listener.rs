@@ -1,0 +1,438 @@
+//! The bounds of every HTTP listener (main process and proxy): what a client that connects and
+//! then sends nothing, or too little, can hold.
+//!
+//! - A header-read timeout (`--header-timeout-ms`, 10 s): a connection that does not send complete
+//!   request headers in time (from its accept, or from the first byte after an idle time) is
+//!   closed and counted.
+//! - An idle timeout (`--idle-timeout-ms`, 60 s): a keep-alive connection with no request in
+//!   flight and nothing sent is closed.
+//! - A bound on open connections (`--max-connections`, 10,000): beyond it a new connection is
+//!   accepted and closed at once, counted, and logged at most once per 10 s. The process raises
+//!   its file-descriptor limit at start ([`raise_fd_limit`]) so that this bound, not the fd limit,
+//!   is what binds.
+//!
+//! Connections upgraded to a websocket (socket.io, `/_internal`, `/_replicate`) leave these
+//! timeouts when they upgrade (their protocols have their own pings) and stay counted until they
+//! close. On shutdown, connections without a request in flight are closed at once; those with
+//! one finish it (the caller bounds the wait).
+//!
+//! Each accepted connection is served here with hyper's HTTP/1.1 connection (as `axum::serve`
+//! does, which exposes none of these bounds); a watchdog per connection follows its phase
+//! (reading headers, a request in flight, idle) from its reads and its requests.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// The bounds of one listener; a zero turns that bound off.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Complete request headers must arrive within this time.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this time.
+    pub idle_timeout: Duration,
+    /// Open connections (websockets included) beyond which new ones are closed at once.
+    pub max_connections: u64,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// A listener's counters (on `/metrics`).
+#[derive(Debug, Default)]
+pub struct ListenerMetrics {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections closed at once because `max_connections` were open.
+    pub refused: AtomicU64,
+    /// Connections closed because their request headers did not arrive in time.
+    pub header_timeouts: AtomicU64,
+    /// Keep-alive connections closed after the idle timeout.
+    pub idle_closed: AtomicU64,
+}
+
+impl ListenerMetrics {
+    /// The counters in Prometheus' text format.
+    pub fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        for (name, help, kind, v) in [
+            (
+                "rmf_dash_http_connections",
+                "HTTP connections open (websockets included).",
+                "gauge",
+                &self.open,
+            ),
+            (
+                "rmf_dash_http_connections_refused_total",
+                "Connections closed at once because --max-connections were open.",
+                "counter",
+                &self.refused,
+            ),
+            (
+                "rmf_dash_http_header_timeouts_total",
+                "Connections closed because their request headers did not arrive in time.",
+                "counter",
+                &self.header_timeouts,
+            ),
+            (
+                "rmf_dash_http_idle_closed_total",
+                "Keep-alive connections closed after the idle timeout.",
+                "counter",
+                &self.idle_closed,
+            ),
+        ] {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+}
+
+/// A listener's bounds and where it counts.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    pub config: ListenerConfig,
+    pub metrics: Arc<ListenerMetrics>,
+}
+
+/// Raises this process's soft limit of open files to its hard limit; returns the new limit.
+pub fn raise_fd_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid rlimit for the calls to read and write.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
+        Some(limit.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// How long between two warnings about refused connections.
+const REFUSED_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Serves `routes` on `listener` within `bounds` until `stop` turns true; then closes every
+/// connection without a request in flight and returns once the others have finished theirs.
+pub async fn serve(
+    listener: TcpListener,
+    routes: axum::Router,
+    bounds: Bounds,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut connections = tokio::task::JoinSet::new();
+    let mut refused_since_warn = 0u64;
+    let mut last_warn: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+            Some(_) = connections.join_next() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors (or the like): the pending connection stays in the
+                // backlog; try again shortly rather than spin.
+                if last_warn.is_none_or(|t| t.elapsed() >= REFUSED_WARN_EVERY) {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    last_warn = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let max = bounds.config.max_connections;
+        if max > 0 && bounds.metrics.open.load(Ordering::Relaxed) >= max {
+            drop(stream);
+            bounds.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            refused_since_warn += 1;
+            if last_warn.is_none_or(|t| t.elapsed() >= REFUSED_WARN_EVERY) {
+                tracing::warn!(%peer, max_connections = max, refused = refused_since_warn, "connection refused: too many open connections");
+                refused_since_warn = 0;
+                last_warn = Some(Instant::now());
+            }
+            continue;
+        }
+        bounds.metrics.open.fetch_add(1, Ordering::Relaxed);
+        connections.spawn(connection(
+            stream,
+            routes.clone(),
+            bounds.clone(),
+            stop.clone(),
+        ));
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Where a connection is in its life (what its watchdog times).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Waiting for complete request headers since then.
+    Headers(Instant),
+    /// This many requests in flight (their responses not yet fully sent).
+    Requests(usize),
+    /// Nothing in flight and nothing received since then.
+    Idle(Instant),
+}
+
+/// A connection's phase, shared by its stream (reads), its requests and its watchdog.
+struct Tracker {
+    phase: parking_lot::Mutex<Phase>,
+    changed: Notify,
+}
+
+impl Tracker {
+    fn received(&self) {
+        let mut p = self.phase.lock();
+        if matches!(*p, Phase::Idle(_)) {
+            *p = Phase::Headers(Instant::now());
+            self.changed.notify_one();
+        }
+    }
+
+    fn request_started(&self) {
+        let mut p = self.phase.lock();
+        *p = match *p {
+            Phase::Requests(n) => Phase::Requests(n + 1),
+            _ => Phase::Requests(1),
+        };
+        self.changed.notify_one();
+    }
+
+    fn request_ended(&self) {
+        let mut p = self.phase.lock();
+        *p = match *p {
+            Phase::Requests(n) if n > 1 => Phase::Requests(n - 1),
+            _ => Phase::Idle(Instant::now()),
+        };
+        self.changed.notify_one();
+    }
+
+    fn in_flight(&self) -> bool {
+        matches!(*self.phase.lock(), Phase::Requests(_))
+    }
+
+    /// Returns when a timeout of `config` expires: `true` for the header timeout, `false` for
+    /// the idle one.
+    async fn expired(&self, config: &ListenerConfig) -> bool {
+        loop {
+            let notified = self.changed.notified();
+            let phase = *self.phase.lock();
+            let (deadline, headers) = match phase {
+                Phase::Headers(since) if !config.header_timeout.is_zero() => {
+                    (Some(since + config.header_timeout), true)
+                }
+                Phase::Idle(since) if !config.idle_timeout.is_zero() => {
+                    (Some(since + config.idle_timeout), false)
+                }
+                _ => (None, false),
+            };
+            match deadline {
+                Some(d) => tokio::select! {
+                    _ = tokio::time::sleep_until(d) => {
+                        if *self.phase.lock() == phase {
+                            return headers;
+                        }
+                    }
+                    _ = notified => {}
+                },
+                None => notified.await,
+            }
+        }
+    }
+}
+
+/// Serves one connection until it ends, upgrades, times out, or (without a request in flight)
+/// the listener stops.
+async fn connection(
+    stream: TcpStream,
+    routes: axum::Router,
+    bounds: Bounds,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let tracker = Arc::new(Tracker {
+        phase: parking_lot::Mutex::new(Phase::Headers(Instant::now())),
+        changed: Notify::new(),
+    });
+    let io = Tracked {
+        stream,
+        tracker: tracker.clone(),
+        _slot: Slot(bounds.metrics.clone()),
+    };
+    let requests = tracker.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        requests.request_started();
+        let guard = InFlight(requests.clone());
+        let mut routes = routes.clone();
+        async move {
+            let response =
+                tower_service::Service::call(&mut routes, req.map(axum::body::Body::new)).await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody {
+                body,
+                guard: Some(guard),
+            }))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The watchdog below times the headers (hyper's own timeout would also cut idle
+    // keep-alive connections at the header timeout).
+    builder.header_read_timeout(None);
+    let conn = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        // Ended, or upgraded (the websocket then runs on its own task).
+        _ = conn.as_mut() => return,
+        headers = tracker.expired(&bounds.config) => {
+            let counter = if headers { &bounds.metrics.header_timeouts } else { &bounds.metrics.idle_closed };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    // Stopping: a request in flight is finished, anything else is closed now.
+    if tracker.in_flight() {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
+/// One open connection, counted while it lives (upgraded or not).
+struct Slot(Arc<ListenerMetrics>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A request in flight until its response is fully sent (or dropped).
+struct InFlight(Arc<Tracker>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+/// A response body that ends its request's flight when it ends.
+struct TrackedBody {
+    body: axum::body::Body,
+    guard: Option<InFlight>,
+}
+
+impl Body for TrackedBody {
+    type Data = <axum::body::Body as Body>::Data;
+    type Error = <axum::body::Body as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.guard = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The connection's stream: its reads move the phase from idle to reading headers.
+struct Tracked {
+    stream: TcpStream,
+    tracker: Arc<Tracker>,
+    _slot: Slot,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.tracker.received();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
