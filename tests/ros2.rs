@@ -372,12 +372,13 @@ fn a_site_on_ros2_reaches_rest_and_socketio_and_gets_commands() {
         (status, answer),
         (
             200,
-            json!({"success": true, "state": {
+            // RMF's state as rmf-web answers it: its TaskState document.
+            json!({"success": true, "state": common::rmf_web_task_state(&json!({
                 "booking": {"id": "patrol.dispatch-00000000aa", "requester": "alice"},
                 "category": "patrol",
                 "status": "queued",
                 "dispatch": {"status": "queued", "errors": []},
-            }})
+            }))})
         )
     );
     let request = site.heard("task_api_requests");
