@@ -12,6 +12,15 @@ pub(super) struct PgUsers {
 }
 
 impl PgUsers {
+    /// One statement on the shared client; the rows it changed.
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, UsersError> {
+        Ok(self.db.get().await?.execute(sql, params).await?)
+    }
+
     /// Connects to the store (its schema is already migrated) and makes `admin` an admin.
     pub(super) async fn open(url: &str, admin: &str) -> Result<PgUsers, UsersError> {
         let db = SharedClient::connect(url).await?;
@@ -29,9 +38,6 @@ impl PgUsers {
     /// Creates the user (not admin) unless it exists; whether it was created.
     pub(super) async fn create_if_absent(&self, username: &str) -> Result<bool, UsersError> {
         let created = self
-            .db
-            .get()
-            .await?
             .execute(
                 "INSERT INTO users (username, is_admin) VALUES ($1, false) \
                  ON CONFLICT (username) DO NOTHING",
@@ -101,9 +107,6 @@ impl PgUsers {
 
     pub(super) async fn create(&self, username: &str, is_admin: bool) -> Result<(), UsersError> {
         let n = self
-            .db
-            .get()
-            .await?
             .execute(
                 "INSERT INTO users (username, is_admin) VALUES ($1, $2) \
                  ON CONFLICT (username) DO NOTHING",
@@ -118,9 +121,6 @@ impl PgUsers {
 
     pub(super) async fn delete(&self, username: &str) -> Result<(), UsersError> {
         let n = self
-            .db
-            .get()
-            .await?
             .execute("DELETE FROM users WHERE username = $1", &[&username])
             .await?;
         if n == 0 {
@@ -131,9 +131,6 @@ impl PgUsers {
 
     pub(super) async fn set_admin(&self, username: &str, admin: bool) -> Result<(), UsersError> {
         let n = self
-            .db
-            .get()
-            .await?
             .execute(
                 "UPDATE users SET is_admin = $2 WHERE username = $1",
                 &[&username, &admin],
@@ -174,14 +171,11 @@ impl PgUsers {
     pub(super) async fn add_role(&self, username: &str, role: &str) -> Result<(), UsersError> {
         self.must_exist(username).await?;
         self.role_must_exist(role).await?;
-        self.db
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO user_roles (username, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&username, &role],
-            )
-            .await?;
+        self.execute(
+            "INSERT INTO user_roles (username, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&username, &role],
+        )
+        .await?;
         Ok(())
     }
 
@@ -205,31 +199,25 @@ impl PgUsers {
         if known != wanted.len() as i64 {
             return Err(super::unknown_roles());
         }
-        self.db
-            .get()
-            .await?
-            .execute(
-                "WITH gone AS (DELETE FROM user_roles WHERE username = $1 \
+        self.execute(
+            "WITH gone AS (DELETE FROM user_roles WHERE username = $1 \
                  AND NOT (role = ANY($2))) \
                  INSERT INTO user_roles (username, role) SELECT $1, unnest($2::text[]) \
                  ON CONFLICT DO NOTHING",
-                &[&username, &wanted],
-            )
-            .await?;
+            &[&username, &wanted],
+        )
+        .await?;
         Ok(())
     }
 
     pub(super) async fn remove_role(&self, username: &str, role: &str) -> Result<(), UsersError> {
         self.must_exist(username).await?;
         self.role_must_exist(role).await?;
-        self.db
-            .get()
-            .await?
-            .execute(
-                "DELETE FROM user_roles WHERE username = $1 AND role = $2",
-                &[&username, &role],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM user_roles WHERE username = $1 AND role = $2",
+            &[&username, &role],
+        )
+        .await?;
         Ok(())
     }
 
@@ -247,9 +235,6 @@ impl PgUsers {
 
     pub(super) async fn create_role(&self, role: &str) -> Result<(), UsersError> {
         let n = self
-            .db
-            .get()
-            .await?
             .execute(
                 "INSERT INTO roles (name) VALUES ($1) ON CONFLICT DO NOTHING",
                 &[&role],
@@ -263,9 +248,6 @@ impl PgUsers {
 
     pub(super) async fn delete_role(&self, role: &str) -> Result<(), UsersError> {
         let n = self
-            .db
-            .get()
-            .await?
             .execute("DELETE FROM roles WHERE name = $1", &[&role])
             .await?;
         if n == 0 {
@@ -300,15 +282,12 @@ impl PgUsers {
         p: &Permission,
     ) -> Result<(), UsersError> {
         self.role_must_exist(role).await?;
-        self.db
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO role_permissions (role, authz_grp, action) VALUES ($1, $2, $3) \
+        self.execute(
+            "INSERT INTO role_permissions (role, authz_grp, action) VALUES ($1, $2, $3) \
                  ON CONFLICT DO NOTHING",
-                &[&role, &p.authz_grp, &p.action],
-            )
-            .await?;
+            &[&role, &p.authz_grp, &p.action],
+        )
+        .await?;
         Ok(())
     }
 
@@ -318,14 +297,11 @@ impl PgUsers {
         p: &Permission,
     ) -> Result<(), UsersError> {
         self.role_must_exist(role).await?;
-        self.db
-            .get()
-            .await?
-            .execute(
-                "DELETE FROM role_permissions WHERE role = $1 AND authz_grp = $2 AND action = $3",
-                &[&role, &p.authz_grp, &p.action],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM role_permissions WHERE role = $1 AND authz_grp = $2 AND action = $3",
+            &[&role, &p.authz_grp, &p.action],
+        )
+        .await?;
         Ok(())
     }
 
@@ -413,9 +389,6 @@ impl PgUsers {
             return Err(super::too_many_favorites());
         }
         let n = self
-            .db
-            .get()
-            .await?
             .execute(
                 "INSERT INTO favorite_tasks (id, username, name, body) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (id) DO UPDATE SET name = $3, body = $4 \
@@ -435,9 +408,6 @@ impl PgUsers {
         id: &str,
     ) -> Result<bool, UsersError> {
         Ok(self
-            .db
-            .get()
-            .await?
             .execute(
                 "DELETE FROM favorite_tasks WHERE id = $1 AND username = $2",
                 &[&id, &username],
