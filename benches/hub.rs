@@ -61,7 +61,7 @@ fn fanout(c: &mut Criterion) {
             id,
             sent: AtomicU64::new(0),
         });
-        hub.subscribe(sub, room);
+        hub.subscribe(sub, room).expect("a room the hub serves");
     }
     let value = fleet_state();
     let mut time = 0;

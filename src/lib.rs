@@ -10,17 +10,22 @@
 //! - [`edge`]: what every HTTP listener puts in front of its routes (CORS, the public URL).
 //! - [`listener`]: the bounds of every HTTP listener (header and idle timeouts, open
 //!   connections).
+//! - [`json_limits`]: the bounds on JSON read from the network (depth, size), at every door.
+//! - [`quarantine`]: engine inputs that made a worker panic, recorded and skipped from then on.
 //! - [`store`]: PostgreSQL persistence (batched writer, restore, dump, retention, private
 //!   cluster).
+pub mod access;
 pub mod api;
 pub mod bench;
 pub mod edge;
 pub mod engine;
 pub mod hub;
 pub mod ingest;
+pub mod json_limits;
 pub mod listener;
 pub mod progress;
 pub mod proxy;
+pub mod quarantine;
 pub mod replay;
 pub mod rmf_link;
 pub mod ros2;

@@ -6,9 +6,13 @@
 //!   closed and counted.
 //! - An idle timeout (`--idle-timeout-ms`, 60 s): a keep-alive connection with no request in
 //!   flight and nothing sent is closed.
-//! - A bound on open connections (`--max-connections`, 10,000): beyond it a new connection is
-//!   accepted and closed at once, counted, and logged at most once per 10 s. The process raises
-//!   its file-descriptor limit at start ([`raise_fd_limit`]) so that this bound, not the fd limit,
+//! - A bound on open connections (`--max-connections`, 10,000). At the bound a new connection
+//!   takes the place of the oldest one that has not yet sent a complete request (a half-open
+//!   connection: it is closed and counted as evicted), so that thousands of half-open
+//!   connections cannot lock real clients out until the header timeout; when every open
+//!   connection has been served (requests in flight, keep-alive, websockets), the new one is
+//!   closed at once and counted. Both are logged at most once per 10 s. The process raises its
+//!   file-descriptor limit at start ([`raise_fd_limit`]) so that this bound, not the fd limit,
 //!   is what binds.
 //!
 //! Connections upgraded to a websocket (socket.io, `/_internal`, `/_replicate`) leave these
@@ -20,6 +24,7 @@
 //! does, which exposes none of these bounds); a watchdog per connection follows its phase
 //! (reading headers, a request in flight, idle) from its reads and its requests.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,6 +66,8 @@ pub struct ListenerMetrics {
     pub open: AtomicU64,
     /// Connections closed at once because `max_connections` were open.
     pub refused: AtomicU64,
+    /// Half-open connections closed at the bound to make room for a new one.
+    pub evicted: AtomicU64,
     /// Connections closed because their request headers did not arrive in time.
     pub header_timeouts: AtomicU64,
     /// Keep-alive connections closed after the idle timeout.
@@ -83,6 +90,12 @@ impl ListenerMetrics {
                 "Connections closed at once because --max-connections were open.",
                 "counter",
                 &self.refused,
+            ),
+            (
+                "rmf_dash_http_connections_evicted_total",
+                "Half-open connections (no complete request yet) closed at --max-connections to make room for a new one.",
+                "counter",
+                &self.evicted,
             ),
             (
                 "rmf_dash_http_header_timeouts_total",
@@ -113,7 +126,13 @@ pub struct Bounds {
     pub metrics: Arc<ListenerMetrics>,
 }
 
-/// Raises this process's soft limit of open files to its hard limit; returns the new limit.
+/// File descriptors this process asks for when its hard limit is lower (granted to root or with
+/// `CAP_SYS_RESOURCE`): `--max-connections`' default plus the store's, the engine's and a
+/// client's own.
+const WANTED_FILES: u64 = 1 << 16;
+
+/// Raises this process's soft limit of open files to its hard limit, and both to
+/// [`WANTED_FILES`] when allowed; returns the new soft limit.
 pub fn raise_fd_limit() -> Option<u64> {
     #[cfg(unix)]
     {
@@ -126,13 +145,16 @@ pub fn raise_fd_limit() -> Option<u64> {
             if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
                 return None;
             }
-            if limit.rlim_cur < limit.rlim_max {
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            let wanted = (WANTED_FILES as libc::rlim_t).max(limit.rlim_max);
+            for max in [wanted, limit.rlim_max] {
                 let raised = libc::rlimit {
-                    rlim_cur: limit.rlim_max,
-                    rlim_max: limit.rlim_max,
+                    rlim_cur: max,
+                    rlim_max: max,
                 };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                if limit.rlim_cur < max && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                     limit = raised;
+                    break;
                 }
             }
         }
@@ -146,6 +168,57 @@ pub fn raise_fd_limit() -> Option<u64> {
 /// How long between two warnings about refused connections.
 const REFUSED_WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// The connections that have not sent a complete request yet, oldest first: the ones a new
+/// connection may take the place of at the bound.
+#[derive(Default)]
+struct Pending {
+    next: AtomicU64,
+    waiting: parking_lot::Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+impl Pending {
+    /// A new connection, pending until its first request ([`Entry::served`]) or its end.
+    fn enter(self: &Arc<Self>) -> Entry {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let evict = Arc::new(Notify::new());
+        self.waiting.lock().insert(id, evict.clone());
+        Entry {
+            id,
+            evict,
+            pending: self.clone(),
+        }
+    }
+
+    /// Tells the oldest pending connection to close; `false` when there is none.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.waiting.lock().pop_first();
+        oldest.is_some_and(|(_, evict)| {
+            evict.notify_one();
+            true
+        })
+    }
+}
+
+/// A connection's place among the pending ones.
+struct Entry {
+    id: u64,
+    evict: Arc<Notify>,
+    pending: Arc<Pending>,
+}
+
+impl Entry {
+    /// The connection sent a complete request: it is no longer evicted for a newer one.
+    fn served(&self) {
+        self.pending.waiting.lock().remove(&self.id);
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.served();
+    }
+}
+
 /// Serves `routes` on `listener` within `bounds` until `stop` turns true; then closes every
 /// connection without a request in flight and returns once the others have finished theirs.
 pub async fn serve(
@@ -155,8 +228,12 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut connections = tokio::task::JoinSet::new();
-    let mut refused_since_warn = 0u64;
-    let mut last_warn: Option<Instant> = None;
+    let mut admission = Admission {
+        pending: Arc::new(Pending::default()),
+        bounds: bounds.clone(),
+        last_warn: None,
+        since_warn: (0, 0),
+    };
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -168,37 +245,74 @@ pub async fn serve(
             Err(e) => {
                 // Out of file descriptors (or the like): the pending connection stays in the
                 // backlog; try again shortly rather than spin.
-                if last_warn.is_none_or(|t| t.elapsed() >= REFUSED_WARN_EVERY) {
+                if admission.may_warn() {
                     tracing::warn!(error = %e, "accepting a connection failed");
-                    last_warn = Some(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let max = bounds.config.max_connections;
-        if max > 0 && bounds.metrics.open.load(Ordering::Relaxed) >= max {
+        let Some(entry) = admission.admit(peer) else {
             drop(stream);
-            bounds.metrics.refused.fetch_add(1, Ordering::Relaxed);
-            refused_since_warn += 1;
-            if last_warn.is_none_or(|t| t.elapsed() >= REFUSED_WARN_EVERY) {
-                tracing::warn!(%peer, max_connections = max, refused = refused_since_warn, "connection refused: too many open connections");
-                refused_since_warn = 0;
-                last_warn = Some(Instant::now());
-            }
             continue;
-        }
-        bounds.metrics.open.fetch_add(1, Ordering::Relaxed);
+        };
         connections.spawn(connection(
             stream,
             routes.clone(),
             bounds.clone(),
+            entry,
             stop.clone(),
         ));
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The listener's decision on each accepted connection, and its rate-limited warnings.
+struct Admission {
+    pending: Arc<Pending>,
+    bounds: Bounds,
+    last_warn: Option<Instant>,
+    /// Connections (evicted, refused) since the last warning.
+    since_warn: (u64, u64),
+}
+
+impl Admission {
+    /// Whether a warning may be logged now (at most one per [`REFUSED_WARN_EVERY`]).
+    fn may_warn(&mut self) -> bool {
+        let now = Instant::now();
+        let may = self.last_warn.is_none_or(|t| now - t >= REFUSED_WARN_EVERY);
+        if may {
+            self.last_warn = Some(now);
+        }
+        may
+    }
+
+    /// A place for the connection from `peer`: below the bound, or the place of the oldest
+    /// half-open connection; `None` (refused, counted) when every open connection was served.
+    fn admit(&mut self, peer: std::net::SocketAddr) -> Option<Entry> {
+        let max = self.bounds.config.max_connections;
+        let metrics = self.bounds.metrics.clone();
+        if max > 0 && metrics.open.load(Ordering::Relaxed) >= max {
+            let evicted = self.pending.evict_oldest();
+            if evicted {
+                self.since_warn.0 += 1;
+            } else {
+                metrics.refused.fetch_add(1, Ordering::Relaxed);
+                self.since_warn.1 += 1;
+            }
+            if self.may_warn() {
+                let (evicted, refused) = std::mem::take(&mut self.since_warn);
+                tracing::warn!(%peer, max_connections = max, evicted, refused, "connection limit reached: the oldest half-open connections make room for new ones; new ones are refused when none is half-open");
+            }
+            if !evicted {
+                return None;
+            }
+        }
+        metrics.open.fetch_add(1, Ordering::Relaxed);
+        Some(self.pending.enter())
+    }
 }
 
 /// Where a connection is in its life (what its watchdog times).
@@ -285,25 +399,37 @@ async fn connection(
     stream: TcpStream,
     routes: axum::Router,
     bounds: Bounds,
+    entry: Entry,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let entry = Arc::new(entry);
     let tracker = Arc::new(Tracker {
         phase: parking_lot::Mutex::new(Phase::Headers(Instant::now())),
         changed: Notify::new(),
     });
+    // The client's address, for the routes that log it (axum's `ConnectInfo`).
+    let peer = stream.peer_addr().ok().map(axum::extract::ConnectInfo);
+    let written = Written(Arc::default());
     let io = Tracked {
         stream,
         tracker: tracker.clone(),
+        written: written.0.clone(),
         _slot: Slot(bounds.metrics.clone()),
     };
     let requests = tracker.clone();
+    let served = entry.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         requests.request_started();
+        served.served();
         let guard = InFlight(requests.clone());
         let mut routes = routes.clone();
+        let mut req = req.map(axum::body::Body::new);
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(peer);
+        }
+        req.extensions_mut().insert(written.clone());
         async move {
-            let response =
-                tower_service::Service::call(&mut routes, req.map(axum::body::Body::new)).await?;
+            let response = tower_service::Service::call(&mut routes, req).await?;
             Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody {
                 body,
                 guard: Some(guard),
@@ -324,6 +450,16 @@ async fn connection(
         headers = tracker.expired(&bounds.config) => {
             let counter = if headers { &bounds.metrics.header_timeouts } else { &bounds.metrics.idle_closed };
             counter.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Evicted while half-open (a request that started meanwhile is served).
+        _ = async {
+            entry.evict.notified().await;
+            if tracker.in_flight() {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            bounds.metrics.evicted.fetch_add(1, Ordering::Relaxed);
             return;
         }
         _ = stop.wait_for(|s| *s) => {}
@@ -384,11 +520,28 @@ impl Body for TrackedBody {
     }
 }
 
-/// The connection's stream: its reads move the phase from idle to reading headers.
+/// The bytes a connection has written to its socket so far, in each of its requests'
+/// extensions (the socket.io transport bounds a socket's queue by what left:
+/// `crate::hub::drain`).
+#[derive(Debug, Clone)]
+pub struct Written(pub Arc<AtomicU64>);
+
+/// The connection's stream: its reads move the phase from idle to reading headers; its writes
+/// are counted ([`Written`]).
 struct Tracked {
     stream: TcpStream,
     tracker: Arc<Tracker>,
+    written: Arc<AtomicU64>,
     _slot: Slot,
+}
+
+impl Tracked {
+    fn wrote(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = r {
+            self.written.fetch_add(n as u64, Ordering::Release);
+        }
+        r
+    }
 }
 
 impl AsyncRead for Tracked {
@@ -413,7 +566,9 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.wrote(r)
     }
 
     fn poll_write_vectored(
@@ -421,7 +576,9 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -67,7 +67,7 @@ struct RoomArgs {
     /// (the longest matching prefix decides; admins read everything). None: every
     /// authenticated user reads every room.
     #[arg(long, env = "RMF_DASH_ROOM_PERMISSIONS", value_delimiter = ',')]
-    room_permission: Vec<rmf_dash::users::rooms::RoomRule>,
+    room_permission: Vec<rmf_dash::access::rooms::RoomRule>,
 }
 
 /// Browsers on other origins and the URLs inside payloads (`serve` and `proxy`).
@@ -100,6 +100,80 @@ struct ListenerArgs {
     /// hard limit).
     #[arg(long, default_value_t = 10_000, env = "RMF_DASH_MAX_CONNECTIONS")]
     max_connections: u64,
+}
+
+/// The bounds of the hub and its sockets (`serve` and `proxy`); 0 turns a bound off.
+#[derive(Args)]
+struct HubArgs {
+    /// Rooms held at most; beyond, rooms nobody follows are evicted (without a value first,
+    /// then stream rooms, then the oldest-updated values: counted and warned), and
+    /// subscriptions that would need a room's value evicted are refused.
+    #[arg(long, default_value_t = rmf_dash::hub::bounds::DEFAULT_MAX_ROOMS, env = "RMF_DASH_MAX_ROOMS")]
+    max_rooms: usize,
+    /// Rooms one socket.io client may follow (more are refused with subscribe_error).
+    #[arg(long, default_value_t = rmf_dash::hub::bounds::DEFAULT_MAX_ROOMS_PER_CLIENT, env = "RMF_DASH_MAX_ROOMS_PER_CLIENT")]
+    max_rooms_per_client: usize,
+    /// Bytes that may wait in one socket.io client's outgoing queue; a slower client then
+    /// gets the latest value of each room it missed.
+    #[arg(long, default_value_t = rmf_dash::hub::bounds::DEFAULT_SOCKET_QUEUE_BYTES, env = "RMF_DASH_SOCKET_QUEUE_BYTES")]
+    socket_queue_bytes: u64,
+}
+
+impl HubArgs {
+    fn bounds(&self) -> rmf_dash::hub::HubBounds {
+        rmf_dash::hub::HubBounds {
+            max_rooms: self.max_rooms,
+            max_rooms_per_client: self.max_rooms_per_client,
+            socket_queue_bytes: self.socket_queue_bytes,
+        }
+    }
+}
+
+/// The fleet and robot names the engine takes in; 0 turns a bound off.
+#[derive(Args)]
+struct NameArgs {
+    /// Fleet names taken in over the life of the process; inputs of further fleets are dropped
+    /// (counted, warned).
+    #[arg(long, default_value_t = rmf_dash::ingest::admission::DEFAULT_MAX_FLEETS, env = "RMF_DASH_MAX_FLEETS")]
+    max_fleets: usize,
+    /// Robot names taken in over the life of the process, site-wide; inputs of further robots
+    /// are dropped (counted, warned).
+    #[arg(long, default_value_t = rmf_dash::ingest::admission::DEFAULT_MAX_ROBOTS, env = "RMF_DASH_MAX_ROBOTS")]
+    max_robots: usize,
+}
+
+impl NameArgs {
+    fn bounds(&self) -> rmf_dash::ingest::admission::NameBounds {
+        rmf_dash::ingest::admission::NameBounds {
+            max_fleets: self.max_fleets,
+            max_robots: self.max_robots,
+        }
+    }
+}
+
+/// The bounds on JSON read from the network (`serve` and `proxy`): REST bodies, /_internal
+/// frames, /_replicate requests, socket.io payloads.
+#[derive(Args)]
+struct JsonArgs {
+    /// Deepest nesting of arrays and objects accepted in a JSON document; a deeper one is
+    /// refused (REST 422, /_internal frame dropped, counted on /metrics). At most 100, so that
+    /// every reader downstream (serde_json refuses 128 levels) reads what was accepted.
+    #[arg(long, default_value_t = rmf_dash::json_limits::DEFAULT_MAX_DEPTH as u32, env = "RMF_DASH_MAX_JSON_DEPTH", value_parser = clap::value_parser!(u32).range(1..=rmf_dash::json_limits::MAX_DEPTH_CEILING as i64))]
+    max_json_depth: u32,
+    /// Largest REST body and socket.io message in bytes (a larger body: 413); /_internal
+    /// frames have --internal-max-frame.
+    #[arg(long, default_value_t = rmf_dash::json_limits::DEFAULT_MAX_BYTES, env = "RMF_DASH_MAX_JSON_BYTES")]
+    max_json_bytes: usize,
+}
+
+impl JsonArgs {
+    /// Sets the process's JSON bounds (before anything is served).
+    fn apply(&self) {
+        rmf_dash::json_limits::configure(rmf_dash::json_limits::Limits {
+            max_depth: self.max_json_depth as usize,
+            max_bytes: self.max_json_bytes,
+        });
+    }
 }
 
 impl ListenerArgs {
@@ -162,6 +236,10 @@ struct ProxyArgs {
     edge: EdgeArgs,
     #[command(flatten)]
     listener: ListenerArgs,
+    #[command(flatten)]
+    hub: HubArgs,
+    #[command(flatten)]
+    json: JsonArgs,
     /// Milliseconds over which changes from upstream are gathered before they are delivered:
     /// each client's share of a batch leaves in one write. 0 delivers what has arrived at once;
     /// 20-50 saves 20-35% of the CPU when clients follow many busy rooms, for that much latency
@@ -247,7 +325,7 @@ impl StoreArgs {
 }
 
 /// The store to use: none (`--no-db`), the given URL, or the private PostgreSQL of `data_dir`
-/// (started here, stopped when the returned guard is dropped).
+/// (started here and stopped when the returned guard is dropped, unless another process owns it).
 fn store_url(
     no_db: bool,
     url: Option<String>,
@@ -305,6 +383,12 @@ struct ServeArgs {
     edge: EdgeArgs,
     #[command(flatten)]
     listener: ListenerArgs,
+    #[command(flatten)]
+    hub: HubArgs,
+    #[command(flatten)]
+    names: NameArgs,
+    #[command(flatten)]
+    json: JsonArgs,
     /// User made an admin at start (with a store; users are otherwise created without roles on
     /// their first request).
     #[arg(long, default_value = "admin", env = "RMF_DASH_ADMIN_USER")]
@@ -472,8 +556,9 @@ struct EngineArgs {
     /// File with one host:port per cluster process (with --process).
     #[arg(long, requires = "process")]
     hosts: Option<String>,
-    /// With a store: snapshot the engine's state every SECS of logical time, so that a restart
-    /// feeds only the input log after the latest snapshot (0: never; not in a cluster).
+    /// Snapshot the engine's state every SECS of logical time: the latest is where the engine
+    /// is rebuilt from after a worker panic and, with a store, where a restart starts (0: never;
+    /// not in a cluster).
     #[arg(
         long,
         default_value_t = rmf_dash::engine::DEFAULT_SNAPSHOT_EVERY_S,
@@ -481,6 +566,13 @@ struct EngineArgs {
         value_name = "SECS"
     )]
     snapshot_every: u64,
+    /// Inputs kept since the latest engine snapshot, to rebuild the engine in place after a
+    /// worker panic; at this many a snapshot is taken at once.
+    #[arg(long, default_value_t = rmf_dash::engine::DEFAULT_RECOVERY_INPUTS, env = "RMF_DASH_RECOVERY_INPUTS")]
+    recovery_inputs: usize,
+    /// Quarantined inputs (ones that made an engine worker panic) kept in memory.
+    #[arg(long, default_value_t = rmf_dash::quarantine::DEFAULT_MAX_ENTRIES, env = "RMF_DASH_MAX_QUARANTINED")]
+    max_quarantined: usize,
 }
 
 impl EngineArgs {
@@ -510,6 +602,10 @@ impl EngineArgs {
             snapshot_every_ms: (self.snapshot_every > 0 && cluster.is_none())
                 .then(|| self.snapshot_every * 1000),
             cluster,
+            recovery_inputs: self.recovery_inputs,
+            quarantine: std::sync::Arc::new(rmf_dash::quarantine::Quarantine::new(
+                self.max_quarantined,
+            )),
             ..Default::default()
         })
     }
@@ -728,6 +824,7 @@ fn run_demo() -> Result<ExitCode> {
 }
 
 fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
+    args.json.apply();
     let prefix = args.prefix.trim_end_matches('/').to_string();
     anyhow::ensure!(
         prefix.is_empty() || prefix.starts_with('/'),
@@ -747,6 +844,7 @@ fn run_proxy(args: ProxyArgs) -> Result<ExitCode> {
         batch: std::time::Duration::from_millis(args.batch_ms),
         edge: args.edge.config(),
         listener: args.listener.config(),
+        hub: args.hub.bounds(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -761,6 +859,7 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
 
 /// Runs the server; `demo` prints where its live view is once it listens.
 fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
+    args.json.apply();
     anyhow::ensure!(
         !(args.no_db && args.database_url.is_some()),
         "--no-db and --database-url exclude each other"
@@ -804,6 +903,8 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
         room_permissions: args.rooms.room_permission,
         edge: args.edge.config(),
         listener: args.listener.config(),
+        hub: args.hub.bounds(),
+        names: args.names.bounds(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::api::auth::{Auth, AuthConfigError};
+use crate::access::rooms::RoomAccess;
+use crate::access::token::{Auth, AuthConfigError};
 use crate::api::{App, router};
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::hub::Hub;
@@ -27,7 +28,6 @@ use crate::ingest::internal::InternalAccess;
 use crate::ingest::source::Pacing;
 use crate::replay::{ReplayOptions, ReplaySummary};
 use crate::store::leader::{Leadership, Lease};
-use crate::users::rooms::{GrantSource, RoomAccess};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -93,11 +93,15 @@ pub struct ServeConfig {
     /// Scheduled tasks: time zone, clock, catch-up window.
     pub schedule: crate::scheduled::dispatch::ScheduleConfig,
     /// socket.io rooms restricted to some roles (needs a store; none: every room for everyone).
-    pub room_permissions: Vec<crate::users::rooms::RoomRule>,
+    pub room_permissions: Vec<crate::access::rooms::RoomRule>,
     /// CORS origins and the public URL (`--cors-origin`, `--public-url`).
     pub edge: crate::edge::EdgeConfig,
     /// Header and idle timeouts, open connections (`--header-timeout-ms`, ...).
     pub listener: crate::listener::ListenerConfig,
+    /// Rooms held and per client, bytes per socket queue (`--max-rooms`, ...).
+    pub hub: crate::hub::HubBounds,
+    /// Fleet and robot names taken in (`--max-fleets`, `--max-robots`).
+    pub names: crate::ingest::admission::NameBounds,
 }
 
 impl ServeConfig {
@@ -132,6 +136,8 @@ impl ServeConfig {
             room_permissions: Vec::new(),
             edge: Default::default(),
             listener: Default::default(),
+            hub: Default::default(),
+            names: Default::default(),
         }
     }
 }
@@ -376,13 +382,18 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     let internal_access = this.internal_access.clone();
     let leadership = this.leadership.clone();
     let addr = this.addr;
-    let hub = Arc::new(Hub::new());
+    let hub = Arc::new(Hub::with_bounds(config.hub));
     hub.set_rewrite(Arc::new(this.edge.map_urls()));
     let engine_running = Arc::new(AtomicBool::new(true));
     // With a store: the hub is seeded from it before anything else, and the engine's state is
     // rebuilt from its snapshot and input log (see `store::pipeline`).
     let mut restoring = match &config.store {
-        Some(c) => Some(crate::store::pipeline::restore_start(c.clone(), &hub).await?),
+        Some(c) => {
+            let restoring = crate::store::pipeline::restore_start(c.clone(), &hub).await?;
+            // Before the restore feeds the input log: quarantined inputs are skipped there.
+            crate::quarantine::store::open(&c.url, &config.engine.quarantine).await?;
+            Some(restoring)
+        }
         None => {
             tracing::warn!("running without persistence (--no-db)");
             None
@@ -390,11 +401,8 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     };
     let mut engine = match restoring.as_mut() {
         Some(r) => tokio::task::block_in_place(|| r.start_engine(config.engine.clone()))?,
-        None => Engine::start(EngineConfig {
-            // Nobody would keep them.
-            snapshot_every_ms: None,
-            ..config.engine.clone()
-        })?,
+        // Its snapshots stay in memory: the recovery point after a worker panic.
+        None => Engine::start(config.engine.clone())?,
     };
     tracing::info!(workers = config.engine.workers, "engine started");
     let delivered = engine.delivered.clone();
@@ -431,7 +439,11 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
                 delivered: delivered.clone(),
                 horizon,
                 on_batch: None,
-                snapshots: engine.take_snapshots(),
+                snapshots: if restoring.is_some() {
+                    engine.take_snapshots()
+                } else {
+                    None
+                },
                 running: Some(engine_running.clone()),
             },
             tokio::runtime::Handle::current(),
@@ -439,6 +451,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         None => None,
     };
     let mut feeder = Feeder::new(engine, config.tick_ms, config.replay.is_some());
+    feeder.set_name_bounds(config.names);
     let mut writer = None;
     // The engine's state is rebuilt on the feeder thread while the server already serves the
     // restored sticky values; new inputs queue until it is done.
@@ -484,10 +497,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
             task_timeout,
         }),
     };
-    let rooms = RoomAccess::new(
-        config.room_permissions.clone(),
-        GrantSource::Store(users.clone()),
-    );
+    let rooms = RoomAccess::new(config.room_permissions.clone(), users.clone());
     let sockets = SocketState::new(hub.clone(), auth.clone(), rooms);
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
     let app = Arc::new(App {
@@ -509,6 +519,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         task_requests,
         leader: leadership,
         http: this.bounds.metrics.clone(),
+        quarantine: config.engine.quarantine.clone(),
     });
     spawn_flush(hub.clone());
     this.switch

@@ -969,6 +969,48 @@ fn read_rooms(port: u16, user: &str, rooms: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
+/// The first answer of `/_replicate` on `port` to `user` subscribing to `room`: `{"frame": R}`
+/// for a room change of room R, or the refusal `{"error", "room"}`.
+fn replicate_answer(port: u16, user: &str, room: &str) -> Value {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://127.0.0.1:{port}/_replicate")
+        .into_client_request()
+        .expect("request");
+    let bearer = format!("Bearer {}", token(user));
+    req.headers_mut()
+        .insert("authorization", bearer.parse().expect("header"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade");
+        let hello = ws.next().await.expect("hello").expect("hello");
+        assert!(hello.is_text(), "{hello:?}");
+        let sub = json!({"op": "sub", "room": room}).to_string();
+        ws.send(Message::text(sub)).await.expect("send");
+        let answer = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("an answer within 30 s")
+            .expect("a message")
+            .expect("a message");
+        let _ = ws.close(None).await;
+        match answer {
+            Message::Text(t) => serde_json::from_str(t.as_str()).expect("JSON"),
+            Message::Binary(b) => {
+                // flags:u8 seq:u64 t:u64 sent_ms:u64 room_len:u16 room payload
+                let len = u16::from_be_bytes([b[25], b[26]]) as usize;
+                json!({ "frame": String::from_utf8_lossy(&b[27..27 + len]) })
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    })
+}
+
 #[test]
 fn rooms_restricted_by_a_rule_need_the_permission_directly_and_through_a_proxy() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -989,7 +1031,13 @@ fn rooms_restricted_by_a_rule_need_the_permission_directly_and_through_a_proxy()
         ],
     );
     let (_p, proxy_port) = proxy_with(s.port, &["--room-permission", rule]);
-    grant(&s, "door_readers", &[("", "door_read")], &["reader"]);
+    // The proxy's link user reads for the proxy's clients: it needs the rooms' permissions too.
+    grant(
+        &s,
+        "door_readers",
+        &[("", "door_read")],
+        &["reader", "proxy"],
+    );
     // A permission in a task group does not open a room.
     grant(&s, "west", &[("west", "door_read")], &["westerner"]);
     let door = "/doors/L1_door_01/state";
@@ -1034,6 +1082,38 @@ fn rooms_restricted_by_a_rule_need_the_permission_directly_and_through_a_proxy()
             assert_eq!(received, vec![map], "{via} {user}");
         }
     }
+    // The replication link (`/_replicate`, which proxies follow) applies the same rules to its
+    // user, on the main process and on the proxy.
+    for (port, via) in [(s.port, "main"), (proxy_port, "proxy")] {
+        for user in ["reader", "admin"] {
+            let got = replicate_answer(port, user, door);
+            assert_eq!(got, json!({ "frame": door }), "{via} {user}");
+            let got = replicate_answer(port, user, map);
+            assert_eq!(got, json!({ "frame": map }), "{via} {user}");
+        }
+        for user in ["westerner", "newcomer"] {
+            let refusal = format!(
+                "forbidden: user {user} may not read {door}: it needs the permission \
+                 {{authz_grp: \"\", action: \"door_read\"}} through one of its roles"
+            );
+            let got = replicate_answer(port, user, door);
+            assert_eq!(got, json!({"error": refusal, "room": door}), "{via} {user}");
+            let got = replicate_answer(port, user, map);
+            assert_eq!(got, json!({ "frame": map }), "{via} {user}");
+        }
+    }
+    // The live view's list of entities names only the doors the user may read.
+    let listed = |user: &str| {
+        let (status, body) = s.call("GET", "/view/entities", user, None);
+        assert_eq!(status, 200, "{body}");
+        let doors = body["doors"].as_array().expect("doors").clone();
+        (doors.len(), doors.contains(&json!("L1_door_01")))
+    };
+    let (all, has) = listed("reader");
+    assert!(all > 1 && has, "{all}");
+    assert_eq!(listed("admin"), (all, true));
+    assert_eq!(listed("westerner"), (0, false));
+    assert_eq!(listed("newcomer"), (0, false));
     // REST reads of the same paths need the same permission, on the main process and through
     // the proxy. The proxy does not answer a restricted room from its cache, even while a local
     // client follows it (an admin holds the door and the map there).

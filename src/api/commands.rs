@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -41,6 +41,8 @@ use rmf_dash_dataflows::model::ros::{
     Alert, AlertParameter, AlertResponse, DeliveryAlert, EnumValue,
 };
 
+pub use super::body::Body;
+use super::body::invalid;
 use super::routes::{In, Param, Route};
 use super::{ApiError, AppState, AuthUser};
 use crate::ingest::feed::{Feed, Source, Stamp};
@@ -293,11 +295,6 @@ pub fn routes(loopback: bool) -> axum::Router<AppState> {
 // ---------------------------------------------------------------------------------------------
 // Validation (FastAPI's 422)
 
-/// One FastAPI validation error item.
-fn invalid(kind: &str, loc: Vec<Value>, msg: impl Into<String>) -> Value {
-    json!({"type": kind, "loc": loc, "msg": msg.into()})
-}
-
 /// Why a command was not carried out: `{"detail": ...}` with a status (FastAPI's shape: a
 /// string, a list of validation errors, or an object).
 #[derive(Debug)]
@@ -313,73 +310,16 @@ fn unprocessable(errors: Vec<Value>) -> Reject {
     Reject(StatusCode::UNPROCESSABLE_ENTITY, Value::Array(errors))
 }
 
-/// The name inside the backquotes of a serde message like "missing field `mode`".
-fn quoted(msg: &str) -> Option<&str> {
-    let start = msg.find('`')? + 1;
-    let len = msg[start..].find('`')?;
-    Some(&msg[start..start + len])
-}
-
-/// Parses a JSON body into `T`, or the 422 answer naming where it is wrong.
+/// Parses a JSON body into `T` within the process's JSON bounds, or the answer naming where it
+/// is wrong (the core of [`Body`], which every route with a body takes).
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Reject> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(unprocessable(vec![invalid(
-            "missing",
-            vec![json!("body")],
-            "Field required",
-        )]));
-    }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        unprocessable(vec![invalid(
-            "json_invalid",
-            vec![json!("body"), json!(e.column())],
-            format!("JSON decode error: {e}"),
-        )])
-    })?;
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let mut loc = vec![json!("body")];
-        for segment in e.path().iter() {
-            match segment {
-                serde_path_to_error::Segment::Seq { index } => loc.push(json!(index)),
-                serde_path_to_error::Segment::Map { key } => loc.push(json!(key)),
-                serde_path_to_error::Segment::Enum { variant } => loc.push(json!(variant)),
-                serde_path_to_error::Segment::Unknown => {}
-            }
-        }
-        let msg = e.inner().to_string();
-        let error = if msg.starts_with("missing field") {
-            loc.extend(quoted(&msg).map(|f| json!(f)));
-            invalid("missing", loc, "Field required")
-        } else if msg.starts_with("unknown field") {
-            // The path already ends with the unknown field (unlike a missing one).
-            let field = quoted(&msg).map(|f| json!(f));
-            if field.is_some() && loc.last() != field.as_ref() {
-                loc.extend(field);
-            }
-            invalid("extra_forbidden", loc, "Extra inputs are not permitted")
-        } else if msg.starts_with("unknown variant") {
-            invalid("enum", loc, msg)
-        } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
-            invalid("type_error", loc, msg)
-        } else {
-            invalid("value_error", loc, msg)
+    super::body::decode(bytes, &crate::json_limits::limits()).map_err(|e| {
+        let status = match e {
+            super::body::BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        unprocessable(vec![error])
+        Reject(status, e.detail())
     })
-}
-
-/// A JSON body checked like FastAPI checks a pydantic body (any content type).
-pub struct Body<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = Reject;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Reject(e.status(), Value::String(e.body_text())))?;
-        parse_body(&bytes).map(Body)
-    }
 }
 
 /// Query parameters (the last of repeated names wins, as in Starlette).
@@ -827,7 +767,7 @@ async fn with_state(
     }
     if let Some(state) = value.get("state").filter(|_| !task_id.is_empty()) {
         let frame = json!({"type": "task_state_update", "data": state}).to_string();
-        match crate::ingest::internal::parse_frame(&frame) {
+        match crate::ingest::internal::parse_frame(&frame, &crate::json_limits::depth_only()) {
             Ok(record) => {
                 feed(app, record).await?;
                 shown(app, &format!("/tasks/{task_id}/state")).await;

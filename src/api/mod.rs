@@ -4,7 +4,8 @@
 //! `/openapi.json` and the building map images (loaded by browsers from `<img>` URLs);
 //! `/_internal` checks its own credential (see [`crate::ingest::internal::InternalAccess`]).
 
-pub mod auth;
+pub mod access;
+pub mod body;
 pub mod commands;
 pub mod query;
 pub mod read;
@@ -19,9 +20,9 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
+use crate::access::token::{Auth, User};
 use crate::hub::Hub;
 use crate::ingest::feed::{FeedHandle, FeedMetrics};
-use auth::{Auth, User};
 
 /// What every handler shares.
 pub struct App {
@@ -45,7 +46,7 @@ pub struct App {
     /// The images of the latest building map (`GET /building_map/images/...`).
     pub map_images: Arc<crate::ingest::feed::MapImages>,
     /// Users, roles, permissions and favorites: the store's, or in memory with `--no-db` (then
-    /// answered, not enforced: see [`crate::users::enforce::enforced`]).
+    /// answered, not enforced: see [`access::enforced`]).
     pub users: Arc<crate::users::Users>,
     /// Scheduled tasks: time zone, clock, and the dispatch loop's wake-up.
     pub scheduling: Arc<crate::scheduled::dispatch::Scheduling>,
@@ -59,6 +60,8 @@ pub struct App {
     pub leader: crate::store::leader::Leadership,
     /// The HTTP listener's connection counters.
     pub http: Arc<crate::listener::ListenerMetrics>,
+    /// Engine inputs that made a worker panic (`/health`, `/metrics`).
+    pub quarantine: Arc<crate::quarantine::Quarantine>,
 }
 
 /// Every route, under `prefix`.
@@ -72,22 +75,23 @@ pub fn router(app: AppState, prefix: &str) -> axum::Router {
         .merge(crate::scheduled::routes::router())
         .merge(
             commands::routes(app.link.as_loopback().is_some()).route_layer(
-                axum::middleware::from_fn_with_state(app.clone(), crate::users::enforce::enforce),
+                axum::middleware::from_fn_with_state(app.clone(), access::enforce),
             ),
         )
         .route("/_internal", get(crate::ingest::internal::handler))
         // Proxies replicate the rooms through it.
         .merge(crate::proxy::replicate::router(
-            crate::proxy::replicate::Replicas::with_lineage(
+            crate::proxy::replicate::Replicas::new(
                 app.hub.clone(),
                 app.auth.clone(),
+                app.sockets.room_access().cloned(),
                 app.leader.lineage(),
             ),
         ))
         .merge(
             routes::router().route_layer(axum::middleware::from_fn_with_state(
                 app.clone(),
-                crate::users::rooms::restrict_reads,
+                access::restrict_reads,
             )),
         )
         .merge(crate::view::routes(prefix))

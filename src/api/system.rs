@@ -38,6 +38,11 @@ pub async fn health(State(app): State<AppState>) -> impl IntoResponse {
             "input_time_ms": fed,
             "output_frontier_ms": delivered,
             "lag_ms": fed.saturating_sub(delivered),
+            "panics": app.quarantine.metrics.panics.load(Ordering::Relaxed),
+            // Inputs that made a worker panic, skipped from then on: how many, and the latest
+            // described (never its payload).
+            "quarantined": app.quarantine.len(),
+            "last_quarantined": app.quarantine.last(),
         },
         "store": match &app.store {
             None => json!("disabled"),
@@ -151,6 +156,37 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         "gauge",
         &[(String::new(), internal.connections.load(Ordering::Relaxed))],
     );
+    gauge(
+        "rmf_dash_json_refused_total",
+        crate::json_limits::METRIC_HELP,
+        "counter",
+        &crate::json_limits::metrics(),
+    );
+    let q = &app.quarantine;
+    gauge(
+        "rmf_dash_engine_panics_total",
+        "Engine worker panics (each rebuilt the engine in place without the input that caused it).",
+        "counter",
+        &[(String::new(), q.metrics.panics.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "rmf_dash_quarantined_inputs_total",
+        "Inputs quarantined because they made an engine worker panic (those in memory, loaded from the store included).",
+        "counter",
+        &[(String::new(), q.len() as u64)],
+    );
+    gauge(
+        "rmf_dash_quarantine_skipped_inputs_total",
+        "Arrivals of a quarantined input skipped (live, and in the input log at restore).",
+        "counter",
+        &[(String::new(), q.metrics.skipped.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "rmf_dash_quarantine_evicted_total",
+        "Quarantine entries forgotten in memory by its bound (--max-quarantined).",
+        "counter",
+        &[(String::new(), q.metrics.evicted.load(Ordering::Relaxed))],
+    );
     let m = &app.hub.metrics;
     gauge(
         "rmf_dash_deliveries_total",
@@ -188,6 +224,15 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         "gauge",
         &[(String::new(), app.leader.term().unwrap_or(0).max(0) as u64)],
     );
+    if let Some(owner) = crate::store::local_pg::private_cluster_owner() {
+        gauge(
+            "rmf_dash_store_private_cluster_owner",
+            "1 when this process owns the private PostgreSQL of --data-dir (it stops it at exit), \
+             0 when another process owns it (this one is a client).",
+            "gauge",
+            &[(String::new(), u64::from(owner))],
+        );
+    }
     if let Some(s) = &app.store {
         let load =
             |a: &std::sync::atomic::AtomicU64| vec![(String::new(), a.load(Ordering::Relaxed))];
@@ -262,6 +307,8 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         );
     }
     app.http.write(&mut out);
+    app.sockets.write_metrics(&mut out);
+    app.feed_metrics.names.write(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

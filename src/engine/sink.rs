@@ -1,8 +1,11 @@
 //! The engine's output operator: gathers every output change on the first worker and delivers
 //! all changes of a time `t` together once the frontier has passed `t`, consolidated, retractions
-//! first (then by room). Nothing after the engine's end time is delivered.
+//! first (then by room). Nothing after the engine's end time is delivered, nor anything before a
+//! rebuilt engine's start (delivered by the engine it replaces, see `recovery`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -12,14 +15,26 @@ use rmf_dash_dataflows::prelude::*;
 
 use super::Batch;
 
-/// Sends complete-time batches of `out` to `sender` (on the worker that has one).
-pub fn complete_batches<'s>(
-    out: Coll<'s, Output>,
-    sender: Option<UnboundedSender<Batch>>,
-    probe: &ProbeHandle<Time>,
-    end: std::rc::Rc<std::cell::Cell<Time>>,
-    delivered: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
+/// Where and what the output operator delivers.
+pub struct Delivery {
+    /// Where batches go (on the worker that has it).
+    pub sender: Option<UnboundedSender<Batch>>,
+    /// Nothing after this time is delivered.
+    pub end: std::rc::Rc<std::cell::Cell<Time>>,
+    /// The output frontier, raised as batches go out (never lowered).
+    pub delivered: Arc<AtomicU64>,
+    /// Nothing before this time is delivered.
+    pub from: Time,
+}
+
+/// Sends complete-time batches of `out` as `delivery` says.
+pub fn complete_batches<'s>(out: Coll<'s, Output>, probe: &ProbeHandle<Time>, delivery: Delivery) {
+    let Delivery {
+        sender,
+        end,
+        delivered,
+        from,
+    } = delivery;
     let mut pending: BTreeMap<Time, Vec<(Output, Diff)>> = BTreeMap::new();
     let stream = out.inner.probe_with(probe);
     stream.sink(
@@ -38,7 +53,7 @@ pub fn complete_batches<'s>(
                     break;
                 }
                 let mut changes = entry.remove();
-                if t > end.get() {
+                if t > end.get() || t < from {
                     continue;
                 }
                 consolidate(&mut changes);
@@ -54,10 +69,7 @@ pub fn complete_batches<'s>(
             if sender.is_some()
                 && let Some(f) = limit
             {
-                delivered.store(
-                    f.min(end.get().saturating_add(1)),
-                    std::sync::atomic::Ordering::Release,
-                );
+                delivered.fetch_max(f.min(end.get().saturating_add(1)), Ordering::AcqRel);
             }
         },
     );

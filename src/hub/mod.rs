@@ -22,10 +22,16 @@
 //! dropping duplicates and older values; an [`Interest`] hears when a room gets its first
 //! subscriber or loses its last one, and [`Hub::evict`] forgets a room nobody follows.
 //!
+//! Bounds ([`bounds`]): a room that never had a value is freed when its last subscriber leaves;
+//! the rooms held, the rooms one client follows and the bytes waiting per socket are bounded
+//! ([`HubBounds`]), with a stated eviction order.
+//!
 //! A [`Rewrite`] (set once) changes the values of some state rooms as they enter the hub, from
 //! the engine, the store or upstream (the building map's image URLs made absolute under this
 //! server's public URL): what is delivered and read is rewritten, what is stored is not.
 
+pub mod bounds;
+pub mod drain;
 pub mod rooms;
 pub mod socketio;
 
@@ -36,11 +42,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use thiserror::Error;
 
 use rmf_dash_dataflows::derived::{Output, RoomKind};
 use rmf_dash_dataflows::prelude::Time;
 
 use crate::engine::Batch;
+
+pub use bounds::HubBounds;
+use bounds::Tier;
 
 /// Events of a stream room kept for subscribers that fall behind.
 pub const STREAM_TAIL: usize = 256;
@@ -103,6 +113,68 @@ pub struct HubMetrics {
     /// The logical time of the latest engine batch applied: every change a subscriber may
     /// have seen is of this time or earlier.
     pub applied_time: AtomicU64,
+    /// Rooms evicted because the hub held `max_rooms`, by [`Tier`].
+    pub evicted: [AtomicU64; 3],
+    /// Subscriptions refused: the client followed `max_rooms_per_client` rooms.
+    pub refused_client: AtomicU64,
+    /// Subscriptions refused: the hub held `max_rooms` and no room without a value could go.
+    pub refused_server: AtomicU64,
+}
+
+impl HubMetrics {
+    /// The counters of the hub's bounds, in Prometheus' text format.
+    pub fn write_bounds(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP rmf_dash_rooms_evicted_total Rooms nobody followed that were evicted because the hub held --max-rooms, by what they held (gone: no value; stream: events; live: a present value).\n# TYPE rmf_dash_rooms_evicted_total counter"
+        );
+        for tier in Tier::ALL {
+            let n = self.evicted[tier as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "rmf_dash_rooms_evicted_total{{reason=\"{}\"}} {n}",
+                tier.as_str()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP rmf_dash_subscribe_refused_total Subscriptions refused by a bound: the client's rooms (--max-rooms-per-client) or the server's (--max-rooms).\n# TYPE rmf_dash_subscribe_refused_total counter"
+        );
+        for (reason, n) in [
+            ("client_rooms", &self.refused_client),
+            ("server_rooms", &self.refused_server),
+        ] {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "rmf_dash_subscribe_refused_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SubscribeError {
+    #[error("unknown room")]
+    UnknownRoom,
+    #[error("too many rooms for one client (at most {0}: --max-rooms-per-client)")]
+    ClientRooms(usize),
+    #[error("the server holds too many rooms (at most {0}: --max-rooms)")]
+    ServerRooms(usize),
+}
+
+/// What makes a room (bounds differ, see [`bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A change (engine, store, upstream): may evict rooms with a value to make space, and is
+    /// never refused.
+    Change,
+    /// A subscription: may evict only rooms without a value; refused otherwise.
+    Subscription,
+    /// A replication link (bounded by its own room count): not bounded here.
+    Link,
 }
 
 struct Room {
@@ -151,11 +223,22 @@ struct Inner {
     behind: Behind,
     /// Subscriber -> its rooms (to unsubscribe everything on disconnect).
     of: HashMap<u64, BTreeSet<Arc<str>>>,
+    /// The highest sequence number of an evicted room: a room numbers its first change after
+    /// it, so that a room made again never goes back.
+    seq_floor: u64,
+    /// Rooms made or left by their last subscriber since the last eviction scan.
+    since_scan: usize,
+}
+
+/// The sequence number of a room's next change (a first change numbers after `floor`).
+fn next_seq(seq: u64, floor: u64) -> u64 {
+    if seq == 0 { floor + 1 } else { seq + 1 }
 }
 
 /// The hub. Cheap to share (`Arc<Hub>`).
 pub struct Hub {
     inner: Mutex<Inner>,
+    bounds: HubBounds,
     kind_of: rooms::Kinds,
     interest: std::sync::OnceLock<Arc<dyn Interest>>,
     rewrite: std::sync::OnceLock<Arc<dyn Rewrite>>,
@@ -186,14 +269,24 @@ impl Default for Hub {
 }
 
 impl Hub {
+    /// A hub within the default bounds.
     pub fn new() -> Self {
+        Hub::with_bounds(HubBounds::default())
+    }
+
+    pub fn with_bounds(bounds: HubBounds) -> Self {
         Hub {
             inner: Mutex::new(Inner::default()),
+            bounds,
             kind_of: rooms::Kinds::new(),
             interest: std::sync::OnceLock::new(),
             rewrite: std::sync::OnceLock::new(),
             metrics: HubMetrics::default(),
         }
+    }
+
+    pub fn bounds(&self) -> HubBounds {
+        self.bounds
     }
 
     /// Sets who hears about first and last subscribers (once; later calls are ignored).
@@ -257,18 +350,23 @@ impl Hub {
                 tracing::debug!(room, "output for a room the hub does not serve");
                 continue;
             };
+            self.admit_room(inner, room, Origin::Change);
+            let floor = inner.seq_floor;
             let (key, r) = room_entry(&mut inner.rooms, room.as_str(), kind);
             match (kind, *diff > 0) {
                 (RoomKind::State, false) => {
                     if r.record.as_deref() == Some(value.as_str()) {
                         r.record = None;
                         r.value = None;
+                        // Updated now: a room evicted later in the batch is an older one.
+                        r.t = batch.time;
                         if !touched.contains(&key) {
                             touched.push(key);
                         }
                     }
                 }
                 (RoomKind::State, true) => {
+                    r.t = batch.time;
                     r.record = Some(value.as_str().to_string());
                     r.value = Some(self.delivered(room, value.as_str()));
                     if !touched.contains(&key) {
@@ -278,7 +376,7 @@ impl Hub {
                 (RoomKind::Stream, true) => {
                     let payload = raw(value.as_str());
                     for _ in 0..*diff {
-                        r.seq += 1;
+                        r.seq = next_seq(r.seq, floor);
                         r.t = batch.time;
                         r.tail.push_back((r.seq, batch.time, payload.clone()));
                         if r.tail.len() > STREAM_TAIL {
@@ -299,11 +397,12 @@ impl Hub {
                 (RoomKind::Stream, false) => {}
             }
         }
+        let floor = inner.seq_floor;
         for key in touched {
             let Some(r) = inner.rooms.get_mut(&key) else {
                 continue;
             };
-            r.seq += 1;
+            r.seq = next_seq(r.seq, floor);
             r.t = batch.time;
             let meta = Meta {
                 seq: r.seq,
@@ -329,11 +428,13 @@ impl Hub {
     /// how many were seeded.
     pub fn seed(&self, rooms: impl IntoIterator<Item = (String, u64, Time, Option<Raw>)>) -> usize {
         let mut inner = self.inner.lock();
+        let inner = &mut *inner;
         let mut n = 0;
         for (room, seq, t, value) in rooms {
             let Some(kind) = self.kind_of.kind(&room) else {
                 continue;
             };
+            self.admit_room(inner, &room, Origin::Change);
             let (_, r) = room_entry(&mut inner.rooms, &room, kind);
             r.seq = seq;
             r.t = t;
@@ -346,18 +447,24 @@ impl Hub {
         n
     }
 
-    /// Subscribes `sub` to `room` and sends the present value of a state room at once. Returns
-    /// `false` for a room the hub does not serve (nothing changes).
-    pub fn subscribe(&self, sub: Arc<dyn Subscriber>, room: &str) -> bool {
-        let Some(kind) = self.kind_of.kind(room) else {
-            return false;
-        };
+    /// Subscribes `sub` to `room` and sends the present value of a state room at once. Refused
+    /// (nothing changes) for a room the hub does not serve, and beyond the bounds (the client's
+    /// rooms, the hub's rooms: see [`bounds`]).
+    pub fn subscribe(&self, sub: Arc<dyn Subscriber>, room: &str) -> Result<(), SubscribeError> {
+        let kind = self.kind_of.kind(room).ok_or(SubscribeError::UnknownRoom)?;
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let (key, r) = room_entry(&mut inner.rooms, room, kind);
-        if r.subscribers.iter().any(|s| s.id() == sub.id()) {
-            return true; // Already subscribed: nothing is delivered twice.
+        if let Some(r) = inner.rooms.get(room)
+            && r.subscribers.iter().any(|s| s.id() == sub.id())
+        {
+            return Ok(()); // Already subscribed: nothing is delivered twice.
         }
+        self.within_client_bound(inner, sub.id())?;
+        if !self.admit_room(inner, room, Origin::Subscription) {
+            self.metrics.refused_server.fetch_add(1, Ordering::Relaxed);
+            return Err(SubscribeError::ServerRooms(self.bounds.max_rooms));
+        }
+        let (key, r) = room_entry(&mut inner.rooms, room, kind);
         r.subscribers.push(sub.clone());
         if r.subscribers.len() == 1 {
             self.interest_changed(&key);
@@ -375,18 +482,95 @@ impl Hub {
             queue(&mut outbox, &key, [&sub], r.value.as_ref(), meta);
             self.send(inner, outbox);
         }
-        true
+        Ok(())
+    }
+
+    /// Refuses (and counts) a new subscription of `sub` when it follows as many rooms as a
+    /// client may.
+    fn within_client_bound(&self, inner: &Inner, sub: u64) -> Result<(), SubscribeError> {
+        let max = self.bounds.max_rooms_per_client;
+        if max > 0 && inner.of.get(&sub).map_or(0, BTreeSet::len) >= max {
+            self.metrics.refused_client.fetch_add(1, Ordering::Relaxed);
+            return Err(SubscribeError::ClientRooms(max));
+        }
+        Ok(())
+    }
+
+    /// Whether a room named `room` may be made (always when it exists): when the hub holds
+    /// `max_rooms`, rooms nobody follows are evicted first (see [`bounds`]). Rooms made from a
+    /// change are never refused (at most one batch over the bound while no scan is due).
+    fn admit_room(&self, inner: &mut Inner, room: &str, origin: Origin) -> bool {
+        if inner.rooms.contains_key(room) {
+            return true;
+        }
+        let max = self.bounds.max_rooms;
+        let admitted = max == 0
+            || origin == Origin::Link
+            || inner.rooms.len() < max
+            || self.evict_for(inner, origin)
+            || origin == Origin::Change;
+        if admitted {
+            inner.since_scan += 1;
+        }
+        admitted
+    }
+
+    /// Evicts rooms to bring the hub one batch below `max_rooms` (when a scan is due: once per
+    /// batch of rooms made or left since the last one); whether there is space now.
+    fn evict_for(&self, inner: &mut Inner, origin: Origin) -> bool {
+        let (max, batch) = (self.bounds.max_rooms, self.bounds.batch());
+        if inner.since_scan < batch {
+            return false;
+        }
+        inner.since_scan = 0;
+        let up_to = match origin {
+            Origin::Change => Tier::Live,
+            Origin::Subscription | Origin::Link => Tier::Gone,
+        };
+        let want = inner.rooms.len() + batch - max;
+        let mut live = Vec::new();
+        for (tier, key) in bounds::victims(&inner.rooms, want, up_to) {
+            if let Some(r) = inner.rooms.remove(&key) {
+                inner.seq_floor = inner.seq_floor.max(r.seq);
+                self.metrics.evicted[tier as usize].fetch_add(1, Ordering::Relaxed);
+                if tier == Tier::Live {
+                    live.push(key);
+                }
+            }
+        }
+        if !live.is_empty() {
+            let some: Vec<&str> = live.iter().take(5).map(|k| &**k).collect();
+            tracing::warn!(
+                max_rooms = max,
+                evicted = live.len(),
+                rooms = ?some,
+                "the hub holds --max-rooms rooms: evicted the present value of rooms nobody follows (oldest-updated first; each comes back with its next change)"
+            );
+        }
+        inner.rooms.len() < max
+    }
+
+    /// Takes `sub` out of `room`'s subscribers; a room left by its last subscriber is told to
+    /// the interest and, when it never had a value, freed.
+    fn leave(&self, inner: &mut Inner, room: &str, sub: u64) {
+        let Some(r) = inner.rooms.get_mut(room) else {
+            return;
+        };
+        let before = r.subscribers.len();
+        r.subscribers.retain(|s| s.id() != sub);
+        if before > 0 && r.subscribers.is_empty() {
+            inner.since_scan += 1;
+            if r.seq == 0 {
+                inner.rooms.remove(room);
+            }
+            self.interest_changed(room);
+        }
     }
 
     pub fn unsubscribe(&self, sub: u64, room: &str) {
         let mut inner = self.inner.lock();
-        if let Some(r) = inner.rooms.get_mut(room) {
-            let before = r.subscribers.len();
-            r.subscribers.retain(|s| s.id() != sub);
-            if before > 0 && r.subscribers.is_empty() {
-                self.interest_changed(room);
-            }
-        }
+        let inner = &mut *inner;
+        self.leave(inner, room, sub);
         if let Some(rooms) = inner.of.get_mut(&sub) {
             rooms.remove(room);
         }
@@ -397,18 +581,18 @@ impl Hub {
 
     /// Forgets a subscriber everywhere (disconnect).
     pub fn remove(&self, sub: u64) {
-        let mut inner = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         let rooms = inner.of.remove(&sub).unwrap_or_default();
         for room in rooms {
-            if let Some(r) = inner.rooms.get_mut(&room) {
-                let before = r.subscribers.len();
-                r.subscribers.retain(|s| s.id() != sub);
-                if before > 0 && r.subscribers.is_empty() {
-                    self.interest_changed(&room);
-                }
-            }
+            self.leave(inner, &room, sub);
         }
         inner.behind.remove(&sub);
+        let shrunk = bounds::shrink(&mut inner.rooms) | bounds::shrink(&mut inner.of);
+        drop(guard);
+        if shrunk {
+            bounds::give_back();
+        }
     }
 
     /// Subscribes a replication link (a proxy downstream) to `room` and sends, in order and
@@ -425,6 +609,7 @@ impl Hub {
         };
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
+        self.admit_room(inner, room, Origin::Link);
         let (key, r) = room_entry(&mut inner.rooms, room, kind);
         if !r.subscribers.iter().any(|s| s.id() == sub.id()) {
             r.subscribers.push(sub.clone());
@@ -496,6 +681,7 @@ impl Hub {
             let Some(kind) = self.kind_of.kind(room) else {
                 continue;
             };
+            self.admit_room(inner, room, Origin::Change);
             let (key, r) = room_entry(&mut inner.rooms, room, kind);
             if meta.seq <= r.seq {
                 continue;
@@ -737,13 +923,7 @@ impl Hub {
             .coalesced
             .fetch_add(coalesced, Ordering::Relaxed);
         for (room, id) in closed {
-            if let Some(r) = inner.rooms.get_mut(&room) {
-                let before = r.subscribers.len();
-                r.subscribers.retain(|s| s.id() != id);
-                if before > 0 && r.subscribers.is_empty() {
-                    self.interest_changed(&room);
-                }
-            }
+            self.leave(inner, &room, id);
         }
     }
 }

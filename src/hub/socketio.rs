@@ -4,7 +4,7 @@
 //! change emitted as an event named after the room with the payload as first argument and
 //! `{seq, t, sent_ms}` as second. Errors go to the offending socket only (`subscribe_error`, and
 //! the acknowledgement when one is asked for). Rooms restricted by role (`--room-permission`,
-//! [`crate::users::rooms`]) are refused to users without the permission.
+//! [`crate::access::rooms`]) are refused to users without the permission.
 //!
 //! Memory per connected socket is bounded here, for the main process and proxies alike
 //! ([`layer`], [`mount`]): about 20 KiB for an idle websocket client (engineioxide's packet
@@ -15,29 +15,46 @@
 //! costs at most its queue, engineioxide's websocket write buffer (128 KiB plus one message,
 //! fixed by engineioxide) and the kernel's socket buffer.
 //!
+//! Bounds ([`super::bounds`]): a socket's outgoing queue holds at most `--socket-queue-bytes`
+//! (8 MiB) besides its [`QUEUE`] packets: each delivery reserves its bytes and the hub coalesces
+//! as for a full queue when they would pass the bound ([`super::drain`] reads what left, from the
+//! connection's writes or the polling responses); both are counted
+//! (`rmf_dash_socket_queue_full_total{reason="packets|bytes"}`). A socket follows at most
+//! `--max-rooms-per-client` rooms; a subscription refused by a bound answers `subscribe_error`
+//! with the bound's flag, is counted, and is warned about once per socket with its user, sid and
+//! address.
+//!
 //! Writes: engineioxide's per-socket task writes every packet queued for its socket, then
 //! flushes once (one `send`); at a dashboard's few deliveries per second per socket most packets
 //! are alone in their queue (BENCHMARKS.md, "Proxy load test", measures where the time goes).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{OriginalUri, Request};
-use axum::http::{HeaderValue, Uri};
+use axum::extract::{ConnectInfo, OriginalUri, Request};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::handler::{FromMessageParts, Value};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
-use socketioxide::{SendError, SocketError, SocketIo};
+use socketioxide::{SendError, SocketError, SocketIo, TransportType};
 
-use super::{Hub, Meta, Sent, Subscriber};
-use crate::api::auth::{Auth, AuthError, User};
-use crate::users::rooms::{Grants, Refusal, RoomAccess};
+use super::drain::{self, Queue};
+use super::{Hub, Meta, Sent, SubscribeError, Subscriber};
+use crate::access::rooms::{Grants, Refusal, RoomAccess};
+use crate::access::token::{Auth, AuthError, User};
+use crate::listener::Written;
+use payload::Checked;
+
+mod payload;
 
 /// What the socket handlers share.
 pub struct SocketState {
@@ -47,6 +64,17 @@ pub struct SocketState {
     rooms: Option<Arc<RoomAccess>>,
     next_id: AtomicU64,
     pub connections: AtomicU64,
+    /// Deliveries that found a socket's queue full, by bound.
+    pub queue_full: Arc<QueueFull>,
+}
+
+/// Deliveries that found a socket's queue full (the hub coalesced them).
+#[derive(Debug, Default)]
+pub struct QueueFull {
+    /// [`QUEUE`] packets waited.
+    pub packets: AtomicU64,
+    /// `--socket-queue-bytes` would have been passed.
+    pub bytes: AtomicU64,
 }
 
 impl SocketState {
@@ -59,7 +87,28 @@ impl SocketState {
             rooms,
             next_id: AtomicU64::new(1),
             connections: AtomicU64::new(0),
+            queue_full: Arc::default(),
         })
+    }
+
+    /// The counters of the hub's and the sockets' bounds, in Prometheus' text format.
+    pub fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        self.hub.metrics.write_bounds(out);
+        let _ = writeln!(
+            out,
+            "# HELP rmf_dash_socket_queue_full_total Deliveries that found a socket's queue full and were coalesced, by bound (packets: {QUEUE} packets; bytes: --socket-queue-bytes).\n# TYPE rmf_dash_socket_queue_full_total counter"
+        );
+        for (reason, n) in [
+            ("packets", &self.queue_full.packets),
+            ("bytes", &self.queue_full.bytes),
+        ] {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "rmf_dash_socket_queue_full_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
     }
 
     /// The room rules in force (`None`: no rule, or authentication off).
@@ -80,12 +129,18 @@ struct Conn {
     token: Option<Arc<str>>,
     /// Taken by each subscription in turn (see [`subscribe`]).
     turn: Arc<tokio::sync::Mutex<()>>,
+    /// The bytes of its outgoing queue.
+    queue: Arc<Queue>,
+    /// Whether a subscription refused by a bound was warned about already.
+    warned: Arc<AtomicBool>,
 }
 
 /// A socket as a hub subscriber.
 struct SocketSub {
     id: u64,
     socket: SocketRef,
+    queue: Arc<Queue>,
+    full: Arc<QueueFull>,
 }
 
 impl Subscriber for SocketSub {
@@ -94,15 +149,27 @@ impl Subscriber for SocketSub {
     }
 
     fn send(&self, room: &str, value: Option<&RawValue>, meta: Meta) -> Sent {
-        match self.socket.emit(room, &(value, meta)) {
-            Ok(()) => Sent::Ok,
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => Sent::Full,
+        // What the delivery takes at least on the wire: its room's name and its value.
+        let size = (room.len() + value.map_or(4, |v| v.get().len())) as u64;
+        let websocket = self.socket.transport_type() == TransportType::Websocket;
+        let Some(reserved) = self.queue.reserve(size, websocket) else {
+            self.full.bytes.fetch_add(1, Ordering::Relaxed);
+            return Sent::Full;
+        };
+        let sent = match self.socket.emit(room, &(value, meta)) {
+            Ok(()) => return Sent::Ok,
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                self.full.packets.fetch_add(1, Ordering::Relaxed);
+                Sent::Full
+            }
             Err(SendError::Socket(SocketError::Closed)) => Sent::Closed,
             Err(e) => {
                 tracing::warn!(room, "emit failed: {e}");
                 Sent::Ok
             }
-        }
+        };
+        self.queue.release(reserved);
+        sent
     }
 }
 
@@ -134,33 +201,63 @@ pub fn layer(state: Arc<SocketState>, prefix: &str) -> (SocketIoLayer, SocketIo)
         .ping_timeout(Duration::from_secs(20))
         .max_buffer_size(QUEUE)
         .ws_read_buffer_size(WS_READ_BUFFER)
+        .max_payload(crate::json_limits::limits().max_bytes as u64)
         .with_state(state)
         .build_layer();
     io.ns("/", connected.with(authenticate));
     (layer, io)
 }
 
-/// Serves socket.io in front of `router`: the socket.io layer, and before it [`own_request`].
+/// Serves socket.io in front of `router`: the socket.io layer, and before it [`http`].
 pub fn mount<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     layer: SocketIoLayer,
 ) -> Router<S> {
-    router
-        .layer(layer)
-        .layer(axum::middleware::map_request(own_request))
+    router.layer(layer).layer(axum::middleware::from_fn(http))
+}
+
+/// Every socket.io HTTP request: its parts get allocations of their own ([`own_parts`]), and
+/// what leaves for a socket is counted for its queue's bound ([`drain`]): an upgrade to a
+/// websocket tells which connection the socket now writes on, and a polling response counts
+/// as it is sent.
+async fn http(mut req: Request, next: Next) -> Response {
+    if !req.uri().path().contains("/socket.io") {
+        return next.run(req).await;
+    }
+    own_parts(&mut req);
+    let query = req.uri().query().unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    let (sid, transport) = (param("sid"), param("transport"));
+    let written = req.extensions().get::<Written>().cloned();
+    let get = req.method() == Method::GET;
+    let response = next.run(req).await;
+    let Some(sid) = sid else {
+        return response;
+    };
+    match (transport.as_deref(), response.status()) {
+        (Some("websocket"), StatusCode::SWITCHING_PROTOCOLS) => {
+            if let Some(written) = written {
+                drain::upgraded(&sid, &written);
+            }
+            response
+        }
+        (Some("polling"), StatusCode::OK) if get => match drain::polled(&sid) {
+            Some(count) => response.map(|body| drain::count_polled(body, count)),
+            None => response,
+        },
+        _ => response,
+    }
 }
 
 /// Gives a socket.io request's header values and URIs allocations of their own. hyper parses
 /// them as slices of the connection's read buffer (16 KiB after the handshake) and engineioxide
 /// keeps the request's parts for the life of the socket: without the copy every connected
 /// socket would keep that whole buffer (8 of the 28 KiB an idle socket cost).
-async fn own_request(mut req: Request) -> Request {
-    if req.uri().path().contains("/socket.io") {
-        own_parts(&mut req);
-    }
-    req
-}
-
 fn own_parts(req: &mut Request) {
     for value in req.headers_mut().values_mut() {
         if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
@@ -185,7 +282,7 @@ async fn connected(_socket: SocketRef) {}
 /// the connect handler they could miss the first events a fast client sends).
 async fn authenticate(
     socket: SocketRef,
-    TryData(auth): TryData<AuthData>,
+    Checked(auth): Checked<AuthData>,
     State(state): State<Arc<SocketState>>,
 ) -> Result<(), AuthError> {
     let token = auth.ok().and_then(|a| a.token);
@@ -202,12 +299,45 @@ async fn authenticate(
         token: token
             .filter(|_| rooms.is_some_and(|r| r.needs_token()))
             .map(Arc::from),
+        queue: queue_of(&socket, &state),
+        warned: Default::default(),
     });
     state.connections.fetch_add(1, Ordering::Relaxed);
     socket.on("subscribe", subscribe);
     socket.on("unsubscribe", unsubscribe);
     socket.on_disconnect(disconnect);
     Ok(())
+}
+
+/// The byte count of a socket's outgoing queue: a socket on a websocket from the start writes on
+/// the connection it connected with; one that polls first is told its websocket when it
+/// upgrades ([`http`]).
+fn queue_of(socket: &SocketRef, state: &SocketState) -> Arc<Queue> {
+    let written = (socket.transport_type() == TransportType::Websocket)
+        .then(|| socket.req_parts().extensions.get::<Written>())
+        .flatten();
+    let limit = state.hub.bounds().socket_queue_bytes;
+    Queue::new(socket.id.as_str(), limit, written)
+}
+
+/// Warns, once per socket, that a bound refused one of its subscriptions (later ones are
+/// counted only).
+fn warn_refused(socket: &SocketRef, conn: &Conn, room: &str, e: &SubscribeError) {
+    if conn.warned.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let peer = socket
+        .req_parts()
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    tracing::warn!(
+        user = %conn.user.username,
+        sid = %socket.id,
+        peer = ?peer,
+        room,
+        "socket.io subscription refused: {e} (further refusals of this socket are only counted)"
+    );
 }
 
 /// The room of a `{room}` request, URL-decoded.
@@ -297,7 +427,7 @@ const CONNECT_WINDOW: Duration = Duration::from_secs(2);
 
 async fn subscribe(
     socket: SocketRef,
-    TryData(req): TryData<RoomRequest>,
+    Checked(req): Checked<RoomRequest>,
     State(state): State<Arc<SocketState>>,
     ack: Ack,
 ) {
@@ -321,12 +451,20 @@ async fn subscribe(
     let sub = Arc::new(SocketSub {
         id: conn.id,
         socket: socket.clone(),
+        queue: conn.queue.clone(),
+        full: state.queue_full.clone(),
     });
-    if state.hub.subscribe(sub, &room) {
-        tracing::debug!(user = %conn.user.username, room, "subscribed");
-        ack.send(&serde_json::json!({"room": room})).await;
-    } else {
-        refuse(&socket, ack, Some(&room), "unknown room").await;
+    match state.hub.subscribe(sub, &room) {
+        Ok(()) => {
+            tracing::debug!(user = %conn.user.username, room, "subscribed");
+            ack.send(&serde_json::json!({"room": room})).await;
+        }
+        Err(e) => {
+            if e != SubscribeError::UnknownRoom {
+                warn_refused(&socket, &conn, &room, &e);
+            }
+            refuse(&socket, ack, Some(&room), &e.to_string()).await;
+        }
     }
 }
 
@@ -344,7 +482,7 @@ async fn may_read(state: &SocketState, conn: &Conn, room: &str) -> Result<(), St
 
 async fn unsubscribe(
     socket: SocketRef,
-    TryData(req): TryData<RoomRequest>,
+    Checked(req): Checked<RoomRequest>,
     State(state): State<Arc<SocketState>>,
     ack: Ack,
 ) {

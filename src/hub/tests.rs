@@ -62,7 +62,7 @@ fn sticky_value_first_then_every_change_in_sequence() {
         vec![change(DOOR, "1", -1), change(DOOR, "2", 1)],
     ));
     let a = Fake::new(1);
-    assert!(hub.subscribe(a.clone(), DOOR));
+    assert!(hub.subscribe(a.clone(), DOOR).is_ok());
     hub.apply(&batch(
         30,
         vec![change(DOOR, "2", -1), change(DOOR, "3", 1)],
@@ -78,8 +78,8 @@ fn double_subscribe_delivers_once() {
     let hub = Hub::new();
     hub.apply(&batch(10, vec![change(DOOR, "1", 1)]));
     let a = Fake::new(1);
-    assert!(hub.subscribe(a.clone(), DOOR));
-    assert!(hub.subscribe(a.clone(), DOOR));
+    assert!(hub.subscribe(a.clone(), DOOR).is_ok());
+    assert!(hub.subscribe(a.clone(), DOOR).is_ok());
     hub.apply(&batch(
         20,
         vec![change(DOOR, "1", -1), change(DOOR, "2", 1)],
@@ -94,7 +94,7 @@ fn double_subscribe_delivers_once() {
 fn a_room_without_entity_yet_gets_the_first_value() {
     let hub = Hub::new();
     let a = Fake::new(1);
-    assert!(hub.subscribe(a.clone(), "/doors/later/state"));
+    assert!(hub.subscribe(a.clone(), "/doors/later/state").is_ok());
     assert!(a.got().is_empty());
     hub.apply(&batch(
         10,
@@ -110,8 +110,14 @@ fn a_room_without_entity_yet_gets_the_first_value() {
 fn unknown_rooms_are_refused_and_change_nothing() {
     let hub = Hub::new();
     let a = Fake::new(1);
-    assert!(!hub.subscribe(a.clone(), "/doors/d1"));
-    assert!(!hub.subscribe(a, "/secret"));
+    assert_eq!(
+        hub.subscribe(a.clone(), "/doors/d1"),
+        Err(SubscribeError::UnknownRoom)
+    );
+    assert_eq!(
+        hub.subscribe(a, "/secret"),
+        Err(SubscribeError::UnknownRoom)
+    );
     assert_eq!(hub.sizes(), (0, 0, 0));
 }
 
@@ -120,7 +126,7 @@ fn a_retracted_condition_is_delivered_as_null() {
     let hub = Hub::new();
     let room = "/robots/f/r/battery_low";
     let a = Fake::new(1);
-    hub.subscribe(a.clone(), room);
+    hub.subscribe(a.clone(), room).expect("subscribed");
     hub.apply(&batch(10, vec![change(room, "{\"low\":1}", 1)]));
     hub.apply(&batch(20, vec![change(room, "{\"low\":1}", -1)]));
     assert_eq!(
@@ -141,8 +147,8 @@ fn a_slow_subscriber_gets_the_latest_value_and_never_stalls_others() {
     let hub = Hub::new();
     let slow = Fake::new(1);
     let fast = Fake::new(2);
-    hub.subscribe(slow.clone(), DOOR);
-    hub.subscribe(fast.clone(), DOOR);
+    hub.subscribe(slow.clone(), DOOR).expect("subscribed");
+    hub.subscribe(fast.clone(), DOOR).expect("subscribed");
     slow.full.store(true, Ordering::Relaxed);
     for (t, v) in [(10, "1"), (20, "2"), (30, "3")] {
         let mut changes = Vec::new();
@@ -168,7 +174,7 @@ fn a_slow_stream_subscriber_gets_the_events_still_in_the_tail() {
     let hub = Hub::new();
     let room = "/alerts/requests";
     let slow = Fake::new(1);
-    hub.subscribe(slow.clone(), room);
+    hub.subscribe(slow.clone(), room).expect("subscribed");
     hub.apply(&batch(10, vec![change(room, "0", 1)]));
     slow.full.store(true, Ordering::Relaxed);
     for i in 1..=(STREAM_TAIL as u64 + 10) {
@@ -188,10 +194,11 @@ fn a_slow_stream_subscriber_gets_the_events_still_in_the_tail() {
 fn unsubscribe_and_remove_stop_deliveries() {
     let hub = Hub::new();
     let a = Fake::new(1);
-    hub.subscribe(a.clone(), DOOR);
+    hub.subscribe(a.clone(), DOOR).expect("subscribed");
     hub.unsubscribe(1, DOOR);
     hub.apply(&batch(10, vec![change(DOOR, "1", 1)]));
-    hub.subscribe(a.clone(), "/doors/d2/state");
+    hub.subscribe(a.clone(), "/doors/d2/state")
+        .expect("subscribed");
     hub.remove(1);
     hub.apply(&batch(20, vec![change("/doors/d2/state", "2", 1)]));
     assert!(a.got().is_empty());
@@ -210,7 +217,7 @@ fn meta(seq: u64) -> Meta {
 fn remote_values_keep_upstream_seqs_and_drop_duplicates_and_older_ones() {
     let hub = Hub::new();
     let a = Fake::new(1);
-    hub.subscribe(a.clone(), DOOR);
+    hub.subscribe(a.clone(), DOOR).expect("subscribed");
     assert!(hub.apply_remote(DOOR, Some(raw("5")), meta(5)));
     assert!(
         !hub.apply_remote(DOOR, Some(raw("5")), meta(5)),
@@ -232,7 +239,7 @@ fn remote_values_keep_upstream_seqs_and_drop_duplicates_and_older_ones() {
     );
     // A later subscriber gets the present state with the upstream seq.
     let b = Fake::new(2);
-    hub.subscribe(b.clone(), DOOR);
+    hub.subscribe(b.clone(), DOOR).expect("subscribed");
     assert_eq!(b.got(), vec![(DOOR.into(), "null".into(), 7)]);
 }
 
@@ -241,7 +248,7 @@ fn remote_stream_events_are_delivered_and_markers_only_move_the_seq() {
     let hub = Hub::new();
     let room = "/alerts/requests";
     let a = Fake::new(1);
-    hub.subscribe(a.clone(), room);
+    hub.subscribe(a.clone(), room).expect("subscribed");
     assert!(hub.apply_remote(room, None, meta(10)));
     assert!(!hub.apply_remote(room, Some(raw("\"old\"")), meta(10)));
     assert!(hub.apply_remote(room, Some(raw("\"e11\"")), meta(11)));
@@ -316,9 +323,10 @@ fn interest_hears_first_and_last_subscribers_and_evict_forgets_unfollowed_rooms(
     let watch = Arc::new(Watch::default());
     hub.set_interest(watch.clone());
     let (a, b) = (Fake::new(1), Fake::new(2));
-    hub.subscribe(a.clone(), DOOR); // first: heard
-    hub.subscribe(b.clone(), DOOR); // second: not heard
-    hub.subscribe(a.clone(), "/doors/d2/state"); // first: heard
+    hub.subscribe(a.clone(), DOOR).expect("subscribed"); // first: heard
+    hub.subscribe(b.clone(), DOOR).expect("subscribed"); // second: not heard
+    hub.subscribe(a.clone(), "/doors/d2/state")
+        .expect("subscribed"); // first: heard
     assert!(hub.has_subscribers(DOOR));
     hub.apply_remote(DOOR, Some(raw("1")), meta(1));
     assert!(!hub.evict(DOOR), "a followed room is kept");
@@ -332,7 +340,8 @@ fn interest_hears_first_and_last_subscribers_and_evict_forgets_unfollowed_rooms(
     );
     assert!(hub.evict(DOOR));
     assert!(hub.get(DOOR).is_none());
-    assert_eq!(hub.sizes(), (1, 0, 0));
+    // d2 never had a value: freed with its last subscriber.
+    assert_eq!(hub.sizes(), (0, 0, 0));
 }
 
 #[test]
@@ -345,7 +354,7 @@ fn seeded_rooms_are_served_and_numbered_after_their_stored_seq() {
     ]);
     assert_eq!(seeded, 2);
     let sub = Fake::new(1);
-    hub.subscribe(sub.clone(), DOOR);
+    hub.subscribe(sub.clone(), DOOR).expect("subscribed");
     assert_eq!(sub.got(), vec![(DOOR.into(), "{\"m\":1}".into(), 5)]);
     // The stored record is retracted like one the engine sent.
     let seqs = hub.apply_with_seqs(&batch(
@@ -397,7 +406,7 @@ fn a_batch_is_sent_grouped_by_subscriber_in_order() {
                 id,
                 log: log.clone(),
             });
-            assert!(hub.subscribe(sub, room));
+            assert!(hub.subscribe(sub, room).is_ok());
         }
     }
     hub.apply(&batch(
@@ -431,4 +440,188 @@ fn a_batch_is_sent_grouped_by_subscriber_in_order() {
     let want = |id| [sent(id, D2, 5), sent(id, DOOR, 7), sent(id, D2, 6)];
     let grouped: Vec<_> = want(1).into_iter().chain(want(2)).collect();
     assert_eq!(*log.lock(), grouped);
+}
+
+/// Closed after its first delivery.
+struct Closing(u64);
+
+impl Subscriber for Closing {
+    fn id(&self) -> u64 {
+        self.0
+    }
+
+    fn send(&self, _: &str, _: Option<&RawValue>, _: Meta) -> Sent {
+        Sent::Closed
+    }
+}
+
+#[test]
+fn a_room_that_never_had_a_value_is_freed_with_its_last_subscriber() {
+    let hub = Hub::new();
+    let (a, b) = (Fake::new(1), Fake::new(2));
+    for i in 0..100 {
+        hub.subscribe(a.clone(), &format!("/doors/ghost{i}/state"))
+            .expect("subscribed");
+    }
+    hub.subscribe(b.clone(), "/doors/ghost0/state")
+        .expect("subscribed");
+    assert_eq!(hub.sizes(), (100, 101, 0));
+    hub.unsubscribe(1, "/doors/ghost1/state");
+    assert_eq!(hub.sizes(), (99, 100, 0));
+    hub.remove(1);
+    assert_eq!(hub.sizes(), (1, 1, 0), "ghost0 is still followed by b");
+    hub.remove(2);
+    assert_eq!(hub.sizes(), (0, 0, 0));
+    // A room whose value went away is kept: a subscriber learns it ended (null).
+    hub.apply(&batch(10, vec![change(DOOR, "1", 1)]));
+    hub.apply(&batch(20, vec![change(DOOR, "1", -1)]));
+    hub.subscribe(a.clone(), DOOR).expect("subscribed");
+    hub.remove(1);
+    assert_eq!(hub.sizes(), (1, 0, 0));
+    // A subscriber whose transport closed leaves its never-seen room too.
+    let room = "/doors/late/state";
+    hub.subscribe(Arc::new(Closing(3)), room)
+        .expect("subscribed");
+    hub.apply(&batch(30, vec![change(room, "1", 1)]));
+    assert_eq!(
+        hub.get(room).map(|(seq, _)| seq),
+        Some(1),
+        "kept: it has a value now"
+    );
+    let ghost = "/doors/ghost/state";
+    hub.subscribe(Arc::new(Closing(4)), ghost)
+        .expect("subscribed");
+    hub.subscribe(Arc::new(Closing(5)), ghost)
+        .expect("subscribed");
+    hub.apply(&batch(40, vec![change(room, "2", 1)]));
+    assert!(
+        hub.get(ghost).is_some(),
+        "its subscribers had nothing to fail on"
+    );
+    hub.remove(4);
+    hub.remove(5);
+    assert!(hub.get(ghost).is_none());
+}
+
+#[test]
+fn sticky_subscriptions_survive_being_freed() {
+    let hub = Hub::new();
+    let a = Fake::new(1);
+    let room = "/doors/later/state";
+    hub.subscribe(a.clone(), room).expect("subscribed");
+    hub.unsubscribe(1, room);
+    hub.subscribe(a.clone(), room).expect("subscribed");
+    hub.apply(&batch(10, vec![change(room, "1", 1)]));
+    assert_eq!(a.got(), vec![(room.into(), "1".into(), 1)]);
+}
+
+fn bounded(max_rooms: usize, max_rooms_per_client: usize) -> Hub {
+    Hub::with_bounds(HubBounds {
+        max_rooms,
+        max_rooms_per_client,
+        ..HubBounds::default()
+    })
+}
+
+#[test]
+fn a_client_follows_at_most_its_bound_of_rooms() {
+    let hub = bounded(0, 3);
+    let (a, b) = (Fake::new(1), Fake::new(2));
+    for d in ["d1", "d2", "d3"] {
+        hub.subscribe(a.clone(), &format!("/doors/{d}/state"))
+            .expect("subscribed");
+    }
+    assert_eq!(
+        hub.subscribe(a.clone(), "/doors/d4/state"),
+        Err(SubscribeError::ClientRooms(3))
+    );
+    assert!(
+        hub.subscribe(a.clone(), "/doors/d1/state").is_ok(),
+        "already followed"
+    );
+    assert!(
+        hub.subscribe(b.clone(), "/doors/d4/state").is_ok(),
+        "per client"
+    );
+    hub.unsubscribe(1, "/doors/d3/state");
+    assert!(hub.subscribe(a.clone(), "/doors/d4/state").is_ok());
+    assert_eq!(hub.metrics.refused_client.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        SubscribeError::ClientRooms(3).to_string(),
+        "too many rooms for one client (at most 3: --max-rooms-per-client)"
+    );
+}
+
+#[test]
+fn a_full_hub_evicts_rooms_nobody_follows_in_tier_then_age_order() {
+    // 100 rooms at most, evicted one at a time (1%).
+    let hub = bounded(100, 0);
+    let a = Fake::new(1);
+    let door = |i: usize| format!("/doors/d{i}/state");
+    // 10 followed rooms with values, 20 gone ones (value retracted), 20 stream rooms, 50 live.
+    let mut changes = Vec::new();
+    for i in 0..10 {
+        changes.push(change(&door(i), "1", 1));
+    }
+    hub.apply(&batch(1, changes));
+    for i in 0..10 {
+        hub.subscribe(a.clone(), &door(i)).expect("subscribed");
+    }
+    let gone: Vec<_> = (10..30).map(door).collect();
+    hub.apply(&batch(2, gone.iter().map(|r| change(r, "1", 1)).collect()));
+    hub.apply(&batch(3, gone.iter().map(|r| change(r, "1", -1)).collect()));
+    let log = |i: usize| format!("/tasks/t{i}/log");
+    for i in 0..20 {
+        hub.apply(&batch(10 + i as u64, vec![change(&log(i), "{}", 1)]));
+    }
+    for i in 30..80 {
+        hub.apply(&batch(100 + i as u64, vec![change(&door(i), "1", 1)]));
+    }
+    assert_eq!(hub.sizes().0, 100);
+    // New rooms from changes: the gone rooms go first, the oldest stream rooms next.
+    for i in 80..110 {
+        hub.apply(&batch(200, vec![change(&door(i), "1", 1)]));
+    }
+    assert_eq!(hub.sizes().0, 100);
+    let evicted = |t: Tier| hub.metrics.evicted[t as usize].load(Ordering::Relaxed);
+    assert_eq!(
+        (
+            evicted(Tier::Gone),
+            evicted(Tier::Stream),
+            evicted(Tier::Live)
+        ),
+        (20, 10, 0)
+    );
+    assert!(hub.get(&log(9)).is_none() && hub.get(&log(10)).is_some());
+    // A subscription to a new room may not take a value's place.
+    assert_eq!(
+        hub.subscribe(a.clone(), "/doors/ghost/state"),
+        Err(SubscribeError::ServerRooms(100))
+    );
+    assert_eq!(hub.metrics.refused_server.load(Ordering::Relaxed), 1);
+    // More changes: the other stream rooms, then the oldest live values (never followed ones).
+    for i in 110..125 {
+        hub.apply(&batch(300, vec![change(&door(i), "1", 1)]));
+    }
+    assert_eq!((evicted(Tier::Stream), evicted(Tier::Live)), (20, 5));
+    assert!(hub.get(&door(34)).is_none() && hub.get(&door(35)).is_some());
+    assert!(
+        (0..10).all(|i| hub.get(&door(i)).is_some()),
+        "followed rooms stay"
+    );
+}
+
+#[test]
+fn a_room_made_again_after_an_eviction_never_goes_back_in_sequence() {
+    let hub = bounded(2, 0);
+    let log = "/tasks/t/log";
+    for t in 1..=5 {
+        hub.apply(&batch(t, vec![change(log, "{}", 1)]));
+    }
+    hub.apply(&batch(6, vec![change(DOOR, "1", 1)]));
+    hub.apply(&batch(7, vec![change("/doors/d2/state", "1", 1)]));
+    assert!(hub.get(log).is_none(), "the stream room went first");
+    hub.apply(&batch(8, vec![change(log, "{}", 1)]));
+    assert_eq!(hub.held(log), Some((6, 8)), "numbered after the 5 it had");
+    assert!(hub.get(DOOR).is_none(), "the oldest value made space");
 }

@@ -81,6 +81,8 @@ pub struct FeedMetrics {
     pub invalid: [AtomicU64; 3],
     /// The latest logical time fed.
     pub time: AtomicU64,
+    /// Fleet and robot names taken in, and inputs dropped beyond their bounds.
+    pub names: super::admission::NameMetrics,
 }
 
 /// One image of a building map level: its encoding (`png`, ...) and bytes.
@@ -143,6 +145,8 @@ pub struct Feeder {
     input_log: Option<InputLog>,
     /// The latest time the engine was advanced to (inputs of an earlier time take this one).
     advanced: Time,
+    /// The fleet and robot names taken in (unbounded unless set).
+    admission: super::admission::Admission,
 }
 
 /// A tap on the inputs fed to the engine: `(logical time, inputs of one engine command)`.
@@ -168,7 +172,13 @@ impl Feeder {
             images: Arc::new(MapImages::default()),
             input_log: None,
             advanced: 0,
+            admission: Default::default(),
         }
+    }
+
+    /// Bounds the fleet and robot names taken in (see [`super::admission`]).
+    pub fn set_name_bounds(&mut self, bounds: super::admission::NameBounds) {
+        self.admission = super::admission::Admission::new(bounds);
     }
 
     /// Sends every engine command's inputs to `log` first (with the time the engine takes them
@@ -233,7 +243,10 @@ impl Feeder {
             self.images.replace(map);
         }
         match inputs(record, unix_ms, &mut self.names) {
-            Ok(i) => self.batch.extend(i),
+            Ok(mut i) => {
+                self.admission.admit(&mut i, source, &self.metrics.names);
+                self.batch.extend(i);
+            }
             Err(e) => {
                 self.metrics.invalid[source as usize].fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(source = source.as_str(), "invalid input: {e}");
@@ -246,12 +259,14 @@ impl Feeder {
     /// Takes the inputs of one record its producer decoded (see [`Feed::Inputs`]).
     pub fn inputs(
         &mut self,
-        inputs: Vec<Input>,
+        mut inputs: Vec<Input>,
         stamp: Stamp,
         source: Source,
     ) -> Result<(), EngineError> {
         let (t, _) = self.stamp(stamp)?;
         self.metrics.records[source as usize].fetch_add(1, Ordering::Relaxed);
+        self.admission
+            .admit(&mut inputs, source, &self.metrics.names);
         self.batch.extend(inputs);
         self.metrics.time.store(t, Ordering::Relaxed);
         Ok(())

@@ -6,13 +6,16 @@
 //!
 //! - Idempotent by construction: the engine de-duplicates log entries by seq and states are last
 //!   writer wins, so the task logs an adapter re-sends after each reconnect add nothing.
-//! - A frame that is not a valid update (not JSON, not an object, unknown `type`, no `data`,
-//!   `data` not an object or rejected by the input views, a binary frame) is counted and logged
-//!   with its reason, never its text; the connection stays open. Warnings are budgeted per
-//!   connection (a burst of [`WARN_BURST`], then one a second) so a broken adapter cannot flood
-//!   the log; the number left out is given with the next one.
+//! - A frame that is not a valid update (not JSON, nested deeper than `--max-json-depth`, not
+//!   an object, unknown `type`, no `data`, `data` not an object or rejected by the input views,
+//!   a binary frame) is counted and logged with its reason and the adapter's address, never its
+//!   text; the connection stays open. The frame parser is the pure [`frame_inputs`]
+//!   (`internal/frame.rs`, also a fuzz target). Warnings are budgeted per connection (a burst
+//!   of [`WARN_BURST`], then one a second) so a broken adapter cannot flood the log; the number
+//!   left out is given with the next one.
 //! - Bounds: a message larger than `max_frame` closes the connection with close code 1009 (the
-//!   websocket library refuses it before it is buffered whole). A token bucket per connection
+//!   websocket library refuses it before it is buffered whole); a text message that is not
+//!   UTF-8 closes it with 1007 (RFC 6455), counted as an invalid frame. A token bucket per connection
 //!   (`rate` frames/s, `burst`) drops the excess of a flooding adapter, counted as
 //!   `rate_limited`: its frames never reach the feeder, so it cannot fill the shared input
 //!   queue and delay the other adapters. Dropping rather than waiting keeps the adapter's socket
@@ -27,28 +30,34 @@
 //!
 //! Counters: `rmf_dash_internal_frames_total{result="ok|invalid|oversized|rate_limited"}` (each
 //! data frame counted once), `rmf_dash_internal_connections` and
-//! `rmf_dash_internal_refused_total{reason="no_token|bad_token"}` on `/metrics`.
+//! `rmf_dash_internal_refused_total{reason="no_token|bad_token"}` on `/metrics`; frames that are
+//! not JSON within the bounds are also counted by reason in
+//! `rmf_dash_json_refused_total{door="internal"}` ([`crate::json_limits`]).
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::rejection::ExtensionRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use thiserror::Error;
 
-use rmf_dash_dataflows::model::input::{Input, InputError, Names, inputs};
-use rmf_dash_dataflows::model::{JsonKind, Record};
+use rmf_dash_dataflows::model::input::Names;
 
-use crate::api::auth::{Auth, AuthError};
+use crate::access::token::{Auth, AuthError};
 use crate::api::{ApiError, AppState};
 use crate::ingest::feed::{Feed, Source, Stamp};
+use crate::json_limits::{self, Door, Limits, Reason};
+
+mod frame;
+
+pub use frame::{FrameError, clip, frame_inputs, parse_frame};
 
 /// Largest message accepted by default (bytes).
 pub const DEFAULT_MAX_FRAME: usize = 4 << 20;
@@ -251,93 +260,6 @@ impl Internal {
     }
 }
 
-/// Why a frame was dropped (logged; the frame itself never is).
-#[derive(Debug, Error)]
-pub enum FrameError {
-    #[error("not JSON: {0}")]
-    NotJson(String),
-    #[error("not a JSON object")]
-    NotObject,
-    #[error("not a frame {{\"type\", \"data\"}}: {0}")]
-    Malformed(String),
-    #[error("missing `type`")]
-    MissingType,
-    #[error("unknown type `{0}`")]
-    UnknownType(String),
-    #[error("missing `data`")]
-    MissingData,
-    #[error("`data` is not a JSON object")]
-    DataNotObject,
-    #[error("invalid {0}")]
-    Rejected(#[from] InputError),
-    #[error("binary frame ({0} bytes)")]
-    Binary(usize),
-}
-
-/// A frame as sent by fleet adapters; other fields are ignored.
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow, default)]
-    type_: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-}
-
-/// At most `max` bytes of `s`, cut at a character boundary.
-fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// The engine inputs of one text frame, decoded once here (the feeder takes them as they are).
-/// Names are interned in `names` (one per connection, reset when it grows past
-/// [`NAMES_PER_CONNECTION`]).
-pub fn frame_inputs(text: &str, names: &mut Names) -> Result<Vec<Input>, FrameError> {
-    if names.len() > NAMES_PER_CONNECTION {
-        *names = Names::default();
-    }
-    Ok(inputs(&parse_frame(text)?, 0, names)?)
-}
-
-/// The names a connection interns at most.
-const NAMES_PER_CONNECTION: usize = 65_536;
-
-/// The record of one text frame, checked as the engine will read it: its shape here, its data
-/// by [`frame_inputs`].
-pub fn parse_frame(text: &str) -> Result<Record, FrameError> {
-    // Checked first: serde would also take an array `[type, data]` for the struct.
-    if !text.trim_start().starts_with('{') {
-        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-            Ok(_) => FrameError::NotObject,
-            Err(e) => FrameError::NotJson(e.to_string()),
-        });
-    }
-    let frame: Incoming = serde_json::from_str(text).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            FrameError::NotJson(e.to_string())
-        } else {
-            FrameError::Malformed(e.to_string())
-        }
-    })?;
-    let type_ = frame.type_.ok_or(FrameError::MissingType)?;
-    let kind = JsonKind::parse(&type_)
-        .ok_or_else(|| FrameError::UnknownType(clip(&type_, 64).to_string()))?;
-    let data = frame.data.ok_or(FrameError::MissingData)?.get();
-    if !data.starts_with('{') {
-        return Err(FrameError::DataNotObject);
-    }
-    Ok(Record::Json {
-        kind,
-        data: Arc::from(data),
-    })
-}
-
 /// A token bucket: `rate` tokens a second, at most `burst` saved.
 #[derive(Debug, Clone)]
 pub struct Bucket {
@@ -407,8 +329,10 @@ pub async fn handler(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let peer = json_limits::peer_name(peer.ok().map(|c| c.0));
     let given = token_of(query.as_deref(), &headers);
     let user = match app.internal.access.admit(given.as_deref()) {
         Ok(user) => user,
@@ -419,7 +343,7 @@ pub async fn handler(
                 _ => &metrics.refused_bad_token,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(reason = %refused, "/_internal connection refused");
+            tracing::warn!(%peer, reason = %refused, "/_internal connection refused");
             return ApiError(StatusCode::UNAUTHORIZED, format!("/_internal: {refused}"))
                 .into_response();
         }
@@ -434,12 +358,13 @@ pub async fn handler(
     // its header, before its payload is buffered.
     ws.max_message_size(max)
         .max_frame_size(max.saturating_mul(2))
-        .on_upgrade(move |socket| connection(socket, app, user))
+        .on_upgrade(move |socket| connection(socket, app, user, peer))
 }
 
 /// Warnings of one connection, limited to a burst then one a second.
 struct Warnings {
     conn: u64,
+    peer: String,
     budget: Bucket,
     left_out: u64,
 }
@@ -454,6 +379,7 @@ impl Warnings {
         let reason = clip(&reason, REASON_MAX);
         tracing::warn!(
             conn = self.conn,
+            peer = %self.peer,
             left_out = self.left_out,
             "/_internal: {what}: {reason}"
         );
@@ -469,201 +395,218 @@ struct Counts {
     rate_limited: u64,
 }
 
-/// Whether a receive error is a message over `max_frame` and, if so, whether it was read whole
-/// (the stream is then at a frame boundary and the close handshake can be completed).
-fn oversized(e: axum::Error, max_frame: usize) -> Result<bool, axum::Error> {
-    match e.into_inner().downcast::<tungstenite::Error>() {
-        Ok(e) => match *e {
+/// A receive error that ends the connection.
+enum ReceiveError {
+    /// A message over `max_frame`; `whole`: it was read whole (the stream is then at a frame
+    /// boundary and the close handshake can be completed).
+    Oversized {
+        whole: bool,
+    },
+    /// A text message that is not UTF-8 (read whole).
+    Utf8,
+    Other(axum::Error),
+}
+
+impl ReceiveError {
+    fn of(e: axum::Error, max_frame: usize) -> ReceiveError {
+        let e = match e.into_inner().downcast::<tungstenite::Error>() {
+            Ok(e) => *e,
+            Err(other) => return ReceiveError::Other(axum::Error::new(other)),
+        };
+        match e {
             tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
                 max_size,
                 ..
-            }) => Ok(max_size == max_frame),
-            other => Err(axum::Error::new(other)),
-        },
-        Err(other) => Err(axum::Error::new(other)),
+            }) => ReceiveError::Oversized {
+                whole: max_size == max_frame,
+            },
+            // Its text (the frame, decoded lossily) is never logged.
+            tungstenite::Error::Utf8(_) => ReceiveError::Utf8,
+            other => ReceiveError::Other(axum::Error::new(other)),
+        }
     }
+}
+
+/// One adapter's connection, between its frames.
+struct Adapter<'a> {
+    app: &'a AppState,
+    conn: u64,
+    /// The frame bounds: the JSON depth bound, and `max_frame` as the size bound.
+    limits: Limits,
+    limit: Bucket,
+    warnings: Warnings,
+    counts: Counts,
+    names: Names,
 }
 
 /// One adapter's connection: reads frames until it closes. `user`: the user of the JWT it
 /// gave, if it gave one.
-async fn connection(mut socket: WebSocket, app: AppState, user: Option<String>) {
+async fn connection(mut socket: WebSocket, app: AppState, user: Option<String>, peer: String) {
     let internal = &app.internal;
-    let metrics = &internal.metrics;
     let conn = internal.next_id.fetch_add(1, Ordering::Relaxed);
-    metrics.connections.fetch_add(1, Ordering::Relaxed);
+    internal.metrics.connections.fetch_add(1, Ordering::Relaxed);
     match &user {
-        Some(user) => tracing::info!(conn, %user, "/_internal: fleet adapter connected"),
-        None => tracing::info!(conn, "/_internal: fleet adapter connected"),
+        Some(user) => tracing::info!(conn, %peer, %user, "/_internal: fleet adapter connected"),
+        None => tracing::info!(conn, %peer, "/_internal: fleet adapter connected"),
     }
     let now = Instant::now();
-    let mut limit = Bucket::new(internal.config.rate, internal.config.burst, now);
-    let mut warnings = Warnings {
+    let mut adapter = Adapter {
+        app: &app,
         conn,
-        budget: Bucket::new(1, WARN_BURST, now),
-        left_out: 0,
+        limits: Limits {
+            max_depth: json_limits::limits().max_depth,
+            max_bytes: internal.config.max_frame,
+        },
+        limit: Bucket::new(internal.config.rate, internal.config.burst, now),
+        warnings: Warnings {
+            conn,
+            peer,
+            budget: Bucket::new(1, WARN_BURST, now),
+            left_out: 0,
+        },
+        counts: Counts::default(),
+        names: Names::default(),
     };
-    let mut counts = Counts::default();
-    let mut names = Names::default();
-    let end: Cow<str> = loop {
-        let message = match socket.recv().await {
-            None => break "connection lost".into(),
-            Some(Ok(m)) => m,
-            Some(Err(e)) => match oversized(e, internal.config.max_frame) {
-                Ok(whole) => {
-                    metrics.oversized.fetch_add(1, Ordering::Relaxed);
-                    let max = internal.config.max_frame;
-                    tracing::warn!(
-                        conn,
-                        max_frame = max,
-                        "/_internal: message over the size limit, closing the connection (1009)"
-                    );
-                    let close = CloseFrame {
-                        code: close_code::SIZE,
-                        reason: format!("message larger than {max} bytes").into(),
-                    };
-                    if socket.send(Message::Close(Some(close))).await.is_ok() && whole {
-                        let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                            while let Some(Ok(m)) = socket.recv().await {
-                                if matches!(m, Message::Close(_)) {
-                                    break;
-                                }
-                            }
-                        })
-                        .await;
-                    }
-                    break "message over the size limit".into();
-                }
-                Err(e) => break format!("receive error: {e}").into(),
-            },
+    let end = loop {
+        let ended = match socket.recv().await {
+            None => Some("connection lost".into()),
+            Some(Ok(message)) => adapter.message(message).await,
+            Some(Err(e)) => Some(adapter.receive_error(&mut socket, e).await),
         };
+        if let Some(end) = ended {
+            break end;
+        }
+    };
+    internal.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    let Counts {
+        ok,
+        invalid,
+        rate_limited,
+    } = adapter.counts;
+    let peer = adapter.warnings.peer;
+    tracing::info!(
+        conn,
+        %peer,
+        ok,
+        invalid,
+        rate_limited,
+        "/_internal: fleet adapter disconnected ({end})"
+    );
+}
+
+impl Adapter<'_> {
+    /// Handles one message; `Some(why)` when the connection ends.
+    async fn message(&mut self, message: Message) -> Option<Cow<'static, str>> {
         let text = match message {
             Message::Text(text) => Ok(text),
             Message::Binary(bytes) => Err(FrameError::Binary(bytes.len())),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Close(_) => break "closed by the adapter".into(),
+            Message::Ping(_) | Message::Pong(_) => return None,
+            Message::Close(_) => return Some("closed by the adapter".into()),
         };
-        if !limit.take(Instant::now()) {
-            counts.rate_limited += 1;
+        let config = &self.app.internal.config;
+        if !self.limit.take(Instant::now()) {
+            self.counts.rate_limited += 1;
+            let metrics = &self.app.internal.metrics;
             metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            warnings.warn(
+            self.warnings.warn(
                 "frame dropped",
                 &format_args!(
                     "over the rate limit ({} frames/s, burst {})",
-                    internal.config.rate, internal.config.burst
+                    config.rate, config.burst
                 ),
             );
-            continue;
+            return None;
         }
-        match text.and_then(|t| frame_inputs(t.as_str(), &mut names)) {
+        match text.and_then(|t| frame_inputs(t.as_str(), &self.limits, &mut self.names)) {
             Ok(inputs) => {
                 let item = Feed::Inputs {
                     inputs,
                     stamp: Stamp::Live,
                     source: Source::Internal,
                 };
-                if !app.feed.send(item).await {
-                    break "the server is stopping".into();
+                if !self.app.feed.send(item).await {
+                    return Some("the server is stopping".into());
                 }
-                counts.ok += 1;
-                metrics.ok.fetch_add(1, Ordering::Relaxed);
+                self.counts.ok += 1;
+                self.app.internal.metrics.ok.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => {
-                counts.invalid += 1;
-                metrics.invalid.fetch_add(1, Ordering::Relaxed);
-                warnings.warn("invalid frame dropped", &e);
-            }
+            Err(e) => self.invalid(&e),
         }
+        None
+    }
+
+    /// Counts and logs a dropped frame.
+    fn invalid(&mut self, e: &FrameError) {
+        self.counts.invalid += 1;
+        self.app
+            .internal
+            .metrics
+            .invalid
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = e.json_reason() {
+            json_limits::count(Door::Internal, reason);
+        }
+        self.warnings.warn("invalid frame dropped", e);
+    }
+
+    /// Handles a receive error: a message over the size limit closes the connection with 1009,
+    /// a text message that is not UTF-8 with 1007 (RFC 6455), both counted and logged.
+    async fn receive_error(&mut self, socket: &mut WebSocket, e: axum::Error) -> Cow<'static, str> {
+        let metrics = &self.app.internal.metrics;
+        let max = self.limits.max_bytes;
+        match ReceiveError::of(e, max) {
+            ReceiveError::Oversized { whole } => {
+                metrics.oversized.fetch_add(1, Ordering::Relaxed);
+                json_limits::count(Door::Internal, Reason::Bytes);
+                tracing::warn!(
+                    conn = self.conn,
+                    peer = %self.warnings.peer,
+                    max_frame = max,
+                    "/_internal: message over the size limit, closing the connection (1009)"
+                );
+                let reason = format!("message larger than {max} bytes");
+                close(socket, close_code::SIZE, reason, whole).await;
+                "message over the size limit".into()
+            }
+            ReceiveError::Utf8 => {
+                self.counts.invalid += 1;
+                metrics.invalid.fetch_add(1, Ordering::Relaxed);
+                json_limits::count(Door::Internal, Reason::Utf8);
+                tracing::warn!(
+                    conn = self.conn,
+                    peer = %self.warnings.peer,
+                    "/_internal: text frame not UTF-8, closing the connection (1007)"
+                );
+                let reason = "text frame not UTF-8".to_string();
+                close(socket, close_code::INVALID, reason, true).await;
+                "text frame not UTF-8".into()
+            }
+            ReceiveError::Other(e) => format!("receive error: {e}").into(),
+        }
+    }
+}
+
+/// Sends a close frame; with `wait`, waits (at most [`CLOSE_WAIT`]) for the adapter's reply.
+async fn close(socket: &mut WebSocket, code: u16, reason: String, wait: bool) {
+    let close = CloseFrame {
+        code,
+        reason: reason.into(),
     };
-    metrics.connections.fetch_sub(1, Ordering::Relaxed);
-    tracing::info!(
-        conn,
-        ok = counts.ok,
-        invalid = counts.invalid,
-        rate_limited = counts.rate_limited,
-        "/_internal: fleet adapter disconnected ({end})"
-    );
+    if socket.send(Message::Close(Some(close))).await.is_ok() && wait {
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(m)) = socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reason(text: &str) -> String {
-        match frame_inputs(text, &mut Names::default()) {
-            Ok(_) => "ok".into(),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    #[test]
-    fn a_valid_frame_keeps_its_data_text_as_received() {
-        let text = r#"{"type":"fleet_state_update","data": {"name":"f1", "robots":{}} }"#;
-        match parse_frame(text) {
-            Ok(Record::Json { kind, data }) => {
-                assert_eq!(kind, JsonKind::FleetStateUpdate);
-                assert_eq!(&*data, r#"{"name":"f1", "robots":{}}"#);
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_frame_is_decoded_once_into_its_inputs_with_names_interned() {
-        let text = r#"{"type":"fleet_state_update","data":{"name":"f1","robots":{
-            "r1":{"name":"r1","status":"idle","location":{"map":"L1","x":1,"y":2,"yaw":0}},
-            "r2":{"name":"r2","status":"idle","location":{"map":"L1","x":3,"y":4,"yaw":0}}}}}"#;
-        let mut names = Names::default();
-        let first = frame_inputs(text, &mut names).expect("valid");
-        // The fleet's own state and one sample per robot.
-        assert_eq!(first.len(), 3);
-        let kept = names.len();
-        let again = frame_inputs(text, &mut names).expect("valid");
-        assert_eq!(again, first);
-        assert_eq!(names.len(), kept, "names are interned, not added again");
-    }
-
-    #[test]
-    fn every_kind_of_bad_frame_has_its_reason() {
-        assert!(reason("{\"type\":").starts_with("not JSON: "));
-        assert!(reason("hello").starts_with("not JSON: "));
-        assert_eq!(reason("[1, 2]"), "not a JSON object");
-        assert_eq!(
-            reason(r#"["fleet_state_update", {"name": "f"}]"#),
-            "not a JSON object"
-        );
-        assert_eq!(reason("\"fleet_state_update\""), "not a JSON object");
-        assert_eq!(reason("42"), "not a JSON object");
-        assert!(reason(r#"{"type": 5, "data": {}}"#).starts_with("not a frame "));
-        assert_eq!(reason(r#"{"data": {"name": "f"}}"#), "missing `type`");
-        assert_eq!(
-            reason(r#"{"type": "door_state", "data": {}}"#),
-            "unknown type `door_state`"
-        );
-        assert_eq!(
-            reason(r#"{"type": "fleet_state_update"}"#),
-            "missing `data`"
-        );
-        assert_eq!(
-            reason(r#"{"type": "fleet_state_update", "data": null}"#),
-            "missing `data`"
-        );
-        assert_eq!(
-            reason(r#"{"type": "fleet_state_update", "data": [1]}"#),
-            "`data` is not a JSON object"
-        );
-        assert!(
-            reason(r#"{"type": "fleet_state_update", "data": {"robots": {}}}"#)
-                .starts_with("invalid fleet_state_update: missing field `name`"),
-            "{}",
-            reason(r#"{"type": "fleet_state_update", "data": {"robots": {}}}"#)
-        );
-        assert_eq!(
-            reason(r#"{"type": "task_state_update", "data": {"booking": {"id": ""}}}"#),
-            "invalid task_state_update: empty booking.id"
-        );
-        let long = format!(r#"{{"type": "{}", "data": {{}}}}"#, "x".repeat(1000));
-        assert_eq!(reason(&long), format!("unknown type `{}`", "x".repeat(64)));
-    }
 
     #[test]
     fn the_bucket_gives_its_burst_then_its_rate() {
@@ -754,12 +697,5 @@ mod tests {
         let only_token = InternalAccess::new(&off, token(), false);
         assert_eq!(admit(&only_token, Some("t0k")), Ok(()));
         assert_eq!(admit(&only_token, Some(&good)), Err("wrong token".into()));
-    }
-
-    #[test]
-    fn reasons_are_clipped_at_a_character_boundary() {
-        assert_eq!(clip("héllo", 2), "h");
-        assert_eq!(clip("héllo", 3), "hé");
-        assert_eq!(clip("abc", 10), "abc");
     }
 }

@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Proxy;
-use crate::api::auth::Auth;
+use crate::access::token::Auth;
 
 /// Reads answered from the cache.
 #[derive(Debug, Default)]

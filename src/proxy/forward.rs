@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use thiserror::Error;
 
 use super::ProxyState;
-use crate::api::auth::Auth;
+use crate::access::token::Auth;
 
 /// Largest request body forwarded.
 pub const MAX_BODY: usize = 1 << 20;

@@ -11,12 +11,22 @@
 //!   has a value; the payload is the room's JSON bytes as the hub holds them, copied, never
 //!   re-encoded).
 //! - server -> client, text: `{"error": "...", "room": R}` for a refused request.
+//!
+//! Both directions are read within the JSON bounds ([`crate::json_limits`]): a request is
+//! checked ([`parse_request`]: at most [`MAX_REQUEST`] bytes, `--max-json-depth`) before serde
+//! reads it, and a change's value is checked ([`value_of`]: at most
+//! [`MAX_DEPTH_CEILING`] levels, whatever the upstream's own bound) before the proxy keeps and
+//! relays it; refusals are counted as `rmf_dash_json_refused_total{door="replicate"}`. The
+//! decoding functions are pure (the fuzz target `replicate_frame` includes this file).
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thiserror::Error;
 
 use crate::hub::Meta;
+use crate::json_limits::{self, Door, Limits, MAX_DEPTH_CEILING, Refusal};
 
 pub const PROTOCOL: &str = "rmf-dash-replicate";
 pub const VERSION: u32 = 1;
@@ -67,6 +77,68 @@ pub enum FrameError {
     Room,
     #[error("frame flags {0:#x} unknown")]
     Flags(u8),
+}
+
+/// Why a request was refused (answered to the client).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The bounds of a request: [`MAX_REQUEST`] bytes, the process's depth bound.
+pub fn request_limits() -> Limits {
+    Limits {
+        max_bytes: MAX_REQUEST,
+        ..json_limits::limits()
+    }
+}
+
+/// Reads a client's request within `limits`.
+pub fn parse_request(text: &str, limits: &Limits) -> Result<Request, RequestError> {
+    let text = json_limits::check(text.as_bytes(), limits).map_err(RequestError::Refused)?;
+    serde_json::from_str(text).map_err(|e| match Refusal::of_serde(&e) {
+        Some(r) => RequestError::Refused(r),
+        None => RequestError::Invalid(e.to_string()),
+    })
+}
+
+/// [`parse_request`] within [`request_limits`], a refusal counted and logged.
+pub fn read_request(text: &str) -> Result<Request, RequestError> {
+    parse_request(text, &request_limits()).inspect_err(|e| {
+        if let RequestError::Refused(r) = e {
+            json_limits::refused(Door::Replicate, r, &"a /_replicate client", "request");
+        }
+    })
+}
+
+/// The bounds of a relayed value: [`MAX_DEPTH_CEILING`] levels (what any upstream may have
+/// accepted); its size is bounded by the link's largest message.
+pub const VALUE_LIMITS: Limits = Limits {
+    max_depth: MAX_DEPTH_CEILING,
+    max_bytes: usize::MAX,
+};
+
+/// The value of a change as the hub keeps it, checked within `limits`: `None` for a change
+/// without a value.
+pub fn value_of(change: &Change<'_>, limits: &Limits) -> Result<Option<Arc<RawValue>>, Refusal> {
+    let Some(bytes) = change.value else {
+        return Ok(None);
+    };
+    let text = json_limits::check(bytes, limits)?;
+    // Cannot fail: the check read the text as a `Value` would.
+    let value = RawValue::from_string(text.to_string()).map_err(|e| Refusal::syntax(&e))?;
+    Ok(Some(Arc::from(value)))
+}
+
+/// [`value_of`] within [`VALUE_LIMITS`], a refusal counted and logged.
+pub fn read_value(change: &Change<'_>) -> Result<Option<Arc<RawValue>>, Refusal> {
+    value_of(change, &VALUE_LIMITS).inspect_err(|r| {
+        let what = format!("value of room {} from upstream", change.room);
+        json_limits::refused(Door::Replicate, r, &"upstream", &what);
+    })
 }
 
 /// One decoded change (borrowing the message).
@@ -180,6 +252,62 @@ mod tests {
         );
         b[27] = 0xff;
         assert_eq!(decode(&b), Err(FrameError::Room));
+    }
+
+    #[test]
+    fn requests_and_values_are_read_within_the_bounds() {
+        let limits = Limits {
+            max_depth: 3,
+            max_bytes: 64,
+        };
+        assert_eq!(
+            parse_request(r#"{"op":"unsub","room":"/a"}"#, &limits),
+            Ok(Request::Unsub { room: "/a".into() })
+        );
+        let deep = r#"{"op":"sub","room":"/a","x":[[[]]]}"#;
+        assert_eq!(
+            parse_request(deep, &limits),
+            Err(RequestError::Refused(Refusal::Depth { max: 3 }))
+        );
+        let long = format!(r#"{{"op":"sub","room":"{}"}}"#, "a".repeat(64));
+        assert!(matches!(
+            parse_request(&long, &limits),
+            Err(RequestError::Refused(Refusal::Bytes { .. }))
+        ));
+        assert!(matches!(
+            parse_request(r#"{"op":"sub""#, &limits),
+            Err(RequestError::Refused(Refusal::Syntax { .. }))
+        ));
+        assert!(matches!(
+            parse_request(r#"{"op":"drop","room":"/a"}"#, &limits),
+            Err(RequestError::Invalid(_))
+        ));
+
+        let meta = Meta {
+            seq: 1,
+            t: 1,
+            sent_ms: 1,
+        };
+        let value = |json: &str| {
+            let bytes = encode("/r", Some(&crate::hub::raw(json)), meta);
+            decode(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|c| value_of(&c, &limits).map_err(|e| e.to_string()))
+                .map(|v| v.map(|v| v.get().to_string()))
+        };
+        assert_eq!(value("[[1]]"), Ok(Some("[[1]]".into())));
+        assert_eq!(
+            value("[[[[1]]]]"),
+            Err("JSON nested deeper than 3 levels".into())
+        );
+        let none = encode("/r", None, meta);
+        let c = decode(&none).expect("decode");
+        assert!(matches!(value_of(&c, &limits), Ok(None)));
+        let mut bad = encode("/r", Some(&crate::hub::raw("[1]")), meta);
+        bad.truncate(bad.len() - 1);
+        let c = decode(&bad).expect("decode");
+        let e = value_of(&c, &limits).expect_err("truncated");
+        assert_eq!(e.reason().as_str(), "syntax");
     }
 
     #[test]

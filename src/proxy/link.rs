@@ -419,17 +419,9 @@ impl Link {
         };
         // A room no longer followed (its frames were in flight): ignored.
         let followed = self.rooms.get_mut(change.room)?;
-        let value = match change.value.map(|v| {
-            std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| RawValue::from_string(s.to_string()).ok())
-        }) {
-            None => None,
-            Some(Some(v)) => Some(Arc::from(v)),
-            Some(None) => {
-                self.status.invalid.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
+        let Ok(value) = frame::read_value(&change) else {
+            self.status.invalid.fetch_add(1, Ordering::Relaxed);
+            return None;
         };
         if let Some(floor) = followed.floor {
             if (change.meta.t, change.meta.seq) <= floor {

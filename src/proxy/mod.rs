@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod forward;
 pub mod frame;
+pub mod grants;
 pub mod link;
 pub mod replicate;
 
@@ -27,10 +28,10 @@ use axum::response::IntoResponse;
 use serde_json::json;
 use thiserror::Error;
 
-use crate::api::auth::{Auth, AuthConfigError};
+use crate::access::rooms::RoomAccess;
+use crate::access::token::{Auth, AuthConfigError};
 use crate::hub::Hub;
 use crate::hub::socketio::{self, SocketState};
-use crate::users::rooms::{GrantSource, RoomAccess};
 
 #[derive(Debug, Error)]
 pub enum ProxyError {
@@ -67,13 +68,15 @@ pub struct ProxyConfig {
     pub jwt_iss: Option<String>,
     pub no_auth: bool,
     /// socket.io rooms restricted to some roles (the grants are asked of the upstream).
-    pub room_permissions: Vec<crate::users::rooms::RoomRule>,
+    pub room_permissions: Vec<crate::access::rooms::RoomRule>,
     /// Changes from upstream are gathered this long before they are delivered (`--batch-ms`).
     pub batch: std::time::Duration,
     /// CORS origins and the public URL (`--cors-origin`, `--public-url`).
     pub edge: crate::edge::EdgeConfig,
     /// Header and idle timeouts, open connections (`--header-timeout-ms`, ...).
     pub listener: crate::listener::ListenerConfig,
+    /// Rooms held and per client, bytes per socket queue (`--max-rooms`, ...).
+    pub hub: crate::hub::HubBounds,
 }
 
 /// What the proxy's handlers share.
@@ -263,6 +266,8 @@ async fn metrics(State(p): State<ProxyState>) -> impl IntoResponse {
         m.lost.load(Ordering::Relaxed),
     );
     p.http.write(&mut out);
+    p.sockets.write_metrics(&mut out);
+    crate::json_limits::write_metrics(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
@@ -303,7 +308,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
             source,
         })?;
     let edge = crate::edge::Edge::new(&config.edge, listener.local_addr()?, &config.prefix)?;
-    let hub = Arc::new(Hub::new());
+    let hub = Arc::new(Hub::with_bounds(config.hub));
     // The map's image URLs point at this proxy (which forwards their reads upstream).
     hub.set_rewrite(Arc::new(edge.map_urls()));
     let link = link::spawn(
@@ -316,10 +321,10 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
     );
     let rooms = RoomAccess::new(
         config.room_permissions.clone(),
-        GrantSource::Upstream {
+        Arc::new(grants::UpstreamGrants {
             upstreams: upstreams.clone(),
             link: link.clone(),
-        },
+        }),
     );
     let sockets = SocketState::new(hub.clone(), auth.clone(), rooms);
     let (layer, _io) = socketio::layer(sockets.clone(), &config.prefix);
@@ -328,7 +333,12 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
         metrics: Default::default(),
     };
     let proxy = Arc::new(Proxy {
-        replicas: replicate::Replicas::new(hub.clone(), auth.clone()),
+        replicas: replicate::Replicas::new(
+            hub.clone(),
+            auth.clone(),
+            sockets.room_access().cloned(),
+            None,
+        ),
         hub: hub.clone(),
         auth,
         upstreams,

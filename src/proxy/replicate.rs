@@ -4,6 +4,12 @@
 //! [`Hello`] with this process's epoch, then subscribes to rooms; each subscription is answered
 //! with the room's present state and then every change, as binary frames ([`super::frame`]).
 //!
+//! Room rules (`--room-permission`) apply to a link as to a socket: a restricted room needs the
+//! rule's permission for the link's user (read once per link, [`RoomAccess`]); a refused
+//! subscription is answered `{"error": "forbidden: ...", "room": R}`. A proxy's
+//! `--upstream-token` therefore names a user that may read every room its clients may (an admin,
+//! or one holding the rules' actions); the proxy applies the rules to its own clients.
+//!
 //! A link is a hub subscriber like a socket: its buffer is bounded ([`LINK_BUFFER`] frames); when
 //! full, the hub coalesces for it (the latest value of a state room later, with its seq).
 
@@ -16,10 +22,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{OnceCell, mpsc};
 
 use super::frame::{self, Hello, Refused, Request};
-use crate::api::auth::Auth;
+use crate::access::rooms::{Grants, Refusal, RoomAccess};
+use crate::access::token::Auth;
 use crate::hub::{Hub, Meta, Sent, Subscriber};
 
 /// Frames waiting per link before the hub coalesces for it: a few complete batches of a
@@ -34,6 +41,8 @@ pub const MAX_ROOMS: usize = 100_000;
 pub struct Replicas {
     hub: Arc<Hub>,
     auth: Auth,
+    /// The room rules, shared with socket.io (`None`: nothing restricted).
+    rooms: Option<Arc<RoomAccess>>,
     /// This process's epoch (a new one at every start).
     pub epoch: String,
     /// The store this process's state comes from (main processes with a store).
@@ -44,16 +53,19 @@ pub struct Replicas {
 }
 
 impl Replicas {
-    pub fn new(hub: Arc<Hub>, auth: Auth) -> Arc<Self> {
-        Replicas::with_lineage(hub, auth, None)
-    }
-
-    /// A main process with a store: `lineage` names the store, so that a proxy can tell a
-    /// takeover or a restart on the same store (sequence numbers continue) from a new one.
-    pub fn with_lineage(hub: Arc<Hub>, auth: Auth, lineage: Option<String>) -> Arc<Self> {
+    /// `rooms`: the room rules socket.io applies. `lineage` (a main process with a store) names
+    /// the store, so that a proxy can tell a takeover or a restart on the same store (sequence
+    /// numbers continue) from a new one.
+    pub fn new(
+        hub: Arc<Hub>,
+        auth: Auth,
+        rooms: Option<Arc<RoomAccess>>,
+        lineage: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Replicas {
             hub,
             auth,
+            rooms,
             epoch: uuid::Uuid::new_v4().to_string(),
             lineage,
             next_id: AtomicU64::new(0),
@@ -104,6 +116,11 @@ async fn handler(
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok()),
     );
+    let reader = Reader {
+        username: String::new(),
+        token: bearer.map(str::to_string),
+        grants: OnceCell::new(),
+    };
     let user = match replicas.auth.verify(bearer) {
         Ok(u) => u,
         Err(e) => {
@@ -117,10 +134,41 @@ async fn handler(
     };
     ws.max_message_size(frame::MAX_REQUEST)
         .max_frame_size(frame::MAX_REQUEST)
-        .on_upgrade(move |socket| serve(replicas, socket, user.username))
+        .on_upgrade(move |socket| {
+            let reader = Reader {
+                username: user.username,
+                ..reader
+            };
+            serve(replicas, socket, reader)
+        })
 }
 
-async fn serve(replicas: Arc<Replicas>, mut socket: WebSocket, user: String) {
+/// The link's user, as the room rules see it.
+struct Reader {
+    username: String,
+    /// The link's JWT (a proxy asks its upstream for the user's grants with it).
+    token: Option<String>,
+    /// The user's grants, read at the first restricted room.
+    grants: OnceCell<Grants>,
+}
+
+impl Reader {
+    /// Whether the link may follow `room`: the refusal's text otherwise.
+    async fn may_read(&self, rooms: Option<&RoomAccess>, room: &str) -> Result<(), String> {
+        let Some(rooms) = rooms else { return Ok(()) };
+        match rooms
+            .may_read(&self.grants, &self.username, self.token.as_deref(), room)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Refusal::Forbidden(detail)) => Err(format!("forbidden: {detail}")),
+            Err(Refusal::Unavailable(detail)) => Err(format!("unavailable: {detail}")),
+        }
+    }
+}
+
+async fn serve(replicas: Arc<Replicas>, mut socket: WebSocket, reader: Reader) {
+    let user = &reader.username;
     let id = replicas.next_id();
     let (tx, mut rx) = mpsc::channel(LINK_BUFFER);
     let sub: Arc<dyn Subscriber> = Arc::new(LinkSub { id, tx });
@@ -146,7 +194,8 @@ async fn serve(replicas: Arc<Replicas>, mut socket: WebSocket, user: String) {
             msg = socket.recv() => {
                 ok = match msg {
                     Some(Ok(Message::Text(text))) => {
-                        answer(&replicas, &sub, &mut rooms, &mut socket, text.as_str()).await
+                        let link = Link { sub: &sub, reader: &reader };
+                        answer(&replicas, link, &mut rooms, &mut socket, text.as_str()).await
                     }
                     Some(Ok(Message::Binary(_))) => {
                         refuse(&mut socket, "binary requests are not understood", None).await
@@ -188,17 +237,28 @@ async fn write_batch(
     socket.flush().await.is_ok()
 }
 
+/// A link as its requests are answered: its hub subscriber and its reader.
+struct Link<'a> {
+    sub: &'a Arc<dyn Subscriber>,
+    reader: &'a Reader,
+}
+
 async fn answer(
     replicas: &Replicas,
-    sub: &Arc<dyn Subscriber>,
+    link: Link<'_>,
     rooms: &mut std::collections::HashSet<String>,
     socket: &mut WebSocket,
     text: &str,
 ) -> bool {
-    match serde_json::from_str::<Request>(text) {
+    let sub = link.sub;
+    match frame::read_request(text) {
         Ok(Request::Sub { room, since }) => {
             if rooms.len() >= MAX_ROOMS && !rooms.contains(&room) {
                 refuse(socket, "too many rooms on one link", Some(room)).await
+            } else if let Err(refusal) =
+                link.reader.may_read(replicas.rooms.as_deref(), &room).await
+            {
+                refuse(socket, &refusal, Some(room)).await
             } else if replicas.hub.replicate(sub.clone(), &room, since) {
                 rooms.insert(room);
                 true

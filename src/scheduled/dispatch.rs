@@ -262,14 +262,14 @@ fn request_of(claim: &Claim, now: i64) -> Result<DispatchTaskRequest, String> {
 type Outcome = (&'static str, Option<String>, Option<String>);
 
 /// Whether the creator of a scheduled task may still submit it (users enforced only: see
-/// [`crate::users::enforce::enforced`]); the outcome when not.
+/// [`crate::api::access::enforced`]); the outcome when not.
 async fn permitted(
     app: &AppState,
     claim: &Claim,
     request: &DispatchTaskRequest,
 ) -> Option<Outcome> {
-    let users = crate::users::enforce::enforced(app)?;
-    let group = crate::users::enforce::task_group(request.request.labels.as_deref());
+    let users = crate::api::access::enforced(app)?;
+    let group = crate::access::groups::task_group(request.request.labels.as_deref());
     let allowed = match users.get(&claim.task.created_by).await {
         Ok(Some(mut info)) => {
             // --no-auth: the single local user may do everything (as on the routes).

@@ -6,7 +6,7 @@
 //! (the claimed occurrences and their outcome), answered from [`ScheduleStore`]: the store's
 //! tables, or memory with `--no-db` (the same answers, kept for the life of the process).
 //! Writing needs `task_submit` in the group of the task request (`authz_grp=` label, see
-//! [`crate::users::enforce`]; with the store only, as on the command routes); reading needs a
+//! [`crate::api::access`]; with the store only, as on the command routes); reading needs a
 //! token.
 
 use std::collections::HashMap;
@@ -206,23 +206,23 @@ fn path_id(raw: &str) -> Result<i64, Reject> {
 }
 
 /// 403 unless `username` may submit tasks in the group of `labels` (users enforced only: see
-/// [`crate::users::enforce::enforced`]).
+/// [`crate::api::access::enforced`]).
 async fn may_submit(
     app: &AppState,
     username: &str,
     labels: Option<&[String]>,
 ) -> Result<(), ApiError> {
     let info = crate::users::routes::current(app, username).await?;
-    let Some(users) = crate::users::enforce::enforced(app) else {
+    let Some(users) = crate::api::access::enforced(app) else {
         return Ok(());
     };
-    let group = crate::users::enforce::task_group(labels);
+    let group = crate::access::groups::task_group(labels);
     if users.is_authorized(&info, &group, "task_submit").await? {
         Ok(())
     } else {
         Err(ApiError(
             StatusCode::FORBIDDEN,
-            crate::users::enforce::forbidden(username, &group, "task_submit"),
+            crate::access::groups::forbidden(username, &group, "task_submit"),
         ))
     }
 }

@@ -1,6 +1,7 @@
 //! `rmf-dash store dump`: everything stored, as canonical JSON lines (one table after the other,
 //! the lines of each table sorted, no write timestamps), so that two stores compare with `diff`.
-//! Inputs are printed decoded; payloads that are not valid JSON are printed as strings.
+//! Inputs are printed decoded; payloads that are not valid JSON are printed as strings. It reads
+//! one snapshot, so it may run beside a live `serve` (as a client of its private cluster).
 
 use std::io::Write;
 
@@ -21,8 +22,25 @@ fn payload(text: Option<String>) -> Value {
     }
 }
 
-/// Writes the dump of every table to `out`; returns the number of lines.
+/// Writes the dump of every table to `out`; returns the number of lines. Every table is read in
+/// one snapshot (a read-only repeatable-read transaction), so a dump taken while a writer runs is
+/// an exact prefix of the run: nothing after its checkpoint, nothing before it missing.
 pub async fn dump(
+    client: &tokio_postgres::Client,
+    out: &mut impl Write,
+) -> Result<u64, StoreError> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    let result = dump_tables(client, out).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = client.batch_execute(end).await;
+    let n = result?;
+    ended?;
+    Ok(n)
+}
+
+async fn dump_tables(
     client: &tokio_postgres::Client,
     out: &mut impl Write,
 ) -> Result<u64, StoreError> {

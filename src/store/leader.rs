@@ -6,6 +6,11 @@
 //! - **Lock**: every main process tries `pg_try_advisory_lock(key)` on a dedicated connection
 //!   (`key` derived from the site name, [`lock_key`]) every `retry` until it gets it; meanwhile it
 //!   is a [`Role::Standby`]. A process that dies loses its session, hence the lock.
+//! - **Site**: a store belongs to one site (table `site`, recorded by the first term's claim):
+//!   a process of another site is refused before it tries the lock ([`StoreError::OtherSite`]),
+//!   and again in its claim should two sites start on a new store at once. Sites do not share a
+//!   store: terms are the store's and the RMF data tables are not keyed by site, so two writers
+//!   would fence each other and mix their data.
 //! - **Term**: the holder applies the migrations, then claims a term (`leader.term + 1`, in a
 //!   transaction that locks the one `leader` row) and records it in `leader_terms` with the
 //!   checkpoint it starts from. Only then does it restore from the store and write.
@@ -232,11 +237,88 @@ pub async fn check_term(tx: &tokio_postgres::Transaction<'_>, term: i64) -> Resu
         .map(|r| r.get(0));
     match current {
         Some(t) if t == term => Ok(()),
-        other => Err(StoreError::Fenced {
-            term,
-            current: other.unwrap_or(0),
-        }),
+        other => {
+            let current = other.unwrap_or(0);
+            log_fenced(tx, term, current).await;
+            Err(StoreError::Fenced { term, current })
+        }
     }
+}
+
+/// Says who holds the store's latest term, for the log of a fenced process.
+async fn log_fenced(tx: &tokio_postgres::Transaction<'_>, term: i64, current: i64) {
+    let holder = tx
+        .query_opt(
+            "SELECT writer, site FROM leader_terms WHERE term = $1",
+            &[&current],
+        )
+        .await;
+    match holder {
+        Ok(Some(r)) => tracing::error!(
+            term,
+            current,
+            holder = %r.get::<_, String>(0),
+            holder_site = %r.get::<_, String>(1),
+            "fenced: the store's latest term belongs to another main process; this one writes \
+             nothing more"
+        ),
+        _ => tracing::error!(
+            term,
+            current,
+            "fenced: the store's latest term is not this process's; it writes nothing more"
+        ),
+    }
+}
+
+/// Refuses a process of another site than the store's, before it tries the lock: the `site`
+/// table, or for a store older than it the site of its latest term (a new store belongs to no
+/// site yet). Reads only: the migrations are applied by the holder of the lock.
+async fn check_site(client: &tokio_postgres::Client, site: &str) -> Result<(), StoreError> {
+    let tables = client
+        .query_one(
+            "SELECT to_regclass('site') IS NOT NULL, to_regclass('leader_terms') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    let sql = match (tables.get::<_, bool>(0), tables.get::<_, bool>(1)) {
+        (true, _) => "SELECT name, claimed_by FROM site WHERE id = 1",
+        (false, true) => "SELECT site, writer FROM leader_terms ORDER BY term DESC LIMIT 1",
+        (false, false) => return Ok(()),
+    };
+    match client.query_opt(sql, &[]).await? {
+        Some(r) => same_site(site, r.get(0), r.get(1)),
+        None => Ok(()),
+    }
+}
+
+fn same_site(site: &str, store_site: String, claimed_by: String) -> Result<(), StoreError> {
+    if store_site == site {
+        return Ok(());
+    }
+    Err(StoreError::OtherSite {
+        site: site.to_string(),
+        store_site,
+        claimed_by,
+    })
+}
+
+/// Records the site of a store that has none yet, and refuses another site (in the claim's
+/// transaction: of two sites starting on a new store at once, the second waits for the first's
+/// row, then is refused).
+async fn claim_site(
+    tx: &tokio_postgres::Transaction<'_>,
+    site: &str,
+    writer: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO site (id, name, claimed_by) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+        &[&site, &writer],
+    )
+    .await?;
+    let row = tx
+        .query_one("SELECT name, claimed_by FROM site WHERE id = 1", &[])
+        .await?;
+    same_site(site, row.get(0), row.get(1))
 }
 
 /// Records a write of `term` up to `checkpoint` in its `leader_terms` row.
@@ -283,13 +365,21 @@ async fn try_lock(client: &tokio_postgres::Client, key: i64) -> Result<bool, Sto
         .get(0))
 }
 
-/// Connects if needed and tries the lock once.
-async fn attempt(url: &str, key: i64, conn: &mut Option<LockConn>) -> Result<bool, StoreError> {
+/// Connects if needed (checking the store's site on a new connection) and tries the lock once.
+async fn attempt(
+    url: &str,
+    config: &LeaderConfig,
+    conn: &mut Option<LockConn>,
+) -> Result<bool, StoreError> {
     let c = match conn.take() {
         Some(c) if !c.client.is_closed() => c,
-        _ => connect_lock(url).await?,
+        _ => {
+            let c = connect_lock(url).await?;
+            check_site(&c.client, &config.site).await?;
+            c
+        }
     };
-    let got = try_lock(&c.client, key).await?;
+    let got = try_lock(&c.client, lock_key(&config.site)).await?;
     *conn = Some(c);
     Ok(got)
 }
@@ -329,6 +419,7 @@ async fn claim(
 ) -> Result<(i64, String, Option<u64>), StoreError> {
     migrate::run(&mut conn.client).await?;
     let tx = conn.client.transaction().await?;
+    claim_site(&tx, &config.site, leadership.writer()).await?;
     let lineage = uuid::Uuid::new_v4().to_string();
     let row = tx
         .query_one(
@@ -392,20 +483,21 @@ pub async fn acquire(
     config: &LeaderConfig,
     leadership: &Leadership,
 ) -> Result<Lease, StoreError> {
-    let key = lock_key(&config.site);
     let retry = config.retry.max(Duration::from_millis(10));
     let mut conn: Option<LockConn> = None;
     let mut last_error = String::new();
     let mut waiting = false;
     loop {
         leadership.0.attempts.fetch_add(1, Ordering::Relaxed);
-        match attempt(url, key, &mut conn).await {
+        match attempt(url, config, &mut conn).await {
             Ok(true) => {
                 if let Some(c) = conn.take() {
                     match lease(c, url, config, leadership).await {
                         Ok(l) => return Ok(l),
                         Err(
-                            e @ (StoreError::SchemaTooNew { .. } | StoreError::Migration { .. }),
+                            e @ (StoreError::SchemaTooNew { .. }
+                            | StoreError::Migration { .. }
+                            | StoreError::OtherSite { .. }),
                         ) => {
                             return Err(e);
                         }
@@ -425,6 +517,7 @@ pub async fn acquire(
                     waiting = true;
                 }
             }
+            Err(e @ StoreError::OtherSite { .. }) => return Err(e),
             Err(e) => {
                 let e = e.to_string();
                 if e != last_error {
@@ -444,7 +537,7 @@ pub async fn try_acquire(
     leadership: &Leadership,
 ) -> Result<Option<Lease>, StoreError> {
     let mut conn = None;
-    if !attempt(url, lock_key(&config.site), &mut conn).await? {
+    if !attempt(url, config, &mut conn).await? {
         return Ok(None);
     }
     match conn {

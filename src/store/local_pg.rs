@@ -1,15 +1,30 @@
 //! The private PostgreSQL: with no database URL, rmf-dash runs its own cluster from the machine's
 //! server binaries (`/usr/lib/postgresql/<newest>/bin`) in a data directory, created with
 //! `initdb` on first start. It listens on a unix socket in that directory only
-//! (`listen_addresses = ''`), runs as the `postgres` system user when rmf-dash runs as root
-//! (PostgreSQL refuses root), and is stopped when the [`LocalPg`] is dropped. A cluster left
-//! running by a killed rmf-dash is found (`pg_ctl status`) and reused. Tests make throwaway
-//! clusters the same way, one temporary directory each.
+//! (`listen_addresses = ''`) and runs as the `postgres` system user when rmf-dash runs as root
+//! (PostgreSQL refuses root). Tests make throwaway clusters the same way, one temporary
+//! directory each.
+//!
+//! One process owns the cluster ([`owner`]: an OS lock in the data directory, held for the
+//! owner's life): the owner started it, or took over a cluster whose owner is gone (killed), and
+//! stops it when the [`LocalPg`] is dropped. Any other process on the same directory (`store
+//! dump` beside a running `serve`, a second `serve`) is a client: it connects to the running
+//! cluster and never stops it; when the cluster does not accept connections it refuses with an
+//! error naming the directory and the owner's pid.
+
+mod owner;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use owner::{Claim, Holder, OwnerLock, State};
 
 use super::StoreError;
+
+/// How long a client waits for a cluster its owner is still creating or starting.
+const CLIENT_WAIT: Duration = Duration::from_secs(60);
 
 /// Options of a private cluster.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,14 +33,35 @@ pub struct LocalOptions {
     pub unsafe_fast: bool,
 }
 
-/// A running private cluster; stopped on drop.
+/// A running private cluster: owned by this process (stopped on drop) or by another one (this
+/// process is a client: left running).
 #[derive(Debug)]
 pub struct LocalPg {
     pgdata: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
     url: String,
-    running: bool,
+    role: Role,
+}
+
+#[derive(Debug)]
+enum Role {
+    /// This process holds the owner lock: it started (or took over) the cluster and stops it.
+    Owner(OwnerLock),
+    /// Another process holds it (what its lock file said).
+    Client(Holder),
+}
+
+/// This process's relation to a private cluster, for `/metrics`: 0 none, 1 owner, 2 client.
+static PROCESS_ROLE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether this process owns the private cluster it uses (`None`: it uses none).
+pub fn private_cluster_owner() -> Option<bool> {
+    match PROCESS_ROLE.load(Ordering::Relaxed) {
+        1 => Some(true),
+        2 => Some(false),
+        _ => None,
+    }
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` holding the server binaries.
@@ -52,7 +88,8 @@ fn is_root() -> bool {
 }
 
 impl LocalPg {
-    /// Starts (creating it on first use) the cluster of `data_dir`.
+    /// Starts (creating it on first use) the cluster of `data_dir` and owns it, or, when
+    /// another process owns it, waits until it accepts connections and uses it as a client.
     pub fn start(data_dir: &Path, options: LocalOptions) -> Result<LocalPg, StoreError> {
         let bin = find_bin()?;
         std::fs::create_dir_all(data_dir)?;
@@ -65,23 +102,108 @@ impl LocalPg {
                 "the path is too long for a unix socket: choose a shorter --data-dir",
             ));
         }
-        let mut pg = LocalPg {
-            url: format!("host={} user=postgres dbname=postgres", pgdata.display()),
+        let url = format!("host={} user=postgres dbname=postgres", pgdata.display());
+        let deadline = Instant::now() + CLIENT_WAIT;
+        let mut waiting = false;
+        loop {
+            let holder = match owner::claim(&data_dir) {
+                Ok(Claim::Owner(lock)) => {
+                    let pg = LocalPg::with(pgdata, bin, url, Role::Owner(lock));
+                    return pg.own(&data_dir, options);
+                }
+                Ok(Claim::HeldBy(holder)) => holder,
+                Err(e) => {
+                    let lock = owner::path(&data_dir);
+                    return Err(local(&pgdata, &format!("{}: {e}", lock.display())));
+                }
+            };
+            match client_ready(holder, &socket, deadline) {
+                Ok(true) => {
+                    return Ok(LocalPg::with(pgdata, bin, url, Role::Client(holder)).join());
+                }
+                Ok(false) => {}
+                Err(why) => return Err(refuse(&data_dir, &pgdata, holder, &why)),
+            }
+            if !waiting {
+                tracing::info!(
+                    dir = %data_dir.display(),
+                    owner_pid = %holder.pid_text(),
+                    "waiting for the private PostgreSQL its owner is starting"
+                );
+                waiting = true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn with(pgdata: PathBuf, bin: PathBuf, url: String, role: Role) -> LocalPg {
+        LocalPg {
             pgdata,
             bin,
             as_postgres: is_root(),
-            running: false,
-        };
-        if !pg.pgdata.join("PG_VERSION").is_file() {
-            pg.init(&data_dir, options)?;
+            url,
+            role,
         }
-        if pg.status_running() {
-            tracing::info!(dir = %pg.pgdata.display(), "reusing the private PostgreSQL left running");
+    }
+
+    /// As the owner: creates the cluster if needed, starts it or takes over the one left
+    /// running by an owner that is gone.
+    fn own(self, data_dir: &Path, options: LocalOptions) -> Result<LocalPg, StoreError> {
+        let lock = self.owner_lock()?;
+        if !self.pgdata.join("PG_VERSION").is_file() {
+            self.init(data_dir, options)?;
+        }
+        if self.status_running() {
+            tracing::info!(
+                dir = %self.pgdata.display(),
+                previous_owner_pid = %lock.previous.pid_text(),
+                lock = %lock.path().display(),
+                "took over the private PostgreSQL left running by an owner that is gone: this \
+                 process owns it now and stops it at exit"
+            );
+            lock.set(State::Running)?;
         } else {
-            pg.start_server()?;
+            self.start_server()?;
         }
-        pg.running = true;
-        Ok(pg)
+        PROCESS_ROLE.store(1, Ordering::Relaxed);
+        Ok(self)
+    }
+
+    /// As a client of the cluster another process owns.
+    fn join(self) -> LocalPg {
+        if let Role::Client(holder) = &self.role {
+            tracing::info!(
+                dir = %self.pgdata.display(),
+                owner_pid = %holder.pid_text(),
+                "the private PostgreSQL belongs to another process (it holds the owner lock): \
+                 connecting as a client; it keeps running when this process exits"
+            );
+        }
+        PROCESS_ROLE.store(2, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether this process owns the cluster (and stops it on drop).
+    pub fn is_owner(&self) -> bool {
+        matches!(self.role, Role::Owner(_))
+    }
+
+    fn owner_lock(&self) -> Result<&OwnerLock, StoreError> {
+        match &self.role {
+            Role::Owner(lock) => Ok(lock),
+            Role::Client(_) => Err(self.not_owner()),
+        }
+    }
+
+    fn not_owner(&self) -> StoreError {
+        let pid = match &self.role {
+            Role::Client(h) => h.pid_text(),
+            Role::Owner(_) => std::process::id().to_string(),
+        };
+        local(
+            &self.pgdata,
+            &format!("only its owner (process {pid}) starts or stops it"),
+        )
     }
 
     /// The connection string (unix socket in the data directory).
@@ -166,8 +288,10 @@ impl LocalPg {
         c.output().is_ok_and(|o| o.status.success())
     }
 
-    /// Starts the server (after [`LocalPg::stop_server`]; tests of outages).
+    /// Starts the server (after [`LocalPg::stop_server`]; tests of outages). Owner only.
     pub fn start_server(&self) -> Result<(), StoreError> {
+        let lock = self.owner_lock()?;
+        lock.set(State::Starting)?;
         let mut c = self.command("pg_ctl");
         c.arg("-D")
             .arg(&self.pgdata)
@@ -175,12 +299,19 @@ impl LocalPg {
             .arg(self.pgdata.join("server.log"))
             .args(["-w", "-t", "60", "start"]);
         self.run(c, "pg_ctl start")?;
-        tracing::info!(dir = %self.pgdata.display(), "private PostgreSQL started");
+        lock.set(State::Running)?;
+        tracing::info!(
+            dir = %self.pgdata.display(),
+            lock = %lock.path().display(),
+            "private PostgreSQL started: this process owns it and stops it at exit"
+        );
         Ok(())
     }
 
-    /// Stops the server (fast shutdown: open transactions are rolled back).
+    /// Stops the server (fast shutdown: open transactions are rolled back). Owner only.
     pub fn stop_server(&self) -> Result<(), StoreError> {
+        let lock = self.owner_lock()?;
+        lock.set(State::Stopped)?;
         let mut c = self.command("pg_ctl");
         c.arg("-D")
             .arg(&self.pgdata)
@@ -192,14 +323,55 @@ impl LocalPg {
 }
 
 impl Drop for LocalPg {
+    /// The owner stops the cluster (then the lock goes with the file); a client leaves it.
     fn drop(&mut self) {
-        if self.running
-            && self.status_running()
-            && let Err(e) = self.stop_server()
-        {
-            tracing::warn!("{e}");
+        match &self.role {
+            Role::Owner(lock) => {
+                if !self.status_running() {
+                    let _ = lock.set(State::Stopped);
+                } else if let Err(e) = self.stop_server() {
+                    tracing::warn!("{e}");
+                }
+            }
+            Role::Client(holder) => tracing::debug!(
+                dir = %self.pgdata.display(),
+                owner_pid = %holder.pid_text(),
+                "leaving the private PostgreSQL running for its owner"
+            ),
         }
+        PROCESS_ROLE.store(0, Ordering::Relaxed);
     }
+}
+
+/// Whether a client may use the cluster `holder` owns now (`Ok(false)`: not yet, it is being
+/// started); `Err`: why it cannot.
+fn client_ready(holder: Holder, socket: &Path, deadline: Instant) -> Result<bool, String> {
+    match (
+        holder.state,
+        std::os::unix::net::UnixStream::connect(socket),
+    ) {
+        (Some(State::Running), Ok(_)) => Ok(true),
+        (Some(State::Running), Err(e)) => Err(format!("connecting to it: {e}")),
+        (Some(State::Stopped), _) => Err("its owner stopped it".to_string()),
+        _ if Instant::now() >= deadline => Err(format!(
+            "still not started after {} s",
+            CLIENT_WAIT.as_secs()
+        )),
+        _ => Ok(false),
+    }
+}
+
+/// The error of a client that cannot use the cluster another process owns.
+fn refuse(data_dir: &Path, pgdata: &Path, holder: Holder, why: &str) -> StoreError {
+    local(
+        pgdata,
+        &format!(
+            "it belongs to process {} (the holder of {}) and does not accept connections ({why}): \
+             only that process starts or stops it; wait for it, stop it, or give --database-url",
+            holder.pid_text(),
+            owner::path(data_dir).display()
+        ),
+    )
 }
 
 fn local(dir: &Path, message: &str) -> StoreError {

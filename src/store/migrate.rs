@@ -30,6 +30,16 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_task_requests",
         include_str!("../../migrations/0005_task_requests.sql"),
     ),
+    (
+        6,
+        "0006_site",
+        include_str!("../../migrations/0006_site.sql"),
+    ),
+    (
+        7,
+        "0007_quarantine",
+        include_str!("../../migrations/0007_quarantine.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen; returns the schema version. Concurrent

@@ -10,7 +10,8 @@
 //!   is fed the stored input log up to `C`; its outputs for times up to `C` (already stored and
 //!   already in the hub) are dropped ([`pipeline`]), so nothing is sent twice or gets a new seq.
 //! - Leadership ([`leader`]): only the process holding the site's advisory lock and the latest
-//!   term writes; every write transaction checks the term.
+//!   term writes; every write transaction checks the term. A store belongs to one site (table
+//!   `site`): a main process of another site is refused at start.
 
 pub mod dump;
 pub mod history;
@@ -63,9 +64,19 @@ pub enum StoreError {
     Fenced { term: i64, current: i64 },
     #[error(
         "another process is active for site {site} (it holds the leadership lock): stop it, or \
-         use another store or --site-name"
+         use another store"
     )]
     Busy { site: String },
+    #[error(
+        "this store belongs to site {store_site:?} (first claimed by {claimed_by}), not to this \
+         process's site {site:?} (--site-name): one site per database; use another database or \
+         schema for site {site:?}"
+    )]
+    OtherSite {
+        site: String,
+        store_site: String,
+        claimed_by: String,
+    },
 }
 
 /// The connection settings of `url`; every connection of this process is named

@@ -4,7 +4,9 @@
 //! original commands, which rebuilds every dataflow state (latest values, windows, heartbeats,
 //! joins) exactly; without a usable snapshot, the whole input log is fed. A stored row that
 //! cannot be read (a payload edited to invalid JSON, an undecodable input or snapshot) is
-//! logged and skipped, never fatal.
+//! logged and skipped, never fatal. A quarantined input (one that made an engine worker panic,
+//! [`crate::quarantine`]) is skipped too: the input log keeps what arrived, the engine never
+//! sees it again.
 
 use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
@@ -94,8 +96,8 @@ pub async fn load_snapshot(
 }
 
 /// Feeds the stored input log after `after` (from the start with `None`) up to `checkpoint` to
-/// `engine`, one engine command per stored (time, cmd), then moves the engine past the
-/// checkpoint. Returns (inputs fed, rows skipped).
+/// `engine`, one engine command per stored (time, cmd), its quarantined inputs left out, then
+/// moves the engine past the checkpoint. Returns (inputs fed, rows skipped).
 pub async fn feed_engine(
     client: &tokio_postgres::Client,
     engine: &Engine,
@@ -114,9 +116,11 @@ pub async fn feed_engine(
     let (mut fed, mut skipped) = (0u64, 0u64);
     let mut current: Option<(i64, i32)> = None;
     let mut inputs: Vec<Input> = Vec::new();
+    let quarantine = engine.quarantine();
+    let mut quarantined = 0u64;
     let send = |t: i64, inputs: Vec<Input>| -> Result<(), StoreError> {
         // The engine's command queue is bounded: a full queue blocks this thread briefly.
-        tokio::task::block_in_place(|| engine.input(t.max(0) as Time, inputs))
+        tokio::task::block_in_place(|| engine.restore_input(t.max(0) as Time, inputs))
             .map_err(|_| StoreError::Stopped)
     };
     while let Some(row) = stream.try_next().await? {
@@ -134,6 +138,7 @@ pub async fn feed_engine(
             current = Some((time, cmd));
         }
         match bincode::deserialize::<Input>(value) {
+            Ok(input) if quarantine.contains(&input) => quarantined += 1,
             Ok(input) => inputs.push(input),
             Err(e) => {
                 tracing::warn!(time, cmd, ord, error = %e, "stored input cannot be decoded: skipped");
@@ -150,5 +155,15 @@ pub async fn feed_engine(
     engine
         .advance(checkpoint + 1)
         .map_err(|_| StoreError::Stopped)?;
+    if quarantined > 0 {
+        quarantine
+            .metrics
+            .skipped
+            .fetch_add(quarantined, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            quarantined,
+            "quarantined inputs skipped in the input log (they made an engine worker panic)"
+        );
+    }
     Ok((fed, skipped))
 }

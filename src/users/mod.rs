@@ -4,14 +4,13 @@
 //!
 //! - This file: the model, the checks of names, and [`Users`], one interface over two backends
 //!   with the same validation, errors and orderings: the store's tables ([`pg`], with a store)
-//!   or memory ([`memory`], with `--no-db`: kept for the life of the process, bounded).
-//! - [`routes`]: the HTTP routes; [`enforce`]: the permissions on command routes (with the
-//!   store only); [`rooms`]: socket.io rooms restricted by role.
+//!   or memory ([`memory`], with `--no-db`: kept for the life of the process, bounded). [`Users`]
+//!   is where the access layer ([`crate::access`]) reads a user's grants on the main process.
+//! - [`routes`]: the HTTP routes. The decisions on commands and reads are the access layer's;
+//!   its HTTP doors are [`crate::api::access`].
 
-pub mod enforce;
 pub mod memory;
 mod pg;
-pub mod rooms;
 pub mod routes;
 
 use serde::{Deserialize, Serialize};
@@ -51,29 +50,14 @@ pub struct Permission {
     pub action: String,
 }
 
-/// Longest user, role, group or action name accepted.
-pub const MAX_NAME: usize = 255;
 /// Largest favorite task body stored (bytes of JSON).
 pub const MAX_FAVORITE: usize = 64 * 1024;
 /// Most favorite tasks one user may keep.
 pub const MAX_FAVORITES_PER_USER: i64 = 1000;
 
-/// Checks a user, role, group or action name: non-empty (but groups), bounded, printable.
+/// Checks a user, role, group or action name (see [`crate::access::groups::check_name`]).
 pub fn check_name(what: &str, name: &str, allow_empty: bool) -> Result<(), UsersError> {
-    if name.is_empty() && !allow_empty {
-        return Err(UsersError::Invalid(format!("{what} must not be empty")));
-    }
-    if name.len() > MAX_NAME {
-        return Err(UsersError::Invalid(format!(
-            "{what} is longer than {MAX_NAME} bytes"
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(UsersError::Invalid(format!(
-            "{what} contains control characters"
-        )));
-    }
-    Ok(())
+    crate::access::groups::check_name(what, name, allow_empty).map_err(UsersError::Invalid)
 }
 
 /// Users, roles, permissions and favorites: in the store, or in memory (`--no-db`).
@@ -263,5 +247,32 @@ impl Users {
     /// Deletes a favorite task of this user; false when they have none with this id.
     pub async fn delete_favorite(&self, username: &str, id: &str) -> Result<bool, UsersError> {
         backend!(self.delete_favorite(username, id))
+    }
+}
+
+/// The main process's grants: the users' store.
+impl crate::access::rooms::GrantSource for Users {
+    fn grants<'a>(
+        &'a self,
+        username: &'a str,
+        _token: Option<&'a str>,
+    ) -> futures_util::future::BoxFuture<'a, Result<crate::access::rooms::Grants, String>> {
+        Box::pin(async move {
+            let info = self
+                .load_or_create(username)
+                .await
+                .map_err(|e| e.to_string())?;
+            let permissions = if info.is_admin {
+                Vec::new()
+            } else {
+                self.effective_permissions(username)
+                    .await
+                    .map_err(|e| e.to_string())?
+            };
+            Ok(crate::access::rooms::Grants::from_permissions(
+                info.is_admin,
+                permissions.into_iter().map(|p| (p.authz_grp, p.action)),
+            ))
+        })
     }
 }

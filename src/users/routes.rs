@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Permission, UserInfo, Users, UsersError};
+use crate::api::body::Body;
 use crate::api::routes::{In, Param, Route};
 use crate::api::{ApiError, AppState, AuthUser};
 
@@ -304,7 +305,7 @@ struct PostUser {
 async fn create_user(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
-    Json(body): Json<PostUser>,
+    Body(body): Body<PostUser>,
 ) -> Answer<Value> {
     let users = admin(&app, &user.username).await?;
     users.create(&body.username, body.is_admin).await?;
@@ -346,7 +347,7 @@ async fn make_admin(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
     Path(username): Path<String>,
-    Json(body): Json<PostMakeAdmin>,
+    Body(body): Body<PostMakeAdmin>,
 ) -> Answer<Value> {
     let users = admin(&app, &user.username).await?;
     users.set_admin(&username, body.admin).await?;
@@ -363,7 +364,7 @@ async fn add_user_role(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
     Path(username): Path<String>,
-    Json(body): Json<PostRole>,
+    Body(body): Body<PostRole>,
 ) -> Answer<Value> {
     let users = admin(&app, &user.username).await?;
     users.add_role(&username, &body.name).await?;
@@ -374,7 +375,7 @@ async fn set_user_roles(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
     Path(username): Path<String>,
-    Json(body): Json<Vec<PostRole>>,
+    Body(body): Body<Vec<PostRole>>,
 ) -> Answer<Value> {
     let users = admin(&app, &user.username).await?;
     let roles: Vec<String> = body.into_iter().map(|r| r.name).collect();
@@ -400,7 +401,7 @@ async fn list_roles(State(app): State<AppState>, AuthUser(user): AuthUser) -> An
 async fn create_role(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
-    Json(body): Json<PostRole>,
+    Body(body): Body<PostRole>,
 ) -> Answer<Value> {
     let users = admin(&app, &user.username).await?;
     users.create_role(&body.name).await?;
@@ -432,7 +433,7 @@ async fn add_permission(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
     Path(role): Path<String>,
-    Json(body): Json<Permission>,
+    Body(body): Body<Permission>,
 ) -> Answer<Value> {
     let users = admin(&app, &user.username).await?;
     users.add_permission(&role, &body).await?;
@@ -444,7 +445,7 @@ async fn remove_permission(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
     Path(role): Path<String>,
-    Json(body): Json<Permission>,
+    Body(body): Body<Permission>,
 ) -> Answer<Value> {
     let users = admin(&app, &user.username).await?;
     users.remove_permission(&role, &body).await?;
@@ -469,7 +470,7 @@ async fn favorites(State(app): State<AppState>, AuthUser(user): AuthUser) -> Ans
 async fn post_favorite(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
-    Json(body): Json<Value>,
+    Body(body): Body<Value>,
 ) -> Answer<Value> {
     let users = own(&app, &user.username).await?;
     let Value::Object(mut fav) = body else {

@@ -6,8 +6,9 @@
 //! reference client for dashboard authors.
 //!
 //! `{prefix}/view/config.json` tells the page whether it needs a token (`{"auth": bool}`);
-//! `{prefix}/view/entities` (with a token) names the doors and lifts whose state the server has,
-//! so that the page lists them before (or without) a building map.
+//! `{prefix}/view/entities` (with a token) names the doors and lifts whose state the server has
+//! and the user may read (room rules), so that the page lists them before (or without) a
+//! building map.
 //! With `RMF_DASH_VIEW_DIR` set, the same files are read from that directory at each request
 //! instead (to work on the page without rebuilding); only the names listed here are served.
 //! `socket.io.min.js` is socket.io-client 4.8.1's browser bundle (MIT, license header kept and
@@ -158,15 +159,32 @@ async fn config(State(app): State<AppState>) -> Response {
     response
 }
 
-/// The doors and lifts whose state the server has, by name (`{doors: [...], lifts: [...]}`).
-async fn entities(_: crate::api::AuthUser, State(app): State<AppState>) -> Response {
-    let names = |prefix: &str| -> Vec<String> {
-        crate::api::read::states(&app.hub, prefix, "/state")
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect()
+/// The doors and lifts whose state the server has, by name (`{doors: [...], lifts: [...]}`): only
+/// those whose state room the user may read (room rules, `--room-permission`), so the page names
+/// nothing the user could not subscribe to.
+async fn entities(user: crate::api::AuthUser, State(app): State<AppState>) -> Response {
+    let grants = tokio::sync::OnceCell::new();
+    let names = |prefix: &'static str| {
+        let states = crate::api::read::states(&app.hub, prefix, "/state");
+        let (app, grants, username) = (&app, &grants, &user.0.username);
+        async move {
+            let mut readable = Vec::with_capacity(states.len());
+            for (name, _) in states {
+                let room = format!("{prefix}{name}/state");
+                let allowed = match app.sockets.room_access() {
+                    Some(access) => access.may_read(grants, username, None, &room).await.is_ok(),
+                    None => true,
+                };
+                if allowed {
+                    readable.push(name);
+                }
+            }
+            readable
+        }
     };
-    Json(serde_json::json!({"doors": names("/doors/"), "lifts": names("/lifts/")})).into_response()
+    let doors = names("/doors/").await;
+    let lifts = names("/lifts/").await;
+    Json(serde_json::json!({"doors": doors, "lifts": lifts})).into_response()
 }
 
 #[cfg(test)]

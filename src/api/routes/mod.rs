@@ -157,7 +157,7 @@ pub struct Route {
     /// `None` for routes registered elsewhere (`/health`, `/time`, ... in `api/mod.rs`),
     /// listed here for the document only.
     pub handler: Option<fn() -> MethodRouter<AppState>>,
-    /// The permission action a command route needs (`crate::users::enforce`); `None` for reads.
+    /// The permission action a command route needs (`crate::api::access`); `None` for reads.
     pub action: Option<&'static str>,
 }
 

@@ -1,48 +1,39 @@
-//! Enforcement of permissions on the ★ command routes: each route needs one action (rmf-web's
-//! `task_submit` and `task_cancel`, and rmf-dash's finer actions for the other commands); admins
-//! may do everything. Refusals are 403 `{"detail": ...}` naming the user and the missing
-//! permission. With `--no-auth` nothing is enforced; nor without a store (`--no-db`): users
-//! then live in memory ([`enforced`] says why they are not enforced).
+//! The HTTP doors of the access layer ([`crate::access`]): the middleware of the ★ command
+//! routes and of the REST reads. Decisions are the access layer's; this file finds what they
+//! are about (the user from the token, the task a command names, the path read) and answers
+//! rmf-web's way: 401 without a valid token, 403 `{"detail": ...}` naming the user and the missing
+//! permission, 503 when grants cannot be read.
 //!
-//! Groups (`authz_grp`), as rmf-web's authorization model: a task belongs to one group, the
-//! value of its booking label `authz_grp=<group>` (no such label: the site-wide group `""`). A
-//! task action (`task_*`) needs the permission in the task's group. A permission in the
-//! site-wide group `""` covers every group. The other commands need their action in `""`.
-//!
-//! Which group, by route, never by the shape of the body (DESIGN.md invariant 11):
+//! Commands: each route needs one action (rmf-web's `task_submit` and `task_cancel`, and
+//! rmf-dash's finer actions for the other commands); admins may do everything. With
+//! `--no-auth` nothing is enforced; nor without a store (`--no-db`): users then live in memory
+//! ([`enforced`] says why they are not enforced). Which group, by route, never by the shape of
+//! the body (DESIGN.md invariant 11):
 //! - a dispatch or robot task (`task_submit`) creates the task: the group of the request's own
 //!   `request.labels`;
 //! - every other task command acts on an existing task, named by `task_id` (`for_task` for
-//!   resume and undo skip): the group of that task as stored, from the `booking.labels` of its
-//!   present state (`/tasks/{id}/state`). Labels the client sends (`labels`, or anything else in
-//!   the body) never choose the group; the bodies of these routes reject unknown fields.
+//!   resume and undo skip): the group of that task as stored ([`stored_task_group`]). Labels the
+//!   client sends never choose the group; the bodies of these routes reject unknown fields.
 //! - A task the server does not know (no state), or a body that names no task: the site-wide
 //!   group. Only a user whose permission covers every group may command a task whose group the
 //!   server cannot prove (an admin, or one with the action in `""`; RMF may know a task whose
 //!   state never reached the server). Not 404: a command on a task RMF knows but the server
 //!   has not seen still works for those users, as in rmf-web, which forwards it.
+//!
+//! Reads: a REST read whose path (under the URL prefix, percent-decoded) falls under a room rule
+//! needs the rule's permission, as the room of that name does ([`restrict_reads`]).
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::OnceCell;
 
-use super::Users;
-use crate::api::auth::Auth;
-use crate::api::{ApiError, AppState};
-
-/// The site-wide group: the group of the non-task commands, and of tasks without a group
-/// label; a permission in it covers every group.
-pub const SITE_GROUP: &str = "";
-
-/// The booking label key that names a task's group.
-pub const GROUP_LABEL: &str = "authz_grp";
-
-/// The action of the routes that create a task (dispatch, robot task).
-const SUBMIT: &str = "task_submit";
-
-/// Largest body read to find a task command's group.
-const MAX_BODY: usize = 1 << 20;
+use super::{ApiError, AppState};
+use crate::access::groups::{SITE_GROUP, forbidden, group_of_state, labels_of, task_group};
+use crate::access::rooms::Refusal;
+use crate::access::token::Auth;
+use crate::users::Users;
 
 /// The users whose permissions are enforced (on command routes, scheduled tasks and their
 /// dispatch): the store's. Users in memory (`--no-db`) are answered but not enforced, as before
@@ -52,26 +43,11 @@ pub fn enforced(app: &AppState) -> Option<&Users> {
     Some(&*app.users).filter(|u| !u.in_memory())
 }
 
-/// The group of a task from its labels (`authz_grp=<group>`, else [`SITE_GROUP`]).
-pub fn task_group(labels: Option<&[String]>) -> String {
-    labels
-        .into_iter()
-        .flatten()
-        .find_map(|l| {
-            l.split_once('=')
-                .filter(|(k, _)| *k == GROUP_LABEL)
-                .map(|(_, v)| v.to_string())
-        })
-        .unwrap_or_else(|| SITE_GROUP.to_string())
-}
+/// Largest body read to find a task command's group.
+const MAX_BODY: usize = 1 << 20;
 
-fn labels_of(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
-    v?.as_array().map(|a| {
-        a.iter()
-            .filter_map(|l| l.as_str().map(str::to_string))
-            .collect()
-    })
-}
+/// The action of the routes that create a task (dispatch, robot task).
+const SUBMIT: &str = "task_submit";
 
 /// The routes whose body names the target task `for_task` (the others name it `task_id`).
 const FOR_TASK_ROUTES: [&str; 2] = ["/tasks/resume_task", "/tasks/undo_skip_phase"];
@@ -105,7 +81,7 @@ pub fn stored_task_group(app: &AppState, task_id: &str) -> String {
         .get(&format!("/tasks/{task_id}/state"))
         .and_then(|(_, v)| v)
         .and_then(|raw| serde_json::from_str(raw.get()).ok());
-    task_group(labels_of(state.as_ref().and_then(|s| s.pointer("/booking/labels"))).as_deref())
+    group_of_state(state.as_ref())
 }
 
 /// The action a matched route path (possibly under a prefix) needs, if any: the `action` of its
@@ -180,27 +156,43 @@ pub async fn enforce(
     }
 }
 
-/// The 403 detail of a refused action.
-pub fn forbidden(username: &str, group: &str, action: &str) -> String {
-    format!(
-        "user {username} may not do this: it needs the permission \
-         {{authz_grp: \"{group}\", action: \"{action}\"}} through one of its roles"
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_task_s_group_is_its_authz_grp_label() {
-        let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(task_group(None), "");
-        assert_eq!(
-            task_group(Some(&labels(&["zone=a", "authz_grp=west"]))),
-            "west"
-        );
-        assert_eq!(task_group(Some(&labels(&["authz_grp"]))), "");
-        assert_eq!(task_group(Some(&labels(&["authz_grp="]))), "");
+/// Middleware of the REST read routes of the main process: a read whose path falls under a room
+/// rule needs the rule's permission. Public routes (the map's images, `/openapi.json`) stay
+/// public.
+pub async fn restrict_reads(
+    State(app): State<AppState>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(access) = app.sockets.room_access() else {
+        return next.run(request).await;
+    };
+    let public = matched
+        .as_ref()
+        .is_some_and(|m| super::routes::is_public(m.as_str()));
+    let path = percent_encoding::percent_decode_str(request.uri().path())
+        .decode_utf8_lossy()
+        .into_owned();
+    if public || access.action_for(&path).is_none() {
+        return next.run(request).await;
+    }
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let user = match app.auth.verify(Auth::bearer(header)) {
+        Ok(user) => user,
+        Err(e) => return ApiError(StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
+    };
+    match access
+        .may_read(&OnceCell::new(), &user.username, None, &path)
+        .await
+    {
+        Ok(()) => next.run(request).await,
+        Err(Refusal::Forbidden(detail)) => ApiError(StatusCode::FORBIDDEN, detail).into_response(),
+        Err(Refusal::Unavailable(detail)) => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, detail).into_response()
+        }
     }
 }
