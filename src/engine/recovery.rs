@@ -436,31 +436,13 @@ fn rebuild(host: &Arc<Host>, what: &str) -> Generation {
         from = frontier,
         "engine worker panic: rebuilding the engine in place and looking for the input that caused it"
     );
-    let mut trials = Trials {
-        host,
-        base: base.clone(),
-        tail: &tail,
-        through: tail
-            .iter()
-            .map(Step::time)
-            .max()
-            .unwrap_or_else(|| base.as_ref().map_or(0, |b| b.time)),
-        count: 0,
-    };
+    let mut trials = Trials::new(host, base.clone(), &tail);
     let culprits = match trials.isolate(frontier) {
         Ok(c) => c,
         Err(e) => give_up(host, &tail, frontier, what, e),
     };
-    for &(step, pos) in &culprits {
-        if let Step::Input {
-            time,
-            inputs,
-            origin,
-        } = &tail[step]
-            && let Some(input) = inputs.get(pos)
-        {
-            host.quarantine.add(Entry::new(input, *time, *origin, what));
-        }
+    for &addr in &culprits {
+        quarantine(host, &tail, addr, what);
     }
     let steps = {
         let mut r = host.recovery.lock();
@@ -498,17 +480,8 @@ fn rebuild(host: &Arc<Host>, what: &str) -> Generation {
 fn give_up(host: &Host, tail: &[Step], frontier: Time, what: &str, why: Unrecoverable) -> ! {
     let mut quarantined = 0;
     if matches!(why, Unrecoverable::NoRecoveryPoint | Unrecoverable::TooMany) {
-        for (step, pos) in addresses(tail, frontier) {
-            if let Step::Input {
-                time,
-                inputs,
-                origin,
-            } = &tail[step]
-                && let Some(input) = inputs.get(pos)
-                && host.quarantine.add(Entry::new(input, *time, *origin, what))
-            {
-                quarantined += 1;
-            }
+        for addr in addresses(tail, frontier) {
+            quarantined += usize::from(quarantine(host, tail, addr, what));
         }
     }
     let written = host.quarantine.flush(Duration::from_secs(10));
@@ -519,6 +492,20 @@ fn give_up(host: &Host, tail: &[Step], frontier: Time, what: &str, why: Unrecove
          for its supervisor to restart it"
     );
     std::process::exit(EXIT_ENGINE);
+}
+
+/// Quarantines the input at `addr` of `tail` (the panic said `what`); whether it is new.
+fn quarantine(host: &Host, tail: &[Step], (step, pos): Addr, what: &str) -> bool {
+    match tail.get(step) {
+        Some(Step::Input {
+            time,
+            inputs,
+            origin,
+        }) => inputs
+            .get(pos)
+            .is_some_and(|input| host.quarantine.add(Entry::new(input, *time, *origin, what))),
+        _ => false,
+    }
 }
 
 /// The inputs of the steps at or after `from`, in order.
@@ -540,7 +527,22 @@ struct Trials<'a> {
     count: usize,
 }
 
-impl Trials<'_> {
+impl<'a> Trials<'a> {
+    fn new(host: &'a Arc<Host>, base: Option<Arc<Snapshot>>, tail: &'a [Step]) -> Trials<'a> {
+        let through = tail
+            .iter()
+            .map(Step::time)
+            .max()
+            .unwrap_or_else(|| base.as_ref().map_or(0, |b| b.time));
+        Trials {
+            host,
+            base,
+            tail,
+            through,
+            count: 0,
+        }
+    }
+
     /// The inputs that make the engine panic, found by trials (see the module's header).
     fn isolate(&mut self, frontier: Time) -> Result<Vec<Addr>, Unrecoverable> {
         let mut suspects = addresses(self.tail, frontier);

@@ -165,6 +165,13 @@ impl Latest {
     }
 }
 
+/// What a command did.
+enum Taken {
+    Moved,
+    Nothing,
+    Finish(Time),
+}
+
 /// The first worker: the inputs and what it keeps of them.
 struct First<'w> {
     worker: &'w mut host::Worker,
@@ -314,9 +321,12 @@ impl First<'_> {
 
     /// Takes the engine's commands until it finishes or the generation stops.
     fn serve(mut self) {
-        let host = self.host;
-        let rx = host.commands.lock().unwrap_or_else(PoisonError::into_inner);
-        let every = host.snapshot_every.map(|e| e.max(1));
+        let rx = self
+            .host
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let every = self.host.snapshot_every.map(|e| e.max(1));
         let mut next_snapshot = every.map(|e| (self.now() / e + 1) * e);
         loop {
             if self.stopped() {
@@ -324,12 +334,15 @@ impl First<'_> {
             }
             let mut moved = false;
             loop {
-                let command = rx.try_recv();
+                let command = match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    // Every handle is gone: what was sent is completed.
+                    Err(mpsc::TryRecvError::Disconnected) => Command::Finish(self.now()),
+                };
                 // Time is about to move past a snapshot time (or the tail is over its bound):
                 // the state as of the current time is the snapshot's.
-                if let (Ok(Command::Input(t, ..) | Command::Advance(t)), Some(e)) =
-                    (&command, every)
-                {
+                if let (Command::Input(t, ..) | Command::Advance(t), Some(e)) = (&command, every) {
                     let now = self.now();
                     let due = next_snapshot.is_some_and(|at| now >= at) || self.tail_over;
                     if *t > now && due {
@@ -337,51 +350,53 @@ impl First<'_> {
                         next_snapshot = Some((now / e + 1) * e);
                     }
                 }
-                match command {
-                    Ok(Command::Input(t, batch, origin)) => {
-                        host.inputs.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        let batch = host.quarantine.filter(batch);
-                        let time = t.max(self.now());
-                        self.record(Step::Input {
-                            time,
-                            inputs: batch.clone(),
-                            origin,
-                        });
-                        self.feed(t, batch);
-                        moved = true;
-                    }
-                    Ok(Command::Advance(t)) => {
-                        if t > self.now() {
-                            self.record(Step::Advance(t));
-                            self.advance(t);
-                            moved = true;
-                        }
-                    }
-                    Ok(Command::Snapshot) => {
-                        if every.is_some() {
-                            // The backlog first, so that the hold measures the snapshot alone.
-                            let now = self.now();
-                            self.complete(now);
-                            self.snapshot();
-                            moved = true;
-                        }
-                    }
-                    Ok(Command::Finish(t)) => {
-                        self.record(Step::Finish(t));
-                        return self.finish(t);
-                    }
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        let t = self.now();
-                        self.record(Step::Finish(t));
-                        return self.finish(t);
-                    }
+                match self.take(command) {
+                    Taken::Moved => moved = true,
+                    Taken::Nothing => {}
+                    Taken::Finish(t) => return self.finish(t),
                 }
             }
             if moved {
                 self.flush();
             }
             self.worker.step_or_park(Some(Duration::from_millis(50)));
+        }
+    }
+
+    /// Applies one command, recorded for recovery first.
+    fn take(&mut self, command: Command) -> Taken {
+        match command {
+            Command::Input(t, batch, origin) => {
+                let host = self.host;
+                host.inputs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let batch = host.quarantine.filter(batch);
+                let time = t.max(self.now());
+                self.record(Step::Input {
+                    time,
+                    inputs: batch.clone(),
+                    origin,
+                });
+                self.feed(t, batch);
+                Taken::Moved
+            }
+            Command::Advance(t) if t > self.now() => {
+                self.record(Step::Advance(t));
+                self.advance(t);
+                Taken::Moved
+            }
+            Command::Advance(_) => Taken::Nothing,
+            Command::Snapshot if self.host.snapshot_every.is_some() => {
+                // The backlog first, so that the hold measures the snapshot alone.
+                let now = self.now();
+                self.complete(now);
+                self.snapshot();
+                Taken::Moved
+            }
+            Command::Snapshot => Taken::Nothing,
+            Command::Finish(t) => {
+                self.record(Step::Finish(t));
+                Taken::Finish(t)
+            }
         }
     }
 
