@@ -16,7 +16,7 @@
 //!    suspects, run to the time the panicked one had reached, and report whether they panic;
 //!    their outputs are discarded. The shortest prefix of the suspects that panics ends with a
 //!    culprit (binary search: about log2(suspects) trials); the search repeats without it until
-//!    the whole tail runs (a culprit at most 8 times). If the tail without any suspect panics
+//!    the whole tail runs (at most 8 culprits). If the tail without any suspect panics
 //!    already (an older input's timer, a join with an older input), every input of the tail is
 //!    a suspect. If the whole tail runs at once, the panic was not caused by an input: nothing
 //!    is quarantined.
@@ -66,7 +66,8 @@ pub(super) struct Host {
     /// Worker threads in this process.
     pub workers: usize,
     pub cluster: Option<(usize, Vec<String>)>,
-    /// Snapshot period (`None`: no snapshots, no recovery point).
+    /// Snapshot period (`None`: no snapshots; the recovery point is the start until the tail is
+    /// past twice its bound).
     pub snapshot_every: Option<Time>,
     pub fingerprint: String,
     /// The tail's bound (inputs), see [`Recovery::push`].

@@ -16,7 +16,8 @@
 //!   multiple of the period, or the recovery tail is over its bound, the first worker holds its
 //!   input at `S + 1`, collects every keyed operator's state as of `S` and its own latest
 //!   inputs, waits until the outputs up to `S` are delivered, and keeps the whole as the
-//!   recovery point (sent to the store too when the snapshots were taken, see `ops::snapshot`).
+//!   recovery point (and sends it out when someone takes the engine's snapshots: the store;
+//!   see `ops::snapshot`).
 
 use std::cell::Cell;
 use std::hash::BuildHasher;
