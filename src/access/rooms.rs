@@ -122,7 +122,7 @@ impl RoomAccess {
     }
 
     /// The grants of `username` (`token`: the client's JWT, for a proxy).
-    pub async fn grants(&self, username: &str, token: Option<&str>) -> Result<Grants, String> {
+    async fn grants(&self, username: &str, token: Option<&str>) -> Result<Grants, String> {
         self.source.grants(username, token).await
     }
 

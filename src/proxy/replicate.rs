@@ -116,11 +116,6 @@ async fn handler(
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok()),
     );
-    let reader = Reader {
-        username: String::new(),
-        token: bearer.map(str::to_string),
-        grants: OnceCell::new(),
-    };
     let user = match replicas.auth.verify(bearer) {
         Ok(u) => u,
         Err(e) => {
@@ -132,15 +127,14 @@ async fn handler(
                 .into_response();
         }
     };
+    let reader = Reader {
+        username: user.username,
+        token: bearer.map(str::to_string),
+        grants: OnceCell::new(),
+    };
     ws.max_message_size(frame::MAX_REQUEST)
         .max_frame_size(frame::MAX_REQUEST)
-        .on_upgrade(move |socket| {
-            let reader = Reader {
-                username: user.username,
-                ..reader
-            };
-            serve(replicas, socket, reader)
-        })
+        .on_upgrade(move |socket| serve(replicas, socket, reader))
 }
 
 /// The link's user, as the room rules see it.
