@@ -408,9 +408,11 @@ async fn a_stalled_client_holds_at_most_its_queue_bound() {
         full("bytes"),
         full("packets"),
     );
-    // Each client: its 8 MiB and one value, and 32 MiB for the allocator's noise.
+    // Each client: its 8 MiB and one value, and 128 MiB for the noise between the two runs'
+    // peaks (32 MiB failed once in seven runs on a loaded machine); the unbounded queue held
+    // 492 MiB.
     assert!(
-        held < 2 * (8 * MIB + MIB) + 32 * MIB,
+        held < 2 * (8 * MIB + MIB) + 128 * MIB,
         "two stalled clients held {}",
         mib(held)
     );
