@@ -117,6 +117,10 @@ struct HubArgs {
     /// gets the latest value of each room it missed.
     #[arg(long, default_value_t = rmf_dash::hub::bounds::DEFAULT_SOCKET_QUEUE_BYTES, env = "RMF_DASH_SOCKET_QUEUE_BYTES")]
     socket_queue_bytes: u64,
+    /// Final values of retired rooms (tasks that ended and left memory) kept in memory for
+    /// subscribers and reads soon after; older ones are read from the store.
+    #[arg(long, default_value_t = rmf_dash::hub::retire::DEFAULT_ARCHIVED_ROOMS, env = "RMF_DASH_ARCHIVED_ROOMS")]
+    archived_rooms: usize,
 }
 
 impl HubArgs {
@@ -125,6 +129,7 @@ impl HubArgs {
             max_rooms: self.max_rooms,
             max_rooms_per_client: self.max_rooms_per_client,
             socket_queue_bytes: self.socket_queue_bytes,
+            archived_rooms: self.archived_rooms,
         }
     }
 }
@@ -497,10 +502,10 @@ impl ScheduleArgs {
 struct BenchArgs {
     #[arg(long, value_enum, default_value = "1k")]
     site: rmf_dash::bench::BenchSite,
-    /// Length of the generated trace.
+    /// Length of the generated trace (every section but soak: see --soak-hours).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     duration: std::time::Duration,
-    /// Smoke run (hotel site, 30 s): finishes in well under 2 minutes.
+    /// Smoke run (hotel site, 30 s; soak: 3 minutes): finishes in well under 2 minutes.
     #[arg(long)]
     quick: bool,
     /// Write the JSON report here.
@@ -509,12 +514,21 @@ struct BenchArgs {
     /// Where to generate the trace (default: a temporary directory).
     #[arg(long)]
     workdir: Option<std::path::PathBuf>,
-    /// Only these sections: decode, engine, latency, ingest, fanout, store (comma separated).
+    /// Only these sections: decode, engine, latency, ingest, fanout, store, soak (comma
+    /// separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// socket.io clients of the fan-out section (100 with --quick).
     #[arg(long, default_value_t = 1000)]
     clients: usize,
+    /// Site hours of the soak section's trace (a 1k site: about 1.1 GB of MCAP in --workdir per
+    /// hour, removed after).
+    #[arg(long, default_value_t = 4)]
+    soak_hours: u32,
+    /// The soak section also runs with the store writer into a private PostgreSQL in --workdir
+    /// (it keeps every input: tens of GB for hours of the 1k site).
+    #[arg(long)]
+    soak_store: bool,
 }
 
 #[derive(Args)]
@@ -573,6 +587,16 @@ struct EngineArgs {
     /// Quarantined inputs (ones that made an engine worker panic) kept in memory.
     #[arg(long, default_value_t = rmf_dash::quarantine::DEFAULT_MAX_ENTRIES, env = "RMF_DASH_MAX_QUARANTINED")]
     max_quarantined: usize,
+    /// How long a task stays in memory after it ended (completed, failed, canceled, killed), in
+    /// seconds of logical time; then the engine and the hub forget it and reads go to the store
+    /// (0: kept for ever).
+    #[arg(
+        long,
+        default_value_t = rmf_dash::engine::DEFAULT_TASK_RETENTION_MS / 1000,
+        env = "RMF_DASH_ENDED_TASK_RETENTION",
+        value_name = "SECS"
+    )]
+    ended_task_retention: u64,
 }
 
 impl EngineArgs {
@@ -606,6 +630,8 @@ impl EngineArgs {
             quarantine: std::sync::Arc::new(rmf_dash::quarantine::Quarantine::new(
                 self.max_quarantined,
             )),
+            task_retention_ms: (self.ended_task_retention > 0)
+                .then(|| self.ended_task_retention.saturating_mul(1000)),
             ..Default::default()
         })
     }
@@ -953,6 +979,8 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         tick_ms: 10,
         only: args.only,
         clients: args.clients,
+        soak_hours: args.soak_hours,
+        soak_store: args.soak_store,
     };
     let report = rmf_dash::bench::run(&opts, &workdir);
     if args.workdir.is_none() {

@@ -209,11 +209,9 @@ pub fn run<W: Write + Send + 'static>(
     opts: &ReplayOptions,
     emit: Option<W>,
 ) -> Result<ReplaySummary, ReplayError> {
-    // Without a store, nobody would keep snapshots.
-    let mut engine = Engine::start(crate::engine::EngineConfig {
-        snapshot_every_ms: None,
-        ..opts.engine.clone()
-    })?;
+    // Without a store the snapshots are not exported, but the engine still takes them: each is
+    // its recovery point, and bounds the inputs it keeps to rebuild after a worker panic.
+    let mut engine = Engine::start(opts.engine.clone())?;
     let outputs = engine.take_outputs();
     let writer = std::thread::Builder::new()
         .name("replay-output".into())

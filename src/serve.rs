@@ -406,6 +406,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     };
     tracing::info!(workers = config.engine.workers, "engine started");
     let delivered = engine.delivered.clone();
+    let engine_held = engine.held();
     let horizon = restoring.as_ref().and_then(|r| r.checkpoint);
     // Users and scheduled tasks live in the same store (its schema is migrated by the restore
     // above); without one (`--no-db`), in memory for the life of the process.
@@ -424,6 +425,9 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         .store
         .as_ref()
         .map(|c| crate::store::history::History::new(&c.url));
+    if let Some(h) = &history {
+        hub.set_recall(h.clone());
+    }
     let task_requests = Arc::new(match &config.store {
         Some(c) => crate::store::task_requests::TaskRequests::Store(
             crate::store::SharedClient::connect(&c.url).await?,
@@ -520,6 +524,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         leader: leadership,
         http: this.bounds.metrics.clone(),
         quarantine: config.engine.quarantine.clone(),
+        engine_held,
     });
     spawn_flush(hub.clone());
     this.switch

@@ -28,6 +28,27 @@ where
     O: ExchangeData,
     F: for<'s> Fn(Coll<'s, (K, V)>) -> Coll<'s, O> + Send + Sync + 'static,
 {
+    let inputs = inputs
+        .into_iter()
+        .map(|(k, v, t)| (k, Some(v), t))
+        .collect();
+    run_upsert_deleting(workers, inputs, until, build)
+}
+
+/// [`run_upsert`] where a `None` value deletes the key (its value is retracted, none replaces
+/// it: how the engine evicts an entity that ended).
+pub fn run_upsert_deleting<K, V, O, F>(
+    workers: usize,
+    inputs: Vec<(K, Option<V>, Time)>,
+    until: Time,
+    build: F,
+) -> Vec<(O, Time, Diff)>
+where
+    K: ExchangeData + Hash + Eq + Sync,
+    V: ExchangeData + Sync,
+    O: ExchangeData,
+    F: for<'s> Fn(Coll<'s, (K, V)>) -> Coll<'s, O> + Send + Sync + 'static,
+{
     let results = Arc::new(Mutex::new(Vec::new()));
     let sink = results.clone();
     let inputs = Arc::new(inputs);
@@ -59,10 +80,16 @@ where
                 if t > *input.time() {
                     input.advance_to(t);
                 }
-                if let Some(old) = latest.insert(k.clone(), v.clone()) {
+                let old = match &v {
+                    Some(v) => latest.insert(k.clone(), v.clone()),
+                    None => latest.remove(&k),
+                };
+                if let Some(old) = old {
                     input.update((k.clone(), old), -1);
                 }
-                input.update((k, v), 1);
+                if let Some(v) = v {
+                    input.update((k, v), 1);
+                }
             }
             input.advance_to(until + 1);
             input.flush();

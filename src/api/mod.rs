@@ -62,6 +62,8 @@ pub struct App {
     pub http: Arc<crate::listener::ListenerMetrics>,
     /// Engine inputs that made a worker panic (`/health`, `/metrics`).
     pub quarantine: Arc<crate::quarantine::Quarantine>,
+    /// What the engine holds (`/metrics`).
+    pub engine_held: crate::engine::Held,
 }
 
 /// Every route, under `prefix`.

@@ -238,15 +238,14 @@ fn booking_labels(task: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// The booking labels of a task: `None` for an unknown task, an empty object for a task
-/// without labels.
-pub fn task_booking_labels(hub: &Hub, task_id: &str) -> Option<Map<String, Value>> {
-    let state = parse(&value(hub, &format!("/tasks/{task_id}/state"))?);
+/// The booking labels of a task state as an object (empty for a task without labels).
+pub fn task_booking_labels(state: &Raw) -> Map<String, Value> {
+    let state = parse(state);
     let strings: Vec<&str> = booking_labels(&state)
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect();
-    Some(labels(&strings))
+    labels(&strings)
 }
 
 /// The task statuses of RMF's task_state schema (other values in a `status` filter are ignored,

@@ -189,6 +189,24 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     );
     let m = &app.hub.metrics;
     gauge(
+        "rmf_dash_rooms_retired_total",
+        "Rooms retired: their entity ended and left the engine (--ended-task-retention).",
+        "counter",
+        &[(String::new(), m.retired.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "rmf_dash_rooms_revived_total",
+        "Retired rooms taken back from the archive or the store for a subscriber or a read.",
+        "counter",
+        &[(String::new(), m.revived.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "rmf_dash_rooms_archived",
+        "Final values of retired rooms held in memory (--archived-rooms).",
+        "gauge",
+        &[(String::new(), app.hub.archived() as u64)],
+    );
+    gauge(
         "rmf_dash_deliveries_total",
         "Room events sent to subscribers.",
         "counter",
@@ -309,6 +327,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     app.http.write(&mut out);
     app.sockets.write_metrics(&mut out);
     app.feed_metrics.names.write(&mut out);
+    app.engine_held.write_metrics(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

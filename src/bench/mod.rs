@@ -8,14 +8,16 @@
 //! rate), `ingest` (`/_internal` frames/s vs websocket reception alone), `fanout` (socket.io
 //! deliveries, server CPU per delivery, memory per idle client and end-to-end latency with many
 //! clients at real time, vs a plain websocket server; the clients in a load process of their own,
-//! [`load`]), the last two against a live server in this process ([`live`]), and `store` (writer
-//! rows/s vs raw binary COPY, restore times).
+//! [`load`]), the last two against a live server in this process ([`live`]), `store` (writer
+//! rows/s vs raw binary COPY, restore times), and `soak` (memory and throughput per site hour over
+//! a long trace, against the first hour: [`soak`]; its own trace, `--soak-hours`).
 
 pub mod engine;
 pub mod live;
 pub mod load;
 pub mod memory;
 pub mod naive;
+pub mod soak;
 pub mod store;
 
 use std::time::{Duration, Instant};
@@ -91,11 +93,15 @@ pub struct BenchOptions {
     /// Smoke run: a small site, short trace, few repetitions.
     pub quick: bool,
     pub tick_ms: u64,
-    /// Only these sections (`decode`, `engine`, `latency`, `ingest`, `fanout`, `store`); all
-    /// when empty.
+    /// Only these sections (`decode`, `engine`, `latency`, `ingest`, `fanout`, `store`,
+    /// `soak`); all when empty.
     pub only: Vec<String>,
     /// socket.io clients of the fan-out section.
     pub clients: usize,
+    /// Site hours of the soak section's trace (not `duration`; 3 one-minute hours with `quick`).
+    pub soak_hours: u32,
+    /// The soak section also runs with the store writer into a private PostgreSQL.
+    pub soak_store: bool,
 }
 
 impl BenchOptions {
@@ -133,6 +139,9 @@ pub struct Report {
     pub quick: bool,
     pub trace: TraceFacts,
     pub figures: Vec<Figure>,
+    /// The soak section's rows, one per variant and site hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<Vec<soak::SoakHour>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -143,7 +152,7 @@ pub struct Machine {
     pub os: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct TraceFacts {
     pub messages: u64,
     pub bytes: u64,
@@ -428,9 +437,12 @@ fn engine_figures(
     Ok(())
 }
 
-/// Runs the benchmark; the trace is generated into `workdir`.
+/// The sections run on the trace generated here (the soak section makes its own).
+const COMMON: [&str; 6] = ["decode", "engine", "latency", "ingest", "fanout", "store"];
+
+/// Runs the benchmark; the traces are generated into `workdir`.
 pub fn run(opts: &BenchOptions, workdir: &std::path::Path) -> Result<Report, BenchError> {
-    let site = if opts.quick {
+    let mut site = if opts.quick {
         BenchSite::Hotel
     } else {
         opts.site
@@ -440,26 +452,55 @@ pub fn run(opts: &BenchOptions, workdir: &std::path::Path) -> Result<Report, Ben
     } else {
         opts.duration.as_millis() as u64
     };
+    let mut duration_s = duration_ms as f64 / 1000.0;
+    let mut facts = TraceFacts::default();
+    let mut figures = Vec::new();
+    let common = COMMON.iter().any(|s| opts.wants(s));
+    if common {
+        common_sections(opts, site, duration_ms, workdir, &mut facts, &mut figures)?;
+    }
+    let mut soak_rows = None;
+    if opts.wants("soak") {
+        let s = soak::run(opts, workdir, &mut figures)?;
+        if !common {
+            (site, duration_s, facts) = (s.site, s.duration_s, s.facts);
+        }
+        soak_rows = Some(s.rows);
+    }
+    Ok(Report {
+        machine: machine(),
+        commit: commit(),
+        site,
+        duration_s,
+        quick: opts.quick,
+        trace: facts,
+        figures,
+        soak: soak_rows,
+    })
+}
+
+/// The sections that share one generated trace of `site`.
+fn common_sections(
+    opts: &BenchOptions,
+    site: BenchSite,
+    duration_ms: u64,
+    workdir: &std::path::Path,
+    facts: &mut TraceFacts,
+    figures: &mut Vec<Figure>,
+) -> Result<(), BenchError> {
     let config = site.config(duration_ms);
     let path = workdir.join(format!("bench-{site:?}-{}s.mcap", duration_ms / 1000));
     let report = generate::generate(&config, &path, None)?;
     let path_s = path.display().to_string();
-    let mut facts = TraceFacts {
-        messages: report.messages,
-        bytes: report.bytes,
-        records: 0,
-        robot_updates: 0,
-        entities: 0,
-    };
-    let mut figures = Vec::new();
+    (facts.messages, facts.bytes) = (report.messages, report.bytes);
     if opts.wants("decode") {
-        decode_figures(&path_s, &mut figures)?;
+        decode_figures(&path_s, figures)?;
     }
     if opts.wants("engine") || opts.wants("latency") {
-        engine_figures(&path_s, opts, &mut facts, &mut figures)?;
+        engine_figures(&path_s, opts, facts, figures)?;
     }
     if opts.wants("ingest") {
-        live::ingest(&path_s, opts.quick, &mut figures)?;
+        live::ingest(&path_s, opts.quick, figures)?;
     }
     if opts.wants("fanout") {
         let (clients, seconds) = if opts.quick {
@@ -467,20 +508,12 @@ pub fn run(opts: &BenchOptions, workdir: &std::path::Path) -> Result<Report, Ben
         } else {
             (opts.clients, duration_ms / 1000)
         };
-        live::fanout(&path_s, clients, 10, seconds, &mut figures)?;
+        live::fanout(&path_s, clients, 10, seconds, figures)?;
     }
     if opts.wants("store") {
-        store::store_figures(&path_s, workdir, &mut figures)?;
+        store::store_figures(&path_s, workdir, figures)?;
     }
-    Ok(Report {
-        machine: machine(),
-        commit: commit(),
-        site,
-        duration_s: duration_ms as f64 / 1000.0,
-        quick: opts.quick,
-        trace: facts,
-        figures,
-    })
+    Ok(())
 }
 
 impl std::fmt::Display for Report {
@@ -519,6 +552,9 @@ impl std::fmt::Display for Report {
                 "{:<8} {:<46} {:>16.1} {:<10} {:>16}  {:>8}",
                 fig.section, fig.name, fig.value, fig.unit, b, r
             )?;
+        }
+        if let Some(rows) = &self.soak {
+            soak::write_table(f, rows)?;
         }
         Ok(())
     }

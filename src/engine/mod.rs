@@ -31,6 +31,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use rmf_dash_dataflows::derived::{self, Output};
 use rmf_dash_dataflows::model::input::Input;
+use rmf_dash_dataflows::ops::census::Census;
 use rmf_dash_dataflows::ops::snapshot::{self, Snapshot};
 use rmf_dash_dataflows::prelude::*;
 
@@ -68,6 +69,10 @@ pub struct EngineConfig {
     /// Where inputs that made a worker panic are recorded and skipped (shared by the clones of
     /// this configuration).
     pub quarantine: Arc<Quarantine>,
+    /// How long an ended task stays in the engine after it ended (logical ms; `None`: for
+    /// ever): then its latest state is retracted and every operator forgets it
+    /// (`--ended-task-retention`).
+    pub task_retention_ms: Option<Time>,
 }
 
 impl EngineConfig {
@@ -75,10 +80,11 @@ impl EngineConfig {
     /// configuration, and the worker count.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{} workers={} {:?}{}",
+            "{} workers={} {:?} task_retention_ms={:?}{}",
             snapshot::SOURCE_HASH,
             self.workers.max(1),
             self.derived,
+            self.task_retention_ms,
             fault::fingerprint()
         )
     }
@@ -93,6 +99,7 @@ impl Default for EngineConfig {
             snapshot_every_ms: None,
             recovery_inputs: DEFAULT_RECOVERY_INPUTS,
             quarantine: Arc::default(),
+            task_retention_ms: Some(DEFAULT_TASK_RETENTION_MS),
         }
     }
 }
@@ -136,6 +143,58 @@ pub const DEFAULT_SNAPSHOT_EVERY_S: u64 = 10;
 /// their payloads with the engine's state: about 100 MB).
 pub const DEFAULT_RECOVERY_INPUTS: usize = 1_000_000;
 
+/// Default of `--ended-task-retention`: an hour after a task ended, it leaves memory (the
+/// store keeps it).
+pub const DEFAULT_TASK_RETENTION_MS: Time = 3_600_000;
+
+/// What the engine holds, for `/metrics`: the keyed operators' census and the ended tasks
+/// evicted (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    pub census: Arc<Census>,
+    pub evicted: Arc<AtomicU64>,
+}
+
+impl Held {
+    /// The figures in Prometheus' text format.
+    pub fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering;
+        let _ = writeln!(
+            out,
+            "# HELP rmf_dash_engine_keys Keys held by each keyed operator of the engine (summed over workers; LatestInputs: the engine's latest input per key).
+# TYPE rmf_dash_engine_keys gauge"
+        );
+        let totals = self.census.totals();
+        for (operator, count) in &totals {
+            let _ = writeln!(
+                out,
+                "rmf_dash_engine_keys{{operator=\"{operator}\"}} {}",
+                count.keys
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP rmf_dash_engine_timer_times Distinct times with a timer scheduled, by keyed operator.
+# TYPE rmf_dash_engine_timer_times gauge"
+        );
+        for (operator, count) in &totals {
+            let _ = writeln!(
+                out,
+                "rmf_dash_engine_timer_times{{operator=\"{operator}\"}} {}",
+                count.timer_times
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP rmf_dash_engine_tasks_evicted_total Ended tasks that left the engine (--ended-task-retention after they ended).
+# TYPE rmf_dash_engine_tasks_evicted_total counter
+rmf_dash_engine_tasks_evicted_total {}",
+            self.evicted.load(Ordering::Relaxed)
+        );
+    }
+}
+
 /// All changes of one logical time, retractions first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
@@ -168,6 +227,10 @@ pub struct Engine {
     /// Whether this process delivers output (process 0 of a cluster).
     pub delivers: bool,
     quarantine: Arc<Quarantine>,
+    /// What the keyed operators hold (`/metrics`, `bench --only soak`).
+    pub census: Arc<Census>,
+    /// Ended tasks evicted so far.
+    pub evicted: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -224,6 +287,9 @@ impl Engine {
             cluster: config.cluster.clone(),
             snapshot_every: every,
             recovery_inputs: config.recovery_inputs.max(1),
+            task_retention: config.task_retention_ms,
+            census: Census::new(),
+            evicted: Arc::default(),
             quarantine: config.quarantine.clone(),
             commands: std::sync::Mutex::new(command_rx),
             outputs: output_tx,
@@ -254,6 +320,8 @@ impl Engine {
             inputs: host.inputs.clone(),
             delivers: process == 0,
             quarantine: config.quarantine.clone(),
+            census: host.census.clone(),
+            evicted: host.evicted.clone(),
         };
         engine.supervisor =
             Some(recovery::supervise(host, first).map_err(|e| EngineError::Start(e.to_string()))?);
@@ -292,6 +360,14 @@ impl Engine {
     /// comes at the time advanced to). Without a snapshot period, nothing happens.
     pub fn snapshot_now(&self) -> Result<(), EngineError> {
         self.send(Command::Snapshot)
+    }
+
+    /// What the engine holds (for `/metrics`).
+    pub fn held(&self) -> Held {
+        Held {
+            census: self.census.clone(),
+            evicted: self.evicted.clone(),
+        }
     }
 
     /// The output batches (taken once).

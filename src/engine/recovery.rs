@@ -45,6 +45,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use rmf_dash_dataflows::derived;
 use rmf_dash_dataflows::model::input::Input;
+use rmf_dash_dataflows::ops::census::Census;
 use rmf_dash_dataflows::ops::snapshot::{Snapshot, Snapshots};
 use rmf_dash_dataflows::prelude::{Time, host};
 
@@ -72,6 +73,12 @@ pub(super) struct Host {
     pub fingerprint: String,
     /// The tail's bound (inputs), see [`Recovery::push`].
     pub recovery_inputs: usize,
+    /// How long an ended task stays ([`super::EngineConfig::task_retention_ms`]).
+    pub task_retention: Option<Time>,
+    /// What the keyed operators and the first worker hold.
+    pub census: Arc<Census>,
+    /// Ended tasks evicted so far.
+    pub evicted: Arc<AtomicU64>,
     pub quarantine: Arc<Quarantine>,
     /// The engine's commands (taken by the first worker of the live generation).
     pub commands: std::sync::Mutex<mpsc::Receiver<Command>>,

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use rmf_dash_dataflows::derived::{self, Inputs};
 use rmf_dash_dataflows::model::input::{Input, InputKey, InputValue, Name, RobotSample};
+use rmf_dash_dataflows::ops::census::{self, Count};
 use rmf_dash_dataflows::ops::snapshot::{self, Snapshot};
 use rmf_dash_dataflows::prelude::*;
 
@@ -98,19 +99,21 @@ fn work(worker: &mut host::Worker, host: &Host, cohort: &Cohort) {
     // Set when the input is about to close: nothing after it is output (closing the input lets
     // operators run their timers to the end of time in any order).
     let end = Rc::new(Cell::new(Time::MAX));
-    snapshot::building(&cohort.snapshots, || {
-        worker.dataflow::<Time, _, _>(|scope| {
-            let all = fault::inject(input.to_collection(scope));
-            let robots = robot_input.to_collection(scope);
-            let inputs = Inputs::split_with(all, Some(robots));
-            let out = derived::build_all(&inputs, &host.derived);
-            let delivery = sink::Delivery {
-                sender: sink_out,
-                end: end.clone(),
-                delivered: cohort.delivered.clone(),
-                from: cohort.from(),
-            };
-            sink::complete_batches(out, &probe, delivery);
+    census::counting(&host.census, || {
+        snapshot::building(&cohort.snapshots, || {
+            worker.dataflow::<Time, _, _>(|scope| {
+                let all = fault::inject(input.to_collection(scope));
+                let robots = robot_input.to_collection(scope);
+                let inputs = Inputs::split_with(all, Some(robots));
+                let out = derived::build_all(&inputs, &host.derived);
+                let delivery = sink::Delivery {
+                    sender: sink_out,
+                    end: end.clone(),
+                    delivered: cohort.delivered.clone(),
+                    from: cohort.from(),
+                };
+                sink::complete_batches(out, &probe, delivery);
+            })
         })
     });
     cohort.snapshots.built();
@@ -138,31 +141,90 @@ fn work(worker: &mut host::Worker, host: &Host, cohort: &Cohort) {
     first.run();
 }
 
-/// The first worker's own state: the latest value per upsert key, and the hash of the latest
-/// sample per robot key.
+/// The first worker's own state: the latest value per upsert key, the hash of the latest
+/// sample per robot key, and when each ended task leaves.
 #[derive(Default)]
 struct Latest {
     values: rustc_hash::FxHashMap<InputKey, InputValue>,
     samples: rustc_hash::FxHashMap<InputKey, u64>,
+    /// Ended tasks: the time each is evicted (its latest value retracted, none replacing it).
+    leaves: rustc_hash::FxHashMap<InputKey, Time>,
+    /// `leaves` by time (an entry whose key's time changed since is skipped).
+    leaving: std::collections::BTreeMap<Time, Vec<InputKey>>,
 }
 
+/// A snapshot's encoding of [`Latest`]: every map sorted (the same state gives the same bytes).
+type Encoded = (
+    Vec<(InputKey, InputValue)>,
+    Vec<(InputKey, u64)>,
+    Vec<(InputKey, Time)>,
+);
+
 impl Latest {
-    /// The encoding in a snapshot (sorted: the same state gives the same bytes).
     fn encode(&self) -> Result<Vec<u8>, bincode::Error> {
-        let mut values: Vec<_> = self.values.iter().collect();
-        values.sort();
-        let mut samples: Vec<_> = self.samples.iter().collect();
-        samples.sort();
-        bincode::serialize(&(values, samples))
+        fn sorted<V: Clone + Ord>(m: &rustc_hash::FxHashMap<InputKey, V>) -> Vec<(InputKey, V)> {
+            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort();
+            v
+        }
+        let encoded: Encoded = (
+            sorted(&self.values),
+            sorted(&self.samples),
+            sorted(&self.leaves),
+        );
+        bincode::serialize(&encoded)
     }
 
     fn decode(bytes: &[u8]) -> Result<Latest, bincode::Error> {
-        let (values, samples): (Vec<(InputKey, InputValue)>, Vec<(InputKey, u64)>) =
-            bincode::deserialize(bytes)?;
-        Ok(Latest {
+        let (values, samples, leaves): Encoded = bincode::deserialize(bytes)?;
+        let mut latest = Latest {
             values: values.into_iter().collect(),
             samples: samples.into_iter().collect(),
-        })
+            ..Latest::default()
+        };
+        for (key, at) in leaves {
+            latest.leave_at(key, at);
+        }
+        Ok(latest)
+    }
+
+    /// A new value of an upsert key at `t`: an ended task is scheduled to leave `retention`
+    /// later (once: its later values do not move the time), any other value stays.
+    fn track(&mut self, key: &InputKey, value: &InputValue, t: Time, retention: Option<Time>) {
+        match (value, retention) {
+            (InputValue::Task(task), Some(retention)) if task.ended() => {
+                if !self.leaves.contains_key(key) {
+                    self.leave_at(key.clone(), t.saturating_add(retention));
+                }
+            }
+            _ => {
+                self.leaves.remove(key);
+            }
+        }
+    }
+
+    fn leave_at(&mut self, key: InputKey, at: Time) {
+        self.leaving.entry(at).or_default().push(key.clone());
+        self.leaves.insert(key, at);
+    }
+
+    /// The earliest time a key leaves at.
+    fn next_leaving(&self) -> Option<Time> {
+        self.leaving.keys().next().copied()
+    }
+
+    /// Takes the keys that leave at `at` (the earliest), with their latest values.
+    fn take_leaving(&mut self, at: Time) -> Vec<(InputKey, InputValue)> {
+        let mut out = Vec::new();
+        for key in self.leaving.remove(&at).unwrap_or_default() {
+            if self.leaves.get(&key) == Some(&at) {
+                self.leaves.remove(&key);
+                if let Some(value) = self.values.remove(&key) {
+                    out.push((key, value));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -198,20 +260,37 @@ impl First<'_> {
         self.cohort.stopped()
     }
 
-    /// Moves the inputs to `t` (never back); whether they moved.
+    /// Moves the inputs to `t` (never back); whether they moved. Ended tasks whose time to
+    /// leave comes before `t` leave at their time on the way.
     fn advance(&mut self, t: Time) -> bool {
-        if t > self.now() {
-            self.input.advance_to(t);
-            self.robot_input.advance_to(t);
-            true
-        } else {
-            false
+        if t <= self.now() {
+            return false;
         }
+        while let Some(due) = self.latest.next_leaving().filter(|at| *at < t) {
+            let at = due.max(self.now());
+            self.input.advance_to(at);
+            self.robot_input.advance_to(at);
+            let left = self.latest.take_leaving(due);
+            self.host
+                .evicted
+                .fetch_add(left.len() as u64, Ordering::Relaxed);
+            for (key, value) in left {
+                self.input.update((key, value), -1);
+            }
+        }
+        self.input.advance_to(t);
+        self.robot_input.advance_to(t);
+        true
     }
 
     fn flush(&mut self) {
         self.input.flush();
         self.robot_input.flush();
+        let latest = Count {
+            keys: self.latest.values.len() + self.latest.samples.len(),
+            timer_times: self.latest.leaving.len(),
+        };
+        self.host.census.set("LatestInputs", 0, latest);
     }
 
     /// Steps until every output before `t` is computed (or the generation stops).
@@ -233,6 +312,8 @@ impl First<'_> {
                 // The last of each key in this time wins.
                 self.samples.insert(key, value);
             } else if self.latest.values.get(&key) != Some(&value) {
+                let t = self.now();
+                self.latest.track(&key, &value, t, self.host.task_retention);
                 if let Some(old) = self.latest.values.insert(key.clone(), value.clone()) {
                     self.input.update((key.clone(), old), -1);
                 }

@@ -54,6 +54,8 @@ pub struct HubBounds {
     /// Bytes that may wait in one socket's queue before the hub coalesces for it
     /// (`--socket-queue-bytes`).
     pub socket_queue_bytes: u64,
+    /// Final values of retired rooms kept (`--archived-rooms`, [`super::retire`]).
+    pub archived_rooms: usize,
 }
 
 impl Default for HubBounds {
@@ -62,6 +64,7 @@ impl Default for HubBounds {
             max_rooms: DEFAULT_MAX_ROOMS,
             max_rooms_per_client: DEFAULT_MAX_ROOMS_PER_CLIENT,
             socket_queue_bytes: DEFAULT_SOCKET_QUEUE_BYTES,
+            archived_rooms: super::retire::DEFAULT_ARCHIVED_ROOMS,
         }
     }
 }

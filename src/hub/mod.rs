@@ -32,6 +32,7 @@
 
 pub mod bounds;
 pub mod drain;
+pub mod retire;
 pub mod rooms;
 pub mod socketio;
 
@@ -51,6 +52,7 @@ use crate::engine::Batch;
 
 pub use bounds::HubBounds;
 use bounds::Tier;
+use retire::{Archive, Archived};
 
 /// Events of a stream room kept for subscribers that fall behind.
 pub const STREAM_TAIL: usize = 256;
@@ -119,6 +121,10 @@ pub struct HubMetrics {
     pub refused_client: AtomicU64,
     /// Subscriptions refused: the hub held `max_rooms` and no room without a value could go.
     pub refused_server: AtomicU64,
+    /// Rooms retired: their entity ended and left the engine ([`retire`]).
+    pub retired: AtomicU64,
+    /// Retired rooms taken back from the archive or the store for a subscriber or a read.
+    pub revived: AtomicU64,
 }
 
 impl HubMetrics {
@@ -188,6 +194,9 @@ struct Room {
     /// Stream rooms: the recent events.
     tail: VecDeque<(u64, Time, Raw)>,
     subscribers: Vec<Arc<dyn Subscriber>>,
+    /// Its entity ended and left the engine: it leaves with its last subscriber
+    /// ([`retire`]).
+    retired: bool,
 }
 
 impl Room {
@@ -200,6 +209,7 @@ impl Room {
             record: None,
             tail: VecDeque::new(),
             subscribers: Vec::new(),
+            retired: false,
         }
     }
 }
@@ -228,6 +238,8 @@ struct Inner {
     seq_floor: u64,
     /// Rooms made or left by their last subscriber since the last eviction scan.
     since_scan: usize,
+    /// The final values of the last rooms retired.
+    archive: Archive,
 }
 
 /// The sequence number of a room's next change (a first change numbers after `floor`).
@@ -242,6 +254,7 @@ pub struct Hub {
     kind_of: rooms::Kinds,
     interest: std::sync::OnceLock<Arc<dyn Interest>>,
     rewrite: std::sync::OnceLock<Arc<dyn Rewrite>>,
+    recall: std::sync::OnceLock<Arc<dyn retire::Recall>>,
     pub metrics: HubMetrics,
 }
 
@@ -276,11 +289,15 @@ impl Hub {
 
     pub fn with_bounds(bounds: HubBounds) -> Self {
         Hub {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                archive: Archive::new(bounds.archived_rooms),
+                ..Inner::default()
+            }),
             bounds,
             kind_of: rooms::Kinds::new(),
             interest: std::sync::OnceLock::new(),
             rewrite: std::sync::OnceLock::new(),
+            recall: std::sync::OnceLock::new(),
             metrics: HubMetrics::default(),
         }
     }
@@ -292,6 +309,25 @@ impl Hub {
     /// Sets who hears about first and last subscribers (once; later calls are ignored).
     pub fn set_interest(&self, interest: Arc<dyn Interest>) {
         let _ = self.interest.set(interest);
+    }
+
+    /// Sets where retired rooms are recalled from (once; later calls are ignored).
+    pub fn set_recall(&self, recall: Arc<dyn retire::Recall>) {
+        let _ = self.recall.set(recall);
+    }
+
+    /// The present value of a state room; for a retiring room neither held nor archived, its
+    /// final value recalled from the store (then given to its subscribers and archived, see
+    /// [`Hub::revive`]).
+    pub async fn recall(&self, room: &str) -> Option<Raw> {
+        if let Some((_, Some(v))) = self.get(room) {
+            return Some(v);
+        }
+        let recall = self.recall.get().filter(|_| retire::retiring(room))?;
+        let (t, value) = recall.recall(room).await?;
+        let value = self.delivered_raw(room, value);
+        self.revive(room, t, value.clone());
+        Some(value)
     }
 
     /// Sets how values are rewritten as they enter (once; later calls are ignored).
@@ -344,6 +380,7 @@ impl Hub {
         let inner = &mut *inner;
         // State rooms: the value after the whole batch (retractions come first).
         let mut touched: Vec<Arc<str>> = Vec::new();
+        let mut retiring: Vec<Arc<str>> = Vec::new();
         let mut outbox = Vec::new();
         for (Output { room, value }, diff) in &batch.changes {
             let Some(kind) = self.kind_of.kind(room) else {
@@ -354,6 +391,11 @@ impl Hub {
             let floor = inner.seq_floor;
             let (key, r) = room_entry(&mut inner.rooms, room.as_str(), kind);
             match (kind, *diff > 0) {
+                (RoomKind::State, false) if retire::retiring(room) => {
+                    if r.record.as_deref() == Some(value.as_str()) {
+                        retiring.push(key);
+                    }
+                }
                 (RoomKind::State, false) => {
                     if r.record.as_deref() == Some(value.as_str()) {
                         r.record = None;
@@ -366,6 +408,7 @@ impl Hub {
                     }
                 }
                 (RoomKind::State, true) => {
+                    r.retired = false;
                     r.t = batch.time;
                     r.record = Some(value.as_str().to_string());
                     r.value = Some(self.delivered(room, value.as_str()));
@@ -395,6 +438,12 @@ impl Hub {
                     }
                 }
                 (RoomKind::Stream, false) => {}
+            }
+        }
+        // A retiring room retracted and not replaced: its entity left the engine.
+        for key in retiring {
+            if !touched.contains(&key) {
+                self.retire(inner, &key);
             }
         }
         let floor = inner.seq_floor;
@@ -434,6 +483,11 @@ impl Hub {
             let Some(kind) = self.kind_of.kind(&room) else {
                 continue;
             };
+            if value.is_none() && retire::retiring(&room) {
+                // Retired before the restart: it stays out, its numbers stay behind.
+                inner.seq_floor = inner.seq_floor.max(seq);
+                continue;
+            }
             self.admit_room(inner, &room, Origin::Change);
             let (_, r) = room_entry(&mut inner.rooms, &room, kind);
             r.seq = seq;
@@ -463,6 +517,13 @@ impl Hub {
         if !self.admit_room(inner, room, Origin::Subscription) {
             self.metrics.refused_server.fetch_add(1, Ordering::Relaxed);
             return Err(SubscribeError::ServerRooms(self.bounds.max_rooms));
+        }
+        if !inner.rooms.contains_key(room)
+            && let Some(archived) = inner.archive.take(room)
+        {
+            self.metrics.revived.fetch_add(1, Ordering::Relaxed);
+            let (_, r) = room_entry(&mut inner.rooms, room, kind);
+            restore_archived(r, archived);
         }
         let (key, r) = room_entry(&mut inner.rooms, room, kind);
         r.subscribers.push(sub.clone());
@@ -562,6 +623,8 @@ impl Hub {
             inner.since_scan += 1;
             if r.seq == 0 {
                 inner.rooms.remove(room);
+            } else if r.retired {
+                self.free_retired(inner, room);
             }
             self.interest_changed(room);
         }
@@ -806,9 +869,16 @@ impl Hub {
     }
 
     /// The present value of a state room and its sequence number (REST reads and proxies).
+    /// A retired room is answered from the archive while it is there.
     pub fn get(&self, room: &str) -> Option<(u64, Option<Raw>)> {
         let inner = self.inner.lock();
-        inner.rooms.get(room).map(|r| (r.seq, r.value.clone()))
+        match inner.rooms.get(room) {
+            Some(r) => Some((r.seq, r.value.clone())),
+            None => inner
+                .archive
+                .get(room)
+                .map(|a| (a.seq, Some(a.value.clone()))),
+        }
     }
 
     /// The sequence number and logical time of what a room holds (proxies).
@@ -842,12 +912,103 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Retires `key` (its entity left the engine; [`retire`]): it goes now when nobody follows
+    /// it, else with its last subscriber; its companion rooms go when nobody follows them.
+    fn retire(&self, inner: &mut Inner, key: &Arc<str>) {
+        let Some(r) = inner.rooms.get_mut(key) else {
+            return;
+        };
+        r.retired = true;
+        self.metrics.retired.fetch_add(1, Ordering::Relaxed);
+        if r.subscribers.is_empty() {
+            self.free_retired(inner, key);
+        }
+        for companion in retire::companions(key).unwrap_or_default() {
+            if inner
+                .rooms
+                .get(companion.as_str())
+                .is_some_and(|c| c.subscribers.is_empty())
+                && let Some(c) = inner.rooms.remove(companion.as_str())
+            {
+                inner.seq_floor = inner.seq_floor.max(c.seq);
+            }
+        }
+    }
+
+    /// Frees a retired room nobody follows; its final value goes to the archive.
+    fn free_retired(&self, inner: &mut Inner, room: &str) {
+        let Some((key, r)) = inner.rooms.remove_entry(room) else {
+            return;
+        };
+        inner.seq_floor = inner.seq_floor.max(r.seq);
+        if let Some(value) = r.value {
+            let archived = Archived {
+                seq: r.seq,
+                t: r.t,
+                value,
+            };
+            inner.archive.put(key, archived);
+        }
+    }
+
+    /// Gives a retired room its final value recalled from the store (a subscriber or a read
+    /// asked for it and it was neither held nor archived): subscribers that are there get it,
+    /// numbered after every number the hub gave; nobody following, it goes to the archive.
+    /// Nothing changes for a room that has a value meanwhile.
+    pub fn revive(&self, room: &str, t: Time, value: Raw) {
+        if !retire::retiring(room) {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        self.metrics.revived.fetch_add(1, Ordering::Relaxed);
+        let floor = inner.seq_floor;
+        let Some(r) = inner.rooms.get_mut(room) else {
+            if inner.archive.get(room).is_none() {
+                let seq = next_seq(0, floor);
+                inner.seq_floor = seq;
+                inner.archive.put(room.into(), Archived { seq, t, value });
+            }
+            return;
+        };
+        if r.value.is_some() {
+            return;
+        }
+        r.seq = next_seq(r.seq, floor);
+        r.t = t;
+        r.retired = true;
+        r.value = Some(value);
+        let meta = Meta {
+            seq: r.seq,
+            t,
+            sent_ms: now_ms(),
+        };
+        let mut outbox = Vec::new();
+        let key: Arc<str> = room.into();
+        queue(&mut outbox, &key, &r.subscribers, r.value.as_ref(), meta);
+        self.send(inner, outbox);
+    }
+
+    /// Final values of retired rooms held in the archive.
+    pub fn archived(&self) -> usize {
+        self.inner.lock().archive.len()
+    }
+
     /// (rooms, subscriptions, subscribers behind).
     pub fn sizes(&self) -> (usize, usize, usize) {
         let inner = self.inner.lock();
         let subs = inner.rooms.values().map(|r| r.subscribers.len()).sum();
         (inner.rooms.len(), subs, inner.behind.len())
     }
+}
+
+/// A room made again from its archived final value.
+fn restore_archived(r: &mut Room, a: Archived) {
+    r.seq = a.seq;
+    r.t = a.t;
+    r.record = None;
+    r.value = Some(a.value);
+    r.retired = true;
 }
 
 /// The room named `room` (created, of `kind`, when new) and its name, shared with the map.

@@ -458,6 +458,10 @@ async fn subscribe(
         Ok(()) => {
             tracing::debug!(user = %conn.user.username, room, "subscribed");
             ack.send(&serde_json::json!({"room": room})).await;
+            // A task that ended and left memory: its final state from the store.
+            if super::retire::retiring(&room) {
+                state.hub.recall(&room).await;
+            }
         }
         Err(e) => {
             if e != SubscribeError::UnknownRoom {

@@ -625,3 +625,74 @@ fn a_room_made_again_after_an_eviction_never_goes_back_in_sequence() {
     assert_eq!(hub.held(log), Some((6, 8)), "numbered after the 5 it had");
     assert!(hub.get(DOOR).is_none(), "the oldest value made space");
 }
+
+const TASK: &str = "/tasks/t1/state";
+const TASK_LOG: &str = "/tasks/t1/log";
+
+#[test]
+fn an_evicted_task_retires_its_rooms_and_keeps_its_final_state_in_the_archive() {
+    let hub = Hub::new();
+    hub.apply(&batch(
+        10,
+        vec![change(TASK, "\"done\"", 1), change(TASK_LOG, "[1]", 1)],
+    ));
+    // The engine evicts the ended task: its state retracted alone.
+    hub.apply(&batch(20, vec![change(TASK, "\"done\"", -1)]));
+    assert_eq!(hub.sizes().0, 0, "both rooms left the hub");
+    assert_eq!(hub.archived(), 1);
+    assert_eq!(hub.metrics.retired.load(Ordering::Relaxed), 1);
+    // A read and a subscriber still find the final state.
+    assert_eq!(
+        hub.get(TASK)
+            .and_then(|(_, v)| v)
+            .map(|v| v.get().to_string()),
+        Some("\"done\"".to_string())
+    );
+    let a = Fake::new(1);
+    hub.subscribe(a.clone(), TASK).expect("subscribed");
+    assert_eq!(a.got(), vec![(TASK.into(), "\"done\"".into(), 1)]);
+    // It leaves again with its subscriber, and comes back as new with a later number.
+    hub.remove(1);
+    assert_eq!(hub.sizes().0, 0);
+    hub.apply(&batch(30, vec![change(TASK, "\"again\"", 1)]));
+    let b = Fake::new(2);
+    hub.subscribe(b.clone(), TASK).expect("subscribed");
+    assert_eq!(b.got(), vec![(TASK.into(), "\"again\"".into(), 2)]);
+}
+
+#[test]
+fn a_followed_task_keeps_its_final_state_when_evicted_and_a_replaced_one_is_not_retired() {
+    let hub = Hub::new();
+    let a = Fake::new(1);
+    hub.subscribe(a.clone(), TASK).expect("subscribed");
+    hub.apply(&batch(10, vec![change(TASK, "1", 1)]));
+    hub.apply(&batch(
+        20,
+        vec![change(TASK, "1", -1), change(TASK, "2", 1)],
+    ));
+    assert_eq!(hub.metrics.retired.load(Ordering::Relaxed), 0);
+    hub.apply(&batch(30, vec![change(TASK, "2", -1)]));
+    // Nothing delivered for the eviction: the subscriber keeps "2".
+    assert_eq!(
+        a.got(),
+        vec![(TASK.into(), "1".into(), 1), (TASK.into(), "2".into(), 2)]
+    );
+    assert_eq!(hub.sizes().0, 1, "held while followed");
+    hub.unsubscribe(1, TASK);
+    assert_eq!((hub.sizes().0, hub.archived()), (0, 1));
+}
+
+#[test]
+fn a_revived_room_numbers_after_every_number_given() {
+    let hub = Hub::new();
+    // A retired room numbered 1 went before: the revived one numbers after it.
+    hub.apply(&batch(10, vec![change("/tasks/t0/state", "1", 1)]));
+    hub.apply(&batch(20, vec![change("/tasks/t0/state", "1", -1)]));
+    let a = Fake::new(1);
+    hub.subscribe(a.clone(), TASK).expect("subscribed");
+    hub.revive(TASK, 5, raw("\"stored\""));
+    assert_eq!(a.got(), vec![(TASK.into(), "\"stored\"".into(), 2)]);
+    // A room that is not a retiring one is never revived.
+    hub.revive("/doors/d2/state", 5, raw("1"));
+    assert!(hub.get("/doors/d2/state").is_none());
+}

@@ -116,6 +116,31 @@ impl History {
             .collect())
     }
 
+    /// A task's latest stored state and the logical time it was written at; `None` when the
+    /// store knows nothing of the task (the state of a task that left memory, see
+    /// `hub::retire`).
+    pub async fn task_state(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<(u64, Box<RawValue>)>, HistoryError> {
+        let id = task_id.to_string();
+        let rows = self
+            .read(async |c| {
+                c.query(
+                    "SELECT time_ms, state FROM task_state WHERE task_id = $1",
+                    &[&id],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows.first().and_then(|r| {
+            let time = r.get::<_, i64>(0).max(0) as u64;
+            RawValue::from_string(r.get::<_, String>(1))
+                .ok()
+                .map(|v| (time, v))
+        }))
+    }
+
     /// A task's log entries in `window`; `None` when the store knows nothing of the task.
     pub async fn task_log(
         &self,
@@ -355,5 +380,24 @@ mod tests {
             })),
             (3, i64::MAX)
         );
+    }
+}
+
+/// Tasks that ended and left memory are recalled from their stored state.
+impl crate::hub::retire::Recall for History {
+    fn recall<'a>(
+        &'a self,
+        room: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Option<(u64, crate::hub::Raw)>> {
+        Box::pin(async move {
+            let task = crate::hub::retire::task_of_state_room(room)?;
+            match self.task_state(task).await {
+                Ok(found) => found.map(|(t, v)| (t, crate::hub::Raw::from(v))),
+                Err(e) => {
+                    tracing::warn!(error = %e, room, "a retired room not recalled from the store");
+                    None
+                }
+            }
+        })
     }
 }

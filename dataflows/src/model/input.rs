@@ -286,6 +286,16 @@ pub struct TaskSample {
     pub payload: Payload,
 }
 
+impl TaskSample {
+    /// Whether the task has ended (RMF's final statuses): nothing more is expected of it.
+    pub fn ended(&self) -> bool {
+        matches!(
+            self.status.as_ref(),
+            "completed" | "failed" | "canceled" | "killed"
+        )
+    }
+}
+
 /// One log entry (RMF.md section 5 log_entry).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LogEntry {

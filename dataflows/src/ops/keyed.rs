@@ -2,7 +2,9 @@
 //!
 //! The general form every stateful operator of `ops/` is built on. The input is an upsert
 //! collection `(key, value)`: each insertion is a new value of the key at its time (retractions of
-//! previous values carry no information and are skipped). Updates are exchanged by key, buffered
+//! previous values carry no information and are skipped). A key only retracted at a time, with
+//! no new value, is deleted: its state and timer are dropped, its current outputs retracted, and
+//! it is forgotten (the engine evicts an entity that ended long ago this way). Updates are exchanged by key, buffered
 //! until the input frontier passes their time, consolidated (a value inserted and replaced within
 //! the same time never shows), then handed to the logic in time order, and within a time in
 //! `(key, value)` order, so arrival order never matters; a timer fires at exactly its time, after
@@ -30,6 +32,7 @@ use differential_dataflow::ExchangeData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::census::Count;
 use super::snapshot::Part;
 use crate::prelude::*;
 
@@ -234,6 +237,8 @@ struct Entry<S, O> {
     timer: Option<Time>,
     outputs: Vec<O>,
     touched: bool,
+    /// Deleted at the current time (see [`deletions`]): forgotten once its outputs are retracted.
+    deleted: bool,
 }
 
 pub trait KeyedProcess<'s, K, V> {
@@ -249,6 +254,7 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
     {
         let exchange = Exchange::new(|update: &((K, V), Time, Diff)| route(&(update.0).0));
         let snapshots = super::snapshot::current();
+        let census = super::census::current();
         let worker = self.inner.scope().index();
         let name = name.to_string();
         self.inner
@@ -332,8 +338,19 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                             if next_input == Some(t) {
                                 let mut batch = pending.remove(&t).unwrap_or_default();
                                 canonical(&mut batch);
+                                let deleted = deletions(&batch);
                                 for (_, (k, v), diff) in batch {
                                     if diff <= 0 {
+                                        if deleted.contains(&k) && let Some(entry) = keys.get_mut(&k) {
+                                            // Timers left in the index are skipped when due.
+                                            entry.state = L::State::default();
+                                            entry.timer = None;
+                                            entry.deleted = true;
+                                            if !entry.touched {
+                                                entry.touched = true;
+                                                touched.push(k);
+                                            }
+                                        }
                                         continue;
                                     }
                                     let entry = keys.entry(k.clone()).or_insert_with(|| Entry {
@@ -341,7 +358,9 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                                         timer: None,
                                         outputs: Vec::new(),
                                         touched: false,
+                                        deleted: false,
                                     });
+                                    entry.deleted = false;
                                     let mut timer = entry.timer;
                                     let mut ctx = Ctx { t, timer: &mut timer, events: &mut events };
                                     logic.input(&mut entry.state, &k, &v, &mut ctx);
@@ -387,13 +406,17 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                                     }
                                     entry.outputs.append(&mut fresh);
                                 }
-                                if entry.timer.is_none() && entry.outputs.is_empty() && !logic.keep(&entry.state) {
+                                let forgotten = entry.deleted || !logic.keep(&entry.state);
+                                if entry.timer.is_none() && entry.outputs.is_empty() && forgotten {
                                     keys.remove(&k);
                                 }
                             }
                             for e in events.drain(..) {
                                 session.give((e, t, 1));
                             }
+                        }
+                        if let Some(census) = &census {
+                            census.set(&name, worker, Count { keys: keys.len(), timer_times: timers.len() });
                         }
                         if let Some(snapshots) = &snapshots
                             && let Some(s) = snapshots.request()
@@ -462,10 +485,33 @@ fn restore<L: KeyedLogic>(
                 timer,
                 outputs,
                 touched: false,
+                deleted: false,
             },
         );
     }
     Ok(())
+}
+
+/// The keys of a canonical batch ([`canonical`]) that are only retracted at its time: deleted
+/// from the upsert collection (the engine evicts an entity that ended long ago this way; see
+/// `src/engine/worker.rs`). A key whose value is replaced has an insertion too.
+fn deletions<K: Ord + Clone, V>(batch: &[(u64, (K, V), Diff)]) -> Vec<K> {
+    let mut out: Vec<K> = Vec::new();
+    let mut i = 0;
+    while i < batch.len() {
+        let key = &(batch[i].1).0;
+        let mut j = i;
+        let mut inserted = false;
+        while j < batch.len() && (batch[j].1).0 == *key {
+            inserted |= batch[j].2 > 0;
+            j += 1;
+        }
+        if !inserted {
+            out.push(key.clone());
+        }
+        i = j;
+    }
+    out
 }
 
 /// Puts the inputs of one time in a canonical order, whatever their arrival order, and cancels

@@ -103,6 +103,46 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_key_is_retracted_and_forgotten() {
+        // 'a' deleted at 20 (its record retracted), back at 30 as new; 'b' replaced at 20 is
+        // not a deletion.
+        let inputs = vec![
+            ('a', Some(11), 10),
+            ('b', Some(21), 10),
+            ('a', None, 20),
+            ('b', Some(35), 20),
+            ('a', Some(12), 30),
+        ];
+        let census = crate::ops::census::Census::new();
+        let counted = census.clone();
+        let out = crate::harness::run_upsert_deleting(1, inputs, 100, move |c| {
+            crate::ops::census::counting(&counted, || {
+                c.latest_by("Tens", |_k, v: &i32| Some(*v / 10))
+            })
+        });
+        assert_eq!(
+            out,
+            vec![
+                (('a', 1), 10, 1),
+                (('b', 2), 10, 1),
+                (('a', 1), 20, -1),
+                (('b', 2), 20, -1),
+                (('b', 3), 20, 1),
+                (('a', 1), 30, 1),
+            ]
+        );
+        assert_eq!(census.totals()["Tens"].keys, 2);
+        // Deleted and not back: forgotten.
+        let out = crate::harness::run_upsert_deleting(
+            2,
+            vec![('a', Some(11), 10), ('a', None, 20)],
+            100,
+            |c| c.latest_by("Tens", |_k, v: &i32| Some(*v / 10)),
+        );
+        assert_eq!(out, vec![(('a', 1), 10, 1), (('a', 1), 20, -1)]);
+    }
+
+    #[test]
     fn several_values_of_one_time_are_taken_in_value_order() {
         // Two upserts (by source 0 and 1) merged under key 'a': at 10 the greatest value is the
         // latest whatever the arrival order; at 20 the source-1 value changes, now the greatest.

@@ -9,10 +9,10 @@ use axum::extract::{Path, State};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{ReadError, ReadResult, found, now_ms, room};
+use super::{ReadError, ReadResult, found, now_ms};
 use crate::api::query::{Params, QueryError};
 use crate::api::read::{self, TASK_ORDER_FIELDS, TASK_STATUSES, TaskQuery};
-use crate::api::{AppState, AuthUser};
+use crate::api::{App, AppState, AuthUser};
 use crate::hub::Raw;
 
 /// The query of `GET /tasks` (rmf-web's parameters and their meaning).
@@ -60,14 +60,33 @@ pub async fn query_task_states(
     Ok(Json(read::tasks(&app.hub, &query)))
 }
 
+/// A task that ended and left memory (`--ended-task-retention`) is answered from the store.
 pub async fn get_task_state(
     _: AuthUser,
     State(app): State<AppState>,
     Path(task_id): Path<String>,
 ) -> ReadResult<Json<Raw>> {
-    room(&app, &format!("/tasks/{task_id}/state"), || {
-        format!("task {task_id} not found")
+    found(recall_task_state(&app, &task_id).await, || {
+        not_found(&app, &task_id)
     })
+    .map(Json)
+}
+
+/// The present state of a task: the hub's (the archive's for a task that left memory lately),
+/// else the store's ([`crate::hub::Hub::recall`]).
+async fn recall_task_state(app: &App, task_id: &str) -> Option<Raw> {
+    app.hub.recall(&format!("/tasks/{task_id}/state")).await
+}
+
+/// The 404 of a task: without a store, a task that ended long ago may have left memory.
+fn not_found(app: &App, task_id: &str) -> String {
+    if app.history.is_none() {
+        format!(
+            "task {task_id} not found (without a store, tasks that ended more than              --ended-task-retention ago are evicted from memory)"
+        )
+    } else {
+        format!("task {task_id} not found")
+    }
 }
 
 pub async fn get_task_log(
@@ -103,8 +122,9 @@ pub async fn get_task_booking_label(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
 ) -> ReadResult<Json<Map<String, Value>>> {
-    let labels = found(read::task_booking_labels(&app.hub, &task_id), || {
-        format!("task {task_id} not found")
+    let state = recall_task_state(&app, &task_id).await;
+    let labels = found(state.as_ref().map(read::task_booking_labels), || {
+        not_found(&app, &task_id)
     })?;
     found((!labels.is_empty()).then_some(labels), || {
         format!("task {task_id} has no booking labels")
