@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod fault;
+mod latest;
 mod recovery;
 mod sink;
 mod worker;

@@ -33,6 +33,7 @@ use rmf_dash_dataflows::ops::census::{self, Count};
 use rmf_dash_dataflows::ops::snapshot::{self, Snapshot};
 use rmf_dash_dataflows::prelude::*;
 
+use super::latest::Latest;
 use super::recovery::{Cohort, Host, Mode, Outcome, Step};
 use super::{Command, fault, sink};
 
@@ -139,93 +140,6 @@ fn work(worker: &mut host::Worker, host: &Host, cohort: &Cohort) {
         tail_over: false,
     };
     first.run();
-}
-
-/// The first worker's own state: the latest value per upsert key, the hash of the latest
-/// sample per robot key, and when each ended task leaves.
-#[derive(Default)]
-struct Latest {
-    values: rustc_hash::FxHashMap<InputKey, InputValue>,
-    samples: rustc_hash::FxHashMap<InputKey, u64>,
-    /// Ended tasks: the time each is evicted (its latest value retracted, none replacing it).
-    leaves: rustc_hash::FxHashMap<InputKey, Time>,
-    /// `leaves` by time (an entry whose key's time changed since is skipped).
-    leaving: std::collections::BTreeMap<Time, Vec<InputKey>>,
-}
-
-/// A snapshot's encoding of [`Latest`]: every map sorted (the same state gives the same bytes).
-type Encoded = (
-    Vec<(InputKey, InputValue)>,
-    Vec<(InputKey, u64)>,
-    Vec<(InputKey, Time)>,
-);
-
-impl Latest {
-    fn encode(&self) -> Result<Vec<u8>, bincode::Error> {
-        fn sorted<V: Clone + Ord>(m: &rustc_hash::FxHashMap<InputKey, V>) -> Vec<(InputKey, V)> {
-            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            v.sort();
-            v
-        }
-        let encoded: Encoded = (
-            sorted(&self.values),
-            sorted(&self.samples),
-            sorted(&self.leaves),
-        );
-        bincode::serialize(&encoded)
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Latest, bincode::Error> {
-        let (values, samples, leaves): Encoded = bincode::deserialize(bytes)?;
-        let mut latest = Latest {
-            values: values.into_iter().collect(),
-            samples: samples.into_iter().collect(),
-            ..Latest::default()
-        };
-        for (key, at) in leaves {
-            latest.leave_at(key, at);
-        }
-        Ok(latest)
-    }
-
-    /// A new value of an upsert key at `t`: an ended task is scheduled to leave `retention`
-    /// later (once: its later values do not move the time), any other value stays.
-    fn track(&mut self, key: &InputKey, value: &InputValue, t: Time, retention: Option<Time>) {
-        match (value, retention) {
-            (InputValue::Task(task), Some(retention)) if task.ended() => {
-                if !self.leaves.contains_key(key) {
-                    self.leave_at(key.clone(), t.saturating_add(retention));
-                }
-            }
-            _ => {
-                self.leaves.remove(key);
-            }
-        }
-    }
-
-    fn leave_at(&mut self, key: InputKey, at: Time) {
-        self.leaving.entry(at).or_default().push(key.clone());
-        self.leaves.insert(key, at);
-    }
-
-    /// The earliest time a key leaves at.
-    fn next_leaving(&self) -> Option<Time> {
-        self.leaving.keys().next().copied()
-    }
-
-    /// Takes the keys that leave at `at` (the earliest), with their latest values.
-    fn take_leaving(&mut self, at: Time) -> Vec<(InputKey, InputValue)> {
-        let mut out = Vec::new();
-        for key in self.leaving.remove(&at).unwrap_or_default() {
-            if self.leaves.get(&key) == Some(&at) {
-                self.leaves.remove(&key);
-                if let Some(value) = self.values.remove(&key) {
-                    out.push((key, value));
-                }
-            }
-        }
-        out
-    }
 }
 
 /// What a command did.
