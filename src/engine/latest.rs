@@ -93,3 +93,58 @@ impl Latest {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rmf_dash_dataflows::model::input::{Kind, Payload, TaskSample};
+
+    use super::*;
+
+    fn task(status: &str) -> InputValue {
+        InputValue::Task(Box::new(TaskSample {
+            status: status.into(),
+            category: "patrol".into(),
+            fleet: "f".into(),
+            robot: "r".into(),
+            request_ms: None,
+            start_ms: None,
+            finish_ms: None,
+            estimate_ms: None,
+            active_phase: None,
+            dispatch_status: "".into(),
+            dispatch_errors: String::new(),
+            payload: Payload("{}".into()),
+        }))
+    }
+
+    fn key(id: &str) -> InputKey {
+        (Kind::Task, id.into())
+    }
+
+    /// Tracks and stores a value, as the first worker does.
+    fn put(l: &mut Latest, id: &str, status: &str, t: Time) {
+        let value = task(status);
+        l.track(&key(id), &value, t, Some(100));
+        l.values.insert(key(id), value);
+    }
+
+    #[test]
+    fn an_ended_task_leaves_once_its_retention_has_passed_since_it_ended() {
+        let mut l = Latest::default();
+        put(&mut l, "a", "underway", 5);
+        put(&mut l, "a", "completed", 10);
+        // A later value of the ended task does not move its time.
+        put(&mut l, "a", "failed", 50);
+        // One that ended and is under way again stays.
+        put(&mut l, "b", "completed", 20);
+        put(&mut l, "b", "underway", 30);
+        assert_eq!(l.next_leaving(), Some(110));
+        // The schedule survives a snapshot.
+        let mut l = Latest::decode(&l.encode().expect("encode")).expect("decode");
+        let left = l.take_leaving(110);
+        assert_eq!(left, vec![(key("a"), task("failed"))]);
+        // b, under way again, does not leave.
+        assert_eq!(l.next_leaving(), None);
+        assert_eq!(l.values.len(), 1);
+    }
+}
