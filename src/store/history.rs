@@ -337,6 +337,25 @@ fn label_value(key: &str) -> String {
     )
 }
 
+/// Tasks that ended and left memory are recalled from their stored state.
+impl crate::hub::retire::Recall for History {
+    fn recall<'a>(
+        &'a self,
+        room: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Option<(u64, crate::hub::Raw)>> {
+        Box::pin(async move {
+            let task = crate::hub::retire::task_of_state_room(room)?;
+            match self.task_state(task).await {
+                Ok(found) => found.map(|(t, v)| (t, crate::hub::Raw::from(v))),
+                Err(e) => {
+                    tracing::warn!(error = %e, room, "a retired room not recalled from the store");
+                    None
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,24 +399,5 @@ mod tests {
             })),
             (3, i64::MAX)
         );
-    }
-}
-
-/// Tasks that ended and left memory are recalled from their stored state.
-impl crate::hub::retire::Recall for History {
-    fn recall<'a>(
-        &'a self,
-        room: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Option<(u64, crate::hub::Raw)>> {
-        Box::pin(async move {
-            let task = crate::hub::retire::task_of_state_room(room)?;
-            match self.task_state(task).await {
-                Ok(found) => found.map(|(t, v)| (t, crate::hub::Raw::from(v))),
-                Err(e) => {
-                    tracing::warn!(error = %e, room, "a retired room not recalled from the store");
-                    None
-                }
-            }
-        })
     }
 }
