@@ -12,12 +12,17 @@
 //! its first record to its last output applied is what is timed, so decoding does not count and
 //! the whole trace is never in memory. With `--soak-store` the same runs a second time with the
 //! store writer (the server's output applier, input-log tap and writer, into a private
-//! PostgreSQL, fsync on); a chunk then ends once it is stored.
+//! PostgreSQL in the work directory, fsync on); a chunk then ends once it is stored. It is not
+//! the default: the store keeps every input (about 0.3 GB per site hour of the hotel, so tens of
+//! GB per hour of the 1k site), and the variant stops, with a note, when less than 3 GB of disk
+//! is left. The trace is not generated either when it would leave less (about 1.3 GB per hour of
+//! the 1k site).
 //!
 //! At the end of every site hour: `RssAnon` and `VmRSS` (`/proc/self/status`; the recording is
 //! memory-mapped, so its pages count in `VmRSS`, not in `RssAnon`), the heap bytes allocated since
 //! the variant started and still live (the counting allocator of [`super::memory`]), input
-//! records/s and robot updates/s over the hour's timed wall time, the engine's census (keys and
+//! records/s and robot updates/s over the hour's timed wall time (and records per CPU second of
+//! this process in that time, steadier on a shared machine), the engine's census (keys and
 //! timer times per keyed operator, `LatestInputs` for its latest-input map), the ended tasks it
 //! evicted, and the hub's rooms. Figures: the `RssAnon` and the throughput of every hour against
 //! the first hour's, and the two ratios of the issue: `RssAnon` of the last hour / the first
@@ -65,7 +70,7 @@ const TOP_CENSUS: usize = 4;
 /// store variant stops (at the end of a chunk) below it.
 const KEEP_FREE: u64 = 3 << 30;
 /// MCAP bytes per robot and second of site time, for the disk check (a 4 h trace of the 1k site
-/// is 4.8 GB: 330 B).
+/// is 5.1 GB: 350 B).
 const TRACE_BYTES_PER_ROBOT_S: u64 = 400;
 
 /// What the section runs.
@@ -79,19 +84,20 @@ struct Plan {
 
 impl Plan {
     fn new(opts: &BenchOptions) -> Plan {
-        match opts.quick {
-            true => Plan {
+        if opts.quick {
+            Plan {
                 site: BenchSite::Hotel,
                 hours: 3,
                 hour_ms: 60_000,
                 store: opts.soak_store,
-            },
-            false => Plan {
+            }
+        } else {
+            Plan {
                 site: opts.site,
                 hours: opts.soak_hours.max(1),
                 hour_ms: HOUR_MS,
                 store: opts.soak_store,
-            },
+            }
         }
     }
 
@@ -120,6 +126,12 @@ pub struct SoakHour {
     pub busy_s: f64,
     pub inputs_per_s: f64,
     pub robot_updates_per_s: f64,
+    /// CPU time of this process (every thread) within the timed wall time, and the input records
+    /// per CPU second: steadier than the wall-time rate on a shared machine.
+    pub cpu_s: f64,
+    pub inputs_per_cpu_s: f64,
+    /// The machine's 1-minute load average at the end of the hour (other work skews the rates).
+    pub load1: Option<f64>,
     /// Ended tasks evicted so far.
     pub evicted: u64,
     /// The hub's rooms, and the final values of retired rooms it keeps.
@@ -204,6 +216,8 @@ struct Variant {
     wall: Duration,
     /// Stopped during this hour: the disk was nearly full (store variant).
     cut: Option<u32>,
+    /// Messages of the trace that did not decode (skipped, as a replay does).
+    undecoded: u64,
 }
 
 /// Refuses to generate a trace that would leave less than [`KEEP_FREE`] on the disk.
@@ -234,7 +248,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs succeeded, so it filled `st`.
     let st = unsafe { st.assume_init() };
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
+    Some(st.f_bavail * st.f_frsize)
 }
 
 fn run_variants(plan: &Plan, path: &Path, workdir: &Path) -> Result<Vec<Variant>, BenchError> {
@@ -371,17 +385,19 @@ fn run_variant(plan: &Plan, path: &Path, store: Option<&Path>) -> Result<Variant
         messages: reader.messages,
         wall: started.elapsed(),
         cut,
+        undecoded: reader.dropped,
     })
 }
 
 /// The hour's progress line.
 fn summary(r: &SoakHour, wall: Duration) -> String {
     format!(
-        "RssAnon {:.0} MB, VmRSS {:.0} MB, heap {}, {:.0} inputs/s, {:.0} robot updates/s, {} evicted, {} rooms; {:.0} s since the start;",
+        "RssAnon {:.0} MB, VmRSS {:.0} MB, heap {}, {:.0} inputs/s ({:.0} per CPU s), {:.0} robot updates/s, {} evicted, {} rooms; {:.0} s since the start;",
         r.rss_anon_mb,
         r.vm_rss_mb,
         r.heap_mb.map_or("-".into(), |h| format!("{h:.0} MB")),
         r.inputs_per_s,
+        r.inputs_per_cpu_s,
         r.robot_updates_per_s,
         r.evicted,
         r.rooms,
@@ -563,7 +579,7 @@ struct HourEnd {
     name: &'static str,
     hour: u32,
     site_s: u64,
-    busy: Duration,
+    busy: Busy,
     /// Counts at the hour's start.
     before: (u64, u64),
     heap: bool,
@@ -653,9 +669,9 @@ impl Run {
         plan: &Plan,
         (t0, hour): (Time, u32),
         progress: &mut Progress,
-    ) -> Result<Option<Duration>, BenchError> {
+    ) -> Result<Option<Busy>, BenchError> {
         let per_hour = (plan.hour_ms / CHUNK_MS).max(1);
-        let mut busy = Duration::ZERO;
+        let mut busy = Busy::default();
         for c in 1..=per_hour {
             let dir = self.store.as_ref().map(|s| s.dir.as_path());
             if dir
@@ -669,7 +685,9 @@ impl Run {
             let end = t0 + k * CHUNK_MS;
             let samples = reader.chunk((!last).then_some(end))?;
             let end = if last { end.max(reader.last + 1) } else { end };
-            busy += self.feed(samples, end)?;
+            let took = self.feed(samples, end)?;
+            busy.wall += took.wall;
+            busy.cpu += took.cpu;
             progress.inc(1);
         }
         Ok(Some(busy))
@@ -677,15 +695,18 @@ impl Run {
 
     /// Feeds a chunk, moves logical time to `end` (no record of the next chunk is before it) and
     /// waits until every output before `end` is applied (or stored); returns the time taken.
-    fn feed(&mut self, samples: Vec<Sample>, end: Time) -> Result<Duration, BenchError> {
-        let start = Instant::now();
+    fn feed(&mut self, samples: Vec<Sample>, end: Time) -> Result<Busy, BenchError> {
+        let (start, cpu) = (Instant::now(), cpu_time());
         for s in &samples {
             self.feeder
                 .record(&s.record, Stamp::Recorded(s.log_time), FeedSource::Replay)?;
         }
         self.feeder.advance(end)?;
         self.wait(end)?;
-        let took = start.elapsed();
+        let took = Busy {
+            wall: start.elapsed(),
+            cpu: cpu_time().saturating_sub(cpu),
+        };
         drop(samples);
         Ok(took)
     }
@@ -712,7 +733,8 @@ impl Run {
     fn measure(&self, at: &HourEnd) -> SoakHour {
         let (records, robots) = self.counts.get();
         let (records, robot_updates) = (records - at.before.0, robots - at.before.1);
-        let busy_s = at.busy.as_secs_f64().max(1e-9);
+        let busy_s = at.busy.wall.as_secs_f64().max(1e-9);
+        let cpu_s = at.busy.cpu.as_secs_f64().max(1e-9);
         let engine = self.feeder.engine();
         let mb = |kb: Option<u64>| kb.unwrap_or(0) as f64 / 1024.0;
         SoakHour {
@@ -727,6 +749,9 @@ impl Run {
             busy_s,
             inputs_per_s: records as f64 / busy_s,
             robot_updates_per_s: robot_updates as f64 / busy_s,
+            cpu_s,
+            inputs_per_cpu_s: records as f64 / cpu_s,
+            load1: load_average(),
             evicted: engine.evicted.load(Ordering::Relaxed),
             rooms: self.hub.sizes().0,
             archived: self.hub.archived(),
@@ -772,6 +797,32 @@ impl StoreSide {
                 .map(|b| b as f64 / 1048576.0),
         }
     }
+}
+
+/// Wall and CPU time of timed work.
+#[derive(Debug, Clone, Copy, Default)]
+struct Busy {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// User and system CPU time of this process, every thread.
+fn cpu_time() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `ru` is a writable rusage buffer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } != 0 {
+        return Duration::ZERO;
+    }
+    // SAFETY: getrusage succeeded, so it filled `ru`.
+    let ru = unsafe { ru.assume_init() };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// A `kB` field of `/proc/self/status` (Linux).
@@ -828,7 +879,12 @@ fn push_figures(v: &Variant, gen_s: f64, figures: &mut Vec<Figure>) {
             r.site_s, r.vm_rss_mb
         );
         figures.push(rss(format!("{variant} hour {}: RssAnon", r.hour), r, note));
-        let note = format!("{:.0} robot updates/s", r.robot_updates_per_s);
+        let note = format!(
+            "{:.0} robot updates/s; {:.0} records per CPU second; load average {}",
+            r.robot_updates_per_s,
+            r.inputs_per_cpu_s,
+            r.load1.map_or("-".into(), |l| format!("{l:.1}"))
+        );
         figures.push(rate(
             format!("{variant} hour {}: input records", r.hour),
             r,
@@ -841,10 +897,11 @@ fn push_figures(v: &Variant, gen_s: f64, figures: &mut Vec<Figure>) {
         format!(" (stopped in hour {h}: the disk was nearly full)")
     });
     let note = format!(
-        "goal <= 1.2: {}; {} site hours{cut}; replay {:.0} s, trace generated in {gen_s:.0} s",
+        "goal <= 1.2: {}; {} site hours{cut}; replay {:.0} s ({} messages undecoded), trace generated in {gen_s:.0} s",
         met(grew <= 1.2),
         rows.len(),
-        v.wall.as_secs_f64()
+        v.wall.as_secs_f64(),
+        v.undecoded
     );
     figures.push(rss(
         format!("{variant}: RssAnon, last hour vs first"),
@@ -852,7 +909,11 @@ fn push_figures(v: &Variant, gen_s: f64, figures: &mut Vec<Figure>) {
         note,
     ));
     let speed = last.inputs_per_s / first.inputs_per_s.max(1e-9);
-    let note = format!("goal >= 0.9: {}", met(speed >= 0.9));
+    let per_cpu = last.inputs_per_cpu_s / first.inputs_per_cpu_s.max(1e-9);
+    let note = format!(
+        "goal >= 0.9: {}; per CPU second: {per_cpu:.2}x",
+        met(speed >= 0.9)
+    );
     figures.push(rate(
         format!("{variant}: throughput, last hour vs first"),
         last,
@@ -895,7 +956,7 @@ fn grown(a: &SoakHour, b: &SoakHour) -> String {
 }
 
 /// The table's header.
-const HEADER: &str = "soak: variant      hour  site s  RssAnon    VmRSS  heap MB   inputs/s   robots/s  evicted   rooms    db MB  top census (keys/timer times)";
+const HEADER: &str = "soak: variant      hour  site s  RssAnon    VmRSS  heap MB   inputs/s in/CPU s   robots/s  load  evicted   rooms    db MB  top census (keys/timer times)";
 
 /// One hour's line of the table (memory in MB).
 fn row_line(r: &SoakHour) -> String {
@@ -906,7 +967,7 @@ fn row_line(r: &SoakHour) -> String {
         .and_then(|s| s.database_mb)
         .map_or("-".into(), |d| format!("{d:.0}"));
     format!(
-        "soak: {:<12} {:>4} {:>7} {:>8.0} {:>8.0} {:>8} {:>10.0} {:>10.0} {:>8} {:>7} {:>8}  {}",
+        "soak: {:<12} {:>4} {:>7} {:>8.0} {:>8.0} {:>8} {:>10.0} {:>8.0} {:>10.0} {:>5} {:>8} {:>7} {:>8}  {}",
         r.variant,
         r.hour,
         r.site_s,
@@ -914,7 +975,9 @@ fn row_line(r: &SoakHour) -> String {
         r.vm_rss_mb,
         heap,
         r.inputs_per_s,
+        r.inputs_per_cpu_s,
         r.robot_updates_per_s,
+        r.load1.map_or("-".into(), |l| format!("{l:.1}")),
         r.evicted,
         r.rooms,
         db,

@@ -342,8 +342,8 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                                 for (_, (k, v), diff) in batch {
                                     if diff <= 0 {
                                         if deleted.contains(&k) && let Some(entry) = keys.get_mut(&k) {
-                                            // Timers left in the index are skipped when due.
                                             entry.state = L::State::default();
+                                            schedule(&mut timers, &k, entry.timer, None);
                                             entry.timer = None;
                                             entry.deleted = true;
                                             if !entry.touched {
@@ -533,16 +533,29 @@ fn canonical<K: Ord, V: Ord>(batch: &mut Vec<(u64, (K, V), Diff)>) {
     batch.retain(|e| e.2 != 0);
 }
 
-/// Records a key's new timer in the time index (the old one is left to be skipped lazily).
-fn schedule<K: Clone>(
+/// Moves a key's timer in the time index from `old` to `new`. The old entry is taken out at
+/// once: a logic that pushes its timer back on every input (a timeout restarted by each value)
+/// would otherwise leave one entry per input until its time came, a day later for some.
+fn schedule<K: Clone + Eq>(
     timers: &mut BTreeMap<Time, Vec<K>>,
     key: &K,
     old: Option<Time>,
     new: Option<Time>,
 ) {
-    if let Some(at) = new
-        && old != new
+    if old == new {
+        return;
+    }
+    if let Some(at) = old
+        && let Some(keys) = timers.get_mut(&at)
     {
+        if let Some(i) = keys.iter().position(|k| k == key) {
+            keys.remove(i);
+        }
+        if keys.is_empty() {
+            timers.remove(&at);
+        }
+    }
+    if let Some(at) = new {
         timers.entry(at).or_default().push(key.clone());
     }
 }
