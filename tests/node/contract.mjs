@@ -228,11 +228,15 @@ const doors = [];
 const lifts = [];
 const workcells = [];
 
+// A device listed from the building map has no state until it first publishes one (404, as in
+// rmf-web): its state is read once it has one (at most 5 s; the wait is reported in `late`), so
+// that a replay slowed by a loaded machine is not taken for a missing answer.
 async function buildingReads() {
   await get("/building_map", "BuildingMap");
-  for (const d of doors) await get(`/doors/${enc(d)}/state`, "DoorState");
-  for (const l of lifts) await get(`/lifts/${enc(l)}/state`, "LiftState");
-  for (const [kind, guid, model] of workcells) await get(`/${kind}/${enc(guid)}/state`, model);
+  const first = "its first state";
+  for (const d of doors) await eventually(`/doors/${enc(d)}/state`, "DoorState", first);
+  for (const l of lifts) await eventually(`/lifts/${enc(l)}/state`, "LiftState", first);
+  for (const [kind, guid, model] of workcells) await eventually(`/${kind}/${enc(guid)}/state`, model, first);
 }
 
 async function discoverBuilding() {
