@@ -529,6 +529,10 @@ struct BenchArgs {
     /// (it keeps every input: tens of GB for hours of the 1k site).
     #[arg(long)]
     soak_store: bool,
+    /// The soak engine's --ended-task-retention, in seconds (0: ended tasks are kept, as before
+    /// eviction existed).
+    #[arg(long, default_value_t = rmf_dash::engine::DEFAULT_TASK_RETENTION_MS / 1000, value_name = "SECS")]
+    soak_retention: u64,
 }
 
 #[derive(Args)]
@@ -981,6 +985,8 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         clients: args.clients,
         soak_hours: args.soak_hours,
         soak_store: args.soak_store,
+        soak_task_retention_ms: (args.soak_retention > 0)
+            .then(|| args.soak_retention.saturating_mul(1000)),
     };
     let report = rmf_dash::bench::run(&opts, &workdir);
     if args.workdir.is_none() {

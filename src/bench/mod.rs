@@ -102,6 +102,8 @@ pub struct BenchOptions {
     pub soak_hours: u32,
     /// The soak section also runs with the store writer into a private PostgreSQL.
     pub soak_store: bool,
+    /// The soak engine's `--ended-task-retention` (`None`: ended tasks are kept, the "before").
+    pub soak_task_retention_ms: Option<u64>,
 }
 
 impl BenchOptions {

@@ -80,6 +80,8 @@ struct Plan {
     hours: u32,
     hour_ms: Time,
     store: bool,
+    /// The engine's `--ended-task-retention` (`None`: ended tasks are kept).
+    task_retention_ms: Option<Time>,
 }
 
 impl Plan {
@@ -90,6 +92,7 @@ impl Plan {
                 hours: 3,
                 hour_ms: 60_000,
                 store: opts.soak_store,
+                task_retention_ms: opts.soak_task_retention_ms,
             }
         } else {
             Plan {
@@ -97,6 +100,7 @@ impl Plan {
                 hours: opts.soak_hours.max(1),
                 hour_ms: HOUR_MS,
                 store: opts.soak_store,
+                task_retention_ms: opts.soak_task_retention_ms,
             }
         }
     }
@@ -177,11 +181,16 @@ pub fn run(
     let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
     let gen_s = started.elapsed().as_secs_f64();
     eprintln!(
-        "soak: trace of {} s of the {:?} site, {:.2} GB, generated {} in {gen_s:.0} s",
+        "soak: trace of {} s of the {:?} site, {:.2} GB, generated {} in {gen_s:.0} s; ended tasks leave the engine {}",
         plan.duration_ms() / 1000,
         plan.site,
         bytes as f64 / 1e9,
-        how.as_ref().map_or("(failed)", |h| *h)
+        how.as_ref().map_or("(failed)", |h| *h),
+        plan.task_retention_ms
+            .map_or("never".to_string(), |ms| format!(
+                "{} s after they end",
+                ms / 1000
+            ))
     );
     let ran = how.and_then(|_| run_variants(&plan, &path, workdir));
     let _ = std::fs::remove_file(&path);
@@ -353,8 +362,8 @@ fn run_variant(plan: &Plan, path: &Path, store: Option<&Path>) -> Result<Variant
     let started = Instant::now();
     let (_counting, heap) = Counting::start();
     let mut run = match store {
-        Some(dir) => Run::with_store(dir)?,
-        None => Run::bare()?,
+        Some(dir) => Run::with_store(dir, plan)?,
+        None => Run::bare(plan)?,
     };
     let (mut rows, mut cut) = (Vec::new(), None);
     for hour in 1..=plan.hours {
@@ -531,9 +540,10 @@ struct Run {
     store: Option<StoreSide>,
 }
 
-fn engine_config() -> EngineConfig {
+fn engine_config(plan: &Plan) -> EngineConfig {
     EngineConfig {
         snapshot_every_ms: Some(crate::engine::DEFAULT_SNAPSHOT_EVERY_S * 1000),
+        task_retention_ms: plan.task_retention_ms,
         ..EngineConfig::default()
     }
 }
@@ -587,8 +597,8 @@ struct HourEnd {
 
 impl Run {
     /// Feeder, engine and hub.
-    fn bare() -> Result<Run, BenchError> {
-        let mut engine = Engine::start(engine_config())?;
+    fn bare(plan: &Plan) -> Result<Run, BenchError> {
+        let mut engine = Engine::start(engine_config(plan))?;
         let outputs = engine.take_outputs().ok_or_else(no_output)?;
         let hub = Arc::new(Hub::new());
         let applied = Arc::new(AtomicU64::new(0));
@@ -609,7 +619,7 @@ impl Run {
 
     /// The server's store path: output applier (hub, then writer), input-log tap, writer, into a
     /// private PostgreSQL in `dir`.
-    fn with_store(dir: &Path) -> Result<Run, BenchError> {
+    fn with_store(dir: &Path, plan: &Plan) -> Result<Run, BenchError> {
         let _ = std::fs::remove_dir_all(dir);
         let pg = LocalPg::start(dir, LocalOptions::default())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -625,7 +635,7 @@ impl Run {
             let _in = runtime.enter();
             writer::spawn(WriterConfig::new(url), writer_client, None)
         };
-        let mut engine = Engine::start(engine_config())?;
+        let mut engine = Engine::start(engine_config(plan))?;
         let outputs = engine.take_outputs().ok_or_else(no_output)?;
         let hub = Arc::new(Hub::new());
         let applier = Applier {

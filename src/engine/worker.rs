@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use rmf_dash_dataflows::derived::{self, Inputs};
 use rmf_dash_dataflows::model::input::{Input, InputKey, InputValue, Name, RobotSample};
-use rmf_dash_dataflows::ops::census::{self, Count};
+use rmf_dash_dataflows::ops::census::{self, Count, Slot};
 use rmf_dash_dataflows::ops::snapshot::{self, Snapshot};
 use rmf_dash_dataflows::prelude::*;
 
@@ -135,6 +135,7 @@ fn work(worker: &mut host::Worker, host: &Host, cohort: &Cohort) {
         robot_input,
         probe,
         latest: Latest::default(),
+        census: host.census.register("LatestInputs", 0),
         samples: Default::default(),
         end,
         tail_over: false,
@@ -158,6 +159,8 @@ struct First<'w> {
     robot_input: InputSession<Time, (Name, RobotSample), Diff>,
     probe: ProbeHandle<Time>,
     latest: Latest,
+    /// Where the latest-input map's size is counted (`LatestInputs` in the census).
+    census: Arc<Slot>,
     /// The robot samples of the command being fed (the last of each key wins).
     samples: rustc_hash::FxHashMap<InputKey, InputValue>,
     end: Rc<Cell<Time>>,
@@ -204,7 +207,7 @@ impl First<'_> {
             keys: self.latest.values.len() + self.latest.samples.len(),
             timer_times: self.latest.leaving.len(),
         };
-        self.host.census.set("LatestInputs", 0, latest);
+        self.census.set(latest);
     }
 
     /// Steps until every output before `t` is computed (or the generation stops).

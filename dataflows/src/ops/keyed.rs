@@ -254,8 +254,8 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
     {
         let exchange = Exchange::new(|update: &((K, V), Time, Diff)| route(&(update.0).0));
         let snapshots = super::snapshot::current();
-        let census = super::census::current();
         let worker = self.inner.scope().index();
+        let census = super::census::current().map(|c| c.register(name, worker));
         let name = name.to_string();
         self.inner
             .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(L::Out, Time, Diff)>>, _, _, _>(
@@ -416,7 +416,7 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
                             }
                         }
                         if let Some(census) = &census {
-                            census.set(&name, worker, Count { keys: keys.len(), timer_times: timers.len() });
+                            census.set(Count { keys: keys.len(), timer_times: timers.len() });
                         }
                         if let Some(snapshots) = &snapshots
                             && let Some(s) = snapshots.request()
@@ -494,7 +494,7 @@ fn restore<L: KeyedLogic>(
 
 /// The keys of a canonical batch ([`canonical`]) that are only retracted at its time: deleted
 /// from the upsert collection (the engine evicts an entity that ended long ago this way; see
-/// `src/engine/worker.rs`). A key whose value is replaced has an insertion too.
+/// `src/engine/latest.rs`). A key whose value is replaced has an insertion too.
 fn deletions<K: Ord + Clone, V>(batch: &[(u64, (K, V), Diff)]) -> Vec<K> {
     let mut out: Vec<K> = Vec::new();
     let mut i = 0;

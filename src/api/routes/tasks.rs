@@ -82,7 +82,8 @@ async fn recall_task_state(app: &App, task_id: &str) -> Option<Raw> {
 fn not_found(app: &App, task_id: &str) -> String {
     if app.history.is_none() {
         format!(
-            "task {task_id} not found (without a store, tasks that ended more than              --ended-task-retention ago are evicted from memory)"
+            "task {task_id} not found (without a store, tasks that ended more than \
+             --ended-task-retention ago are evicted from memory)"
         )
     } else {
         format!("task {task_id} not found")
