@@ -21,7 +21,7 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{Proc, bin, cluster, free_port, http, python, repo};
+use common::{Proc, bin, cluster, free_port, http, sticky};
 
 const DONE: &str = "patrol.done";
 const OPEN: &str = "patrol.open";
@@ -177,19 +177,7 @@ fn a_task_that_ended_leaves_memory_and_is_answered_from_the_store() {
     assert_eq!(labels.value(), json!({"zone": "a"}));
     // socket.io: a subscriber to its room gets the final state.
     let room = format!("/tasks/{DONE}/state");
-    let out = python()
-        .arg(repo().join("tests/python/sticky.py"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg("no-token")
-        .arg(&room)
-        .output()
-        .expect("python client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = sticky(port, "no-token", &[&room]);
     assert_eq!(got[&room]["value"], shaped(DONE, "completed"));
     // The task still underway is in memory as before.
     let open = http(port, "GET", &format!("/tasks/{OPEN}/state"), None, None);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Proc, bin, free_port, repo};
+use common::{Proc, bin, free_port, repo, sticky};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -202,20 +202,7 @@ impl Server {
 
 /// The sticky values of socket.io rooms, read by a real python-socketio client.
 fn socketio_values(port: u16, rooms: &[&str]) -> Value {
-    let python = repo().join(".venv/bin/python");
-    let out = Command::new(python)
-        .arg(repo().join("tests/python/sticky.py"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg("no-token")
-        .args(rooms)
-        .output()
-        .expect("run tests/python/sticky.py (scripts/python-env.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let got = sticky(port, "no-token", rooms);
     let mut values = serde_json::Map::new();
     for room in rooms {
         values.insert(room.to_string(), got[*room]["value"].clone());

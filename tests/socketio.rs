@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod common;
 use common::{
-    Proc, bin, final_values, free_port, node_dir, python, repo, same_json, trace_gen,
+    Proc, bin, final_values, free_port, node_dir, python, repo, same_json, sticky, trace_gen,
     wait_listening,
 };
 
@@ -287,19 +287,7 @@ fn python_socketio_gets_sticky_values_in_sequence() {
         "/fleets/tinyRobot/state",
         "/robots/tinyRobot/tinyRobot1/health",
     ];
-    let out = python()
-        .arg(repo().join("tests/python/sticky.py"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg(token("pyclient"))
-        .args(rooms)
-        .output()
-        .expect("python client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = sticky(port, &token("pyclient"), &rooms);
     for room in rooms {
         assert!(
             same_json(&got[room]["value"], &expected[room]),

@@ -29,8 +29,9 @@ use std::time::Duration;
 
 use rmf_dash_dataflows::derived::{self, Inputs};
 use rmf_dash_dataflows::model::input::{Input, InputKey, InputValue, Name, RobotSample};
-use rmf_dash_dataflows::ops::census::{self, Count, Slot};
-use rmf_dash_dataflows::ops::snapshot::{self, Snapshot};
+use rmf_dash_dataflows::ops::building;
+use rmf_dash_dataflows::ops::census::{Count, Slot};
+use rmf_dash_dataflows::ops::snapshot::Snapshot;
 use rmf_dash_dataflows::prelude::*;
 
 use super::latest::Latest;
@@ -100,21 +101,23 @@ fn work(worker: &mut host::Worker, host: &Host, cohort: &Cohort) {
     // Set when the input is about to close: nothing after it is output (closing the input lets
     // operators run their timers to the end of time in any order).
     let end = Rc::new(Cell::new(Time::MAX));
-    census::counting(&host.census, || {
-        snapshot::building(&cohort.snapshots, || {
-            worker.dataflow::<Time, _, _>(|scope| {
-                let all = fault::inject(input.to_collection(scope));
-                let robots = robot_input.to_collection(scope);
-                let inputs = Inputs::split_with(all, Some(robots));
-                let out = derived::build_all(&inputs, &host.derived);
-                let delivery = sink::Delivery {
-                    sender: sink_out,
-                    end: end.clone(),
-                    delivered: cohort.delivered.clone(),
-                    from: cohort.from(),
-                };
-                sink::complete_batches(out, &probe, delivery);
-            })
+    let reporting = building::Reporting {
+        snapshots: Some(cohort.snapshots.clone()),
+        census: Some(host.census.clone()),
+    };
+    building::building(reporting, || {
+        worker.dataflow::<Time, _, _>(|scope| {
+            let all = fault::inject(input.to_collection(scope));
+            let robots = robot_input.to_collection(scope);
+            let inputs = Inputs::split_with(all, Some(robots));
+            let out = derived::build_all(&inputs, &host.derived);
+            let delivery = sink::Delivery {
+                sender: sink_out,
+                end: end.clone(),
+                delivered: cohort.delivered.clone(),
+                from: cohort.from(),
+            };
+            sink::complete_batches(out, &probe, delivery);
         })
     });
     cohort.snapshots.built();

@@ -451,15 +451,8 @@ impl Hub {
             let Some(r) = inner.rooms.get_mut(&key) else {
                 continue;
             };
-            r.seq = next_seq(r.seq, floor);
-            r.t = batch.time;
-            let meta = Meta {
-                seq: r.seq,
-                t: batch.time,
-                sent_ms,
-            };
-            seqs.push((key.clone(), r.seq));
-            queue(&mut outbox, &key, &r.subscribers, r.value.as_ref(), meta);
+            let seq = publish_state(&mut outbox, &key, r, batch.time, floor, sent_ms);
+            seqs.push((key, seq));
         }
         self.metrics
             .applied_time
@@ -974,18 +967,10 @@ impl Hub {
         if r.value.is_some() {
             return;
         }
-        r.seq = next_seq(r.seq, floor);
-        r.t = t;
         r.retired = true;
         r.value = Some(value);
-        let meta = Meta {
-            seq: r.seq,
-            t,
-            sent_ms: now_ms(),
-        };
         let mut outbox = Vec::new();
-        let key: Arc<str> = room.into();
-        queue(&mut outbox, &key, &r.subscribers, r.value.as_ref(), meta);
+        publish_state(&mut outbox, &room.into(), r, t, floor, now_ms());
         self.send(inner, outbox);
     }
 
@@ -1000,6 +985,27 @@ impl Hub {
         let subs = inner.rooms.values().map(|r| r.subscribers.len()).sum();
         (inner.rooms.len(), subs, inner.behind.len())
     }
+}
+
+/// Numbers a state room's value (new at `t`) and queues it for the room's subscribers; the
+/// room's new sequence number.
+fn publish_state(
+    outbox: &mut Vec<Pending>,
+    key: &Arc<str>,
+    r: &mut Room,
+    t: Time,
+    floor: u64,
+    sent_ms: u64,
+) -> u64 {
+    r.seq = next_seq(r.seq, floor);
+    r.t = t;
+    let meta = Meta {
+        seq: r.seq,
+        t,
+        sent_ms,
+    };
+    queue(outbox, key, &r.subscribers, r.value.as_ref(), meta);
+    r.seq
 }
 
 /// A room made again from its archived final value.

@@ -387,6 +387,24 @@ pub fn python() -> Command {
     Command::new(repo().join(".venv/bin/python"))
 }
 
+/// What a real python-socketio client (`tests/python/sticky.py`) holds right after it subscribed
+/// to `rooms` on the server at `port` with `token`: `{room: {"value", "seq", ...}}`.
+pub fn sticky(port: u16, token: &str, rooms: &[&str]) -> Value {
+    let out = python()
+        .arg(repo().join("tests/python/sticky.py"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(token)
+        .args(rooms)
+        .output()
+        .expect("run tests/python/sticky.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from tests/python/sticky.py")
+}
+
 /// `tests/node` with its packages installed (`npm ci` when one is missing).
 pub fn node_dir() -> PathBuf {
     let dir = repo().join("tests/node");

@@ -3,12 +3,11 @@
 //! show, so that state growing with a site's age is seen before it hurts (DESIGN.md invariant
 //! 10).
 //!
-//! A keyed operator built while a census is installed ([`counting`]) registers once, when it is
+//! A keyed operator built while a census is installed ([`super::building`]) registers once, when it is
 //! built, and gets a [`Slot`]; after every activation it stores its counts there (two relaxed
 //! atomic stores: no lock, no allocation on the worker's hot path). Operators built without one
 //! (unit tests) count nothing.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -85,29 +84,6 @@ impl Census {
         }
         out
     }
-}
-
-thread_local! {
-    static COUNTING: RefCell<Option<Arc<Census>>> = const { RefCell::new(None) };
-}
-
-/// Runs `build` (the construction of a worker's dataflows) with `census` visible to the keyed
-/// operators built in it.
-pub fn counting<R>(census: &Arc<Census>, build: impl FnOnce() -> R) -> R {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            COUNTING.with(|c| c.borrow_mut().take());
-        }
-    }
-    COUNTING.with(|c| *c.borrow_mut() = Some(census.clone()));
-    let _reset = Reset;
-    build()
-}
-
-/// The census of the dataflows under construction on this thread, if any.
-pub(crate) fn current() -> Option<Arc<Census>> {
-    COUNTING.with(|c| c.borrow().clone())
 }
 
 #[cfg(test)]

@@ -253,9 +253,10 @@ impl<'s, K: ExchangeData + Hash + Eq, V: ExchangeData> KeyedProcess<'s, K, V> fo
         L: KeyedLogic<Key = K, In = V>,
     {
         let exchange = Exchange::new(|update: &((K, V), Time, Diff)| route(&(update.0).0));
-        let snapshots = super::snapshot::current();
+        let reporting = super::building::current();
+        let snapshots = reporting.snapshots;
         let worker = self.inner.scope().index();
-        let census = super::census::current().map(|c| c.register(name, worker));
+        let census = reporting.census.map(|c| c.register(name, worker));
         let name = name.to_string();
         self.inner
             .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<(L::Out, Time, Diff)>>, _, _, _>(

@@ -116,7 +116,11 @@ mod tests {
         let census = crate::ops::census::Census::new();
         let counted = census.clone();
         let out = crate::harness::run_upsert_deleting(1, inputs, 100, move |c| {
-            crate::ops::census::counting(&counted, || {
+            let reporting = crate::ops::building::Reporting {
+                census: Some(counted.clone()),
+                ..Default::default()
+            };
+            crate::ops::building::building(reporting, || {
                 c.latest_by("Tens", |_k, v: &i32| Some(*v / 10))
             })
         });

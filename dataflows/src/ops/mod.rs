@@ -2,6 +2,7 @@
 //! after its method, one per file, or a small state machine used inside a `KeyedLogic`;
 //! [`keyed`] is the general form the others build on.
 
+pub mod building;
 pub mod census;
 pub mod debounce;
 pub mod heartbeat;

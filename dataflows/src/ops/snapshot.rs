@@ -10,13 +10,12 @@
 //! a run that never stopped.
 //!
 //! [`Snapshots`] is shared by the workers of one process. The engine sets it for the
-//! construction of the dataflows ([`building`]); each keyed operator registers there, takes its
+//! construction of the dataflows ([`super::building`]); each keyed operator registers there, takes its
 //! part when restoring, and writes its part when a snapshot is requested and its input frontier
 //! has passed the snapshot time (the engine holds its input at `S + 1` until every part is in).
 //! An operator is named by its name and its address in the dataflow, which the same build of the
 //! same configuration reproduces.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -222,29 +221,6 @@ impl Snapshots {
         parts.sort_by(|a, b| (&a.operator, a.worker).cmp(&(&b.operator, b.worker)));
         Ok(parts)
     }
-}
-
-thread_local! {
-    static BUILDING: RefCell<Option<Arc<Snapshots>>> = const { RefCell::new(None) };
-}
-
-/// Runs `build` (the construction of a worker's dataflows) with `snapshots` visible to the keyed
-/// operators built in it.
-pub fn building<R>(snapshots: &Arc<Snapshots>, build: impl FnOnce() -> R) -> R {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            BUILDING.with(|b| b.borrow_mut().take());
-        }
-    }
-    BUILDING.with(|b| *b.borrow_mut() = Some(snapshots.clone()));
-    let _reset = Reset;
-    build()
-}
-
-/// The snapshots of the dataflows under construction on this thread, if any.
-pub(crate) fn current() -> Option<Arc<Snapshots>> {
-    BUILDING.with(|b| b.borrow().clone())
 }
 
 /// `&'static str` for state fields with [`static_str`] serde (the alias hides the `'static`
