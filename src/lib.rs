@@ -12,6 +12,7 @@
 //!   connections).
 //! - [`json_limits`]: the bounds on JSON read from the network (depth, size), at every door.
 //! - [`quarantine`]: engine inputs that made a worker panic, recorded and skipped from then on.
+//! - [`error`]: error text for people: an error and its causes, each said once.
 //! - [`store`]: PostgreSQL persistence (batched writer, restore, dump, retention, private
 //!   cluster).
 pub mod access;
@@ -19,6 +20,7 @@ pub mod api;
 pub mod bench;
 pub mod edge;
 pub mod engine;
+pub mod error;
 pub mod hub;
 pub mod ingest;
 pub mod json_limits;

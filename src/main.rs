@@ -724,7 +724,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", rmf_dash::error::chain(&*e));
             ExitCode::from(2)
         }
     }

@@ -25,7 +25,7 @@ pub enum ReplayError {
     Bag(#[from] BagError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Io(#[from] std::io::Error),
 }
 
@@ -177,7 +177,7 @@ pub fn drive(
             Err(SourceError::Bag(b)) => return Err(ReplayError::Bag(b)),
             Err(e) => {
                 summary.dropped += 1;
-                tracing::warn!("dropped: {e}");
+                tracing::warn!("dropped: {}", crate::error::chain(&e));
                 continue;
             }
         };

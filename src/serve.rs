@@ -37,7 +37,7 @@ pub enum ServeError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Edge(#[from] crate::edge::EdgeError),
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}")]
     Listen {
         addr: SocketAddr,
         #[source]
@@ -49,7 +49,7 @@ pub enum ServeError {
     Users(#[from] crate::users::UsersError),
     #[error(transparent)]
     Ros2(#[from] crate::ros2::Ros2Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("stepped down: {0}")]
     Deposed(String),
@@ -577,7 +577,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
                                 dropped = summary.dropped,
                                 "replay finished; serving the final state (what clients send is still taken)"
                             ),
-                            Err(e) => tracing::error!(path, "replay stopped: {e}"),
+                            Err(e) => tracing::error!(path, "replay stopped: {}", crate::error::chain(&e)),
                         }
                         let end = summary
                             .end
@@ -714,5 +714,22 @@ pub async fn until_stopped() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
         _ = term => tracing::info!("terminated"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary's last line on a taken port says the OS's reason once.
+    #[test]
+    fn a_taken_port_is_said_once() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let source = std::net::TcpListener::bind(addr).unwrap_err();
+        let cause = source.to_string();
+        let text = crate::error::chain(&ServeError::Listen { addr, source });
+        assert_eq!(text, format!("listening on {addr}: {cause}"));
+        assert_eq!(text.matches(cause.as_str()).count(), 1, "{text}");
     }
 }

@@ -72,7 +72,7 @@ impl From<jsonwebtoken::errors::Error> for Refusal {
 
 #[derive(Debug, Error)]
 pub enum AuthConfigError {
-    #[error("reading the JWT public key {path}: {source}")]
+    #[error("reading the JWT public key {path}")]
     Key {
         path: String,
         #[source]

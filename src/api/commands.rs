@@ -814,6 +814,7 @@ async fn keep_request(
         .put(task_id, &shaped, requester, at)
         .await
         .map_err(|e| {
+            let e = crate::error::chain(&e);
             tracing::warn!(task_id, error = %e, "the task's request was not kept");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,

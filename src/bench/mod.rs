@@ -44,7 +44,7 @@ pub enum BenchError {
     Serve(#[from] crate::serve::ServeError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

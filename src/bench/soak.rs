@@ -452,7 +452,7 @@ impl Reader {
                 Some(Err(SourceError::Bag(e))) => return Err(e.into()),
                 Some(Err(e)) => {
                     self.dropped += 1;
-                    tracing::debug!("soak: dropped {e}");
+                    tracing::debug!("soak: dropped {}", crate::error::chain(&e));
                 }
             }
         }

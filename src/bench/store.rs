@@ -81,7 +81,7 @@ fn capture(path: &str) -> Result<Vec<Msg>, BenchError> {
     let mut summary = ReplaySummary::default();
     let drove = crate::replay::drive(path, &opts, &mut feeder, &mut summary);
     feeder.finish()?;
-    drove.map_err(|e| std::io::Error::other(e.to_string()))?;
+    drove.map_err(|e| std::io::Error::other(crate::error::chain(&e)))?;
     let _ = applier.join();
     Ok(rx.try_iter().collect())
 }
@@ -146,7 +146,7 @@ pub fn store_figures(
     let pg = match LocalPg::start(&pg_dir, Default::default()) {
         Ok(pg) => pg,
         Err(e) => {
-            tracing::warn!("store section skipped: {e}");
+            tracing::warn!("store section skipped: {}", crate::error::chain(&e));
             return Ok(());
         }
     };

@@ -25,21 +25,23 @@ use super::cdr::{CdrError, RmfRelease};
 use super::ros2msg::{MsgSchema, SchemaError, normalize_type_name};
 
 /// A decoding error, naming the topic and type it happened on.
+///
+/// Each says its whole cause in its message and has no `source()`: a dropped message is
+/// reported as one line (`topic /door_states (...): at door_name: offset 16: ...`), and the
+/// library's callers read that line with `to_string()`.
 #[derive(Debug, Error)]
 pub enum DecodeError {
-    #[error("topic {topic} ({type_name}): {source}")]
+    #[error("topic {topic} ({type_name}): {error}")]
     Cdr {
         topic: String,
         type_name: String,
-        #[source]
-        source: CdrError,
+        error: CdrError,
     },
-    #[error("topic {topic} ({type_name}): bad schema: {source}")]
+    #[error("topic {topic} ({type_name}): bad schema: {error}")]
     Schema {
         topic: String,
         type_name: String,
-        #[source]
-        source: SchemaError,
+        error: SchemaError,
     },
     #[error(
         "topic {topic} ({type_name}): the recording has no schema and rmf-dash has no built-in definition of this type"
@@ -199,10 +201,10 @@ impl TopicDecoder {
         schema: Option<&str>,
         policy: ReleasePolicy,
     ) -> Result<Self, DecodeError> {
-        let normalized = normalize_type_name(type_name).map_err(|source| DecodeError::Schema {
+        let normalized = normalize_type_name(type_name).map_err(|error| DecodeError::Schema {
             topic: topic.to_string(),
             type_name: type_name.to_string(),
-            source,
+            error,
         })?;
         if encoding != "cdr" {
             return Err(DecodeError::Encoding {
@@ -223,13 +225,12 @@ impl TopicDecoder {
         };
         match schema.filter(|s| !s.trim().is_empty()) {
             Some(text) => {
-                let parsed = MsgSchema::parse(&d.normalized, text).map_err(|source| {
-                    DecodeError::Schema {
+                let parsed =
+                    MsgSchema::parse(&d.normalized, text).map_err(|error| DecodeError::Schema {
                         topic: d.topic.clone(),
                         type_name: d.type_name.clone(),
-                        source,
-                    }
-                })?;
+                        error,
+                    })?;
                 let matches: Vec<RmfRelease> = RmfRelease::ALL
                     .into_iter()
                     .filter(|r| {
@@ -297,11 +298,11 @@ impl TopicDecoder {
         }
     }
 
-    fn cdr_error(&self, source: CdrError) -> DecodeError {
+    fn cdr_error(&self, error: CdrError) -> DecodeError {
         DecodeError::Cdr {
             topic: self.topic.clone(),
             type_name: self.type_name.clone(),
-            source,
+            error,
         }
     }
 

@@ -322,10 +322,9 @@ mod tests {
             data: fleet(RmfRelease::Jazzy),
         })
         .unwrap();
-        let e = s.next_sample().unwrap().unwrap_err();
+        let e = crate::error::chain(&s.next_sample().unwrap().unwrap_err());
         assert!(
-            e.to_string()
-                .contains("has the jazzy layout, but this topic uses the kilted layout"),
+            e.contains("has the jazzy layout, but this topic uses the kilted layout"),
             "{e}"
         );
     }

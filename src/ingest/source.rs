@@ -33,7 +33,7 @@ pub enum SourceError {
     #[error(transparent)]
     Bag(#[from] BagError),
     /// One message was dropped; the source goes on.
-    #[error("log_time {log_time}: {error}")]
+    #[error("log_time {log_time}")]
     Decode {
         log_time: u64,
         #[source]

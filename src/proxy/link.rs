@@ -37,6 +37,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 
 use super::frame::{self, Hello, Refused, Request};
+use crate::error::chain;
 use crate::hub::{Hub, Interest, Meta};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -54,7 +55,7 @@ const MAX_FRAME: usize = 16 << 20;
 
 #[derive(Debug, Error)]
 pub enum LinkError {
-    #[error("connecting: {0}")]
+    #[error("connecting")]
     Connect(#[from] tungstenite::Error),
     #[error("bad upstream URL: {0}")]
     Url(String),
@@ -66,7 +67,7 @@ pub enum LinkError {
     Silent,
     #[error("upstream closed the link")]
     Closed,
-    #[error("encoding a request: {0}")]
+    #[error("encoding a request")]
     Request(#[from] serde_json::Error),
 }
 
@@ -183,11 +184,11 @@ impl Link {
                         last_error.iter_mut().for_each(String::clear);
                         let why = self.follow(ws).await;
                         self.status.connected.store(false, Ordering::Relaxed);
-                        tracing::warn!(%url, "upstream link lost: {why}");
+                        tracing::warn!(%url, "upstream link lost: {}", chain(&why));
                         break;
                     }
                     Err(e) => {
-                        let e = e.to_string();
+                        let e = chain(&e);
                         // One line per distinct failure, not one per attempt.
                         if e != last_error[i] {
                             tracing::warn!(%url, "upstream unavailable: {e}; retrying");

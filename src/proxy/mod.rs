@@ -41,13 +41,13 @@ pub enum ProxyError {
     Upstream(#[from] forward::ForwardError),
     #[error(transparent)]
     Edge(#[from] crate::edge::EdgeError),
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}")]
     Listen {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

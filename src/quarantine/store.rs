@@ -79,7 +79,7 @@ async fn write_entries(
                 match insert(c, &entry).await {
                     Ok(()) => break,
                     Err(e) => {
-                        tracing::warn!(digest = %entry.digest, error = %e, "writing a quarantine entry failed: retrying");
+                        tracing::warn!(digest = %entry.digest, error = %crate::error::chain(&e), "writing a quarantine entry failed: retrying");
                         client = None;
                     }
                 }

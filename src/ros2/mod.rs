@@ -45,7 +45,7 @@ pub enum Ros2Error {
     NotBuilt,
     #[error("ROS 2 node {node}: {message}")]
     Node { node: String, message: String },
-    #[error("starting the ROS 2 threads: {0}")]
+    #[error("starting the ROS 2 threads")]
     Thread(#[from] std::io::Error),
 }
 
@@ -194,9 +194,9 @@ pub fn pump(mut source: LiveSource, feed: &FeedHandle, metrics: &FeedMetrics, re
                 };
                 let key = key.split(':').next().unwrap_or_default().to_string();
                 if warned.insert(key) {
-                    tracing::warn!(error = %e, "ROS 2 message dropped (later ones of this topic are logged at debug level)");
+                    tracing::warn!(error = %crate::error::chain(&e), "ROS 2 message dropped (later ones of this topic are logged at debug level)");
                 } else {
-                    tracing::debug!(error = %e, "ROS 2 message dropped");
+                    tracing::debug!(error = %crate::error::chain(&e), "ROS 2 message dropped");
                 }
             }
         }

@@ -33,6 +33,7 @@ use super::storage::ScheduleStore;
 use super::store::Claim;
 use crate::api::AppState;
 use crate::api::commands::{DispatchTaskRequest, Reject};
+use crate::error::chain;
 
 /// Where the test hook `RMF_DASH_TEST_SCHEDULE_PAUSE` stops the dispatcher for good (to
 /// `kill -9` it there).
@@ -139,7 +140,7 @@ async fn run(app: AppState, mut active: watch::Receiver<bool>) {
                 tokio::time::sleep(cfg.resend_after).await;
             }
             if let Err(e) = settle(&app, &mut sending).await {
-                tracing::warn!(error = %e, "scheduled tasks: settling unconfirmed claims failed");
+                tracing::warn!(error = %chain(&e), "scheduled tasks: settling unconfirmed claims failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -148,7 +149,7 @@ async fn run(app: AppState, mut active: watch::Receiver<bool>) {
         let next = match pass(&app, &mut sending).await {
             Ok(next) => next,
             Err(e) => {
-                tracing::warn!(error = %e, "scheduled tasks: claiming failed");
+                tracing::warn!(error = %chain(&e), "scheduled tasks: claiming failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -289,7 +290,11 @@ async fn permitted(
                 claim.task.created_by
             )),
         )),
-        Err(e) => Some(("failed", None, Some(format!("permission check: {e}")))),
+        Err(e) => Some((
+            "failed",
+            None,
+            Some(format!("permission check: {}", chain(&e))),
+        )),
     }
 }
 
@@ -349,6 +354,6 @@ async fn send(app: AppState, claim: Claim) {
         .await;
     if let Err(e) = recorded {
         // Left `claimed`: the next activation settles it from the stored task state.
-        tracing::warn!(id = claim.task.id, %label, error = %e, "scheduled tasks: outcome not recorded");
+        tracing::warn!(id = claim.task.id, %label, error = %chain(&e), "scheduled tasks: outcome not recorded");
     }
 }

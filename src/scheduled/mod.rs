@@ -29,7 +29,7 @@ use thiserror::Error;
 pub enum ScheduleError {
     #[error("{0}")]
     Invalid(String),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL")]
     Pg(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

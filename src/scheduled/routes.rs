@@ -36,7 +36,7 @@ impl From<ScheduleError> for ApiError {
                 ApiError(StatusCode::INSUFFICIENT_STORAGE, m)
             }
             ScheduleError::Pg(_) | ScheduleError::Store(_) => {
-                tracing::warn!(error = %e, "scheduled tasks: store request failed");
+                tracing::warn!(error = %crate::error::chain(&e), "scheduled tasks: store request failed");
                 ApiError(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the scheduled task store is unavailable".into(),

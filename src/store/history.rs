@@ -30,7 +30,7 @@ pub const ALERTS_LIMIT: i64 = 10_000;
 
 #[derive(Debug, Error)]
 pub enum HistoryError {
-    #[error("store read failed: {0}")]
+    #[error("store read failed")]
     Db(#[from] tokio_postgres::Error),
     #[error("store read timed out after {0:?}")]
     Timeout(Duration),
@@ -348,7 +348,7 @@ impl crate::hub::retire::Recall for History {
             match self.task_state(task).await {
                 Ok(found) => found.map(|(t, v)| (t, crate::hub::Raw::from(v))),
                 Err(e) => {
-                    tracing::warn!(error = %e, room, "a retired room not recalled from the store");
+                    tracing::warn!(error = %crate::error::chain(&e), room, "a retired room not recalled from the store");
                     None
                 }
             }

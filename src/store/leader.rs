@@ -40,6 +40,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::{StoreError, migrate};
+use crate::error::chain;
 
 /// Exit status of a `serve` that stepped down (sysexits' EX_TEMPFAIL): restart it, it comes back
 /// as a standby.
@@ -351,7 +352,7 @@ async fn connect_lock(url: &str) -> Result<LockConn, StoreError> {
     let (tx, closed) = watch::channel(false);
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "leadership lock connection closed");
+            tracing::debug!(error = %chain(&e), "leadership lock connection closed");
         }
         let _ = tx.send(true);
     });
@@ -502,7 +503,10 @@ pub async fn acquire(
                             return Err(e);
                         }
                         // The connection failed while claiming: the lock went with it.
-                        Err(e) => tracing::warn!("claiming the leadership failed: {e}; retrying"),
+                        Err(e) => tracing::warn!(
+                            "claiming the leadership failed: {}; retrying",
+                            chain(&e)
+                        ),
                     }
                 }
             }
@@ -519,7 +523,7 @@ pub async fn acquire(
             }
             Err(e @ StoreError::OtherSite { .. }) => return Err(e),
             Err(e) => {
-                let e = e.to_string();
+                let e = chain(&e);
                 if e != last_error {
                     tracing::warn!(site = %config.site, "standby: the store is unreachable ({e}); retrying");
                     last_error = e;
@@ -556,7 +560,7 @@ async fn watch_session(conn: &mut LockConn, retry: Duration, limit: Duration) ->
             _ = tokio::time::sleep(retry) => {
                 match tokio::time::timeout(limit, conn.client.simple_query("SELECT 1")).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return format!("its connection failed: {e}"),
+                    Ok(Err(e)) => return format!("its connection failed: {}", chain(&e)),
                     Err(_) => return format!("no answer from the database in {} ms", limit.as_millis()),
                 }
             }
@@ -630,7 +634,7 @@ async fn keep(
                     return;
                 }
                 Err(e) => {
-                    let e = e.to_string();
+                    let e = chain(&e);
                     if e != last_error {
                         tracing::warn!("taking the leadership lock again failed ({e}); retrying");
                         last_error = e;

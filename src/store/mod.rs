@@ -34,11 +34,11 @@ pub use writer::{StoreHandle, StoreMetrics, WriterConfig};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL")]
     Pg(#[from] tokio_postgres::Error),
     #[error("invalid database URL: {0}")]
     Url(String),
-    #[error("migration {name}: {source}")]
+    #[error("migration {name}")]
     Migration {
         name: &'static str,
         #[source]
@@ -53,7 +53,7 @@ pub enum StoreError {
     NoServerBinaries,
     #[error("local PostgreSQL in {dir}: {message}")]
     Local { dir: String, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("the store writer has stopped")]
     Stopped,
@@ -84,7 +84,7 @@ pub enum StoreError {
 pub fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config = url
         .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+        .map_err(|e: tokio_postgres::Error| StoreError::Url(crate::error::chain(&e)))?;
     if config.get_application_name().is_none() {
         config.application_name(format!("rmf-dash[{}]", std::process::id()));
     }
@@ -96,7 +96,7 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
     let (client, connection) = config(url)?.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "store connection closed");
+            tracing::debug!(error = %crate::error::chain(&e), "store connection closed");
         }
     });
     Ok(client)

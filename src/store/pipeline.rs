@@ -38,7 +38,7 @@ pub enum PipelineError {
     Replay(#[from] ReplayError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -128,7 +128,10 @@ impl Restoring {
     pub fn prelude(self, runtime: tokio::runtime::Handle) -> crate::ingest::feed::Prelude {
         Box::new(move |feeder: &Feeder| {
             runtime.block_on(self.feed(feeder.engine())).map_err(|e| {
-                tracing::error!("restoring the dataflow state failed: {e}");
+                tracing::error!(
+                    "restoring the dataflow state failed: {}",
+                    crate::error::chain(&e)
+                );
                 EngineError::Stopped
             })
         })

@@ -39,6 +39,7 @@ use rmf_dash_dataflows::prelude::Time;
 use super::leader::{Fence, LeaderConfig};
 use super::rows::{Msg, WriteSet};
 use super::{StoreError, connect};
+use crate::error::chain;
 
 /// Logical milliseconds per partition of the input log and the output history (one day).
 pub const PARTITION_MS: i64 = 86_400_000;
@@ -324,9 +325,9 @@ async fn run(
                     Err(e) => {
                         metrics.failures.fetch_add(1, Ordering::Relaxed);
                         if metrics.up.swap(false, Ordering::Relaxed) {
-                            tracing::error!(error = %e, "store unreachable: buffering in memory and retrying");
+                            tracing::error!(error = %chain(&e), "store unreachable: buffering in memory and retrying");
                         } else {
-                            tracing::debug!(error = %e, "store write retry failed");
+                            tracing::debug!(error = %chain(&e), "store write retry failed");
                         }
                         retry = Some((set, Instant::now() + backoff));
                         backoff = (backoff * 2).min(Duration::from_secs(5));

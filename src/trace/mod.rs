@@ -15,6 +15,6 @@ pub enum TraceError {
     Bag(#[from] BagError),
     #[error("{0}")]
     Usage(String),
-    #[error("output: {0}")]
+    #[error("output")]
     Io(#[from] std::io::Error),
 }

@@ -18,7 +18,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum UsersError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL")]
     Pg(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -261,13 +261,13 @@ impl crate::access::rooms::GrantSource for Users {
             let info = self
                 .load_or_create(username)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| crate::error::chain(&e))?;
             let permissions = if info.is_admin {
                 Vec::new()
             } else {
                 self.effective_permissions(username)
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| crate::error::chain(&e))?
             };
             Ok(crate::access::rooms::Grants::from_permissions(
                 info.is_admin,

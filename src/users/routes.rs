@@ -31,7 +31,7 @@ impl From<UsersError> for ApiError {
                 ApiError(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
             }
             UsersError::Pg(_) | UsersError::Store(_) => {
-                tracing::warn!(error = %e, "users: store request failed");
+                tracing::warn!(error = %crate::error::chain(&e), "users: store request failed");
                 ApiError(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the user store is unavailable".into(),

@@ -20,7 +20,7 @@ async fn alerts(app: &App, filter: AlertFilter<'_>) -> Alerts {
     super::stored_now(app).await;
     let stored = match &app.history {
         Some(h) => h.alerts(filter).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "alerts answered from memory");
+            tracing::warn!(error = %crate::error::chain(&e), "alerts answered from memory");
             Vec::new()
         }),
         None => Vec::new(),

@@ -43,7 +43,7 @@ pub async fn get_fleet_log(
     let recent = read::fleet_log_streams(&app.hub, &name, window);
     let stored = match &app.history {
         Some(h) => h.fleet_log(&name, window).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "fleet log answered from memory");
+            tracing::warn!(error = %crate::error::chain(&e), "fleet log answered from memory");
             Default::default()
         }),
         None => Default::default(),

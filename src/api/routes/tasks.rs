@@ -13,6 +13,7 @@ use super::{ReadError, ReadResult, found, now_ms};
 use crate::api::query::{Params, QueryError};
 use crate::api::read::{self, TASK_ORDER_FIELDS, TASK_STATUSES, TaskQuery};
 use crate::api::{App, AppState, AuthUser};
+use crate::error::chain;
 use crate::hub::Raw;
 
 /// The query of `GET /tasks` (rmf-web's parameters and their meaning).
@@ -54,7 +55,7 @@ pub async fn query_task_states(
         super::stored_now(&app).await;
         match history.tasks(&query).await {
             Ok(tasks) => return Ok(Json(tasks.into_iter().map(Raw::from).collect())),
-            Err(e) => tracing::warn!(error = %e, "task query answered from memory"),
+            Err(e) => tracing::warn!(error = %chain(&e), "task query answered from memory"),
         }
     }
     Ok(Json(read::tasks(&app.hub, &query)))
@@ -100,7 +101,7 @@ pub async fn get_task_log(
     let recent = read::task_log_streams(&app.hub, &task_id, window);
     let stored = match &app.history {
         Some(h) => h.task_log(&task_id, window).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "task log answered from memory");
+            tracing::warn!(error = %chain(&e), "task log answered from memory");
             None
         }),
         None => None,
@@ -172,7 +173,7 @@ pub async fn get_task_request(
 /// The kept requests of `ids` (a store that fails answers none, logged).
 async fn requests(app: &AppState, ids: &[String]) -> Vec<Box<RawValue>> {
     app.task_requests.get(ids).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "task requests unavailable");
+        tracing::warn!(error = %chain(&e), "task requests unavailable");
         Vec::new()
     })
 }

@@ -19,7 +19,7 @@ use sqlite_file::SqliteFile;
 pub enum BagError {
     #[error("{path}: no such file or directory")]
     NotFound { path: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         #[source]

@@ -88,28 +88,26 @@ pub enum CdrError {
     },
     #[error("offset {offset}: {what} is not supported")]
     Unsupported { offset: usize, what: &'static str },
-    #[error("at {path}: {source}")]
-    At {
-        path: String,
-        #[source]
-        source: Box<CdrError>,
-    },
+    /// `error` at a field path. Its text is part of this message, not a `source()`: a CDR error
+    /// reads as one line (`at items[1].v: offset 26: ...`) wherever it is printed.
+    #[error("at {path}: {error}")]
+    At { path: String, error: Box<CdrError> },
 }
 
 impl CdrError {
     /// Adds a field path segment (outermost first) to an error.
     pub fn at(self, segment: &str) -> CdrError {
         match self {
-            CdrError::At { path, source } => {
+            CdrError::At { path, error } => {
                 let sep = if path.starts_with('[') { "" } else { "." };
                 CdrError::At {
                     path: format!("{segment}{sep}{path}"),
-                    source,
+                    error,
                 }
             }
             e => CdrError::At {
                 path: segment.to_string(),
-                source: Box::new(e),
+                error: Box::new(e),
             },
         }
     }
@@ -117,7 +115,7 @@ impl CdrError {
     /// The innermost error, without the field path.
     pub fn root_cause(&self) -> &CdrError {
         match self {
-            CdrError::At { source, .. } => source.root_cause(),
+            CdrError::At { error, .. } => error.root_cause(),
             e => e,
         }
     }

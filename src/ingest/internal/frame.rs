@@ -38,8 +38,10 @@ pub enum FrameError {
     MissingData,
     #[error("`data` is not a JSON object")]
     DataNotObject,
+    /// The input's error is part of this message, not a `source()`: the log reads
+    /// `invalid task_state_update: missing field ...` as one phrase.
     #[error("invalid {0}")]
-    Rejected(#[from] InputError),
+    Rejected(InputError),
     #[error("binary frame ({0} bytes)")]
     Binary(usize),
 }
@@ -87,7 +89,7 @@ pub fn frame_inputs(
     if names.len() > NAMES_PER_CONNECTION {
         *names = Names::default();
     }
-    Ok(inputs(&parse_frame(text, limits)?, 0, names)?)
+    inputs(&parse_frame(text, limits)?, 0, names).map_err(FrameError::Rejected)
 }
 
 /// The record of one text frame, checked as the engine will read it: its bounds and shape

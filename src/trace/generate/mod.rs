@@ -33,13 +33,13 @@ use sim::{Emit, Msg, STEP_MS, Sim};
 pub enum GenError {
     #[error("{0}")]
     Config(String),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("writing MCAP: {0}")]
+    #[error("writing MCAP")]
     Mcap(#[from] mcap::McapError),
 }
 
