@@ -1,39 +1,56 @@
-//! Counting allocator for the memory figures: when enabled, it tracks the bytes allocated and not
-//! yet freed, so `rmf-dash bench` can report the memory an engine keeps per tracked entity. The
-//! binary installs it; disabled it costs one relaxed load per allocation.
+//! The process's allocator: jemalloc, counting for the memory figures. When counting is enabled,
+//! it tracks the bytes allocated and not yet freed, so `rmf-dash bench` can report the memory an
+//! engine keeps per tracked entity. The binary installs it; disabled it costs one relaxed load
+//! per allocation.
+//!
+//! Why jemalloc: with glibc's allocator the engine's, the hub's and the runtime's threads each
+//! kept the memory they had freed, so a site's RSS kept growing for hours after its live state
+//! had stopped growing (the soak of the 1k site: heap flat at 180-210 MB from the second site
+//! hour, `RssAnon` 282 MB at one hour and 382 MB at four). jemalloc returns freed pages to the
+//! system after a short decay (BENCHMARKS.md, "Soak").
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use tikv_jemallocator::Jemalloc as Inner;
 
 pub struct Counting;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicI64 = AtomicI64::new(0);
 
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+// SAFETY: every call is forwarded to jemalloc unchanged; only counters are added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if ENABLED.load(Ordering::Relaxed) {
             LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         }
         // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(layout) }
+        unsafe { Inner.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if ENABLED.load(Ordering::Relaxed) {
+            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        // SAFETY: same layout contract as the caller's.
+        unsafe { Inner.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if ENABLED.load(Ordering::Relaxed) {
             LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         }
-        // SAFETY: `ptr` was allocated by `System` with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
+        // SAFETY: `ptr` was allocated by jemalloc with `layout`.
+        unsafe { Inner.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if ENABLED.load(Ordering::Relaxed) {
             LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         }
-        // SAFETY: `ptr` was allocated by `System` with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        // SAFETY: `ptr` was allocated by jemalloc with `layout`.
+        unsafe { Inner.realloc(ptr, layout, new_size) }
     }
 }
 
