@@ -10,9 +10,15 @@
 //! system after a short decay (BENCHMARKS.md, "Soak").
 
 use std::alloc::{GlobalAlloc, Layout};
-
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
 use tikv_jemallocator::Jemalloc as Inner;
+
+/// jemalloc's options, read when it starts: a background thread returns freed pages to the
+/// system after their decay (10 s) also while the process is idle (without it, pages are only
+/// returned by later allocations: a server left idle after a burst of clients would keep them).
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: &[u8; 23] = b"background_thread:true\0";
 
 pub struct Counting;
 
