@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     {
         if let Some(v) = &value {
             assert!(depth_of(v.get().as_bytes()) <= limits.max_depth);
-            serde_json::from_str::<serde_json::Value>(v.get()).expect("value reads back");
+            // Valid JSON. Not read back as a `serde_json::Value`: serde_json refuses an object
+            // whose first key is its private `RawValue` token (`seeds/replicate_frame/
+            // raw_value_token`), which is valid JSON a dashboard parses like any other.
+            serde_json::from_str::<serde::de::IgnoredAny>(v.get()).expect("value reads back");
         }
         let again = encode(change.room, value.as_deref(), change.meta);
         let decoded = decode(&again).expect("re-encoded change decodes");
