@@ -12,6 +12,7 @@
 //!   connections).
 //! - [`json_limits`]: the bounds on JSON read from the network (depth, size), at every door.
 //! - [`quarantine`]: engine inputs that made a worker panic, recorded and skipped from then on.
+//! - [`site`]: the site configuration file (`--config`: derived events' sections, kept flags).
 //! - [`error`]: error text for people: an error and its causes, each said once.
 //! - [`store`]: PostgreSQL persistence (batched writer, restore, dump, retention, private
 //!   cluster).
@@ -33,6 +34,7 @@ pub mod rmf_link;
 pub mod ros2;
 pub mod scheduled;
 pub mod serve;
+pub mod site;
 pub mod store;
 pub mod trace;
 pub mod users;

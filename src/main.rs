@@ -39,9 +39,21 @@ enum Command {
     /// The PostgreSQL store: dump, prune.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The registered derived events: rooms, inputs, persistence, lookback and configuration.
+    Events(EventsArgs),
     /// The fan-out benchmark's client load (started by `bench`).
     #[command(hide = true)]
     BenchLoad(BenchLoadArgs),
+}
+
+#[derive(Args)]
+struct EventsArgs {
+    /// A site configuration file: its `[derived.*]` sections are the configuration shown.
+    #[arg(long, env = "RMF_DASH_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -562,6 +574,11 @@ struct ReplayArgs {
 
 #[derive(Args, Clone)]
 struct EngineArgs {
+    /// Site configuration file (TOML): the derived events' `[derived.<section>]` and the flags
+    /// this command keeps (`[serve]`, `[replay]`; the command line and environment win). See
+    /// README, "Site configuration".
+    #[arg(long, env = "RMF_DASH_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// Engine worker threads in this process.
     #[arg(long, default_value_t = 1, env = "RMF_DASH_WORKERS")]
     workers: usize,
@@ -636,7 +653,7 @@ impl EngineArgs {
             )),
             task_retention_ms: (self.ended_task_retention > 0)
                 .then(|| self.ended_task_retention.saturating_mul(1000)),
-            ..Default::default()
+            derived: derived_config(self.config.as_deref())?,
         })
     }
 }
@@ -721,13 +738,106 @@ fn main() -> ExitCode {
     if let Some(files) = rmf_dash::listener::raise_fd_limit() {
         tracing::debug!(files, "open-file limit");
     }
-    match run(Cli::parse()) {
+    let cli = match with_site_flags(std::env::args_os().collect()) {
+        Ok(argv) => Cli::parse_from(argv),
+        Err(e) => {
+            eprintln!("error: {}", rmf_dash::error::chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", rmf_dash::error::chain(&*e));
             ExitCode::from(2)
         }
     }
+}
+
+/// `argv` with the flags the site file (`--config`) keeps for the command inserted after the
+/// command's name (see [`rmf_dash::site`]).
+fn with_site_flags(
+    mut argv: Vec<std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, rmf_dash::site::SiteError> {
+    use clap::CommandFactory;
+    let Some(name) = argv.get(1).and_then(|a| a.to_str()) else {
+        return Ok(argv);
+    };
+    let cli = Cli::command();
+    let Some(command) = cli
+        .find_subcommand(name)
+        .filter(|c| ["serve", "replay"].contains(&c.get_name()))
+    else {
+        return Ok(argv);
+    };
+    let Some(path) = rmf_dash::site::config_path(&argv[2..]) else {
+        return Ok(argv);
+    };
+    let flags = rmf_dash::site::SiteFile::load(&path)?.flags(command, &argv[2..])?;
+    argv.splice(2..2, flags);
+    Ok(argv)
+}
+
+/// The derived events' configuration: a site file's `[derived.*]` over the defaults.
+fn derived_config(
+    path: Option<&std::path::Path>,
+) -> Result<rmf_dash_dataflows::derived::Config, rmf_dash::site::SiteError> {
+    match path {
+        Some(path) => rmf_dash::site::SiteFile::load(path)?.derived(),
+        None => Ok(Default::default()),
+    }
+}
+
+/// `rmf-dash events`: every registered event with its configuration (a site file's or the
+/// defaults).
+fn run_events(args: EventsArgs) -> Result<ExitCode> {
+    use rmf_dash_dataflows::derived::registry;
+    let config = derived_config(args.config.as_deref())?;
+    let events: Vec<serde_json::Value> = registry()
+        .iter()
+        .map(|d| {
+            let parsed = config.parsed(&d.config);
+            serde_json::json!({
+                "name": d.name,
+                "room": d.room,
+                "kind": d.kind,
+                "persistence": d.persistence,
+                "inputs": d.inputs,
+                "section": format!("derived.{}", d.config.section),
+                "config": parsed.map(|p| &p.shown),
+                "lookback_ms": parsed.map(|p| p.lookback_ms),
+            })
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<22} {:<38} {:<7} {:<8} {:>11}  {:<24} config",
+        "event", "room", "kind", "persist", "lookback ms", "inputs"
+    );
+    for e in &events {
+        let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+        let inputs: Vec<&str> = e["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.as_str())
+            .collect();
+        println!(
+            "{:<22} {:<38} {:<7} {:<8} {:>11}  {:<24} [{}] {}",
+            text("name"),
+            text("room"),
+            text("kind"),
+            text("persistence"),
+            e["lookback_ms"].as_u64().unwrap_or_default(),
+            inputs.join(","),
+            text("section"),
+            e["config"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -738,6 +848,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Bench(b)) => run_bench(b),
         Some(Command::Serve(s)) => run_serve(*s),
         Some(Command::Proxy(p)) => run_proxy(p),
+        Some(Command::Events(e)) => run_events(e),
         Some(Command::Store(s)) => run_store(s),
         Some(Command::BenchLoad(l)) => {
             rmf_dash::bench::load::run(rmf_dash::bench::load::LoadConfig {

@@ -117,7 +117,11 @@ fn load(path: &str) -> Recording {
 
 /// The output changes of the replay: (time, room, diff, value).
 fn outputs(path: &str) -> Vec<(u64, String, i64, Value)> {
-    run(&["replay", path, "--no-db", "--emit", "jsonl"])
+    parse(&run(&["replay", path, "--no-db", "--emit", "jsonl"]))
+}
+
+fn parse(jsonl: &str) -> Vec<(u64, String, i64, Value)> {
+    jsonl
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("jsonl");
@@ -179,6 +183,7 @@ fn injected_situations_fire_at_the_right_time_and_nothing_else_does() {
     let rec = load(path);
     let out = outputs(path);
     let mut injected_rooms: Vec<String> = Vec::new();
+    let mut held_open = Vec::new();
     let scenarios: Vec<&Value> = info["metadata"]
         .as_object()
         .expect("metadata")
@@ -210,6 +215,7 @@ fn injected_situations_fire_at_the_right_time_and_nothing_else_does() {
                     tick(ns(s, "until_ns")),
                 );
                 assert_eq!(c.len(), 2, "{room}: {c:?}");
+                held_open.push((room.clone(), tick(ns(s, "since_ns"))));
                 injected_rooms.push(room);
             }
             "door-silent" | "lift-silent" => {
@@ -360,5 +366,29 @@ fn injected_situations_fire_at_the_right_time_and_nothing_else_does() {
                 "unexpected {room} at {t}: {v}"
             );
         }
+    }
+
+    // A site file sets the threshold (and the replay's flags): the door is held open 20 s after
+    // it opened, not 60.
+    assert!(!held_open.is_empty());
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        "[replay]\nno-db = true\nemit = \"jsonl\"\n\n[derived.door_held_open]\nopen_ms = 20000\n",
+    )
+    .expect("site file");
+    let configured = parse(&run(&[
+        "replay",
+        path,
+        "--config",
+        site.to_str().expect("path"),
+    ]));
+    for (room, since) in &held_open {
+        let c = changes(&configured, room, |_| true);
+        assert_near(
+            "held open with open_ms = 20000",
+            c.first().filter(|c| c.1 == 1).map(|c| c.0),
+            since + 20_000,
+        );
     }
 }

@@ -317,7 +317,7 @@ fn a_client_subscribing_to_a_whole_site_at_once_gets_every_acknowledgement() {
     );
     let expected = final_values(&recording);
     // State rooms (a stream room has no present value to send).
-    let kinds = rmf_dash::hub::rooms::Kinds::new();
+    let kinds = rmf_dash_dataflows::derived::Rooms::new();
     let rooms: Vec<&String> = expected
         .keys()
         .filter(|r| kinds.kind(r) == Some(rmf_dash_dataflows::derived::RoomKind::State))

@@ -818,7 +818,8 @@ async fn keep_request(
             tracing::warn!(task_id, error = %e, "the task's request was not kept");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("the store did not keep the request of task {task_id}: {e}"),
+                // The chain can name tables or values: it stays in the log line above.
+                format!("the store did not keep the request of task {task_id}; try again"),
             )
         })
 }

@@ -33,7 +33,6 @@
 pub mod bounds;
 pub mod drain;
 pub mod retire;
-pub mod rooms;
 pub mod socketio;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -251,7 +250,7 @@ fn next_seq(seq: u64, floor: u64) -> u64 {
 pub struct Hub {
     inner: Mutex<Inner>,
     bounds: HubBounds,
-    kind_of: rooms::Kinds,
+    kind_of: rmf_dash_dataflows::derived::Rooms,
     interest: std::sync::OnceLock<Arc<dyn Interest>>,
     rewrite: std::sync::OnceLock<Arc<dyn Rewrite>>,
     recall: std::sync::OnceLock<Arc<dyn retire::Recall>>,
@@ -294,7 +293,7 @@ impl Hub {
                 ..Inner::default()
             }),
             bounds,
-            kind_of: rooms::Kinds::new(),
+            kind_of: rmf_dash_dataflows::derived::Rooms::new(),
             interest: std::sync::OnceLock::new(),
             rewrite: std::sync::OnceLock::new(),
             recall: std::sync::OnceLock::new(),

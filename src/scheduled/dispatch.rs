@@ -290,11 +290,15 @@ async fn permitted(
                 claim.task.created_by
             )),
         )),
-        Err(e) => Some((
-            "failed",
-            None,
-            Some(format!("permission check: {}", chain(&e))),
-        )),
+        Err(e) => {
+            // The run's reason is shown to its creator: the store's chain only in the log.
+            tracing::warn!(run = claim.task.id, error = %chain(&e), "the permission check of a scheduled run failed");
+            Some((
+                "failed",
+                None,
+                Some("the permission check could not be made (store unavailable)".into()),
+            ))
+        }
     }
 }
 

@@ -1,14 +1,15 @@
 //! What one flush writes: the engine's inputs and complete-time batches turned into the rows of
 //! each table ([`WriteSet`]). Append-only rows (input log, output history) are kept in order;
 //! latest-state rows (rooms, tasks, alerts) keep only the last value per key; log entries are
-//! de-duplicated by (key, stream, seq).
+//! de-duplicated by (key, stream, seq). The output history keeps a room's changes as its event
+//! declares ([`Persistence`]): none for `Latest`, insertions only for `Stream`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use rmf_dash_dataflows::derived::Output;
+use rmf_dash_dataflows::derived::{Output, Persistence, Rooms};
 use rmf_dash_dataflows::model::input::{Input, Payload};
 use rmf_dash_dataflows::prelude::Time;
 
@@ -118,6 +119,15 @@ pub struct AlertRow {
     pub task_id: Option<String>,
     pub time: i64,
     pub request: String,
+}
+
+/// What the output history keeps of `room`: what its event declares (every change for a room of
+/// no registered event, which the engine does not produce: nothing is lost if it ever does).
+fn persistence(room: &str) -> Persistence {
+    static ROOMS: std::sync::LazyLock<Rooms> = std::sync::LazyLock::new(Rooms::new);
+    ROOMS
+        .event(room)
+        .map_or(Persistence::History, |d| d.persistence)
 }
 
 /// Everything one transaction writes.
@@ -257,8 +267,10 @@ impl WriteSet {
         // A room's value after the batch: its last insertion; none if it was only retracted.
         let mut last: BTreeMap<&str, Option<&Payload>> = BTreeMap::new();
         for (Output { room, value }, diff) in &batch.changes {
-            self.history
-                .push((time, room.clone(), *diff as i32, value.clone()));
+            if persistence(room).keeps(*diff) {
+                self.history
+                    .push((time, room.clone(), *diff as i32, value.clone()));
+            }
             let slot = last.entry(room.as_str()).or_insert(None);
             if *diff > 0 {
                 *slot = Some(value);
@@ -372,7 +384,13 @@ mod tests {
             &batch,
             &[("/doors/d1/state".into(), 7), ("/doors/d2/state".into(), 4)],
         );
-        assert_eq!(w.history.len(), 4);
+        // Door states are `Latest` (no history); a task log is a `Stream` (its insertion).
+        let history: Vec<_> = w
+            .history
+            .iter()
+            .map(|(t, r, d, _)| (*t, r.as_str(), *d))
+            .collect();
+        assert_eq!(history, vec![(20, "/tasks/t1/log", 1)]);
         assert_eq!(
             w.rooms.get("/doors/d1/state"),
             Some(&(7, 20, Some(Payload(Arc::from("{\"a\":2}")))))

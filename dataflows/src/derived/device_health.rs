@@ -16,7 +16,7 @@ use super::*;
 use crate::model::ros::{DoorMode, LiftState, WorkcellState};
 use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// A device is Dead when nothing was heard from it for this long.
@@ -30,6 +30,15 @@ impl Default for Config {
         }
     }
 }
+
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        self.liveliness_ms
+    }
+}
+
+/// `[derived.device_health]`, read by the four device health events.
+const CONFIG: Typed<Config> = Typed::new("device_health");
 
 /// The three health states, worst last.
 #[derive(
@@ -74,6 +83,15 @@ impl Device {
             Device::Lift => "/lifts/{name}/health",
             Device::Dispenser => "/dispensers/{guid}/health",
             Device::Ingestor => "/ingestors/{guid}/health",
+        }
+    }
+
+    const fn inputs(self) -> &'static [&'static str] {
+        match self {
+            Device::Door => &["doors"],
+            Device::Lift => &["lifts"],
+            Device::Dispenser => &["dispensers"],
+            Device::Ingestor => &["ingestors"],
         }
     }
 
@@ -164,7 +182,7 @@ fn build<'s>(
 }
 
 fn doors<'s>(i: &Inputs<'s>, c: &super::Config) -> Coll<'s, Output> {
-    build(i.doors.clone(), Device::Door, &c.device_health)
+    build(i.doors.clone(), Device::Door, &c.get(&CONFIG))
 }
 
 fn lifts<'s>(i: &Inputs<'s>, c: &super::Config) -> Coll<'s, Output> {
@@ -175,15 +193,15 @@ fn lifts<'s>(i: &Inputs<'s>, c: &super::Config) -> Coll<'s, Output> {
         };
         (n, sample)
     });
-    build(samples, Device::Lift, &c.device_health)
+    build(samples, Device::Lift, &c.get(&CONFIG))
 }
 
 fn dispensers<'s>(i: &Inputs<'s>, c: &super::Config) -> Coll<'s, Output> {
-    build(i.dispensers.clone(), Device::Dispenser, &c.device_health)
+    build(i.dispensers.clone(), Device::Dispenser, &c.get(&CONFIG))
 }
 
 fn ingestors<'s>(i: &Inputs<'s>, c: &super::Config) -> Coll<'s, Output> {
-    build(i.ingestors.clone(), Device::Ingestor, &c.device_health)
+    build(i.ingestors.clone(), Device::Ingestor, &c.get(&CONFIG))
 }
 
 const fn descriptor(
@@ -196,7 +214,8 @@ const fn descriptor(
         room: device.room(),
         kind: RoomKind::State,
         persistence: Persistence::History,
-        max_lookback_ms: 10_000,
+        inputs: device.inputs(),
+        config: CONFIG.spec(),
         build,
     }
 }

@@ -14,10 +14,10 @@
 //! Room `/doors/{name}/held_open` (state), value `{"door_name", "since"}`: `since` is the run
 //! start (logical ms). Config `[derived.door_held_open]`: `open_ms` (default 60000).
 //!
-//! `max_lookback_ms` is the default `open_ms`, but `since` can be older (a door open for hours): a
+//! The lookback is `open_ms`, but `since` can be older (a door open for hours): a
 //! restore that replays only the lookback sees the run start at the first replayed OPEN sample.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::*;
@@ -25,7 +25,7 @@ use crate::model::ros::DoorMode;
 use crate::ops::debounce::Debounce;
 use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// How long a door must stay OPEN to be held open.
@@ -38,12 +38,22 @@ impl Default for Config {
     }
 }
 
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        self.open_ms
+    }
+}
+
+/// `[derived.door_held_open]`.
+pub(super) const CONFIG: Typed<Config> = Typed::new("door_held_open");
+
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "door_held_open",
     room: "/doors/{name}/held_open",
     kind: RoomKind::State,
     persistence: Persistence::History,
-    max_lookback_ms: 60000,
+    inputs: &["doors"],
+    config: CONFIG.spec(),
     build,
 };
 
@@ -111,7 +121,7 @@ fn door_held_open<'s>(doors: Coll<'s, (Name, DeviceSample)>, config: &Config) ->
 }
 
 fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    door_held_open(inputs.doors.clone(), &config.door_held_open)
+    door_held_open(inputs.doors.clone(), &config.get(&CONFIG))
 }
 
 #[cfg(test)]

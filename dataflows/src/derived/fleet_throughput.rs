@@ -34,7 +34,7 @@ use super::*;
 use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
 use crate::ops::window::{Aggregate, CountSum, Sliding, Tumbling};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Width of the tumbling windows of `fleet_throughput_1m`.
@@ -52,12 +52,22 @@ impl Default for Config {
     }
 }
 
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        self.window_1m_ms.max(self.window_15m_ms)
+    }
+}
+
+/// `[derived.fleet_throughput]`, read by both windows.
+pub(super) const CONFIG: Typed<Config> = Typed::new("fleet_throughput");
+
 pub const THROUGHPUT_1M: Descriptor = Descriptor {
     name: "fleet_throughput_1m",
     room: "/fleets/{name}/throughput_1m",
     kind: RoomKind::State,
     persistence: Persistence::History,
-    max_lookback_ms: 60_000,
+    inputs: &["tasks", "robots"],
+    config: CONFIG.spec(),
     build: build_1m,
 };
 
@@ -66,7 +76,8 @@ pub const THROUGHPUT_15M: Descriptor = Descriptor {
     room: "/fleets/{name}/throughput_15m",
     kind: RoomKind::State,
     persistence: Persistence::History,
-    max_lookback_ms: 900_000,
+    inputs: &["tasks", "robots"],
+    config: CONFIG.spec(),
     build: build_15m,
 };
 
@@ -467,13 +478,13 @@ fn shared_events<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, (N
 
 fn build_1m<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
     let events = shared_events(inputs, config);
-    let width = config.fleet_throughput.window_1m_ms;
+    let width = config.get(&CONFIG).window_1m_ms;
     throughput::<Tumbling<Throughput>>(events, width, THROUGHPUT_1M.room)
 }
 
 fn build_15m<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
     let events = shared_events(inputs, config);
-    let width = config.fleet_throughput.window_15m_ms;
+    let width = config.get(&CONFIG).window_15m_ms;
     throughput::<Sliding<Throughput>>(events, width, THROUGHPUT_15M.room)
 }
 

@@ -10,13 +10,14 @@ use super::*;
 use crate::ops::latest::LatestBy;
 
 macro_rules! view {
-    ($const:ident, $name:literal, $room:literal, $kind:expr, $build:expr) => {
+    ($const:ident, $name:literal, $room:literal, $kind:expr, $inputs:expr, $build:expr) => {
         pub const $const: Descriptor = Descriptor {
             name: $name,
             room: $room,
             kind: $kind,
             persistence: Persistence::Latest,
-            max_lookback_ms: 0,
+            inputs: $inputs,
+            config: Spec::of::<NoConfig>($name),
             build: $build,
         };
     };
@@ -31,6 +32,7 @@ view!(
     "door_state",
     "/doors/{name}/state",
     RoomKind::State,
+    &["doors"],
     |i, _| device(i.doors.clone(), "/doors/{name}/state")
 );
 view!(
@@ -38,6 +40,7 @@ view!(
     "dispenser_state",
     "/dispensers/{guid}/state",
     RoomKind::State,
+    &["dispensers"],
     |i, _| device(i.dispensers.clone(), "/dispensers/{guid}/state")
 );
 view!(
@@ -45,6 +48,7 @@ view!(
     "ingestor_state",
     "/ingestors/{guid}/state",
     RoomKind::State,
+    &["ingestors"],
     |i, _| device(i.ingestors.clone(), "/ingestors/{guid}/state")
 );
 view!(
@@ -52,6 +56,7 @@ view!(
     "lift_state",
     "/lifts/{name}/state",
     RoomKind::State,
+    &["lifts"],
     |i, _| i
         .lifts
         .clone()
@@ -62,6 +67,7 @@ view!(
     "fleet_state",
     "/fleets/{name}/state",
     RoomKind::State,
+    &["fleets", "tasks"],
     |i, _| fleet_states(i.fleets.clone(), i.tasks.clone())
         .map(|(name, p)| Output::new(room("/fleets/{name}/state", &[&name]), p))
 );
@@ -134,6 +140,7 @@ view!(
     "task_state",
     "/tasks/{id}/state",
     RoomKind::State,
+    &["tasks"],
     |i, _| i
         .tasks
         .clone()
@@ -144,6 +151,7 @@ view!(
     "alert_requests",
     "/alerts/requests",
     RoomKind::Stream,
+    &["alerts"],
     |i, _| i
         .alerts
         .clone()
@@ -162,6 +170,7 @@ view!(
     "building_map",
     "/building_map",
     RoomKind::State,
+    &["building_map"],
     |i, _| payloads(i, Kind::BuildingMap, "/building_map")
 );
 view!(
@@ -169,16 +178,23 @@ view!(
     "fire_alarm_trigger",
     "/building_map/fire_alarm_trigger",
     RoomKind::State,
+    &["fire_alarm"],
     |i, _| { payloads(i, Kind::FireAlarm, "/building_map/fire_alarm_trigger") }
 );
-view!(BEACONS, "beacons", "/beacons", RoomKind::Stream, |i, _| {
-    payloads(i, Kind::Beacon, "/beacons")
-});
+view!(
+    BEACONS,
+    "beacons",
+    "/beacons",
+    RoomKind::Stream,
+    &["beacons"],
+    |i, _| { payloads(i, Kind::Beacon, "/beacons") }
+);
 view!(
     ALERT_RESPONSES,
     "alert_responses",
     "/alerts/responses",
     RoomKind::Stream,
+    &["alert_responses"],
     |i, _| payloads(i, Kind::AlertResponse, "/alerts/responses")
 );
 view!(
@@ -186,6 +202,7 @@ view!(
     "delivery_alerts",
     "/delivery_alerts",
     RoomKind::Stream,
+    &["delivery_alerts"],
     |i, _| payloads(i, Kind::DeliveryAlert, "/delivery_alerts")
 );
 

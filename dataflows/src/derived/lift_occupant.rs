@@ -26,16 +26,26 @@ use super::*;
 use crate::ops::keyed::{Ctx, KeyedLogic};
 use crate::ops::latest::LatestBy;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {}
+
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        0
+    }
+}
+
+/// `[derived.lift_occupant]`.
+const CONFIG: Typed<Config> = Typed::new("lift_occupant");
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "lift_occupant",
     room: "/lifts/{name}/occupant",
     kind: RoomKind::State,
     persistence: Persistence::History,
-    max_lookback_ms: 0,
+    inputs: &["lifts", "robots"],
+    config: CONFIG.spec(),
     build,
 };
 

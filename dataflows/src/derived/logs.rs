@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// A key's dedupe state is forgotten after this long without input for it.
@@ -49,6 +49,15 @@ impl Default for Config {
         }
     }
 }
+
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        self.retention_ms
+    }
+}
+
+/// `[derived.logs]`, read by both log events.
+const CONFIG: Typed<Config> = Typed::new("logs");
 
 /// Whether `seq` comes after `max` in serial-number arithmetic (seq wraps at `u32::MAX`).
 pub fn seq_after(seq: u32, max: u32) -> bool {
@@ -195,19 +204,20 @@ fn build<'s>(logs: Coll<'s, (Name, LogBatch)>, log: Log, config: &Config) -> Col
 }
 
 fn task_log<'s>(i: &Inputs<'s>, c: &super::Config) -> Coll<'s, Output> {
-    build(i.task_logs.clone(), Log::Task, &c.logs)
+    build(i.task_logs.clone(), Log::Task, &c.get(&CONFIG))
 }
 
 fn fleet_log<'s>(i: &Inputs<'s>, c: &super::Config) -> Coll<'s, Output> {
-    build(i.fleet_logs.clone(), Log::Fleet, &c.logs)
+    build(i.fleet_logs.clone(), Log::Fleet, &c.get(&CONFIG))
 }
 
 pub const TASK_LOG: Descriptor = Descriptor {
     name: "task_log",
     room: Log::Task.room(),
     kind: RoomKind::Stream,
-    persistence: Persistence::History,
-    max_lookback_ms: 3_600_000,
+    persistence: Persistence::Stream,
+    inputs: &["task_logs"],
+    config: CONFIG.spec(),
     build: task_log,
 };
 
@@ -215,8 +225,9 @@ pub const FLEET_LOG: Descriptor = Descriptor {
     name: "fleet_log",
     room: Log::Fleet.room(),
     kind: RoomKind::Stream,
-    persistence: Persistence::History,
-    max_lookback_ms: 3_600_000,
+    persistence: Persistence::Stream,
+    inputs: &["fleet_logs"],
+    config: CONFIG.spec(),
     build: fleet_log,
 };
 

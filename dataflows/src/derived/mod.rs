@@ -4,6 +4,7 @@
 //! refused), its `build` and its tests, plus one line in [`registry`]. The engine builds every
 //! registered event; the hub and the store route the output by room. See `dataflows/README.md`.
 
+pub mod config;
 pub mod device_health;
 pub mod door_held_open;
 pub mod fleet_throughput;
@@ -15,10 +16,14 @@ pub mod robot_battery_low;
 pub mod robot_health;
 pub mod robot_stuck;
 pub mod robot_task;
+pub mod rooms;
 pub mod task_alerts;
 pub mod task_queue;
 
 use serde::{Deserialize, Serialize};
+
+pub use config::{Config, ConfigError, NoConfig, Section, Spec, Typed};
+pub use rooms::Rooms;
 
 use crate::model::input::*;
 use crate::prelude::*;
@@ -54,14 +59,28 @@ pub enum RoomKind {
     Stream,
 }
 
-/// What the store keeps of an event's output.
+/// What the store keeps of an event's output (besides the present value of every room, which
+/// restore needs, and the tables of tasks, logs and alerts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Persistence {
-    /// The present value per room.
+    /// The present value per room only.
     Latest,
-    /// Every change, with its time.
+    /// Every change (insertions and retractions), with its time.
     History,
+    /// Every inserted record, with its time (a stream's records are never retracted).
+    Stream,
+}
+
+impl Persistence {
+    /// Whether the store keeps a change with this `diff` in the output history.
+    pub fn keeps(self, diff: Diff) -> bool {
+        match self {
+            Persistence::Latest => false,
+            Persistence::History => true,
+            Persistence::Stream => diff > 0,
+        }
+    }
 }
 
 /// A registered derived event.
@@ -73,9 +92,11 @@ pub struct Descriptor {
     pub room: &'static str,
     pub kind: RoomKind,
     pub persistence: Persistence,
-    /// The furthest back in logical time an output can depend on its inputs (what a restore must
-    /// replay to rebuild its state).
-    pub max_lookback_ms: Time,
+    /// The inputs it reads (the fields of [`Inputs`], and the payload kinds it takes).
+    pub inputs: &'static [&'static str],
+    /// Its `[derived.<section>]` and the type it is read as; the lookback (what a restore must
+    /// replay to rebuild its state) follows from the configured values ([`Section::lookback_ms`]).
+    pub config: Spec,
     pub build: for<'s> fn(&Inputs<'s>, &Config) -> Coll<'s, Output>,
 }
 
@@ -85,6 +106,7 @@ impl std::fmt::Debug for Descriptor {
             .field("name", &self.name)
             .field("room", &self.room)
             .field("kind", &self.kind)
+            .field("section", &self.config.section)
             .finish()
     }
 }
@@ -121,23 +143,6 @@ pub fn registry() -> Vec<Descriptor> {
         fleet_throughput::THROUGHPUT_1M,
         fleet_throughput::THROUGHPUT_15M,
     ]
-}
-
-/// Configuration of every derived event (`[derived.<event>]` sections; defaults when absent).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    pub device_health: device_health::Config,
-    pub robot_health: robot_health::Config,
-    pub robot_battery_low: robot_battery_low::Config,
-    pub robot_stuck: robot_stuck::Config,
-    pub robot_task: robot_task::Config,
-    pub door_held_open: door_held_open::Config,
-    pub lift_occupant: lift_occupant::Config,
-    pub task_alerts: task_alerts::Config,
-    pub task_queue: task_queue::Config,
-    pub fleet_throughput: fleet_throughput::Config,
-    pub logs: logs::Config,
 }
 
 /// The typed input collections (upserts keyed by entity name; logs appended).
@@ -200,14 +205,20 @@ fn robot_stream<'s>(inputs: &Inputs<'s>, config: &Config) -> RobotStream<'s> {
         .robot_stream
         .get_or_init(|| {
             let logic = Both(
-                MapOut(robot_health::logic(&config.robot_health), RobotOut::Output),
+                MapOut(
+                    robot_health::logic(&config.get(&robot_health::CONFIG)),
+                    RobotOut::Output,
+                ),
                 Both(
                     MapOut(
-                        robot_battery_low::logic(&config.robot_battery_low),
+                        robot_battery_low::logic(&config.get(&robot_battery_low::CONFIG)),
                         RobotOut::Output,
                     ),
                     Both(
-                        MapOut(robot_stuck::logic(&config.robot_stuck), RobotOut::Output),
+                        MapOut(
+                            robot_stuck::logic(&config.get(&robot_stuck::CONFIG)),
+                            RobotOut::Output,
+                        ),
                         Both(
                             MapOut(robot_task::TaskIds, |(t, r)| RobotOut::TaskId(t, r)),
                             Both(
@@ -403,5 +414,71 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), reg.len());
         assert!(reg.iter().all(|d| d.room.starts_with('/')));
+    }
+
+    #[test]
+    fn a_section_has_one_type_and_a_room_one_kind_and_persistence() {
+        let mut sections = std::collections::BTreeMap::new();
+        let mut rooms = std::collections::BTreeMap::new();
+        for d in registry() {
+            let ty = *sections
+                .entry(d.config.section)
+                .or_insert(d.config.type_id());
+            assert_eq!(ty, d.config.type_id(), "[derived.{}]", d.config.section);
+            let (kind, persistence) = *rooms.entry(d.room).or_insert((d.kind, d.persistence));
+            assert_eq!((kind, persistence), (d.kind, d.persistence), "{}", d.room);
+            assert!(!d.inputs.is_empty(), "{} names its inputs", d.name);
+        }
+    }
+
+    #[test]
+    fn a_site_section_sets_its_values_and_the_rest_keep_their_defaults() {
+        let config = Config::from_sections(&serde_json::json!({
+            "door_held_open": {"open_ms": 5000},
+            "fleet_throughput": {"window_15m_ms": 600000},
+        }))
+        .expect("valid sections");
+        assert_eq!(config.get(&door_held_open::CONFIG).open_ms, 5000);
+        let throughput = config.get(&fleet_throughput::CONFIG);
+        assert_eq!(
+            (throughput.window_1m_ms, throughput.window_15m_ms),
+            (60_000, 600_000)
+        );
+        assert_eq!(config.get(&robot_stuck::CONFIG).window_ms, 60_000);
+        let lookback = |spec: &Spec| config.parsed(spec).map(|p| p.lookback_ms);
+        assert_eq!(lookback(&door_held_open::DESCRIPTOR.config), Some(5000));
+        assert_eq!(
+            lookback(&fleet_throughput::THROUGHPUT_1M.config),
+            Some(600_000)
+        );
+        assert_eq!(lookback(&latest_state::DOOR_STATE.config), Some(0));
+    }
+
+    #[test]
+    fn a_wrong_section_or_key_is_named_in_the_error() {
+        let err = |v| Config::from_sections(&v).err().map(|e| e.to_string());
+        let e = err(serde_json::json!({"door_held_open": {"open_sec": 5}}));
+        assert!(
+            e.as_deref().is_some_and(|e| e
+                .starts_with("[derived.door_held_open] key `open_sec`: unknown field `open_sec`")),
+            "{e:?}"
+        );
+        let e = err(serde_json::json!({"robot_stuck": {"window_ms": "soon"}}));
+        assert!(
+            e.as_deref().is_some_and(
+                |e| e.starts_with("[derived.robot_stuck] key `window_ms`: invalid type")
+            ),
+            "{e:?}"
+        );
+        let e = err(serde_json::json!({"door_flap": {}}));
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.starts_with("[derived.door_flap]: no registered event")),
+            "{e:?}"
+        );
+        assert_eq!(
+            err(serde_json::json!([])).as_deref(),
+            Some("[derived] must be a table of sections, one per event")
+        );
     }
 }

@@ -26,7 +26,7 @@ use crate::ops::hysteresis::Hysteresis;
 use crate::ops::keyed::KeyedProcess;
 use crate::ops::keyed::{Ctx, KeyedLogic};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Low below this battery level (0.0 to 1.0).
@@ -47,12 +47,22 @@ impl Default for Config {
     }
 }
 
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        self.hold_ms
+    }
+}
+
+/// `[derived.robot_battery_low]`.
+pub(super) const CONFIG: Typed<Config> = Typed::new("robot_battery_low");
+
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "robot_battery_low",
     room: "/robots/{fleet}/{robot}/battery_low",
     kind: RoomKind::State,
     persistence: Persistence::History,
-    max_lookback_ms: 30000,
+    inputs: &["robots"],
+    config: CONFIG.spec(),
     build,
 };
 

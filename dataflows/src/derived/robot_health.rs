@@ -25,7 +25,7 @@ use crate::ops::heartbeat::Liveness;
 use crate::ops::keyed::KeyedProcess;
 use crate::ops::keyed::{Ctx, KeyedLogic};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// A robot is Dead when nothing was heard from it (either source) for this long.
@@ -40,12 +40,22 @@ impl Default for Config {
     }
 }
 
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        self.liveliness_ms
+    }
+}
+
+/// `[derived.robot_health]`.
+pub(super) const CONFIG: Typed<Config> = Typed::new("robot_health");
+
 pub const ROBOT_HEALTH: Descriptor = Descriptor {
     name: "robot_health",
     room: "/robots/{fleet}/{robot}/health",
     kind: RoomKind::State,
     persistence: Persistence::History,
-    max_lookback_ms: 10000,
+    inputs: &["robots"],
+    config: CONFIG.spec(),
     build,
 };
 

@@ -23,7 +23,7 @@
 //! `/robots/{fleet}/{robot}/stuck`, value `{fleet, robot, since, x, y, level}` (the anchor's
 //! position), present while stuck; it does not change while present.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::*;
@@ -31,7 +31,7 @@ use super::*;
 use crate::ops::keyed::KeyedProcess;
 use crate::ops::keyed::{Ctx, KeyedLogic};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// How long a working robot must stay near its anchor to be stuck.
@@ -49,12 +49,22 @@ impl Default for Config {
     }
 }
 
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        self.window_ms
+    }
+}
+
+/// `[derived.robot_stuck]`.
+pub(super) const CONFIG: Typed<Config> = Typed::new("robot_stuck");
+
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "robot_stuck",
     room: "/robots/{fleet}/{robot}/stuck",
     kind: RoomKind::State,
     persistence: Persistence::History,
-    max_lookback_ms: 60000,
+    inputs: &["robots"],
+    config: CONFIG.spec(),
     build,
 };
 

@@ -20,16 +20,26 @@ use super::*;
 use crate::ops::keyed::{Ctx, KeyedLogic};
 use crate::ops::latest::LatestBy;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {}
+
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        0
+    }
+}
+
+/// `[derived.robot_task]`.
+const CONFIG: Typed<Config> = Typed::new("robot_task");
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "robot_task",
     room: "/robots/{fleet}/{robot}/task",
     kind: RoomKind::State,
     persistence: Persistence::Latest,
-    max_lookback_ms: 0,
+    inputs: &["robots", "tasks"],
+    config: CONFIG.spec(),
     build,
 };
 

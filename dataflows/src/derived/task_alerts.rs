@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// A task's alerted flags are forgotten after this long without input for it.
@@ -52,14 +52,25 @@ impl Default for Config {
     }
 }
 
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        self.retention_ms
+    }
+}
+
 const ROOM: &str = "/alerts/requests";
+
+/// `[derived.task_alerts]`.
+const CONFIG: Typed<Config> = Typed::new("task_alerts");
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "task_alerts",
     room: ROOM,
     kind: RoomKind::Stream,
-    persistence: Persistence::History,
-    max_lookback_ms: 86_400_000,
+    // The alerts table keeps every request (the room is shared with `alert_requests`).
+    persistence: Persistence::Latest,
+    inputs: &["tasks", "task_logs"],
+    config: CONFIG.spec(),
     build,
 };
 
@@ -289,7 +300,7 @@ fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
     alerts(
         inputs.tasks.clone(),
         inputs.task_logs.clone(),
-        &config.task_alerts,
+        &config.get(&CONFIG),
     )
 }
 

@@ -23,18 +23,28 @@ use serde_json::json;
 use super::*;
 use crate::ops::latest::LatestBy;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {}
 
+impl Section for Config {
+    fn lookback_ms(&self) -> Time {
+        0
+    }
+}
+
 const ROOM: &str = "/fleets/{name}/task_queue";
+
+/// `[derived.task_queue]`.
+const CONFIG: Typed<Config> = Typed::new("task_queue");
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "task_queue",
     room: ROOM,
     kind: RoomKind::State,
     persistence: Persistence::Latest,
-    max_lookback_ms: 0,
+    inputs: &["tasks"],
+    config: CONFIG.spec(),
     build,
 };
 
