@@ -357,6 +357,7 @@ fn injected_situations_fire_at_the_right_time_and_nothing_else_does() {
     // Nothing else fires: no other condition record, no other unhealthy or dead entity.
     for (t, room, diff, v) in &out {
         let condition = room.ends_with("/held_open")
+            || room.ends_with("/flapping")
             || room.ends_with("/stuck")
             || room.ends_with("/battery_low");
         let unwell = room.ends_with("/health") && status(v) != "Healthy";

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod device_health;
+pub mod door_flapping;
 pub mod door_held_open;
 pub mod fleet_throughput;
 pub mod latest_state;
@@ -137,6 +138,7 @@ pub fn registry() -> Vec<Descriptor> {
         robot_stuck::DESCRIPTOR,
         robot_task::DESCRIPTOR,
         door_held_open::DESCRIPTOR,
+        door_flapping::DESCRIPTOR,
         lift_occupant::DESCRIPTOR,
         task_alerts::DESCRIPTOR,
         task_queue::DESCRIPTOR,
