@@ -35,16 +35,7 @@ impl Rooms {
         let count = room.split('/').count();
         self.templates
             .iter()
-            .find(|(t, _)| {
-                t.len() == count
-                    && t.iter().zip(room.split('/')).all(|(t, s)| {
-                        if t.starts_with('{') {
-                            !s.is_empty()
-                        } else {
-                            *t == s
-                        }
-                    })
-            })
+            .find(|(t, _)| t.len() == count && segments_match(t, room))
             .map(|(_, d)| d)
     }
 
@@ -60,6 +51,22 @@ impl Rooms {
         all.dedup();
         all
     }
+}
+
+/// Whether `room` is an instance of the room template `template`.
+pub fn matches(template: &str, room: &str) -> bool {
+    let t: Vec<&str> = template.split('/').collect();
+    room.len() <= MAX_ROOM_LEN && t.len() == room.split('/').count() && segments_match(&t, room)
+}
+
+fn segments_match(template: &[&str], room: &str) -> bool {
+    template.iter().zip(room.split('/')).all(|(t, s)| {
+        if t.starts_with('{') {
+            !s.is_empty()
+        } else {
+            *t == s
+        }
+    })
 }
 
 #[cfg(test)]
@@ -85,5 +92,7 @@ mod tests {
             assert_eq!(name(none), None, "{none}");
         }
         assert_eq!(name(&format!("/doors/{}/state", "d".repeat(600))), None);
+        assert!(matches("/doors/{name}/state", "/doors/a/state"));
+        assert!(!matches("/doors/{name}/state", "/doors/a/b/state"));
     }
 }
