@@ -4,6 +4,8 @@
 //! refused), its `build` and its tests, plus one line in [`registry`]. The engine builds every
 //! registered event; the hub and the store route the output by room. See `dataflows/README.md`.
 
+#[cfg(test)]
+pub(crate) mod builders;
 pub mod config;
 pub mod device_health;
 pub mod door_flapping;
