@@ -16,6 +16,7 @@ pub mod lift_occupant;
 pub mod logs;
 pub mod reference;
 pub mod robot_battery_low;
+pub mod robot_battery_low_on_task;
 pub mod robot_health;
 pub mod robot_stuck;
 pub mod robot_task;
@@ -137,6 +138,7 @@ pub fn registry() -> Vec<Descriptor> {
         logs::FLEET_LOG,
         robot_health::ROBOT_HEALTH,
         robot_battery_low::DESCRIPTOR,
+        robot_battery_low_on_task::DESCRIPTOR,
         robot_stuck::DESCRIPTOR,
         robot_task::DESCRIPTOR,
         door_held_open::DESCRIPTOR,
