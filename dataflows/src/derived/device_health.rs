@@ -216,6 +216,7 @@ const fn descriptor(
         persistence: Persistence::History,
         inputs: device.inputs(),
         config: CONFIG.spec(),
+        robot: None,
         build,
     }
 }

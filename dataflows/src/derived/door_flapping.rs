@@ -51,7 +51,7 @@ impl Section for Config {
 }
 
 /// `[derived.door_flapping]`.
-const CONFIG: Typed<Config> = Typed::new("door_flapping");
+pub(super) const CONFIG: Typed<Config> = Typed::new("door_flapping");
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "door_flapping",
@@ -60,6 +60,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["doors"],
     config: CONFIG.spec(),
+    robot: None,
     build,
 };
 

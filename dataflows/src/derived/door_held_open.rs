@@ -54,6 +54,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["doors"],
     config: CONFIG.spec(),
+    robot: None,
     build,
 };
 

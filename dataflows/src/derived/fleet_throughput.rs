@@ -68,6 +68,7 @@ pub const THROUGHPUT_1M: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["tasks", "robots"],
     config: CONFIG.spec(),
+    robot: None,
     build: build_1m,
 };
 
@@ -78,6 +79,7 @@ pub const THROUGHPUT_15M: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["tasks", "robots"],
     config: CONFIG.spec(),
+    robot: None,
     build: build_15m,
 };
 

@@ -18,6 +18,7 @@ macro_rules! view {
             persistence: Persistence::Latest,
             inputs: $inputs,
             config: Spec::of::<NoConfig>($name),
+            robot: None,
             build: $build,
         };
     };

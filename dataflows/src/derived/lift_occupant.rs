@@ -46,6 +46,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["lifts", "robots"],
     config: CONFIG.spec(),
+    robot: None,
     build,
 };
 

@@ -218,6 +218,7 @@ pub const TASK_LOG: Descriptor = Descriptor {
     persistence: Persistence::Stream,
     inputs: &["task_logs"],
     config: CONFIG.spec(),
+    robot: None,
     build: task_log,
 };
 
@@ -228,6 +229,7 @@ pub const FLEET_LOG: Descriptor = Descriptor {
     persistence: Persistence::Stream,
     inputs: &["fleet_logs"],
     config: CONFIG.spec(),
+    robot: None,
     build: fleet_log,
 };
 

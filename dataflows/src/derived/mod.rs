@@ -30,6 +30,7 @@ pub use config::{Config, ConfigError, NoConfig, Section, Spec, Typed};
 pub use rooms::Rooms;
 
 use crate::model::input::*;
+use crate::ops::parts::{Part, Parts};
 use crate::prelude::*;
 
 /// One output record: a room (also the socket.io room) and its JSON value. A state room holds the
@@ -101,6 +102,10 @@ pub struct Descriptor {
     /// Its `[derived.<section>]` and the type it is read as; the lookback (what a restore must
     /// replay to rebuild its state) follows from the configured values ([`Section::lookback_ms`]).
     pub config: Spec,
+    /// A robot logic run in the shared robot operator ([`robot_part`]): robot samples are the
+    /// busiest input, and every event that reads them per sample shares one exchange and one
+    /// lookup. `None` for the other events.
+    pub robot: Option<RobotPart>,
     pub build: for<'s> fn(&Inputs<'s>, &Config) -> Coll<'s, Output>,
 }
 
@@ -172,6 +177,11 @@ pub struct Inputs<'s> {
     pub(crate) shared: Shared<'s>,
 }
 
+/// A robot event's logic for the shared robot operator, built from the site's configuration. Its
+/// records are its event's final outputs, or intermediate ones (a key in `room`, a JSON value)
+/// that its event joins further.
+pub type RobotPart = fn(&Config) -> Box<dyn Part<Name, RobotSample, Output>>;
+
 /// Collections built once for several events (see [`robot_stream`]).
 #[derive(Clone, Default)]
 pub(crate) struct Shared<'s> {
@@ -182,8 +192,10 @@ pub(crate) struct Shared<'s> {
 /// Everything computed per robot sample, by one keyed operator.
 #[derive(Clone)]
 pub(crate) struct RobotStream<'s> {
-    /// Robot health, battery low and stuck records.
-    pub outputs: Coll<'s, Output>,
+    /// The records of the registered robot parts, by the part's index in `parts`.
+    pub records: Coll<'s, (u16, Output)>,
+    /// The events whose [`Descriptor::robot`] part runs here, in order.
+    pub parts: Vec<&'static str>,
     /// `(task_id, robot)`: each robot's current task id (robot_task).
     pub task_ids: Coll<'s, (Name, Name)>,
     /// `(robot, (status, level))` (lift_occupant).
@@ -195,56 +207,46 @@ pub(crate) struct RobotStream<'s> {
 /// What the robot logics produce, in one stream.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) enum RobotOut {
-    Output(Output),
+    Part(u16, Output),
     TaskId(Name, Name),
     Occupant(Name, lift_occupant::RobotView),
     Status(Name, fleet_throughput::FleetEvent),
 }
 
 /// Robot samples are the busiest input (10 Hz per robot): every logic that reads them runs in one
-/// keyed operator (one exchange, one lookup per sample; `ops::keyed::{Both, MapOut}`), and each
-/// event takes its part of the common output.
+/// keyed operator (one exchange, one lookup per sample): the robot parts of the registered events
+/// ([`Descriptor::robot`], an `ops::parts::Parts` list) and the three intermediate products
+/// other events join (current task ids, lift views, status changes; `ops::keyed::{Both,
+/// MapOut}`). Each event takes its part of the common output.
 fn robot_stream<'s>(inputs: &Inputs<'s>, config: &Config) -> RobotStream<'s> {
     use crate::ops::keyed::{Both, KeyedProcess, MapOut};
     inputs
         .shared
         .robot_stream
         .get_or_init(|| {
+            let (names, parts): (Vec<&'static str>, Vec<_>) = registry()
+                .into_iter()
+                .filter_map(|d| d.robot.map(|part| (d.name, part(config))))
+                .unzip();
             let logic = Both(
-                MapOut(
-                    robot_health::logic(&config.get(&robot_health::CONFIG)),
-                    RobotOut::Output,
-                ),
+                MapOut(Parts::new(parts), |(i, o)| RobotOut::Part(i, o)),
                 Both(
-                    MapOut(
-                        robot_battery_low::logic(&config.get(&robot_battery_low::CONFIG)),
-                        RobotOut::Output,
-                    ),
+                    MapOut(robot_task::TaskIds, |(t, r)| RobotOut::TaskId(t, r)),
                     Both(
-                        MapOut(
-                            robot_stuck::logic(&config.get(&robot_stuck::CONFIG)),
-                            RobotOut::Output,
-                        ),
-                        Both(
-                            MapOut(robot_task::TaskIds, |(t, r)| RobotOut::TaskId(t, r)),
-                            Both(
-                                MapOut(lift_occupant::RobotLogic, |(r, v)| {
-                                    RobotOut::Occupant(r, v)
-                                }),
-                                MapOut(fleet_throughput::StatusChanges, |(f, e)| {
-                                    RobotOut::Status(f, e)
-                                }),
-                            ),
-                        ),
+                        MapOut(lift_occupant::RobotLogic, |(r, v)| RobotOut::Occupant(r, v)),
+                        MapOut(fleet_throughput::StatusChanges, |(f, e)| {
+                            RobotOut::Status(f, e)
+                        }),
                     ),
                 ),
             );
             let out = inputs.robots.clone().keyed_process("Robots", logic);
             RobotStream {
-                outputs: out.clone().flat_map(|o| match o {
-                    RobotOut::Output(o) => Some(o),
+                records: out.clone().flat_map(|o| match o {
+                    RobotOut::Part(i, o) => Some((i, o)),
                     _ => None,
                 }),
+                parts: names,
                 task_ids: out.clone().flat_map(|o| match o {
                     RobotOut::TaskId(t, r) => Some((t, r)),
                     _ => None,
@@ -262,9 +264,21 @@ fn robot_stream<'s>(inputs: &Inputs<'s>, config: &Config) -> RobotStream<'s> {
         .clone()
 }
 
-/// The records of the robot condition events (health, battery low, stuck).
-fn robot_conditions<'s>(inputs: &Inputs<'s>, config: &Config) -> Coll<'s, Output> {
-    robot_stream(inputs, config).outputs
+/// The records of `event`'s robot part (empty when it has none).
+pub(crate) fn robot_part<'s>(
+    inputs: &Inputs<'s>,
+    config: &Config,
+    event: &str,
+) -> Coll<'s, Output> {
+    let stream = robot_stream(inputs, config);
+    let index = stream
+        .parts
+        .iter()
+        .position(|n| *n == event)
+        .map(|i| i as u16);
+    stream
+        .records
+        .flat_map(move |(i, o)| (Some(i) == index).then_some(o))
 }
 
 const PARTS: u64 = 11;
@@ -450,7 +464,7 @@ mod tests {
             (throughput.window_1m_ms, throughput.window_15m_ms),
             (60_000, 600_000)
         );
-        assert_eq!(config.get(&robot_stuck::CONFIG).window_ms, 60_000);
+        assert_eq!(config.get(&door_flapping::CONFIG).window_ms, 300_000);
         let lookback = |spec: &Spec| config.parsed(spec).map(|p| p.lookback_ms);
         assert_eq!(lookback(&door_held_open::DESCRIPTOR.config), Some(5000));
         assert_eq!(

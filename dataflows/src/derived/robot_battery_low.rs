@@ -25,6 +25,7 @@ use crate::ops::hysteresis::Hysteresis;
 #[cfg(test)]
 use crate::ops::keyed::KeyedProcess;
 use crate::ops::keyed::{Ctx, KeyedLogic};
+use crate::ops::parts::Part;
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,7 +55,7 @@ impl Section for Config {
 }
 
 /// `[derived.robot_battery_low]`.
-pub(super) const CONFIG: Typed<Config> = Typed::new("robot_battery_low");
+const CONFIG: Typed<Config> = Typed::new("robot_battery_low");
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "robot_battery_low",
@@ -63,6 +64,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["robots"],
     config: CONFIG.spec(),
+    robot: Some(part),
     build,
 };
 
@@ -163,9 +165,13 @@ fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<
     robots.keyed_process("RobotBatteryLow", logic(config))
 }
 
-/// Runs in the robot conditions operator shared with health and stuck.
+/// Its logic, in the shared robot operator.
+fn part(config: &super::Config) -> Box<dyn Part<Name, RobotSample, Output>> {
+    crate::ops::parts::part(logic(&config.get(&CONFIG)))
+}
+
 fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    robot_conditions(inputs, config).filter(|o| o.room.ends_with("/battery_low"))
+    robot_part(inputs, config, DESCRIPTOR.name)
 }
 
 #[cfg(test)]

@@ -14,14 +14,15 @@
 //! "task_id", "battery_percent"}` (`battery_percent` rounded down: the value changes at each
 //! percent, not at each sample). Config `[derived.robot_battery_low_on_task]`: `threshold`.
 //!
-//! It runs its own keyed operator on the robot samples (the shared robot operator of `mod.rs`
-//! holds only the events that have always been there): one file and one registry line.
+//! Its robot logic runs in the shared robot operator (`Descriptor::robot`): its records carry the
+//! task id in `room` and `{robot, percent}` as the value, joined here with the tasks.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::*;
-use crate::ops::keyed::{Ctx, KeyedLogic, KeyedProcess};
+use crate::ops::keyed::{Ctx, KeyedLogic};
+use crate::ops::parts::Part;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -52,6 +53,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["robots", "tasks"],
     config: CONFIG.spec(),
+    robot: Some(part),
     build,
 };
 
@@ -76,8 +78,8 @@ struct Low {
 impl KeyedLogic for Low {
     type Key = Name;
     type In = RobotSample;
-    /// `(task_id, (robot, battery percent))`.
-    type Out = (Name, (Name, u32));
+    /// Task id in `room`, `{robot, percent}` as the value.
+    type Out = Output;
     type State = State;
 
     fn input(&self, s: &mut State, _robot: &Name, sample: &RobotSample, _: &mut Ctx<Self::Out>) {
@@ -101,13 +103,16 @@ impl KeyedLogic for Low {
             && !said.task_id.is_empty()
         {
             let percent = (b * 100.0).floor().clamp(0.0, 100.0) as u32;
-            out.push((said.task_id.clone(), (robot.clone(), percent)));
+            out.push(Output::json(
+                said.task_id.to_string(),
+                &json!({"robot": robot, "percent": percent}),
+            ));
         }
     }
 }
 
 /// The record of `robot` (`fleet/robot`).
-fn record(robot: &str, task_id: &str, percent: u32) -> Output {
+fn record(robot: &str, task_id: &str, percent: u64) -> Output {
     let (fleet, name) = split_robot(robot);
     Output::json(
         room(DESCRIPTOR.room, &[&fleet, &name]),
@@ -115,13 +120,20 @@ fn record(robot: &str, task_id: &str, percent: u32) -> Output {
     )
 }
 
+/// Its logic, in the shared robot operator.
+fn part(config: &super::Config) -> Box<dyn Part<Name, RobotSample, Output>> {
+    crate::ops::parts::part(Low {
+        threshold: config.get(&CONFIG).threshold,
+    })
+}
+
 fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    let low = inputs.robots.clone().keyed_process(
-        "RobotBatteryLowOnTask",
-        Low {
-            threshold: config.get(&CONFIG).threshold,
-        },
-    );
+    let low = robot_part(inputs, config, DESCRIPTOR.name).flat_map(|o| {
+        let v: serde_json::Value = serde_json::from_str(o.value.as_str()).ok()?;
+        let robot = v["robot"].as_str()?.to_string();
+        let percent = v["percent"].as_u64()?;
+        Some((Name::from(o.room), (robot, percent)))
+    });
     let underway = inputs
         .tasks
         .clone()
@@ -142,7 +154,8 @@ mod tests {
 
     fn run(workers: usize, h: Vec<Step>, threshold: f64, until: Time) -> Vec<(Output, Time, Diff)> {
         run_upsert(workers, h, until, move |c| {
-            let sections = serde_json::json!({"robot_battery_low_on_task": {"threshold": threshold}});
+            let sections =
+                serde_json::json!({"robot_battery_low_on_task": {"threshold": threshold}});
             let config = super::super::Config::from_sections(&sections).unwrap_or_default();
             build(&Inputs::split(c), &config)
         })

@@ -24,6 +24,7 @@ use crate::ops::heartbeat::Liveness;
 #[cfg(test)]
 use crate::ops::keyed::KeyedProcess;
 use crate::ops::keyed::{Ctx, KeyedLogic};
+use crate::ops::parts::Part;
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,7 +48,7 @@ impl Section for Config {
 }
 
 /// `[derived.robot_health]`.
-pub(super) const CONFIG: Typed<Config> = Typed::new("robot_health");
+const CONFIG: Typed<Config> = Typed::new("robot_health");
 
 pub const ROBOT_HEALTH: Descriptor = Descriptor {
     name: "robot_health",
@@ -56,6 +57,7 @@ pub const ROBOT_HEALTH: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["robots"],
     config: CONFIG.spec(),
+    robot: Some(part),
     build,
 };
 
@@ -179,9 +181,13 @@ fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<
     robots.keyed_process("RobotHealth", logic(config))
 }
 
-/// Runs in the robot conditions operator shared with battery low and stuck.
+/// Its logic, in the shared robot operator.
+fn part(config: &super::Config) -> Box<dyn Part<Name, RobotSample, Output>> {
+    crate::ops::parts::part(logic(&config.get(&CONFIG)))
+}
+
 fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    robot_conditions(inputs, config).filter(|o| o.room.ends_with("/health"))
+    robot_part(inputs, config, ROBOT_HEALTH.name)
 }
 
 #[cfg(test)]

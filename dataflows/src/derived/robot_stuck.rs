@@ -30,6 +30,7 @@ use super::*;
 #[cfg(test)]
 use crate::ops::keyed::KeyedProcess;
 use crate::ops::keyed::{Ctx, KeyedLogic};
+use crate::ops::parts::Part;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,7 +57,7 @@ impl Section for Config {
 }
 
 /// `[derived.robot_stuck]`.
-pub(super) const CONFIG: Typed<Config> = Typed::new("robot_stuck");
+const CONFIG: Typed<Config> = Typed::new("robot_stuck");
 
 pub const DESCRIPTOR: Descriptor = Descriptor {
     name: "robot_stuck",
@@ -65,6 +66,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::History,
     inputs: &["robots"],
     config: CONFIG.spec(),
+    robot: Some(part),
     build,
 };
 
@@ -176,9 +178,13 @@ fn dataflow<'s>(robots: Coll<'s, (Name, RobotSample)>, config: &Config) -> Coll<
     robots.keyed_process("RobotStuck", logic(config))
 }
 
-/// Runs in the robot conditions operator shared with health and battery low.
+/// Its logic, in the shared robot operator.
+fn part(config: &super::Config) -> Box<dyn Part<Name, RobotSample, Output>> {
+    crate::ops::parts::part(logic(&config.get(&CONFIG)))
+}
+
 fn build<'s>(inputs: &Inputs<'s>, config: &super::Config) -> Coll<'s, Output> {
-    robot_conditions(inputs, config).filter(|o| o.room.ends_with("/stuck"))
+    robot_part(inputs, config, DESCRIPTOR.name)
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::Latest,
     inputs: &["robots", "tasks"],
     config: CONFIG.spec(),
+    robot: None,
     build,
 };
 

@@ -71,6 +71,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::Latest,
     inputs: &["tasks", "task_logs"],
     config: CONFIG.spec(),
+    robot: None,
     build,
 };
 

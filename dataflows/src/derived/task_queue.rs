@@ -45,6 +45,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     persistence: Persistence::Latest,
     inputs: &["tasks"],
     config: CONFIG.spec(),
+    robot: None,
     build,
 };
 

@@ -63,6 +63,29 @@ impl<O> Ctx<'_, O> {
     pub fn emit(&mut self, record: O) {
         self.events.push(record);
     }
+
+    /// The context of a logic held by another (`ops::parts`): its own timer and events.
+    pub(super) fn sub<'b, P>(
+        &self,
+        timer: &'b mut Option<Time>,
+        events: &'b mut Vec<P>,
+    ) -> Ctx<'b, P> {
+        Ctx {
+            t: self.t,
+            timer,
+            events,
+        }
+    }
+
+    /// Emits the events of held logics.
+    pub(super) fn emit_all(&mut self, records: impl IntoIterator<Item = O>) {
+        self.events.extend(records);
+    }
+
+    /// Sets the timer to the earliest of held logics' timers (already moved past `t`).
+    pub(super) fn set_or_clear(&mut self, at: Option<Time>) {
+        *self.timer = at;
+    }
 }
 
 /// Per-key event-time logic.

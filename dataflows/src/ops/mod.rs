@@ -9,5 +9,6 @@ pub mod heartbeat;
 pub mod hysteresis;
 pub mod keyed;
 pub mod latest;
+pub mod parts;
 pub mod snapshot;
 pub mod window;
