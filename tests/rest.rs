@@ -742,6 +742,32 @@ fn derived_views_and_streams_are_the_engine_s() {
         s.not_found(&format!("/robots/nope/tinyRobot1/{view}"));
     }
 
+    // Rooms of derived events without a route of their own (lift occupants, held-open and
+    // flapping doors): the present value, null when none; a room of another shape is no route.
+    let templates: Vec<&str> = rmf_dash::api::routes::derived_routes()
+        .iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        templates.contains(&"/doors/{name}/flapping"),
+        "{templates:?}"
+    );
+    let seen: BTreeSet<&str> = changes
+        .iter()
+        .map(|c| c.room.as_str())
+        .filter(|r| {
+            templates
+                .iter()
+                .any(|t| rmf_dash_dataflows::derived::rooms::matches(t, r))
+        })
+        .collect();
+    assert!(seen.contains("/doors/L1_door_01/held_open"), "{seen:?}");
+    for room in seen.into_iter().chain(["/doors/L1_door_01/flapping"]) {
+        let expected = last.get(room).cloned().unwrap_or(Value::Null);
+        assert_eq!(s.json(room), expected, "{room}");
+    }
+    assert_eq!(s.get("/doors/L1_door_01/x/flapping").status, 404);
+
     // Fleets: the queue (empty when absent), the throughput windows (null when absent).
     let fleets: BTreeSet<String> = rooms("/fleets/", "/state")
         .iter()

@@ -588,9 +588,59 @@ pub fn is_public(matched: &str) -> bool {
         .is_some_and(|r| !r.auth)
 }
 
-/// The routes of the table that have a handler here.
+/// The routes of the table that have a handler here, and those of the derived rooms.
 pub fn router() -> axum::Router<AppState> {
-    register(ROUTES)
+    register(ROUTES).merge(register(derived_routes()))
+}
+
+/// `GET` of every registered state room that has no route of the table (the rooms a site's new
+/// derived events add: `/doors/{name}/flapping`, ...): its present value, `null` when it holds
+/// no record. Read rules apply by path, as on every read route.
+pub fn derived_routes() -> &'static [Route] {
+    static DERIVED: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
+        let shape = |path: &str| fill_params(path);
+        let taken: std::collections::HashSet<String> =
+            documented().map(|r| shape(r.path)).collect();
+        let mut routes: Vec<Route> = Vec::new();
+        for d in rmf_dash_dataflows::derived::registry() {
+            let kind = d.kind == rmf_dash_dataflows::derived::RoomKind::State;
+            if kind && !taken.contains(&shape(d.room)) && !routes.iter().any(|r| r.path == d.room) {
+                routes.push(Route {
+                    method: "get",
+                    path: d.room,
+                    name: d.name,
+                    tag: "Derived",
+                    summary: "The present value of a derived event's room (null when it holds no \
+                        record; `rmf-dash events` describes it).",
+                    params: &[],
+                    auth: true,
+                    content: JSON,
+                    handler: Some(|| get(derived_room)),
+                    action: None,
+                });
+            }
+        }
+        routes
+    });
+    &DERIVED
+}
+
+/// A path template with every parameter spelled `{}` (two routes of one shape conflict).
+fn fill_params(path: &str) -> String {
+    path.split('/')
+        .map(|s| if s.starts_with('{') { "{}" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `GET <room>` of [`derived_routes`].
+async fn derived_room(
+    _: super::AuthUser,
+    axum::extract::State(app): axum::extract::State<AppState>,
+    uri: axum::http::Uri,
+) -> Json<Option<Raw>> {
+    let room = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
+    Json(super::read::value(&app.hub, &room))
 }
 
 /// The routes of `table` that have a handler.
@@ -684,7 +734,7 @@ pub fn documented() -> impl Iterator<Item = &'static Route> + Clone {
 /// The OpenAPI 3 document of [`documented`] routes.
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
-    for r in documented() {
+    for r in documented().chain(derived_routes()) {
         let item = paths
             .entry(r.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
