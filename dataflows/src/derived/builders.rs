@@ -54,3 +54,12 @@ pub fn task(id: &str, status: &str, t: Time) -> Step {
         t,
     )
 }
+
+/// A door state of `name` in `mode` (`DoorMode`) at `t` (a new message: its stamp is `t`).
+pub fn door(name: &str, mode: i64, t: Time) -> Step {
+    let sample = DeviceSample {
+        mode,
+        payload: Payload::of(&json!({"current_mode": {"value": mode}, "door_time": t})),
+    };
+    ((Kind::Door, name.into()), InputValue::Device(sample), t)
+}

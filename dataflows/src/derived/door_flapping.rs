@@ -272,6 +272,38 @@ mod tests {
         assert_eq!(one, run(3, h, &config, 2000));
     }
 
+    #[test]
+    fn a_site_section_sets_the_threshold() {
+        use crate::derived::builders::door;
+        let steps: Vec<_> = (0..3)
+            .flat_map(|i| {
+                [
+                    door("d", OPEN, 100 * i + 10),
+                    door("d", CLOSED, 100 * i + 50),
+                ]
+            })
+            .collect();
+        let run = |sections: serde_json::Value| {
+            let config = super::super::Config::from_sections(&sections).unwrap_or_default();
+            run_upsert(1, steps.clone(), 1000, move |c| {
+                build(&Inputs::split(c), &config)
+            })
+        };
+        // Defaults: 3 cycles are not more than 5.
+        assert_eq!(run(json!({})), vec![]);
+        let site = Config {
+            cycles: 2,
+            window_ms: 500,
+        };
+        assert_eq!(
+            run(json!({"door_flapping": {"cycles": 2, "window_ms": 500}})),
+            vec![
+                (flapping("d", 250, &site), 250, 1),
+                (flapping("d", 250, &site), 550, -1),
+            ]
+        );
+    }
+
     /// Brute force: the cycle times of a door from its samples, then the condition at `t`.
     fn reference(config: &Config, past: &[(Name, DeviceSample, Time)], t: Time) -> Vec<Output> {
         let mut doors: Vec<&Name> = past.iter().map(|(n, _, _)| n).collect();

@@ -51,6 +51,23 @@ impl Aggregate for CountSum {
     }
 }
 
+/// The number of events in the window (e.g. `Sliding<Count>`: how many times something happened
+/// in the last `width` ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Count(pub u64);
+
+impl Aggregate for Count {
+    type Item = ();
+
+    fn add(&mut self, _: &()) {
+        self.0 = self.0.saturating_add(1);
+    }
+
+    fn remove(&mut self, _: &()) {
+        self.0 = self.0.saturating_sub(1);
+    }
+}
+
 /// A tumbling window: the aggregate of the events of the current window `[start, end)`, where
 /// windows are aligned to multiples of the width. Rolling to a time of another window starts that
 /// window from an empty aggregate; `end()` is the timer to set to roll at the boundary.
@@ -181,6 +198,23 @@ impl<A: Aggregate> Sliding<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_follows_the_window() {
+        let mut w: Sliding<Count> = Sliding::new(100);
+        for t in [10, 20, 110] {
+            w.add(t, ());
+        }
+        // 10 left at 110: (10, 110] holds 20 and 110.
+        assert_eq!(*w.aggregate(), Count(2));
+        assert_eq!(w.next_expiry(), Some(120));
+        w.expire(210);
+        assert_eq!(*w.aggregate(), Count(0));
+        let mut t: Tumbling<Count> = Tumbling::new(100);
+        t.add(5, &());
+        t.add(7, &());
+        assert_eq!(*t.aggregate(), Count(2));
+    }
 
     #[test]
     fn mean_rounds_half_up() {
