@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 
 mod common;
-use common::{bin, trace_gen};
+use common::{bin, run_engine, trace_gen};
 
 /// A hotel recording with every scenario injected, generated once per test process.
 fn recording() -> &'static Path {
@@ -152,43 +152,6 @@ fn bad_cluster_options_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     // Without --no-db a replay goes into the store: a missing recording is refused first.
     assert!(String::from_utf8_lossy(&out.stderr).contains("x.mcap: no such file or directory"));
-}
-
-/// Runs an engine (from `snapshot` when given) on `batches`, completing every output up to
-/// `last`; returns its output batches and the snapshots it took.
-fn run_engine(
-    config: &rmf_dash::engine::EngineConfig,
-    snapshot: Option<rmf_dash_dataflows::ops::snapshot::Snapshot>,
-    batches: &[(u64, Vec<rmf_dash_dataflows::model::input::Input>)],
-    last: u64,
-) -> (
-    Vec<rmf_dash::engine::Batch>,
-    Vec<rmf_dash_dataflows::ops::snapshot::Snapshot>,
-) {
-    use rmf_dash::engine::Engine;
-    let mut engine = match snapshot {
-        Some(s) => Engine::start_restored(config.clone(), s).expect("the snapshot fits"),
-        None => Engine::start(config.clone()).expect("engine"),
-    };
-    let mut outputs = engine.take_outputs().expect("outputs");
-    let mut snapshots = engine.take_snapshots().expect("snapshots");
-    let drain = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        while let Some(b) = outputs.blocking_recv() {
-            all.push(b);
-        }
-        all
-    });
-    for (t, batch) in batches {
-        engine.input(*t, batch.clone()).expect("input");
-    }
-    engine.finish(last).expect("finish");
-    let batches = drain.join().expect("drain");
-    let mut taken = Vec::new();
-    while let Ok(s) = snapshots.try_recv() {
-        taken.push(s);
-    }
-    (batches, taken)
 }
 
 /// The whole state after a time is in a snapshot: an engine started from it and fed only the

@@ -19,10 +19,9 @@ use std::path::{Path, PathBuf};
 
 use rmf_dash::engine::{Batch, EngineConfig};
 use rmf_dash_dataflows::derived::{self, Descriptor, registry};
-use rmf_dash_dataflows::ops::snapshot::Snapshot;
 
 mod common;
-use common::trace_gen;
+use common::{run_engine, trace_gen};
 
 /// Logical ms between the snapshots restored from.
 const SNAPSHOT_EVERY_MS: u64 = 20_000;
@@ -92,39 +91,6 @@ fn of(event: &Descriptor, rooms: &[String], all: &[(u64, String)], from: u64) ->
         })
         .map(|(_, l)| l.clone())
         .collect()
-}
-
-/// Runs the engine on `batches` (from `snapshot` when given); its outputs and snapshots.
-fn run_engine(
-    config: &EngineConfig,
-    snapshot: Option<Snapshot>,
-    batches: &[(u64, Vec<rmf_dash_dataflows::model::input::Input>)],
-    last: u64,
-) -> (Vec<Batch>, Vec<Snapshot>) {
-    use rmf_dash::engine::Engine;
-    let mut engine = match snapshot {
-        Some(s) => Engine::start_restored(config.clone(), s).expect("the snapshot fits"),
-        None => Engine::start(config.clone()).expect("engine"),
-    };
-    let mut outputs = engine.take_outputs().expect("outputs");
-    let mut snapshots = engine.take_snapshots().expect("snapshots");
-    let drain = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        while let Some(b) = outputs.blocking_recv() {
-            all.push(b);
-        }
-        all
-    });
-    for (t, batch) in batches {
-        engine.input(*t, batch.clone()).expect("input");
-    }
-    engine.finish(last).expect("finish");
-    let batches = drain.join().expect("drain");
-    let mut taken = Vec::new();
-    while let Ok(s) = snapshots.try_recv() {
-        taken.push(s);
-    }
-    (batches, taken)
 }
 
 /// The runs of one recording and configuration: uninterrupted on 1 worker, on 2, and restored

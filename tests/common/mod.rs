@@ -1,8 +1,8 @@
 //! Helpers shared by the integration tests (each test file is its own crate and takes what it
 //! needs with `mod common;`): the binary under test, loopback ports, processes killed on drop,
 //! JWTs, one HTTP/1.1 request, recordings and the engine's final values, JSON compared as
-//! JavaScript prints it, throwaway PostgreSQL clusters, and the project's python and node
-//! clients.
+//! JavaScript prints it, throwaway PostgreSQL clusters, the project's python and node clients,
+//! and an in-process engine run (with snapshots, or restored from one).
 
 #![allow(dead_code)] // every test crate uses its own share of these
 
@@ -420,4 +420,40 @@ pub fn node_dir() -> PathBuf {
         assert!(st.success(), "npm ci failed in tests/node");
     }
     dir
+}
+
+/// Runs the engine on `batches` (from `snapshot` when given); its outputs and snapshots.
+pub fn run_engine(
+    config: &rmf_dash::engine::EngineConfig,
+    snapshot: Option<rmf_dash_dataflows::ops::snapshot::Snapshot>,
+    batches: &[(u64, Vec<rmf_dash_dataflows::model::input::Input>)],
+    last: u64,
+) -> (
+    Vec<rmf_dash::engine::Batch>,
+    Vec<rmf_dash_dataflows::ops::snapshot::Snapshot>,
+) {
+    use rmf_dash::engine::Engine;
+    let mut engine = match snapshot {
+        Some(s) => Engine::start_restored(config.clone(), s).expect("the snapshot fits"),
+        None => Engine::start(config.clone()).expect("engine"),
+    };
+    let mut outputs = engine.take_outputs().expect("outputs");
+    let mut snapshots = engine.take_snapshots().expect("snapshots");
+    let drain = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        while let Some(b) = outputs.blocking_recv() {
+            all.push(b);
+        }
+        all
+    });
+    for (t, batch) in batches {
+        engine.input(*t, batch.clone()).expect("input");
+    }
+    engine.finish(last).expect("finish");
+    let batches = drain.join().expect("drain");
+    let mut taken = Vec::new();
+    while let Ok(s) = snapshots.try_recv() {
+        taken.push(s);
+    }
+    (batches, taken)
 }
