@@ -198,29 +198,13 @@ pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    fn file(text: &str) -> (tempfile_path::Guard, Result<SiteFile, SiteError>) {
-        let guard = tempfile_path::Guard::new(text);
-        let loaded = SiteFile::load(&guard.0);
-        (guard, loaded)
-    }
-
-    mod tempfile_path {
-        pub struct Guard(pub std::path::PathBuf);
-        impl Guard {
-            pub fn new(text: &str) -> Guard {
-                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = std::env::temp_dir()
-                    .join(format!("rmf-dash-site-{}-{n}.toml", std::process::id()));
-                std::fs::write(&path, text).expect("a temp file");
-                Guard(path)
-            }
-        }
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
+    /// A site file with `text`; the file lives as long as the returned path.
+    fn file(text: &str) -> (tempfile::TempPath, Result<SiteFile, SiteError>) {
+        let mut f = tempfile::NamedTempFile::new().expect("a temp file");
+        std::io::Write::write_all(&mut f, text.as_bytes()).expect("written");
+        let path = f.into_temp_path();
+        let loaded = SiteFile::load(&path);
+        (path, loaded)
     }
 
     fn command() -> clap::Command {
@@ -283,7 +267,7 @@ mod tests {
             e.to_string(),
             format!(
                 "{}: [serve] key `workerz`: `rmf-dash serve` has no flag --workerz",
-                g.0.display()
+                g.display()
             )
         );
         let (g, f) = file("[serve]\nno-auth = 1\n");
@@ -293,7 +277,7 @@ mod tests {
             .expect_err("not a bool");
         assert!(
             e.to_string()
-                .starts_with(&format!("{}: [serve] key `no-auth`", g.0.display()))
+                .starts_with(&format!("{}: [serve] key `no-auth`", g.display()))
         );
         let (g, f) = file("[derived.robot_stuck]\nwindow_ms = -1\n");
         let e = f
@@ -304,14 +288,14 @@ mod tests {
             crate::error::chain(&e),
             format!(
                 "{}: [derived.robot_stuck] key `window_ms`: invalid value: integer `-1`, expected u64",
-                g.0.display()
+                g.display()
             )
         );
         let (g, f) = file("[sevre]\nworkers = 1\n");
         assert!(
             f.expect_err("unknown section")
                 .to_string()
-                .starts_with(&format!("{}: [sevre]: not a section", g.0.display()))
+                .starts_with(&format!("{}: [sevre]: not a section", g.display()))
         );
         let (_g, f) = file("[serve\n");
         assert!(matches!(f, Err(SiteError::Syntax { .. })));
