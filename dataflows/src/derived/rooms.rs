@@ -43,14 +43,6 @@ impl Rooms {
     pub fn kind(&self, room: &str) -> Option<RoomKind> {
         self.event(room).map(|d| d.kind)
     }
-
-    /// Every template, once each (for docs and errors).
-    pub fn templates(&self) -> Vec<&'static str> {
-        let mut all: Vec<&'static str> = self.templates.iter().map(|(_, d)| d.room).collect();
-        all.sort_unstable();
-        all.dedup();
-        all
-    }
 }
 
 /// Whether `room` is an instance of the room template `template`.
