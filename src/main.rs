@@ -36,7 +36,7 @@ enum Command {
     /// Run the server: REST, socket.io, the fleet-adapter websocket, fed by RMF or a recording.
     Serve(Box<ServeArgs>),
     Proxy(ProxyArgs),
-    /// The PostgreSQL store: dump, prune.
+    /// The PostgreSQL store: dump, prune, stats.
     #[command(subcommand)]
     Store(StoreCommand),
     /// The registered derived events: rooms, inputs, persistence, lookback and configuration.
@@ -271,6 +271,9 @@ enum StoreCommand {
     Dump(StoreTarget),
     /// Applies retention now (per table, relative to the store's checkpoint).
     Prune(PruneArgs),
+    /// What every table holds: size on disk, rows, site time spanned, bytes per site hour,
+    /// retention; and the WAL.
+    Stats(StatsArgs),
 }
 
 #[derive(Args)]
@@ -287,6 +290,27 @@ struct StoreTarget {
 struct PruneArgs {
     #[command(flatten)]
     target: StoreTarget,
+    #[command(flatten)]
+    retention: RetentionArgs,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    #[command(flatten)]
+    target: StoreTarget,
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Run ANALYZE first, so that the row counts are exact.
+    #[arg(long)]
+    analyze: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How long the store keeps each table (`store prune`, and what `store stats` reports).
+#[derive(Args, Clone)]
+struct RetentionArgs {
     /// Keep this much of the input log (whole days are dropped).
     #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
     input_log_retention: std::time::Duration,
@@ -299,6 +323,17 @@ struct PruneArgs {
     /// Keep this much of the alerts.
     #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
     alerts_retention: std::time::Duration,
+}
+
+impl RetentionArgs {
+    fn retention(&self) -> rmf_dash::store::prune::Retention {
+        rmf_dash::store::prune::Retention {
+            input_log: self.input_log_retention,
+            history: self.history_retention,
+            logs: self.logs_retention,
+            alerts: self.alerts_retention,
+        }
+    }
 }
 
 /// Store options of `serve` and `replay`.
@@ -867,6 +902,7 @@ fn run_store(cmd: StoreCommand) -> Result<ExitCode> {
     let target = match &cmd {
         StoreCommand::Dump(t) => t,
         StoreCommand::Prune(p) => &p.target,
+        StoreCommand::Stats(a) => &a.target,
     };
     let (_local, url) = store_url(false, target.database_url.clone(), &target.data_dir)?;
     let url = url.context("no store")?;
@@ -884,13 +920,8 @@ fn run_store(cmd: StoreCommand) -> Result<ExitCode> {
                 out.flush()?;
             }
             StoreCommand::Prune(p) => {
-                let retention = rmf_dash::store::prune::Retention {
-                    input_log: p.input_log_retention,
-                    history: p.history_retention,
-                    logs: p.logs_retention,
-                    alerts: p.alerts_retention,
-                };
-                let pruned = rmf_dash::store::prune::prune(&client, &retention).await?;
+                let pruned =
+                    rmf_dash::store::prune::prune(&client, &p.retention.retention()).await?;
                 println!(
                     "dropped {} partitions ({}), {} log rows, {} alerts",
                     pruned.partitions.len(),
@@ -898,6 +929,16 @@ fn run_store(cmd: StoreCommand) -> Result<ExitCode> {
                     pruned.log_rows,
                     pruned.alert_rows
                 );
+            }
+            StoreCommand::Stats(a) => {
+                let stats =
+                    rmf_dash::store::stats::stats(&client, &a.retention.retention(), a.analyze)
+                        .await?;
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&stats)?);
+                } else {
+                    print!("{}", rmf_dash::store::stats::render(&stats));
+                }
             }
         }
         anyhow::Ok(())

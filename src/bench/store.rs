@@ -20,8 +20,9 @@ use crate::ingest::decode::ReleasePolicy;
 use crate::ingest::feed::Feeder;
 use crate::ingest::source::Pacing;
 use crate::replay::{ReplayOptions, ReplaySummary};
+use crate::store::prune::Retention;
 use crate::store::rows::{Msg, WriteSet};
-use crate::store::{LocalPg, StoreError, WriterConfig, connect, migrate, restore, writer};
+use crate::store::{LocalPg, StoreError, WriterConfig, connect, migrate, restore, stats, writer};
 
 /// The snapshot period of the captured run (the default of `--snapshot-every`).
 const SNAPSHOT_EVERY_MS: u64 = crate::engine::DEFAULT_SNAPSHOT_EVERY_S * 1000;
@@ -103,6 +104,113 @@ fn worst_case_snapshot(msgs: Vec<Msg>) -> Vec<Msg> {
         .collect()
 }
 
+/// The logical time the messages span.
+fn site_time_ms(msgs: &[Msg]) -> u64 {
+    let times = msgs.iter().filter_map(Msg::time);
+    let (lo, hi) = times.fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    hi.saturating_sub(lo)
+}
+
+/// The number of messages up to the first frontier past the middle of the trace's time, and the
+/// checkpoint that frontier allows.
+fn halfway(msgs: &[Msg]) -> (usize, u64) {
+    let times = msgs.iter().filter_map(Msg::time);
+    let (lo, hi) = times.fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    let middle = lo.saturating_add(hi.saturating_sub(lo) / 2);
+    msgs.iter()
+        .position(|m| matches!(m, Msg::Frontier(f) if *f > middle))
+        .map_or((msgs.len(), 0), |i| match msgs[i] {
+            Msg::Frontier(f) => (i + 1, f - 1),
+            _ => (i + 1, 0),
+        })
+}
+
+/// The store's tables after a `VACUUM FULL` and an `ANALYZE`: their live rows, each table
+/// packed to its fillfactor. Dead row versions are left out: a latest-state table at a
+/// real-time pace has autovacuum reuse them, a number bounded by the update rate, not by the
+/// site's age, while a writer at full speed leaves autovacuum no time.
+async fn sizes(url: &str) -> Result<stats::StoreStats, StoreError> {
+    let client = connect(url).await?;
+    client.batch_execute("VACUUM FULL").await?;
+    stats::stats(&client, &Retention::default(), true).await
+}
+
+/// What every table grew by per site hour between the two sizes (halfway, end), and the WAL the
+/// writer wrote, next to the recording that produced them.
+fn storage_figures(
+    path: &str,
+    site_ms: u64,
+    (half, end): &(stats::StoreStats, stats::StoreStats),
+    wal: i64,
+    figures: &mut Vec<Figure>,
+) {
+    let span = end
+        .checkpoint
+        .unwrap_or(0)
+        .saturating_sub(half.checkpoint.unwrap_or(0));
+    let hours = (span as f64 / 3_600_000.0).max(1e-9);
+    let per_hour = |bytes: i64| bytes as f64 / 1e6 / hours;
+    let recording = std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1e6);
+    let recording_h = recording / (site_ms as f64 / 3_600_000.0).max(1e-9);
+    let figure = |name: String, value: f64, note: String| Figure {
+        section: "store",
+        name,
+        value,
+        unit: "MB/site-h",
+        baseline: None,
+        ratio: None,
+        better: "lower",
+        note,
+    };
+    for (h, e) in half.tables.iter().zip(&end.tables) {
+        let note = format!(
+            "{:.1} MB ({} rows) halfway, {:.1} MB ({} rows) at the end",
+            h.bytes as f64 / 1e6,
+            h.rows,
+            e.bytes as f64 / 1e6,
+            e.rows,
+        );
+        figures.push(match e.grows {
+            true => figure(
+                format!("store growth per site hour: {}", e.table),
+                per_hour(e.bytes - h.bytes),
+                note,
+            ),
+            false => Figure {
+                unit: "MB",
+                ..figure(
+                    format!("store size, bounded by the site's size: {}", e.table),
+                    e.bytes as f64 / 1e6,
+                    note,
+                )
+            },
+        });
+    }
+    let grown = per_hour(end.total_bytes(true) - half.total_bytes(true));
+    figures.push(Figure {
+        baseline: Some(super::Baseline {
+            name: "the MCAP recording that produced it".into(),
+            value: recording_h,
+        }),
+        ratio: Some(grown / recording_h.max(1e-9)),
+        ..figure(
+            "store growth per site hour: all tables".into(),
+            grown,
+            format!(
+                "over the second half of the trace ({:.2} site hours), live rows; {:.1} MB in all at the end, {:.1} MB of it bounded; WAL excluded",
+                hours,
+                (end.total_bytes(true) + end.total_bytes(false)) as f64 / 1e6,
+                end.total_bytes(false) as f64 / 1e6,
+            ),
+        )
+    });
+    figures.push(figure(
+        "store WAL written per site hour".into(),
+        wal as f64 / 1e6 / (site_ms as f64 / 3_600_000.0).max(1e-9),
+        "the writer's transactions over the whole trace, and the two VACUUMs (fsync on, default WAL settings)".into(),
+    ));
+}
+
 /// Feeds the stored input log after `after` to `engine` and waits for every output up to the
 /// checkpoint; returns the inputs fed.
 async fn rebuild(
@@ -155,18 +263,37 @@ pub fn store_figures(
     let mut all = WriteSet::default();
     for m in &msgs {
         match m {
-            Msg::Inputs { time, cmd, inputs } => all.add_inputs(*time, *cmd, inputs),
+            Msg::Inputs { time, cmd, inputs } => all.add_inputs(*time, *cmd, inputs.clone()),
             Msg::Outputs { batch, seqs } => all.add_outputs(batch, seqs),
             Msg::Frontier(_) | Msg::Snapshot { .. } => {}
         }
     }
-    let append_rows = (all.inputs.len() + all.history.len()) as f64;
+    // The baseline's rows: one per input, as the store wrote them before the blocks.
+    let input_rows: Vec<(i64, i32, i32, String, String, Vec<u8>)> = (all.commands.iter())
+        .flat_map(|c| {
+            (c.inputs.iter().enumerate()).map(|(ord, input)| {
+                let ((kind, key), _) = input;
+                let value = bincode::serialize(input).unwrap_or_default();
+                (
+                    c.time as i64,
+                    c.cmd as i32,
+                    ord as i32,
+                    format!("{kind:?}"),
+                    key.to_string(),
+                    value,
+                )
+            })
+        })
+        .collect();
+    all.seal();
+    let append_rows = (all.inputs + all.history.len()) as f64;
+    let site_ms = site_time_ms(&msgs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let url = pg.url().to_string();
-    let (writer_time, rows_written, copy_time) = runtime.block_on(async {
+    let (writer_time, rows_written, copy_time, stats, wal) = runtime.block_on(async {
         let admin = connect(&url).await?;
         // The writer, fed from another thread as fast as the channel takes it.
         let wurl = fresh_database(&admin, &url, "bench_writer").await?;
@@ -179,52 +306,101 @@ pub fn store_figures(
         };
         let (handle, task) = writer::spawn(config, client, None);
         let metrics = handle.metrics.clone();
+        let wal_at: String = admin
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await?
+            .get(0);
+        // Sizes are taken halfway and at the end: what the second half adds is what the store
+        // grows by per site hour (the first includes what the site's size alone costs).
+        let split = halfway(&msgs);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
         let start = Instant::now();
         let feeder = std::thread::spawn(move || {
+            let mut msgs = msgs.into_iter();
+            for m in msgs.by_ref().take(split.0) {
+                if handle.send(m).is_err() {
+                    return;
+                }
+            }
+            let _ = wait.recv();
             for m in msgs {
                 if handle.send(m).is_err() {
-                    break;
+                    return;
                 }
             }
             let _ = handle.send(Msg::Frontier(u64::MAX));
         });
+        while metrics
+            .checkpoint
+            .load(std::sync::atomic::Ordering::Acquire)
+            < split.1
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let paused = Instant::now();
+        let half = sizes(&wurl).await?;
+        let pause = paused.elapsed();
+        let _ = go.send(());
         let _ = task.await;
-        let writer_time = start.elapsed();
+        let writer_time = start.elapsed() - pause;
         let _ = feeder.join();
-        let rows = metrics.rows_written.load(std::sync::atomic::Ordering::Relaxed);
-        let dropped = metrics.dropped_rows.load(std::sync::atomic::Ordering::Relaxed);
+        let wal: i64 = admin
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint",
+                &[&wal_at],
+            )
+            .await?
+            .get(0);
+        let stats = (half, sizes(&wurl).await?);
+        let rows = metrics
+            .rows_written
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let dropped = metrics
+            .dropped_rows
+            .load(std::sync::atomic::Ordering::Relaxed);
         if dropped > 0 {
-            tracing::error!(dropped, "the store bench dropped rows: its figure is not valid");
+            tracing::error!(
+                dropped,
+                "the store bench dropped rows: its figure is not valid"
+            );
         }
         // Raw binary COPY of the same append-only rows, one transaction.
         let curl = fresh_database(&admin, &url, "bench_copy").await?;
         let mut client = connect(&curl).await?;
         let start = Instant::now();
         let tx = client.transaction().await?;
-        let mut days: HashSet<i64> = all.inputs.iter().map(|r| r.time / writer::PARTITION_MS).collect();
-        days.extend(all.history.iter().map(|r| r.0 / writer::PARTITION_MS));
-        for table in ["input_log", "output_history"] {
-            for d in &days {
-                tx.batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS {table}_d{d} PARTITION OF {table} FOR VALUES FROM ({}) TO ({})",
-                    d * writer::PARTITION_MS,
-                    (d + 1) * writer::PARTITION_MS
-                ))
-                .await?;
-            }
+        let days: HashSet<i64> = all
+            .history
+            .iter()
+            .map(|r| r.0 / writer::PARTITION_MS)
+            .collect();
+        for d in &days {
+            writer::create_partition(&tx, "output_history", *d).await?;
         }
+        tx.batch_execute(
+            "CREATE TABLE input_rows (time_ms bigint, cmd integer, ord integer, kind text, \
+             key text, value bytea, PRIMARY KEY (time_ms, cmd, ord))",
+        )
+        .await?;
         let sink = tx
-            .copy_in("COPY input_log (time_ms, cmd, ord, kind, key, value) FROM STDIN (FORMAT binary)")
+            .copy_in(
+                "COPY input_rows (time_ms, cmd, ord, kind, key, value) FROM STDIN (FORMAT binary)",
+            )
             .await?;
         let w = BinaryCopyInWriter::new(
             sink,
-            &[Type::INT8, Type::INT4, Type::INT4, Type::TEXT, Type::TEXT, Type::BYTEA],
+            &[
+                Type::INT8,
+                Type::INT4,
+                Type::INT4,
+                Type::TEXT,
+                Type::TEXT,
+                Type::BYTEA,
+            ],
         );
         pin_mut!(w);
-        for r in &all.inputs {
-            w.as_mut()
-                .write(&[&r.time, &r.cmd, &r.ord, &r.kind, &r.key, &r.value])
-                .await?;
+        for (t, c, o, kind, key, value) in &input_rows {
+            w.as_mut().write(&[t, c, o, kind, key, value]).await?;
         }
         w.finish().await?;
         let sink = tx
@@ -238,7 +414,7 @@ pub fn store_figures(
         w.finish().await?;
         tx.commit().await?;
         let copy_time = start.elapsed();
-        Ok::<_, StoreError>((writer_time, rows, copy_time))
+        Ok::<_, StoreError>((writer_time, rows, copy_time, stats, wal))
     })?;
     figures.push(rate(
         "store writer, append-only rows",
@@ -246,14 +422,16 @@ pub fn store_figures(
         append_rows,
         writer_time,
         "rows/s",
-        Some(("raw binary COPY of the same rows", append_rows, copy_time)),
+        Some(("raw binary COPY of the same data, a row per input", append_rows, copy_time)),
         &format!(
-            "{} input + {} output rows; {} rows written in all (with latest-state upserts)",
-            all.inputs.len(),
+            "{} inputs (the writer: {} plain input-log blocks, packed by the minute; the COPY: a row per input, as the store kept them before) + {} output rows; {} rows written in all (with latest-state upserts)",
+            all.inputs,
+            all.blocks.len(),
             all.history.len(),
             rows_written
         ),
     ));
+    storage_figures(path, site_ms, &stats, wal, figures);
     // Restore: sticky values, then the dataflow state (from the snapshot + tail, and from the
     // whole input log as the baseline).
     let wurl = format!("{} dbname=bench_writer", url.replace("dbname=postgres", ""));

@@ -1,6 +1,7 @@
 //! `rmf-dash store dump`: everything stored, as canonical JSON lines (one table after the other,
 //! the lines of each table sorted, no write timestamps), so that two stores compare with `diff`.
-//! Inputs are printed decoded; payloads that are not valid JSON are printed as strings. It reads
+//! Inputs are printed decoded, one line per input (as `input_log`, whatever block holds them);
+//! payloads that are not valid JSON are printed as strings. It reads
 //! one snapshot, so it may run beside a live `serve` (as a client of its private cluster).
 
 use std::io::Write;
@@ -8,9 +9,8 @@ use std::io::Write;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use rmf_dash_dataflows::model::input::Input;
-
 use super::StoreError;
+use super::input_log::{self, Format};
 
 fn payload(text: Option<String>) -> Value {
     match text {
@@ -61,21 +61,33 @@ async fn dump_tables(
             .collect(),
         out,
     )?;
-    let rows = q("SELECT time_ms, kind, key, value FROM input_log").await?;
-    emit(
-        rows.iter()
-            .map(|r| {
-                let value = match bincode::deserialize::<Input>(r.get::<_, &[u8]>(3)) {
-                    Ok(input) => serde_json::to_value(&input.1).unwrap_or(Value::Null),
-                    Err(_) => Value::String("<undecodable>".into()),
-                };
+    let rows = q("SELECT first_ms, true, data FROM input_block \
+                   UNION ALL SELECT first_ms, false, data FROM input_recent")
+    .await?;
+    let mut lines = Vec::new();
+    for r in &rows {
+        let format = if r.get(1) {
+            Format::Packed
+        } else {
+            Format::Plain
+        };
+        match input_log::decode(format, r.get(2)) {
+            Ok(commands) => lines.extend(commands.iter().flat_map(|c| {
+                c.inputs.iter().map(|((kind, key), value)| {
+                    json!({"table": "input_log", "time_ms": c.time,
+                        "kind": format!("{kind:?}"), "key": key.as_str(),
+                        "value": serde_json::to_value(value).unwrap_or(Value::Null)})
+                    .to_string()
+                })
+            })),
+            Err(_) => lines.push(
                 json!({"table": "input_log", "time_ms": r.get::<_, i64>(0),
-                    "kind": r.get::<_, &str>(1), "key": r.get::<_, &str>(2), "value": value})
-                .to_string()
-            })
-            .collect(),
-        out,
-    )?;
+                    "value": "<undecodable block>"})
+                .to_string(),
+            ),
+        }
+    }
+    emit(lines, out)?;
     let rows = q("SELECT time_ms, room, diff, value FROM output_history").await?;
     emit(
         rows.iter()
@@ -88,7 +100,7 @@ async fn dump_tables(
             .collect(),
         out,
     )?;
-    let rows = q("SELECT room, seq, time_ms, value FROM room_state").await?;
+    let rows = q(super::restore::ROOMS).await?;
     emit(
         rows.iter()
             .map(|r| {

@@ -1,5 +1,6 @@
 //! Schema migrations: the plain SQL files of `migrations/`, embedded in the binary, applied in
-//! order at start, each in its own transaction with its row in `schema_version`.
+//! order at start, in one transaction, each with its row in `schema_version`. Version 8 also
+//! converts the version-7 input log into blocks ([`super::input_log::convert_v7`]).
 
 use super::StoreError;
 
@@ -40,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0007_quarantine",
         include_str!("../../migrations/0007_quarantine.sql"),
     ),
+    (
+        8,
+        "0008_storage",
+        include_str!("../../migrations/0008_storage.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen; returns the schema version. Concurrent
@@ -72,6 +78,9 @@ pub async fn run(client: &mut tokio_postgres::Client) -> Result<i32, StoreError>
         tx.batch_execute(sql)
             .await
             .map_err(|source| StoreError::Migration { name, source })?;
+        if *version == 8 {
+            super::input_log::convert_v7(&tx).await?;
+        }
         tx.execute(
             "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
             &[version, name],

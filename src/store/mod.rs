@@ -15,6 +15,7 @@
 
 pub mod dump;
 pub mod history;
+pub mod input_log;
 pub mod leader;
 pub mod local_pg;
 pub mod migrate;
@@ -23,6 +24,7 @@ pub mod prune;
 pub mod restore;
 pub mod rows;
 pub mod shared;
+pub mod stats;
 pub mod task_requests;
 pub mod writer;
 

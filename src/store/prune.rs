@@ -53,7 +53,7 @@ pub async fn prune(
     let now = now as i64;
     let cutoff = |d: Duration| now - d.as_millis() as i64;
     for (table, keep) in [
-        ("input_log", retention.input_log),
+        ("input_block", retention.input_log),
         ("output_history", retention.history),
     ] {
         let rows = client

@@ -3,7 +3,7 @@
 //! fits the engine) and is fed the stored input log after it up to the checkpoint, in its
 //! original commands, which rebuilds every dataflow state (latest values, windows, heartbeats,
 //! joins) exactly; without a usable snapshot, the whole input log is fed. A stored row that
-//! cannot be read (a payload edited to invalid JSON, an undecodable input or snapshot) is
+//! cannot be read (a payload edited to invalid JSON, an undecodable input block or snapshot) is
 //! logged and skipped, never fatal. A quarantined input (one that made an engine worker panic,
 //! [`crate::quarantine`]) is skipped too: the input log keeps what arrived, the engine never
 //! sees it again.
@@ -11,11 +11,11 @@
 use futures_util::TryStreamExt;
 use serde_json::value::RawValue;
 
-use rmf_dash_dataflows::model::input::Input;
 use rmf_dash_dataflows::ops::snapshot::Snapshot;
 use rmf_dash_dataflows::prelude::Time;
 
 use super::StoreError;
+use super::input_log::{self, Format};
 use crate::engine::Engine;
 use crate::hub::Hub;
 
@@ -29,14 +29,16 @@ pub struct Restored {
     pub skipped: u64,
 }
 
+/// Every stored room with its value (a task-state room's is its task's state).
+pub const ROOMS: &str = "SELECT r.room, r.seq, r.time_ms, coalesce(r.value, t.state) \
+    FROM room_state r LEFT JOIN task_state t ON t.task_id = r.task_id";
+
 /// Seeds `hub` with every stored room; returns (rooms seeded, rows skipped).
 pub async fn seed_hub(
     client: &tokio_postgres::Client,
     hub: &Hub,
 ) -> Result<(usize, u64), StoreError> {
-    let rows = client
-        .query("SELECT room, seq, time_ms, value FROM room_state", &[])
-        .await?;
+    let rows = client.query(ROOMS, &[]).await?;
     let mut skipped = 0;
     let mut rooms = Vec::with_capacity(rows.len());
     for row in rows {
@@ -96,8 +98,9 @@ pub async fn load_snapshot(
 }
 
 /// Feeds the stored input log after `after` (from the start with `None`) up to `checkpoint` to
-/// `engine`, one engine command per stored (time, cmd), its quarantined inputs left out, then
-/// moves the engine past the checkpoint. Returns (inputs fed, rows skipped).
+/// `engine`, one engine command per stored command, its quarantined inputs left out, then moves
+/// the engine past the checkpoint. A block that cannot be decoded is skipped whole, with a
+/// warning. Returns (inputs fed, inputs skipped: those of undecodable blocks).
 pub async fn feed_engine(
     client: &tokio_postgres::Client,
     engine: &Engine,
@@ -105,52 +108,64 @@ pub async fn feed_engine(
     checkpoint: Time,
 ) -> Result<(u64, u64), StoreError> {
     let after = after.map_or(-1, |t| t as i64);
+    // Blocks do not overlap in time: the last one starting at or before `after` is the only
+    // one before it that may hold later commands.
+    let start: Option<i64> = client
+        .query_one(
+            "SELECT greatest((SELECT max(first_ms) FROM input_block WHERE first_ms <= $1), \
+                             (SELECT max(first_ms) FROM input_recent WHERE first_ms <= $1))",
+            &[&after],
+        )
+        .await?
+        .get(0);
     let stream = client
         .query_raw(
-            "SELECT time_ms, cmd, ord, value FROM input_log WHERE time_ms > $1 AND time_ms <= $2 \
-             ORDER BY time_ms, cmd, ord",
-            [after, checkpoint as i64],
+            "SELECT * FROM (SELECT first_ms, first_cmd, inputs, true AS packed, data \
+                            FROM input_block WHERE first_ms >= $1 AND first_ms <= $2 \
+                            UNION ALL SELECT first_ms, first_cmd, inputs, false, data \
+                            FROM input_recent WHERE first_ms >= $1 AND first_ms <= $2) b \
+             ORDER BY first_ms, first_cmd",
+            [start.unwrap_or(-1), checkpoint as i64],
         )
         .await?;
     futures_util::pin_mut!(stream);
-    let (mut fed, mut skipped) = (0u64, 0u64);
-    let mut current: Option<(i64, i32)> = None;
-    let mut inputs: Vec<Input> = Vec::new();
+    let (mut fed, mut skipped, mut quarantined) = (0u64, 0u64, 0u64);
     let quarantine = engine.quarantine();
-    let mut quarantined = 0u64;
-    let send = |t: i64, inputs: Vec<Input>| -> Result<(), StoreError> {
-        // The engine's command queue is bounded: a full queue blocks this thread briefly.
-        tokio::task::block_in_place(|| engine.restore_input(t.max(0) as Time, inputs))
-            .map_err(|_| StoreError::Stopped)
-    };
     while let Some(row) = stream.try_next().await? {
-        let time: i64 = row.get(0);
-        let cmd: i32 = row.get(1);
-        let ord: i32 = row.get(2);
-        let value: &[u8] = row.get(3);
-        if current != Some((time, cmd)) {
-            if let Some((t, _)) = current
-                && !inputs.is_empty()
-            {
-                fed += inputs.len() as u64;
-                send(t, std::mem::take(&mut inputs))?;
-            }
-            current = Some((time, cmd));
-        }
-        match bincode::deserialize::<Input>(value) {
-            Ok(input) if quarantine.contains(&input) => quarantined += 1,
-            Ok(input) => inputs.push(input),
+        let first: i64 = row.get(0);
+        let format = if row.get(3) {
+            Format::Packed
+        } else {
+            Format::Plain
+        };
+        let commands = match input_log::decode(format, row.get(4)) {
+            Ok(c) => c,
             Err(e) => {
-                tracing::warn!(time, cmd, ord, error = %e, "stored input cannot be decoded: skipped");
-                skipped += 1;
+                let inputs: i32 = row.get(2);
+                tracing::warn!(first_ms = first, inputs, error = %crate::error::chain(&e), "stored input block cannot be decoded: skipped");
+                skipped += inputs.max(0) as u64;
+                continue;
             }
+        };
+        for c in commands {
+            if (c.time as i64) <= after || c.time > checkpoint {
+                continue;
+            }
+            let n = c.inputs.len();
+            let inputs: Vec<_> = c
+                .inputs
+                .into_iter()
+                .filter(|i| !quarantine.contains(i))
+                .collect();
+            quarantined += (n - inputs.len()) as u64;
+            if inputs.is_empty() {
+                continue;
+            }
+            fed += inputs.len() as u64;
+            // The engine's command queue is bounded: a full queue blocks this thread briefly.
+            tokio::task::block_in_place(|| engine.restore_input(c.time, inputs))
+                .map_err(|_| StoreError::Stopped)?;
         }
-    }
-    if let Some((t, _)) = current
-        && !inputs.is_empty()
-    {
-        fed += inputs.len() as u64;
-        send(t, inputs)?;
     }
     engine
         .advance(checkpoint + 1)

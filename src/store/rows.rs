@@ -1,8 +1,10 @@
 //! What one flush writes: the engine's inputs and complete-time batches turned into the rows of
-//! each table ([`WriteSet`]). Append-only rows (input log, output history) are kept in order;
+//! each table ([`WriteSet`]). The inputs become input-log blocks ([`super::input_log`]), the
+//! output history's rows are kept in order;
 //! latest-state rows (rooms, tasks, alerts) keep only the last value per key; log entries are
 //! de-duplicated by (key, stream, seq). The output history keeps a room's changes as its event
-//! declares ([`Persistence`]): none for `Latest`, insertions only for `Stream`.
+//! declares ([`Persistence`]): none for `Latest`, insertions only for `Stream`. A task-state
+//! room's value is kept once, in `task_state` ([`WriteSet::seal`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use rmf_dash_dataflows::derived::{Output, Persistence, Rooms};
 use rmf_dash_dataflows::model::input::{Input, Payload};
 use rmf_dash_dataflows::prelude::Time;
 
+use super::input_log::{self, Block, Command};
 use crate::engine::Batch;
 
 /// What the writer receives, in this order per logical time: the inputs of a time (before the
@@ -77,17 +80,6 @@ impl Msg {
     }
 }
 
-/// One input-log row.
-#[derive(Debug, Clone)]
-pub struct InputRow {
-    pub time: i64,
-    pub cmd: i32,
-    pub ord: i32,
-    pub kind: String,
-    pub key: String,
-    pub value: Vec<u8>,
-}
-
 /// A task's indexed columns and its state JSON.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskRow {
@@ -135,10 +127,17 @@ fn persistence(room: &str) -> Persistence {
 pub struct WriteSet {
     /// Every input and output up to this time is in this set or already stored.
     pub checkpoint: Time,
-    pub inputs: Vec<InputRow>,
+    /// The inputs by engine command, until [`WriteSet::seal`] encodes them as `blocks`.
+    pub commands: Vec<Command>,
+    pub blocks: Vec<Block>,
+    /// Inputs in the set.
+    pub inputs: usize,
     pub history: Vec<(i64, String, i32, Payload)>,
     /// room -> (seq, time, value).
     pub rooms: BTreeMap<Arc<str>, (i64, i64, Option<Payload>)>,
+    /// Task-state rooms whose value is their task's state in this set, by task id: the store
+    /// keeps that value once, in `task_state` (`room_state.task_id` refers to it).
+    pub room_tasks: BTreeMap<Arc<str>, String>,
     pub tasks: BTreeMap<String, TaskRow>,
     /// (task id, stream, seq).
     pub task_logs: BTreeMap<(String, String, i64), LogRow>,
@@ -224,7 +223,7 @@ fn log_rows(
 impl WriteSet {
     /// Rows in the set.
     pub fn len(&self) -> usize {
-        self.inputs.len()
+        self.inputs
             + self.history.len()
             + self.rooms.len()
             + self.tasks.len()
@@ -244,20 +243,32 @@ impl WriteSet {
         self.len() * 64
     }
 
-    /// Adds the inputs of one engine command.
-    pub fn add_inputs(&mut self, time: Time, cmd: u32, inputs: &[Input]) {
-        for (ord, input) in inputs.iter().enumerate() {
-            let ((kind, key), _) = input;
-            // Plain data: encoding to a Vec cannot fail.
-            let value = bincode::serialize(input).unwrap_or_default();
-            self.inputs.push(InputRow {
-                time: time as i64,
-                cmd: cmd as i32,
-                ord: ord as i32,
-                kind: format!("{kind:?}"),
-                key: key.to_string(),
-                value,
-            });
+    /// Adds the inputs of one engine command (a command without inputs leaves no trace).
+    pub fn add_inputs(&mut self, time: Time, cmd: u32, inputs: Vec<Input>) {
+        if inputs.is_empty() {
+            return;
+        }
+        self.inputs += inputs.len();
+        self.commands.push(Command { time, cmd, inputs });
+    }
+
+    /// Ends the set: encodes the commands added as input-log blocks, in feeding order (by time,
+    /// then command number, whatever order they were added in), and finds the task-state rooms
+    /// whose value `task_state` holds.
+    pub fn seal(&mut self) {
+        let mut commands = std::mem::take(&mut self.commands);
+        commands.sort_by_key(|c| (c.time, c.cmd));
+        self.blocks.extend(input_log::encode(&commands));
+        for (room, (_, _, value)) in &self.rooms {
+            let task = match room.split('/').collect::<Vec<_>>().as_slice() {
+                ["", "tasks", id, "state"] => self.tasks.get(*id).map(|t| (*id, t)),
+                _ => None,
+            };
+            if let (Some((id, t)), Some(v)) = (task, value)
+                && t.state == v.as_str()
+            {
+                self.room_tasks.insert(room.clone(), id.to_string());
+            }
         }
     }
 
@@ -370,6 +381,7 @@ mod tests {
                 (out("/doors/d1/state", "{\"a\":1}"), -1),
                 (out("/doors/d1/state", "{\"a\":2}"), 1),
                 (out("/doors/d2/state", "{\"a\":3}"), -1),
+                (out("/doors/d1/held_open", "{\"h\":1}"), 1),
                 (
                     out(
                         "/tasks/t1/log",
@@ -384,13 +396,14 @@ mod tests {
             &batch,
             &[("/doors/d1/state".into(), 7), ("/doors/d2/state".into(), 4)],
         );
-        // Door states are `Latest` (no history); a task log is a `Stream` (its insertion).
+        // Door states are `Latest` (no history), and so is a task log (its entries are in
+        // `task_logs`); a door held open is `History`.
         let history: Vec<_> = w
             .history
             .iter()
             .map(|(t, r, d, _)| (*t, r.as_str(), *d))
             .collect();
-        assert_eq!(history, vec![(20, "/tasks/t1/log", 1)]);
+        assert_eq!(history, vec![(20, "/doors/d1/held_open", 1)]);
         assert_eq!(
             w.rooms.get("/doors/d1/state"),
             Some(&(7, 20, Some(Payload(Arc::from("{\"a\":2}")))))
@@ -404,6 +417,31 @@ mod tests {
                 ("t1".to_string(), "1/0".to_string(), 3)
             ]
         );
+    }
+
+    #[test]
+    fn a_task_state_room_refers_to_its_task_row() {
+        let out = |room: &str, v: &str| Output::new(room.into(), Payload(Arc::from(v)));
+        let state = r#"{"booking":{"id":"t1"},"status":"underway"}"#;
+        let batch = Batch {
+            time: 3,
+            changes: vec![
+                (out("/tasks/t1/state", state), 1),
+                // A value whose booking names another task keeps its own value.
+                (out("/tasks/t2/state", r#"{"booking":{"id":"t3"}}"#), 1),
+            ],
+        };
+        let mut w = WriteSet::default();
+        let seqs = [("/tasks/t1/state".into(), 1), ("/tasks/t2/state".into(), 1)];
+        w.add_outputs(&batch, &seqs);
+        w.seal();
+        let refs: Vec<_> = w
+            .room_tasks
+            .iter()
+            .map(|(r, t)| (&**r, t.as_str()))
+            .collect();
+        assert_eq!(refs, vec![("/tasks/t1/state", "t1")]);
+        assert_eq!(w.tasks["t1"].state, state);
     }
 
     #[test]

@@ -36,6 +36,7 @@ use tokio_postgres::types::Type;
 
 use rmf_dash_dataflows::prelude::Time;
 
+use super::input_log::{self, PACK_MS};
 use super::leader::{Fence, LeaderConfig};
 use super::rows::{Msg, WriteSet};
 use super::{StoreError, connect};
@@ -370,7 +371,7 @@ async fn run(
                 };
                 for m in msgs {
                     match m {
-                        Msg::Inputs { time, cmd, inputs } => set.add_inputs(time, cmd, &inputs),
+                        Msg::Inputs { time, cmd, inputs } => set.add_inputs(time, cmd, inputs),
                         Msg::Outputs { batch, seqs } => set.add_outputs(&batch, &seqs),
                         Msg::Snapshot {
                             time,
@@ -382,6 +383,7 @@ async fn run(
                         Msg::Frontier(_) => {}
                     }
                 }
+                set.seal();
                 planned = Some(set.checkpoint);
                 next = Some(set);
             }
@@ -520,12 +522,13 @@ fn shed(
 }
 
 const COPY_INPUTS: &str =
-    "COPY input_log (time_ms, cmd, ord, kind, key, value) FROM STDIN (FORMAT binary)";
+    "COPY input_recent (first_ms, first_cmd, last_ms, inputs, data) FROM STDIN (FORMAT binary)";
 const COPY_HISTORY: &str =
     "COPY output_history (time_ms, room, diff, value) FROM STDIN (FORMAT binary)";
-const UPSERT_ROOMS: &str = "INSERT INTO room_state (room, seq, time_ms, value)
-    SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[])
-    ON CONFLICT (room) DO UPDATE SET seq = excluded.seq, time_ms = excluded.time_ms, value = excluded.value";
+const UPSERT_ROOMS: &str = "INSERT INTO room_state (room, seq, time_ms, value, task_id)
+    SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[])
+    ON CONFLICT (room) DO UPDATE SET seq = excluded.seq, time_ms = excluded.time_ms,
+        value = excluded.value, task_id = excluded.task_id";
 const UPSERT_TASKS: &str = "INSERT INTO task_state (task_id, category, status, requester,
         assigned_fleet, assigned_robot, request_time_ms, start_time_ms, finish_time_ms, labels,
         time_ms, state)
@@ -565,15 +568,25 @@ async fn partitions(
         if known.contains(&(table, day)) {
             continue;
         }
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {table}_d{day} PARTITION OF {table} \
-             FOR VALUES FROM ({}) TO ({})",
-            day * PARTITION_MS,
-            (day + 1) * PARTITION_MS
-        ))
-        .await?;
+        create_partition(tx, table, day).await?;
         created.push((table, day));
     }
+    Ok(())
+}
+
+/// Creates day `day`'s partition of `table` unless it exists.
+pub async fn create_partition(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    day: i64,
+) -> Result<(), StoreError> {
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {table}_d{day} PARTITION OF {table} \
+         FOR VALUES FROM ({}) TO ({})",
+        day * PARTITION_MS,
+        (day + 1) * PARTITION_MS
+    ))
+    .await?;
     Ok(())
 }
 
@@ -606,40 +619,30 @@ pub async fn write_set(
     partitions(
         &tx,
         known,
-        "input_log",
-        set.inputs.iter().map(|r| r.time),
-        &mut created,
-    )
-    .await?;
-    partitions(
-        &tx,
-        known,
         "output_history",
         set.history.iter().map(|r| r.0),
         &mut created,
     )
     .await?;
-    if !set.inputs.is_empty() {
+    if !set.blocks.is_empty() {
         let sink = tx.copy_in(COPY_INPUTS).await?;
-        let w = BinaryCopyInWriter::new(
-            sink,
-            &[
-                Type::INT8,
-                Type::INT4,
-                Type::INT4,
-                Type::TEXT,
-                Type::TEXT,
-                Type::BYTEA,
-            ],
-        );
+        let types = [Type::INT8, Type::INT4, Type::INT8, Type::INT4, Type::BYTEA];
+        let w = BinaryCopyInWriter::new(sink, &types);
         pin_mut!(w);
-        for r in &set.inputs {
+        for b in &set.blocks {
             w.as_mut()
-                .write(&[&r.time, &r.cmd, &r.ord, &r.kind, &r.key, &r.value])
+                .write(&[&b.first_ms, &b.first_cmd, &b.last_ms, &b.inputs, &b.data])
                 .await?;
         }
         w.finish().await?;
     }
+    // The plain blocks of every minute complete at this checkpoint become one packed block each
+    // (a look into the index of plain blocks when there are none).
+    input_log::pack(
+        &tx,
+        (set.checkpoint as i64 + 1).div_euclid(PACK_MS) * PACK_MS,
+    )
+    .await?;
     if !set.history.is_empty() {
         let sink = tx.copy_in(COPY_HISTORY).await?;
         let w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT4, Type::TEXT]);
@@ -653,12 +656,16 @@ pub async fn write_set(
         let rooms: Vec<&str> = set.rooms.keys().map(|k| &**k).collect();
         let seqs: Vec<i64> = set.rooms.values().map(|v| v.0).collect();
         let times: Vec<i64> = set.rooms.values().map(|v| v.1).collect();
-        let values: Vec<Option<&str>> = set
+        // A task-state room's value is its task's state: kept once, in task_state.
+        let tasks: Vec<Option<&str>> = set
             .rooms
-            .values()
-            .map(|v| v.2.as_ref().map(|p| p.as_str()))
+            .keys()
+            .map(|r| set.room_tasks.get(r).map(String::as_str))
             .collect();
-        tx.execute(UPSERT_ROOMS, &[&rooms, &seqs, &times, &values])
+        let values: Vec<Option<&str>> = (set.rooms.values().zip(&tasks))
+            .map(|(v, task)| v.2.as_ref().filter(|_| task.is_none()).map(|p| p.as_str()))
+            .collect();
+        tx.execute(UPSERT_ROOMS, &[&rooms, &seqs, &times, &values, &tasks])
             .await?;
     }
     if !set.tasks.is_empty() {

@@ -215,7 +215,8 @@ pub const TASK_LOG: Descriptor = Descriptor {
     name: "task_log",
     room: Log::Task.room(),
     kind: RoomKind::Stream,
-    persistence: Persistence::Stream,
+    // Its records are kept entry by entry in the store's `task_log` table (not twice).
+    persistence: Persistence::Latest,
     inputs: &["task_logs"],
     config: CONFIG.spec(),
     robot: None,
@@ -226,7 +227,8 @@ pub const FLEET_LOG: Descriptor = Descriptor {
     name: "fleet_log",
     room: Log::Fleet.room(),
     kind: RoomKind::Stream,
-    persistence: Persistence::Stream,
+    // Its records are kept entry by entry in the store's `fleet_log` table (not twice).
+    persistence: Persistence::Latest,
     inputs: &["fleet_logs"],
     config: CONFIG.spec(),
     robot: None,
