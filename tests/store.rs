@@ -265,13 +265,24 @@ fn malformed_stored_rows_are_skipped_at_restore() {
         )
         .await
         .expect("update");
-        db.execute(
-            "UPDATE input_log SET value = '\\x0102'::bytea WHERE (time_ms, cmd, ord) = \
-             (SELECT time_ms, cmd, ord FROM input_log ORDER BY time_ms DESC, cmd, ord LIMIT 1)",
-            &[],
-        )
-        .await
-        .expect("update");
+        // The input log's latest block (a plain one, or a packed one if the last minute is
+        // complete).
+        let mut n = 0;
+        for table in ["input_recent", "input_block"] {
+            if n == 0 {
+                n = db
+                    .execute(
+                        &format!(
+                            "UPDATE {table} SET data = '\\x0102'::bytea WHERE first_ms = \
+                             (SELECT max(first_ms) FROM {table})"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .expect("update");
+            }
+        }
+        assert_eq!(n, 1, "one block damaged");
         // The snapshot too: the whole input log is fed instead.
         let n = db
             .execute("UPDATE dataflow_snapshot SET data = '\\x01'::bytea", &[])
@@ -592,8 +603,8 @@ fn prune_drops_old_partitions_and_rows() {
     // A day-old partition, and the logs older than a minute before the checkpoint.
     let (before, recent) = c.sql(async |db| {
         db.batch_execute(
-            "CREATE TABLE input_log_d0 PARTITION OF input_log FOR VALUES FROM (0) TO (86400000);
-             INSERT INTO input_log VALUES (5, 0, 0, 'Door', 'd', '\\x00');",
+            "CREATE TABLE input_block_d0 PARTITION OF input_block FOR VALUES FROM (0) TO (86400000);
+             INSERT INTO input_block VALUES (5, 0, 5, 1, '\\x00');",
         )
         .await
         .expect("old partition");
@@ -627,7 +638,7 @@ fn prune_drops_old_partitions_and_rows() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.starts_with("dropped 1 partitions (input_log_d0)"),
+        text.starts_with("dropped 1 partitions (input_block_d0)"),
         "{text}"
     );
     let after = c.sql(async |db| -> i64 {
@@ -757,4 +768,108 @@ fn history_routes_answer_from_the_store() {
         "{metrics}"
     );
     stored.stop();
+}
+
+/// Migration 8: a version-7 store's input log (a row per input) becomes blocks, packed by the
+/// minute but the last, with the same inputs in the same order; a row that does not decode is
+/// left out (a restore skipped it too).
+#[test]
+fn a_version_7_input_log_is_converted_into_blocks() {
+    use rmf_dash_dataflows::model::input::{InputValue, Kind, Name, Payload};
+    let c = cluster();
+    // 3 minutes, an input every second, two commands at each 10th second.
+    let input = |i: i64| {
+        let key = (Kind::Door, Name::from(format!("door_{}", i % 7)));
+        (
+            key,
+            InputValue::Payload(Payload(format!("{{\"i\":{i}}}").into())),
+        )
+    };
+    let mut rows = Vec::new();
+    for i in 0..180i64 {
+        rows.push((i * 1000, 0, input(i)));
+        if i % 10 == 0 {
+            rows.push((i * 1000, 1, input(1000 + i)));
+        }
+    }
+    c.sql(async |db| {
+        db.batch_execute(
+            "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .expect("schema_version");
+        for (version, name, sql) in &rmf_dash::store::migrate::MIGRATIONS[..7] {
+            db.batch_execute(sql).await.expect("migration");
+            db.execute(
+                "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await
+            .expect("version");
+        }
+        db.batch_execute(
+            "CREATE TABLE input_log_d0 PARTITION OF input_log FOR VALUES FROM (0) TO (86400000);
+             INSERT INTO checkpoint (id, time_ms) VALUES (1, 179000);
+             INSERT INTO input_log VALUES (500, 0, 0, 'Door', 'bad', '\\x01');",
+        )
+        .await
+        .expect("partition");
+        for (t, cmd, input) in &rows {
+            let value = bincode::serialize(input).expect("encodes");
+            let key = input.0.1.to_string();
+            db.execute(
+                "INSERT INTO input_log VALUES ($1, $2, 0, 'Door', $3, $4)",
+                &[t, cmd, &key, &value],
+            )
+            .await
+            .expect("row");
+        }
+    });
+    let dump = c.dump();
+    let logged: Vec<(i64, String, Value)> = lines_of(&dump, "input_log")
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .map(|v| {
+            (
+                v["time_ms"].as_i64().expect("time"),
+                v["key"].as_str().expect("key").into(),
+                v["value"].clone(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(i64, String, Value)> = rows
+        .iter()
+        .map(|(t, _, (key, value))| {
+            (
+                *t,
+                key.1.to_string(),
+                serde_json::to_value(value).expect("json"),
+            )
+        })
+        .collect();
+    // The dump's lines are sorted: compare by time and key.
+    want.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut got = logged.clone();
+    got.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    assert_eq!(
+        got.len(),
+        198,
+        "180 + 18 inputs, the undecodable row left out"
+    );
+    assert_eq!(got, want);
+    let (blocks, recent, old) = c.sql(async |db| {
+        let count =
+            async |sql: &str| -> i64 { db.query_one(sql, &[]).await.expect("count").get(0) };
+        (
+            count("SELECT count(*) FROM input_block").await,
+            count("SELECT count(*) FROM input_recent").await,
+            count("SELECT count(*) FROM pg_class WHERE relname LIKE 'input_log%'").await,
+        )
+    });
+    assert_eq!(
+        (blocks, recent, old),
+        (2, 1, 0),
+        "two packed minutes, the last plain"
+    );
 }

@@ -324,6 +324,10 @@ async fn insert(tx: &Transaction<'_>, table: &str, b: &Block) -> Result<(), Stor
     Ok(())
 }
 
+fn window_of(time: Time) -> i64 {
+    (time as i64).div_euclid(PACK_MS)
+}
+
 /// Rows of the version-7 log read at a time while converting it.
 const CONVERT_CHUNK: i64 = 50_000;
 
@@ -383,8 +387,11 @@ pub async fn convert_v7(tx: &Transaction<'_>) -> Result<u64, StoreError> {
             }
         }
         converted += commands.iter().map(|c| c.inputs.len() as u64).sum::<u64>();
-        for b in encode(&commands) {
-            insert(tx, "input_recent", &b).await?;
+        // Plain blocks within one window each: a window packs only its own commands.
+        for window in commands.chunk_by(|a, b| window_of(a.time) == window_of(b.time)) {
+            for b in encode(window) {
+                insert(tx, "input_recent", &b).await?;
+            }
         }
         pack(tx, after.div_euclid(PACK_MS) * PACK_MS).await?;
         tracing::info!(
