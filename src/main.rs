@@ -312,16 +312,16 @@ struct StatsArgs {
 #[derive(Args, Clone)]
 struct RetentionArgs {
     /// Keep this much of the input log (whole days are dropped).
-    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "7days", env = "RMF_DASH_INPUT_LOG_RETENTION", value_parser = humantime::parse_duration)]
     input_log_retention: std::time::Duration,
     /// Keep this much output history (whole days are dropped).
-    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "7days", env = "RMF_DASH_HISTORY_RETENTION", value_parser = humantime::parse_duration)]
     history_retention: std::time::Duration,
     /// Keep this much of the task and fleet logs.
-    #[arg(long, default_value = "30days", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30days", env = "RMF_DASH_LOGS_RETENTION", value_parser = humantime::parse_duration)]
     logs_retention: std::time::Duration,
     /// Keep this much of the alerts.
-    #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "90days", env = "RMF_DASH_ALERTS_RETENTION", value_parser = humantime::parse_duration)]
     alerts_retention: std::time::Duration,
 }
 
@@ -498,6 +498,12 @@ struct ServeArgs {
     internal_burst: u32,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Apply the retention to the store this often while active (0: never; `store prune` does
+    /// it by hand).
+    #[arg(long, default_value = "1h", env = "RMF_DASH_PRUNE_EVERY", value_parser = humantime::parse_duration)]
+    prune_every: std::time::Duration,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -1078,6 +1084,14 @@ fn serve_with(args: ServeArgs, demo: bool) -> Result<ExitCode> {
             rate: args.internal_rate,
             burst: args.internal_burst,
         },
+        prune: url
+            .clone()
+            .filter(|_| !args.prune_every.is_zero())
+            .map(|url| rmf_dash::store::prune::Periodic {
+                url,
+                retention: args.retention.retention(),
+                every: args.prune_every,
+            }),
         store: url.map(|u| args.store.writer(u)),
         admin_user: args.admin_user,
         ros2: args.ros2,

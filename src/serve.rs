@@ -85,6 +85,8 @@ pub struct ServeConfig {
     pub internal: crate::ingest::internal::InternalConfig,
     /// The PostgreSQL store (`None`: no persistence).
     pub store: Option<crate::store::WriterConfig>,
+    /// Retention applied to the store while active (`None`: only by `store prune`).
+    pub prune: Option<crate::store::prune::Periodic>,
     /// The user made an admin at start.
     pub admin_user: String,
     /// Join the ROS 2 graph (`--ros2`): ingest the live RMF topics and send commands over ROS 2
@@ -130,6 +132,7 @@ impl ServeConfig {
                 ..Default::default()
             },
             store: None,
+            prune: None,
             admin_user: "admin".into(),
             ros2: false,
             schedule: Default::default(),
@@ -354,6 +357,7 @@ pub struct Running {
     ros2: Option<crate::ros2::Ros2>,
     /// The scheduled tasks' dispatch loop.
     scheduler: Option<tokio::task::JoinHandle<()>>,
+    pruner: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts every part and returns once the server listens and is active (with a store: once it
@@ -536,7 +540,9 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         )));
     };
     tracing::info!(%addr, "active: serving");
-    // Scheduled tasks are dispatched by the main process only, while it is the active one.
+    // Scheduled tasks are dispatched, and the store pruned, by the main process only, while it is
+    // the active one.
+    let mut pruner = None;
     let scheduler = Some({
         let (tx, active) = tokio::sync::watch::channel(app.leader.is_active());
         let mut roles = app.leader.watch();
@@ -548,6 +554,9 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
                 }
             }
         });
+        if let Some(p) = config.prune.clone() {
+            pruner = Some(crate::store::prune::spawn(p, active.clone()));
+        }
         crate::scheduled::dispatch::spawn(app.clone(), active)
     });
     let replay = match &config.replay {
@@ -602,6 +611,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         writer,
         ros2,
         scheduler,
+        pruner,
     })
 }
 
@@ -622,9 +632,9 @@ impl Running {
             }
         }
         // The scheduled tasks' loop (and its sends) hold the app: stopped first.
-        if let Some(s) = self.scheduler {
-            s.abort();
-            let _ = s.await;
+        for task in [self.scheduler, self.pruner].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
         }
         // Producers stop at their next send; the feeder ends when the last handle is dropped.
         self.app.feed.close();

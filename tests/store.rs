@@ -873,3 +873,48 @@ fn a_version_7_input_log_is_converted_into_blocks() {
         "two packed minutes, the last plain"
     );
 }
+
+/// `serve` applies the retention on its own while active (`--prune-every`): a day-old input-log
+/// partition goes without `store prune`.
+#[test]
+fn serve_prunes_the_store_while_active() {
+    let c = cluster();
+    let (ok, _, err) = replay(&c);
+    assert!(ok, "{err}");
+    let exists = |c: &Cluster| -> bool {
+        c.sql(async |db| {
+            db.query_one(
+                "SELECT count(*) FROM pg_class WHERE relname = 'input_block_d0'",
+                &[],
+            )
+            .await
+            .expect("pg_class")
+            .get::<_, i64>(0)
+                == 1
+        })
+    };
+    c.sql(async |db| {
+        db.batch_execute(
+            "CREATE TABLE input_block_d0 PARTITION OF input_block FOR VALUES FROM (0) TO (86400000);
+             INSERT INTO input_block VALUES (5, 0, 5, 1, '\\x00');",
+        )
+        .await
+        .expect("old partition")
+    });
+    assert!(exists(&c));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("serve.log");
+    let server = serve_with(c.url(), "max", &log, &["--prune-every", "1s"]);
+    // The partition goes first, the log line once the whole prune is done.
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let start = Instant::now();
+    while exists(&c) || !logged().contains("store retention applied") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not pruned: {}",
+            logged()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(server);
+}

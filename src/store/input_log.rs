@@ -38,8 +38,15 @@ pub const MAX_BLOCK: usize = 8 << 20;
 /// A block never decodes to more than this.
 pub const MAX_DECODED: usize = 512 << 20;
 
-/// The logical time a packed block covers (its blocks' first times are in one such window).
+/// The logical time whose plain blocks are packed together (a window: their first times are in
+/// it).
 pub const PACK_MS: i64 = 60_000;
+
+/// A packed block holds the commands of at most about this many inputs (a window with more is
+/// several packed blocks): about 30 MB decoded, so that packing and decoding hold a bounded
+/// amount of memory. A 1,000-robot site packs a minute as three blocks, a 10,000-robot site as
+/// about thirty; each robot still appears hundreds of times per block.
+pub const MAX_PACKED: usize = 250_000;
 
 #[derive(Debug, Error)]
 pub enum BlockError {
@@ -190,8 +197,8 @@ pub fn decode(format: Format, data: &[u8]) -> Result<Vec<Command>, BlockError> {
     }
 }
 
-/// Takes one run ([`pack_run`]) off the front of `rest`.
-fn unpack_run(rest: &mut &[u8]) -> Result<Vec<Vec<u8>>, BlockError> {
+/// Takes one run ([`pack_run`]) of at most `most` values off the front of `rest`.
+fn unpack_run(rest: &mut &[u8], most: usize) -> Result<Vec<Vec<u8>>, BlockError> {
     let mut take = |n: usize| -> Result<&[u8], BlockError> {
         if rest.len() < n {
             return Err(BlockError::Packed("values end"));
@@ -203,8 +210,8 @@ fn unpack_run(rest: &mut &[u8]) -> Result<Vec<Vec<u8>>, BlockError> {
     let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
     let len = word(take(4)?);
     let count = word(take(4)?);
-    if count == 0 {
-        return Err(BlockError::Packed("empty run"));
+    if count == 0 || count > most {
+        return Err(BlockError::Packed("run count"));
     }
     let first = take(len)?.to_vec();
     let diffs = take(
@@ -235,12 +242,9 @@ fn unpack(p: Packed) -> Result<Vec<Command>, BlockError> {
     for n in counts {
         let mut values = std::collections::VecDeque::with_capacity(n.min(1 << 16));
         while values.len() < n {
-            for v in unpack_run(&mut rest)? {
+            for v in unpack_run(&mut rest, n - values.len())? {
                 values.push_back(bincode::deserialize(&v).map_err(BlockError::Decode)?);
             }
-        }
-        if values.len() != n {
-            return Err(BlockError::Packed("run count"));
         }
         per_key.push(values);
     }
@@ -259,8 +263,8 @@ fn unpack(p: Packed) -> Result<Vec<Command>, BlockError> {
 }
 
 /// Packs the plain blocks of `input_recent` whose first time is before `end` (a multiple of
-/// [`PACK_MS`]: the windows before it are complete) into `input_block`, one packed block per
-/// window, in `tx`, a window at a time; returns the plain blocks packed. A plain block that
+/// [`PACK_MS`]: the windows before it are complete) into `input_block`, a window at a time, as
+/// packed blocks of about [`MAX_PACKED`] inputs each, in `tx`; returns the plain blocks packed. A plain block that
 /// cannot be decoded is dropped with a warning (a restore would skip it too).
 pub async fn pack(tx: &Transaction<'_>, end: i64) -> Result<usize, StoreError> {
     let mut packed = 0;
@@ -290,25 +294,44 @@ pub async fn pack(tx: &Transaction<'_>, end: i64) -> Result<usize, StoreError> {
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect();
         rows.sort_by_key(|r| (r.0, r.1));
-        let mut commands = Vec::new();
+        let mut commands: Vec<Command> = Vec::new();
+        let mut pending = 0;
         for (first_ms, _, inputs, data) in &rows {
             match decode(Format::Plain, data) {
-                Ok(c) => commands.extend(c),
+                Ok(c) => {
+                    pending += c.iter().map(|c| c.inputs.len()).sum::<usize>();
+                    commands.extend(c);
+                }
                 Err(e) => {
                     tracing::warn!(first_ms, inputs, error = %crate::error::chain(&e), "input block cannot be decoded: dropped");
                 }
             }
+            if pending >= MAX_PACKED {
+                insert_packed(tx, &std::mem::take(&mut commands), &mut partitions).await?;
+                pending = 0;
+            }
         }
         packed += rows.len();
-        if !commands.is_empty() {
-            let b = encode_packed(&commands);
-            let day = b.first_ms.div_euclid(super::writer::PARTITION_MS);
-            if partitions.insert(day) {
-                super::writer::create_partition(tx, "input_block", day).await?;
-            }
-            insert(tx, "input_block", &b).await?;
-        }
+        insert_packed(tx, &commands, &mut partitions).await?;
     }
+}
+
+/// Inserts `commands` (none: nothing) as one packed block into `input_block`, creating its
+/// partition once.
+async fn insert_packed(
+    tx: &Transaction<'_>,
+    commands: &[Command],
+    partitions: &mut HashSet<i64>,
+) -> Result<(), StoreError> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let b = encode_packed(commands);
+    let day = b.first_ms.div_euclid(super::writer::PARTITION_MS);
+    if partitions.insert(day) {
+        super::writer::create_partition(tx, "input_block", day).await?;
+    }
+    insert(tx, "input_block", &b).await
 }
 
 /// Inserts one block into `table` (its partition exists).
@@ -498,7 +521,12 @@ mod tests {
         b.data.truncate(b.data.len() / 2);
         assert!(decode(Format::Plain, &b.data).is_err());
         assert!(decode(Format::Plain, b"\x28\xb5\x2f\xfd garbage").is_err());
-        // A packed block whose values were cut short, or whose order names a key it lacks.
+        // A packed block whose order names a key it lacks, whose values were cut short, or
+        // whose run claims more values (empty ones: no bytes) than the block has inputs.
+        let huge: Vec<u8> = [0u32, u32::MAX]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
         for cut in [
             Packed {
                 commands: vec![(1, 0, 1)],
@@ -511,6 +539,12 @@ mod tests {
                 keys: vec![(Kind::Door, "d".into())],
                 order: vec![0],
                 values: vec![0, 1, 0, 0, 0, 7],
+            },
+            Packed {
+                commands: vec![(1, 0, 1)],
+                keys: vec![(Kind::Door, "d".into())],
+                order: vec![0],
+                values: huge,
             },
         ] {
             let raw = zstd(&bincode::serialize(&cut).expect("encodes"));

@@ -1,4 +1,4 @@
-//! Retention (`rmf-dash store prune`): per table, rows older than the retention before the
+//! Retention (`rmf-dash store prune`, and `serve` every `--prune-every` while active): per table, rows older than the retention before the
 //! checkpoint (the logical "now" of the store) go. The input log and the output history lose
 //! whole day partitions (a partition goes once its last day is older than the retention); logs
 //! and alerts lose rows by their indexed time.
@@ -95,4 +95,54 @@ pub async fn prune(
         .await?;
     pruned.partitions.sort();
     Ok(pruned)
+}
+
+/// How `serve` applies retention on its own.
+#[derive(Debug, Clone)]
+pub struct Periodic {
+    pub url: String,
+    pub retention: Retention,
+    /// Between two prunes.
+    pub every: Duration,
+}
+
+/// Prunes the store at once and then every `every`, while `active` says this process is the
+/// site's active main process (a standby's store is its active's to prune). A failed prune is
+/// logged and tried again at the next period.
+pub fn spawn(
+    periodic: Periodic,
+    mut active: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            while !*active.borrow_and_update() {
+                if active.changed().await.is_err() {
+                    return;
+                }
+            }
+            match prune_once(&periodic).await {
+                Ok(p) if p == Pruned::default() => {
+                    tracing::debug!("store retention: nothing to drop")
+                }
+                Ok(p) => tracing::info!(
+                    partitions = p.partitions.len(),
+                    log_rows = p.log_rows,
+                    alert_rows = p.alert_rows,
+                    "store retention applied"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&e), "store retention failed: tried again at the next period")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(periodic.every) => {}
+                r = active.changed() => if r.is_err() { return },
+            }
+        }
+    })
+}
+
+async fn prune_once(periodic: &Periodic) -> Result<Pruned, StoreError> {
+    let client = super::connect(&periodic.url).await?;
+    prune(&client, &periodic.retention).await
 }
