@@ -43,10 +43,11 @@ pub const MAX_DECODED: usize = 512 << 20;
 pub const PACK_MS: i64 = 60_000;
 
 /// A packed block holds the commands of at most about this many inputs (a window with more is
-/// several packed blocks): about 30 MB decoded, so that packing and decoding hold a bounded
-/// amount of memory. A 1,000-robot site packs a minute as three blocks, a 10,000-robot site as
-/// about thirty; each robot still appears hundreds of times per block.
-pub const MAX_PACKED: usize = 250_000;
+/// several packed blocks): about 100 MB decoded, so that packing and decoding hold a bounded
+/// amount of memory. A 1,000-robot site packs a minute as one block, a 10,000-robot site as
+/// about seven. (Blocks of 250,000 inputs made the 10k site's log 3x larger: each robot's first
+/// value in a block is stored whole.)
+pub const MAX_PACKED: usize = 1_000_000;
 
 #[derive(Debug, Error)]
 pub enum BlockError {
@@ -138,54 +139,107 @@ struct Packed {
     values: Vec<u8>,
 }
 
-/// Appends a run of equally long values: the length and count (u32 each), the first value, then
-/// every later value as its bytewise difference (mod 256) from the one before, transposed (the
-/// differences' first bytes, then their second bytes, ...). A robot's next state differs from
-/// its last in a few bytes, the same ones each time: the transposed differences are long runs
-/// of zeros with the changing bytes together, which zstd compresses about 1.8x better than the
-/// values one after the other.
-fn pack_run(run: &[Vec<u8>], out: &mut Vec<u8>) {
-    let len = run[0].len();
+/// Appends a run of `count` (at least one) equally long values (of `len` bytes each, one after
+/// the other in `bytes`): the length and count (u32 each), the first value, then every later value as its
+/// bytewise difference (mod 256) from the one before, transposed (the differences' first bytes,
+/// then their second bytes, ...). A robot's next state differs from its last in a few bytes,
+/// the same ones each time: the transposed differences are long runs of zeros with the
+/// changing bytes together, which zstd compresses about 1.8x better than the values one after
+/// the other.
+fn pack_run(len: usize, count: usize, bytes: &[u8], out: &mut Vec<u8>) {
     out.extend((len as u32).to_le_bytes());
-    out.extend((run.len() as u32).to_le_bytes());
-    out.extend(&run[0]);
+    out.extend((count as u32).to_le_bytes());
+    out.extend(&bytes[..len]);
     for j in 0..len {
-        out.extend(run.windows(2).map(|w| w[1][j].wrapping_sub(w[0][j])));
+        out.extend((1..count).map(|i| bytes[i * len + j].wrapping_sub(bytes[(i - 1) * len + j])));
+    }
+}
+
+/// Builds one packed block from commands added in feeding order, holding each input only as
+/// its key's index and its value's encoding (not the decoded inputs): about the block's
+/// decoded size in memory.
+#[derive(Default)]
+pub struct Packer {
+    index: HashMap<InputKey, u32>,
+    keys: Vec<InputKey>,
+    /// Per key: its values' encodings one after the other, and their lengths.
+    values: Vec<(Vec<u8>, Vec<u32>)>,
+    order: Vec<u32>,
+    commands: Vec<(Time, u32, u32)>,
+    first_cmd: u32,
+}
+
+impl Packer {
+    /// Adds the next command.
+    pub fn add(&mut self, command: Command) {
+        if self.commands.is_empty() {
+            self.first_cmd = command.cmd;
+        }
+        let n = command.inputs.len() as u32;
+        for (key, value) in command.inputs {
+            let i = match self.index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let i = self.keys.len() as u32;
+                    self.keys.push(key.clone());
+                    self.index.insert(key, i);
+                    self.values.push(Default::default());
+                    i
+                }
+            };
+            let (bytes, lens) = &mut self.values[i as usize];
+            let before = bytes.len();
+            // Plain data: encoding into a Vec cannot fail.
+            let _ = bincode::serialize_into(&mut *bytes, &value);
+            lens.push((bytes.len() - before) as u32);
+            self.order.push(i);
+        }
+        self.commands.push((command.time, command.cmd, n));
+    }
+
+    /// Inputs added.
+    pub fn inputs(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The packed block (`None` without commands).
+    pub fn finish(self) -> Option<Block> {
+        let (&(first, _, _), &(last, _, _)) = (self.commands.first()?, self.commands.last()?);
+        let mut values = Vec::new();
+        for (bytes, lens) in &self.values {
+            let mut at = 0;
+            for run in lens.chunk_by(|a, b| a == b) {
+                let end = at + run.len() * run[0] as usize;
+                pack_run(run[0] as usize, run.len(), &bytes[at..end], &mut values);
+                at = end;
+            }
+        }
+        let block = Block {
+            first_ms: first as i64,
+            first_cmd: self.first_cmd as i32,
+            last_ms: last as i64,
+            inputs: self.order.len() as i32,
+            data: Vec::new(),
+        };
+        let packed = Packed {
+            commands: self.commands,
+            keys: self.keys,
+            order: self.order,
+            values,
+        };
+        let raw = bincode::serialize(&packed).unwrap_or_default();
+        Some(Block {
+            data: zstd(&raw),
+            ..block
+        })
     }
 }
 
 /// `commands` (in feeding order, not empty) as one packed block.
-pub fn encode_packed(commands: &[Command]) -> Block {
-    let mut index: HashMap<&InputKey, u32> = HashMap::new();
-    let mut keys: Vec<InputKey> = Vec::new();
-    let mut per_key: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut order = Vec::new();
-    for (key, value) in commands.iter().flat_map(|c| &c.inputs) {
-        let i = *index.entry(key).or_insert_with(|| {
-            keys.push(key.clone());
-            per_key.push(Vec::new());
-            keys.len() as u32 - 1
-        });
-        order.push(i);
-        per_key[i as usize].push(bincode::serialize(value).unwrap_or_default());
-    }
-    let mut values = Vec::new();
-    for vs in &per_key {
-        for run in vs.chunk_by(|a, b| a.len() == b.len()) {
-            pack_run(run, &mut values);
-        }
-    }
-    let packed = Packed {
-        commands: commands
-            .iter()
-            .map(|c| (c.time, c.cmd, c.inputs.len() as u32))
-            .collect(),
-        keys,
-        order,
-        values,
-    };
-    let raw = bincode::serialize(&packed).unwrap_or_default();
-    Block::of(commands, zstd(&raw))
+pub fn encode_packed(commands: &[Command]) -> Option<Block> {
+    let mut packer = Packer::default();
+    commands.iter().for_each(|c| packer.add(c.clone()));
+    packer.finish()
 }
 
 /// The commands of a block's `data` in `format`.
@@ -294,39 +348,33 @@ pub async fn pack(tx: &Transaction<'_>, end: i64) -> Result<usize, StoreError> {
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect();
         rows.sort_by_key(|r| (r.0, r.1));
-        let mut commands: Vec<Command> = Vec::new();
-        let mut pending = 0;
+        let mut packer = Packer::default();
         for (first_ms, _, inputs, data) in &rows {
             match decode(Format::Plain, data) {
-                Ok(c) => {
-                    pending += c.iter().map(|c| c.inputs.len()).sum::<usize>();
-                    commands.extend(c);
-                }
+                Ok(commands) => commands.into_iter().for_each(|c| packer.add(c)),
                 Err(e) => {
                     tracing::warn!(first_ms, inputs, error = %crate::error::chain(&e), "input block cannot be decoded: dropped");
                 }
             }
-            if pending >= MAX_PACKED {
-                insert_packed(tx, &std::mem::take(&mut commands), &mut partitions).await?;
-                pending = 0;
+            if packer.inputs() >= MAX_PACKED {
+                insert_packed(tx, std::mem::take(&mut packer), &mut partitions).await?;
             }
         }
         packed += rows.len();
-        insert_packed(tx, &commands, &mut partitions).await?;
+        insert_packed(tx, packer, &mut partitions).await?;
     }
 }
 
-/// Inserts `commands` (none: nothing) as one packed block into `input_block`, creating its
-/// partition once.
+/// Inserts what `packer` holds (nothing: nothing) as one packed block into `input_block`,
+/// creating its partition once.
 async fn insert_packed(
     tx: &Transaction<'_>,
-    commands: &[Command],
+    packer: Packer,
     partitions: &mut HashSet<i64>,
 ) -> Result<(), StoreError> {
-    if commands.is_empty() {
+    let Some(b) = packer.finish() else {
         return Ok(());
-    }
-    let b = encode_packed(commands);
+    };
     let day = b.first_ms.div_euclid(super::writer::PARTITION_MS);
     if partitions.insert(day) {
         super::writer::create_partition(tx, "input_block", day).await?;
@@ -457,7 +505,7 @@ mod tests {
             (10, 0, 20, 8)
         );
         assert_eq!(decode(Format::Plain, &b.data).expect("decodes"), commands);
-        let p = encode_packed(&commands);
+        let p = encode_packed(&commands).expect("a block");
         assert_eq!(
             (p.first_ms, p.first_cmd, p.last_ms, p.inputs),
             (10, 0, 20, 8)
@@ -498,7 +546,7 @@ mod tests {
                 ],
             },
         ];
-        let p = encode_packed(&commands);
+        let p = encode_packed(&commands).expect("a block");
         assert_eq!(decode(Format::Packed, &p.data).expect("decodes"), commands);
     }
 
