@@ -61,17 +61,12 @@ async fn dump_tables(
             .collect(),
         out,
     )?;
-    let rows = q("SELECT first_ms, true, data FROM input_block \
-                   UNION ALL SELECT first_ms, false, data FROM input_recent")
-    .await?;
+    let rows = client
+        .query(input_log::BLOCKS, &[&i64::MIN, &i64::MAX])
+        .await?;
     let mut lines = Vec::new();
     for r in &rows {
-        let format = if r.get(1) {
-            Format::Packed
-        } else {
-            Format::Plain
-        };
-        match input_log::decode(format, r.get(2)) {
+        match input_log::decode(Format::of(r.get(3)), r.get(4)) {
             Ok(commands) => lines.extend(commands.iter().flat_map(|c| {
                 c.inputs.iter().map(|((kind, key), value)| {
                     json!({"table": "input_log", "time_ms": c.time,

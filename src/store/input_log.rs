@@ -67,6 +67,26 @@ pub enum Format {
     Packed,
 }
 
+impl Format {
+    /// The format of a row of [`BLOCKS`] (its `packed` column).
+    pub fn of(packed: bool) -> Format {
+        if packed {
+            Format::Packed
+        } else {
+            Format::Plain
+        }
+    }
+}
+
+/// Every block of the input log whose first time is in `[$1, $2]`, in feeding order, with
+/// both tables' rows: `first_ms, first_cmd, inputs, packed, data` (decode `data` with
+/// [`Format::of`]`(packed)`).
+pub const BLOCKS: &str = "SELECT * FROM (\
+    SELECT first_ms, first_cmd, inputs, true AS packed, data FROM input_block \
+    WHERE first_ms >= $1 AND first_ms <= $2 \
+    UNION ALL SELECT first_ms, first_cmd, inputs, false, data FROM input_recent \
+    WHERE first_ms >= $1 AND first_ms <= $2) b ORDER BY first_ms, first_cmd";
+
 /// The inputs of one engine command, as fed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {

@@ -119,26 +119,14 @@ pub async fn feed_engine(
         .await?
         .get(0);
     let stream = client
-        .query_raw(
-            "SELECT * FROM (SELECT first_ms, first_cmd, inputs, true AS packed, data \
-                            FROM input_block WHERE first_ms >= $1 AND first_ms <= $2 \
-                            UNION ALL SELECT first_ms, first_cmd, inputs, false, data \
-                            FROM input_recent WHERE first_ms >= $1 AND first_ms <= $2) b \
-             ORDER BY first_ms, first_cmd",
-            [start.unwrap_or(-1), checkpoint as i64],
-        )
+        .query_raw(input_log::BLOCKS, [start.unwrap_or(-1), checkpoint as i64])
         .await?;
     futures_util::pin_mut!(stream);
     let (mut fed, mut skipped, mut quarantined) = (0u64, 0u64, 0u64);
     let quarantine = engine.quarantine();
     while let Some(row) = stream.try_next().await? {
         let first: i64 = row.get(0);
-        let format = if row.get(3) {
-            Format::Packed
-        } else {
-            Format::Plain
-        };
-        let commands = match input_log::decode(format, row.get(4)) {
+        let commands = match input_log::decode(Format::of(row.get(3)), row.get(4)) {
             Ok(c) => c,
             Err(e) => {
                 let inputs: i32 = row.get(2);
