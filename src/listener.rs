@@ -20,6 +20,9 @@
 //! close. On shutdown, connections without a request in flight are closed at once; those with
 //! one finish it (the caller bounds the wait).
 //!
+//! [`bind`] opens the socket and, with `--listen-file FILE`, writes the address it bound to FILE
+//! (`--listen 127.0.0.1:0` then takes a free port without a race: supervisors and tests read it).
+//!
 //! Each accepted connection is served here with hyper's HTTP/1.1 connection (as `axum::serve`
 //! does, which exposes none of these bounds); a watchdog per connection follows its phase
 //! (reading headers, a request in flight, idle) from its reads and its requests.
@@ -47,6 +50,48 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     /// Open connections (websockets included) beyond which new ones are closed at once.
     pub max_connections: u64,
+    /// Where [`bind`] writes the address it bound (`None`: nowhere).
+    pub listen_file: Option<std::path::PathBuf>,
+}
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("listening on {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the bound address to {}", path.display())]
+    ListenFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds `addr` and writes the bound address (`127.0.0.1:40123`, a line) to the configured
+/// listen file: written to a temporary file beside it, then renamed, so a reader never sees half
+/// an address.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+    config: &ListenerConfig,
+) -> Result<TcpListener, ListenError> {
+    let bind_error = |source| ListenError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    if let Some(path) = &config.listen_file {
+        let file_error = |source| ListenError::ListenFile {
+            path: path.clone(),
+            source,
+        };
+        let mut temp = path.clone().into_os_string();
+        temp.push(".part");
+        std::fs::write(&temp, format!("{bound}\n")).map_err(file_error)?;
+        std::fs::rename(&temp, path).map_err(file_error)?;
+    }
+    Ok(listener)
 }
 
 impl Default for ListenerConfig {
@@ -55,6 +100,7 @@ impl Default for ListenerConfig {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            listen_file: None,
         }
     }
 }
@@ -75,46 +121,42 @@ pub struct ListenerMetrics {
 }
 
 impl ListenerMetrics {
-    /// The counters in Prometheus' text format.
-    pub fn write(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// The connections open and closed by a bound (`/metrics`).
+    pub fn write_metrics(&self, m: &mut crate::metrics::Metrics) {
+        use crate::metrics::Kind;
         for (name, help, kind, v) in [
             (
                 "rmf_dash_http_connections",
                 "HTTP connections open (websockets included).",
-                "gauge",
+                Kind::Gauge,
                 &self.open,
             ),
             (
                 "rmf_dash_http_connections_refused_total",
                 "Connections closed at once because --max-connections were open.",
-                "counter",
+                Kind::Counter,
                 &self.refused,
             ),
             (
                 "rmf_dash_http_connections_evicted_total",
                 "Half-open connections (no complete request yet) closed at --max-connections to make room for a new one.",
-                "counter",
+                Kind::Counter,
                 &self.evicted,
             ),
             (
                 "rmf_dash_http_header_timeouts_total",
                 "Connections closed because their request headers did not arrive in time.",
-                "counter",
+                Kind::Counter,
                 &self.header_timeouts,
             ),
             (
                 "rmf_dash_http_idle_closed_total",
                 "Keep-alive connections closed after the idle timeout.",
-                "counter",
+                Kind::Counter,
                 &self.idle_closed,
             ),
         ] {
-            let v = v.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+            m.family(name, help, kind, [("", v.load(Ordering::Relaxed))]);
         }
     }
 }
@@ -219,9 +261,54 @@ impl Drop for Entry {
     }
 }
 
+/// How long connections with a request in flight (and long-lived ones: socket.io,
+/// `/_internal`) get to finish when a server stops; then they are cut.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// An HTTP server running on a task of its own ([`serve`]).
+#[derive(Debug)]
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl Server {
+    /// Serves `routes` on `listener` within `bounds` until [`Server::stop`].
+    pub fn spawn(listener: TcpListener, routes: axum::Router, bounds: Bounds) -> io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(serve(listener, routes, bounds, stop));
+        Ok(Server {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops it: connections without a request in flight close at once, the others get
+    /// [`STOP_GRACE`], then are cut.
+    pub async fn stop(self) -> io::Result<()> {
+        let _ = self.shutdown.send(true);
+        let mut task = self.task;
+        match tokio::time::timeout(STOP_GRACE, &mut task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!("server task: {e}");
+                Ok(())
+            }
+            Err(_) => {
+                task.abort();
+                tracing::info!("closed the remaining connections");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Serves `routes` on `listener` within `bounds` until `stop` turns true; then closes every
 /// connection without a request in flight and returns once the others have finished theirs.
-pub async fn serve(
+async fn serve(
     listener: TcpListener,
     routes: axum::Router,
     bounds: Bounds,

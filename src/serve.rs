@@ -37,12 +37,8 @@ pub enum ServeError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Edge(#[from] crate::edge::EdgeError),
-    #[error("listening on {addr}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] crate::listener::ListenError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -162,26 +158,6 @@ pub fn spawn_flush(hub: Arc<Hub>) {
     });
 }
 
-/// A running HTTP server: its address, what stops it (gracefully), and its task.
-pub type Http = (
-    SocketAddr,
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<Result<(), std::io::Error>>,
-);
-
-/// Serves `routes` on `listener` within `bounds` until the returned sender says stop (see
-/// [`crate::listener::serve`]).
-pub fn serve_http(
-    listener: tokio::net::TcpListener,
-    routes: axum::Router,
-    bounds: crate::listener::Bounds,
-) -> Result<Http, std::io::Error> {
-    let addr = listener.local_addr()?;
-    let (shutdown, stop) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(crate::listener::serve(listener, routes, bounds, stop));
-    Ok((addr, shutdown, server))
-}
-
 /// The router a server answers with, switched once (standby, then active) on one listener.
 #[derive(Clone)]
 pub struct Switch(Arc<parking_lot::RwLock<axum::Router>>);
@@ -237,10 +213,7 @@ pub struct Listening {
     /// Bound, not served yet: requests wait in the backlog until the process is active, or a
     /// standby (the lock is held by another process).
     listener: Option<tokio::net::TcpListener>,
-    http: Option<(
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<Result<(), std::io::Error>>,
-    )>,
+    http: Option<crate::listener::Server>,
 }
 
 /// Checks the configuration and binds the listener.
@@ -271,12 +244,7 @@ pub async fn listen(config: ServeConfig) -> Result<Listening, ServeError> {
         }),
         &config.prefix,
     ));
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = crate::listener::bind(config.listen, &config.listener).await?;
     let addr = listener.local_addr()?;
     let edge = crate::edge::Edge::new(&config.edge, addr, &config.prefix)?;
     tracing::info!(%addr, prefix = %config.prefix, public_url = edge.public_url(), any_origin = edge.any_origin(), "listening (socket.io at {}/socket.io)", config.prefix);
@@ -303,8 +271,8 @@ impl Listening {
     fn serve(&mut self) -> Result<(), ServeError> {
         if let Some(listener) = self.listener.take() {
             let routes = self.switch.router().layer(self.edge.cors());
-            let (_, shutdown, server) = serve_http(listener, routes, self.bounds.clone())?;
-            self.http = Some((shutdown, server));
+            let server = crate::listener::Server::spawn(listener, routes, self.bounds.clone())?;
+            self.http = Some(server);
         }
         Ok(())
     }
@@ -330,14 +298,8 @@ impl Listening {
     /// Stops a standby.
     pub async fn stop(self) {
         tracing::info!("shutting down (standby)");
-        if let Some((shutdown, mut server)) = self.http {
-            let _ = shutdown.send(true);
-            if tokio::time::timeout(Duration::from_secs(2), &mut server)
-                .await
-                .is_err()
-            {
-                server.abort();
-            }
+        if let Some(server) = self.http {
+            let _ = server.stop().await;
         }
     }
 }
@@ -348,8 +310,7 @@ pub struct Running {
     pub app: Arc<App>,
     /// The leadership held (`None` without a store); dropped last, releasing the lock.
     lease: Option<Lease>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    server: crate::listener::Server,
     feeder: std::thread::JoinHandle<Result<u64, EngineError>>,
     replay: Option<std::thread::JoinHandle<()>>,
     applier: Option<std::thread::JoinHandle<()>>,
@@ -534,7 +495,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
     this.switch
         .set(socketio::mount(router(app.clone(), &config.prefix), layer));
     this.serve()?;
-    let Some((shutdown, server)) = this.http.take() else {
+    let Some(server) = this.http.take() else {
         return Err(ServeError::Io(std::io::Error::other(
             "the server did not start",
         )));
@@ -603,7 +564,6 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         addr,
         app,
         lease,
-        shutdown,
         server,
         feeder: feeder_thread,
         replay,
@@ -619,18 +579,9 @@ impl Running {
     /// Stops the HTTP server, then the inputs and the engine.
     pub async fn stop(self) -> Result<(), ServeError> {
         tracing::info!("shutting down");
-        let _ = self.shutdown.send(true);
         // Long-lived connections (socket.io, /_internal) would keep a graceful shutdown waiting:
         // they get a moment, then are cut.
-        let mut server = self.server;
-        match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(e)) => tracing::warn!("server task: {e}"),
-            Err(_) => {
-                server.abort();
-                tracing::info!("closed the remaining connections");
-            }
-        }
+        self.server.stop().await?;
         // The scheduled tasks' loop (and its sends) hold the app: stopped first.
         for task in [self.scheduler, self.pruner].into_iter().flatten() {
             task.abort();
@@ -738,7 +689,8 @@ mod tests {
         let addr = taken.local_addr().unwrap();
         let source = std::net::TcpListener::bind(addr).unwrap_err();
         let cause = source.to_string();
-        let text = crate::error::chain(&ServeError::Listen { addr, source });
+        let bind = crate::listener::ListenError::Bind { addr, source };
+        let text = crate::error::chain(&ServeError::from(bind));
         assert_eq!(text, format!("listening on {addr}: {cause}"));
         assert_eq!(text.matches(cause.as_str()).count(), 1, "{text}");
     }

@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 mod common;
-use common::{Proc, bin, free_port, node_dir};
+use common::{Proc, node_dir};
 
 const MIB: u64 = 1 << 20;
 
@@ -46,23 +46,17 @@ struct Server {
 impl Server {
     async fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let log = dir.path().join("server.log");
-        let mut cmd = match std::env::var_os("RMF_DASH_BIN") {
-            Some(other) => Command::new(other),
-            None => bin(),
-        };
-        let child = cmd
-            .args(["serve", "--no-auth", "--no-db", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let (proc, port) = common::Server::serve_of(std::env::var_os("RMF_DASH_BIN"))
+            .args(["--no-auth", "--no-db"])
             .args(extra)
-            .env("RMF_DASH_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start rmf-dash serve");
+            .with(|cmd| {
+                cmd.env("RMF_DASH_LOG", "info").stderr(stderr);
+            })
+            .start();
         let server = Server {
-            proc: Proc(child),
+            proc,
             port,
             log,
             _dir: dir,

@@ -5,7 +5,6 @@
 //! (400, 404, 409), auth, and `--rmf-link none`.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -14,7 +13,7 @@ use rmf_dash::ingest::cdr::{RmfRelease, typed};
 use rmf_dash_dataflows::model::ros::StdString;
 
 mod common;
-use common::{Proc, bearer, bin, free_port};
+use common::{Proc, bearer};
 
 const SECRET: &str = "commands-test-secret";
 
@@ -44,19 +43,8 @@ fn try_http(
 /// Starts `rmf-dash serve` with `args` (plus `--no-db` and the listen address) and waits for
 /// `/health`.
 fn serve(args: &[&str]) -> Server {
-    let port = free_port();
-    let child = bin()
-        .args(["serve", "--no-db", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash serve");
-    let server = Server {
-        _proc: Proc(child),
-        port,
-    };
+    let (proc, port) = common::Server::serve().arg("--no-db").args(args).start();
+    let server = Server { _proc: proc, port };
     let start = Instant::now();
     loop {
         if let Ok((200, _)) = try_http(port, "GET", "/health", None, None) {

@@ -25,7 +25,7 @@ use rmf_dash::ingest::cdr::{RmfRelease, typed};
 use rmf_dash_dataflows::model::ros::{Alert, AlertParameter, BeaconState, Bool};
 
 mod common;
-use common::{Proc, bin, free_port, hotel_recording, node_dir, wait_listening};
+use common::{Server, hotel_recording, node_dir};
 
 const SECRET: &str = "contract-test-secret";
 const INTERNAL_TOKEN: &str = "contract-internal-token";
@@ -296,20 +296,12 @@ fn strings(v: &Value) -> Vec<String> {
 fn every_payload_has_the_shape_of_rmf_webs_models() {
     let dir = tempfile::tempdir().expect("temp dir");
     let recording = recording(dir.path());
-    let port = free_port();
-    let child = bin()
-        .args(["serve", "--no-db", "--speed", "5", "--jwt-secret", SECRET])
+    let (_server, port) = Server::serve()
+        .args(["--no-db", "--speed", "5", "--jwt-secret", SECRET])
         .args(["--internal-token", INTERNAL_TOKEN, "--admin-user", USER])
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(&recording)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash serve");
-    let _server = Proc(child);
-    wait_listening(port);
+        .start();
     let summary = contract(&[
         format!("http://127.0.0.1:{port}"),
         common::token(SECRET, USER),

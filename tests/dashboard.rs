@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Proc, bin, call_as, cluster, free_port, hotel_recording, node_dir, wait_listening};
+use common::{Proc, Server, call_as, cluster, hotel_recording, node_dir};
 
 const SECRET: &str = "dashboard-test-secret";
 
@@ -26,42 +26,24 @@ fn token(user: &str) -> String {
     common::token(SECRET, user)
 }
 
-/// `rmf-dash serve` of `recording` on a free port, with `extra` flags.
+/// `rmf-dash serve` of `recording`, with `extra` flags.
 fn serve(recording: &Path, extra: &[&str]) -> (Proc, u16) {
-    let port = free_port();
-    let child = bin()
-        .args(["serve", "--jwt-secret", SECRET])
+    Server::serve()
+        .args(["--jwt-secret", SECRET])
         .args(extra)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(recording)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash serve");
-    let p = Proc(child);
-    wait_listening(port);
-    (p, port)
+        .start()
 }
 
 /// `rmf-dash proxy` of the server on `upstream`.
 fn proxy(upstream: u16) -> (Proc, u16) {
-    let port = free_port();
-    let child = bin()
-        .args(["proxy", "--jwt-secret", SECRET, "--upstream-token"])
+    Server::proxy()
+        .args(["--jwt-secret", SECRET, "--upstream-token"])
         .arg(token("proxy"))
         .arg("--upstream")
         .arg(format!("http://127.0.0.1:{upstream}"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash proxy");
-    let p = Proc(child);
-    wait_listening(port);
-    (p, port)
+        .start()
 }
 
 /// Runs `node tests/node/SCRIPT ARGS`; its stdout lines as JSON.

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 mod common;
 use common::{
-    Cluster, bin, cluster, free_port, hotel_emitted, hotel_recording, node_dir, same_json,
+    Cluster, Proc, Server, bin, cluster, hotel_emitted, hotel_recording, node_dir, same_json,
     stdout_of,
 };
 
@@ -179,16 +179,9 @@ fn health(port: u16) -> (u16, Value) {
 
 /// A main process (killed on drop).
 struct Main {
-    child: Child,
+    proc: Proc,
     port: u16,
     log: PathBuf,
-}
-
-impl Drop for Main {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn main_process(url: &str, speed: &str, log: &Path) -> Main {
@@ -196,10 +189,9 @@ fn main_process(url: &str, speed: &str, log: &Path) -> Main {
 }
 
 fn main_process_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Main {
-    let port = free_port();
-    let child = bin()
+    let stderr = std::fs::File::create(log).expect("log file");
+    let (proc, port) = Server::serve()
         .args([
-            "serve",
             "--no-auth",
             "--rmf-link",
             "none",
@@ -210,17 +202,15 @@ fn main_process_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Main
             "--site-name",
             "hotel",
         ])
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(hotel_recording())
         .args(extra)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("rmf-dash serve");
+        .with(|cmd| {
+            cmd.stderr(stderr);
+        })
+        .start();
     let m = Main {
-        child,
+        proc,
         port,
         log: log.to_path_buf(),
     };
@@ -238,7 +228,7 @@ impl Main {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.0.id()
     }
 
     /// Polls `/health` until `done(code, body)`.
@@ -289,7 +279,7 @@ impl Main {
     /// SIGTERM, then waits for a clean exit (the writer writes what is left first).
     fn stop(mut self) {
         // SAFETY: a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.proc.0.id() as i32, libc::SIGTERM) };
         let status = self.wait_exit(Duration::from_secs(60));
         assert!(status.success(), "{}", self.log());
     }
@@ -297,7 +287,7 @@ impl Main {
     fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.proc.0.try_wait() {
                 return status;
             }
             assert!(
@@ -311,36 +301,30 @@ impl Main {
 }
 
 /// A proxy following both main processes (killed on drop).
-struct Proxy(Child, u16);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+struct Proxy {
+    _proc: Proc,
+    port: u16,
 }
 
 fn proxy(upstreams: &[u16], log: &Path) -> Proxy {
-    let port = free_port();
     let urls: Vec<String> = upstreams
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
-    let child = bin()
-        .args(["proxy", "--no-auth", "--upstream"])
+    let stderr = std::fs::File::create(log).expect("log file");
+    let (proc, port) = Server::proxy()
+        .args(["--no-auth", "--upstream"])
         .arg(urls.join(","))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("rmf-dash proxy");
+        .with(|cmd| {
+            cmd.stderr(stderr);
+        })
+        .start();
     let start = Instant::now();
     while health(port).0 != 200 {
         assert!(start.elapsed() < Duration::from_secs(30), "proxy not ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Proxy(child, port)
+    Proxy { _proc: proc, port }
 }
 
 /// Node socket.io clients following `rooms` on `port` until [`Clients::finish`].
@@ -411,7 +395,7 @@ fn the_standby_takes_over_a_killed_active_main_with_the_same_state() {
     assert!(get(a.port, "/metrics").1.contains("\nrmf_dash_leader 1"));
     let p = proxy(&[a.port, b.port], &logs.path().join("proxy.log"));
     let rooms = rooms();
-    let on_proxy = clients(p.1, 5, &rooms, &logs.path().join("rooms"));
+    let on_proxy = clients(p.port, 5, &rooms, &logs.path().join("rooms"));
     // A has written a part of the run; then it dies.
     a.wait_for(
         |_, h| h["store"]["checkpoint_ms"].as_u64() > Some(0),
@@ -420,13 +404,13 @@ fn the_standby_takes_over_a_killed_active_main_with_the_same_state() {
     );
     std::thread::sleep(Duration::from_secs(6));
     let mut a = a;
-    a.child.kill().expect("SIGKILL");
+    a.proc.0.kill().expect("SIGKILL");
     let killed = Instant::now();
     let killed_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    a.child.wait().expect("wait");
+    a.proc.0.wait().expect("wait");
     b.wait_active();
     let takeover = killed.elapsed();
     eprintln!(
@@ -502,7 +486,7 @@ fn the_standby_takes_over_a_killed_active_main_with_the_same_state() {
             "{room}: ended with {got}, the run with {last}"
         );
     }
-    let (_, ph) = health(p.1);
+    let (_, ph) = health(p.port);
     assert_eq!(ph["upstream"]["connected"], true, "{ph}");
     assert_eq!(
         ph["upstream"]["url"],
@@ -649,9 +633,9 @@ fn takeover_time_over_ten_kills() {
         std::thread::sleep(Duration::from_millis(2000 + (seed >> 33) % 1000));
         let active = if mains[0].health().0 == 200 { 0 } else { 1 };
         let standby = 1 - active;
-        mains[active].child.kill().expect("SIGKILL");
+        mains[active].proc.0.kill().expect("SIGKILL");
         let killed = Instant::now();
-        mains[active].child.wait().expect("wait");
+        mains[active].proc.0.wait().expect("wait");
         mains[standby].wait_active();
         let t = killed.elapsed();
         eprintln!("kill {kill}: takeover in {} ms", t.as_millis());

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 mod common;
-use common::{Proc, bin, free_port, stdout_of};
+use common::{Proc, bin, stdout_of};
 
 const MAX_FRAME: usize = 4 << 20;
 const RATE: u64 = 2000;
@@ -39,19 +39,19 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let log = dir.join(format!("server-{port}.log"));
-        let child = bin()
-            .args(["serve", "--no-auth", "--no-db", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let log = dir.join(format!("server-{n}.log"));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let (proc, port) = common::Server::serve()
+            .args(["--no-auth", "--no-db"])
             .args(extra)
-            .env("RMF_DASH_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start rmf-dash serve");
+            .with(|cmd| {
+                cmd.env("RMF_DASH_LOG", "info").stderr(stderr);
+            })
+            .start();
         let server = Server {
-            _proc: Proc(child),
+            _proc: proc,
             port,
             log,
         };

@@ -14,23 +14,16 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{Proc, bin, free_port, python, repo, wait_listening};
+use common::{Proc, Server, python, repo};
 
 /// A running `rmf-dash serve --no-auth --no-db` with `extra` flags.
 fn start(extra: &[&str]) -> (Proc, u16) {
     // This test holds thousands of sockets too.
     rmf_dash::listener::raise_fd_limit();
-    let port = free_port();
-    let child = bin()
-        .args(["serve", "--no-auth", "--no-db", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
+    let (server, port) = Server::serve()
+        .args(["--no-auth", "--no-db"])
         .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash serve");
-    let server = Proc(child);
-    wait_listening(port);
+        .start();
     let start = Instant::now();
     while get(port, "/health").map(|r| r.0) != Some(200) {
         assert!(start.elapsed() < Duration::from_secs(20), "not healthy");

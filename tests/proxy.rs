@@ -20,9 +20,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 mod common;
-use common::{
-    Proc, bearer, bin, final_values, free_port, node_dir, same_json, trace_gen, wait_listening,
-};
+use common::{Proc, Server, bearer, final_values, node_dir, same_json, trace_gen};
 
 const SECRET: &str = "proxy-test-secret";
 
@@ -43,40 +41,28 @@ fn http(
     (reply.status, reply.value())
 }
 
-fn serve(port: u16, recording: &Path, speed: &str) -> Proc {
-    let child = bin()
-        .args(["serve", "--no-db", "--jwt-secret", SECRET, "--speed", speed])
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
+/// `rmf-dash serve` of `recording` at `speed`, on `port` (0: a free one); its port.
+fn serve(port: u16, recording: &Path, speed: &str) -> (Proc, u16) {
+    Server::serve()
+        .args(["--no-db", "--jwt-secret", SECRET, "--speed", speed])
         .arg("--replay")
         .arg(recording)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash serve");
-    let p = Proc(child);
-    wait_listening(port);
-    p
+        .on_port(port)
+        .start()
 }
 
-/// A proxy of `upstream`; `batch_ms` is its `--batch-ms` (deliveries gathered over a window).
-fn proxy(port: u16, upstream: u16, upstream_token: &str, batch_ms: u32) -> Proc {
-    let child = bin()
-        .args(["proxy", "--jwt-secret", SECRET])
+/// A proxy of `upstream` on `port` (0: a free one); `batch_ms` is its `--batch-ms` (deliveries
+/// gathered over a window).
+fn proxy(port: u16, upstream: u16, upstream_token: &str, batch_ms: u32) -> (Proc, u16) {
+    Server::proxy()
+        .args(["--jwt-secret", SECRET])
         .arg(format!("--batch-ms={batch_ms}"))
         .arg("--upstream")
         .arg(format!("http://127.0.0.1:{upstream}"))
         .arg("--upstream-token")
         .arg(upstream_token)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash proxy");
-    let p = Proc(child);
-    wait_listening(port);
-    p
+        .on_port(port)
+        .start()
 }
 
 /// A hotel recording: 300 s with every scenario, or `short`: 100 s without scenarios.
@@ -229,12 +215,11 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
     // Stream rooms too: events pass through the proxies with the main process's seqs.
     rooms.push("/alerts/requests".into());
     rooms.push("/fleets/tinyRobot/log".into());
-    let (pm, pa, pb) = (free_port(), free_port(), free_port());
     // 300 s of hotel at 20x: 15 s of changes while the clients listen, then a quiet margin.
-    let _main = serve(pm, &recording, "20");
-    let _a = proxy(pa, pm, &token("proxy-a"), 0);
+    let (_main, pm) = serve(0, &recording, "20");
+    let (_a, pa) = proxy(0, pm, &token("proxy-a"), 0);
     // The chained proxy gathers what it delivers over 30 ms windows.
-    let _b = proxy(pb, pa, &token("proxy-b"), 30);
+    let (_b, pb) = proxy(0, pa, &token("proxy-b"), 30);
     let good = token("operator");
     let runs: Vec<(&str, Child)> = [("main", pm), ("a", pa), ("b", pb)]
         .into_iter()
@@ -364,8 +349,7 @@ fn chained_proxies_give_every_client_the_same_values_and_seqs_without_gaps() {
     ));
     assert_eq!(bad["connected"], 0, "{bad}");
     // A proxy whose upstream token is refused is not ready.
-    let pc = free_port();
-    let _c = proxy(pc, pm, "not-a-jwt", 0);
+    let (_c, pc) = proxy(0, pm, "not-a-jwt", 0);
     std::thread::sleep(Duration::from_millis(500));
     let (status, health) = http(pc, "GET", "/health", None, None);
     assert_eq!(status, 503, "{health}");
@@ -402,10 +386,9 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
         differ >= 10,
         "only {differ} rooms differ between the recordings"
     );
-    let (pm, pa, pb) = (free_port(), free_port(), free_port());
-    let mut main = serve(pm, &first, "20");
-    let mut a = proxy(pa, pm, &token("proxy-a"), 0);
-    let mut b = proxy(pb, pa, &token("proxy-b"), 30);
+    let (mut main, pm) = serve(0, &first, "20");
+    let (mut a, pa) = proxy(0, pm, &token("proxy-a"), 0);
+    let (mut b, pb) = proxy(0, pa, &token("proxy-b"), 30);
     let good = token("operator");
     let on_a = clients(
         "resync.mjs",
@@ -429,18 +412,18 @@ fn proxies_resync_after_a_proxy_and_the_main_process_restart() {
     // Proxy B dies and comes back: its clients reconnect to the new B.
     b.kill();
     std::thread::sleep(Duration::from_secs(1));
-    b = proxy(pb, pa, &token("proxy-b"), 30);
+    b = proxy(pb, pa, &token("proxy-b"), 30).0;
     // The first replay ends (15 s at 20x).
     std::thread::sleep(Duration::from_secs(13));
     // The main process dies and comes back on the second recording.
     main.kill();
     std::thread::sleep(Duration::from_secs(1));
-    main = serve(pm, &second, "20");
+    main = serve(pm, &second, "20").0;
     std::thread::sleep(Duration::from_secs(4));
     // Proxy A (B's upstream) dies and comes back while the main process replays.
     a.kill();
     std::thread::sleep(Duration::from_secs(1));
-    a = proxy(pa, pm, &token("proxy-a"), 0);
+    a = proxy(pa, pm, &token("proxy-a"), 0).0;
     let (sa, sb) = (summary(on_a), summary(on_b));
     for (who, s) in [("a", &sa), ("b", &sb)] {
         let brief = brief(s);
@@ -498,8 +481,7 @@ fn the_replication_stream_answers_each_subscription_with_the_present_state() {
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
     let dir = tempfile::tempdir().expect("tempdir");
     let recording = generate(dir.path(), 5, true);
-    let pm = free_port();
-    let _main = serve(pm, &recording, "max");
+    let (_main, pm) = serve(0, &recording, "max");
     let good = token("proxy");
     // The replay is over once the building map's REST answer is there and stable.
     std::thread::sleep(Duration::from_secs(3));

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
@@ -21,7 +20,7 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{Cluster, bin, cluster, free_port, hotel_recording};
+use common::{Cluster, Proc, Server, bin, cluster, hotel_recording};
 
 const POISON: &str = "poison";
 /// Normal fleets sent with the poison (half before it, half after it).
@@ -45,7 +44,7 @@ struct Supervised<'a> {
     args: &'a [&'a str],
     dir: PathBuf,
     port: u16,
-    child: Child,
+    child: Proc,
     log: PathBuf,
     incarnation: usize,
     /// How each previous incarnation ended (its exit code).
@@ -54,8 +53,7 @@ struct Supervised<'a> {
 
 impl<'a> Supervised<'a> {
     fn start(dir: &Path, store: Store<'a>, args: &'a [&'a str]) -> Supervised<'a> {
-        let port = free_port();
-        let (child, log) = spawn(dir, store, args, port, 0);
+        let (child, port, log) = spawn(dir, store, args, 0, 0);
         let mut s = Supervised {
             store,
             args,
@@ -72,13 +70,13 @@ impl<'a> Supervised<'a> {
 
     /// Restarts the server if it has exited (the supervisor's job); whether it had.
     fn check(&mut self) -> bool {
-        let Ok(Some(status)) = self.child.try_wait() else {
+        let Ok(Some(status)) = self.child.0.try_wait() else {
             return false;
         };
         self.exits.push(status.code());
         if self.exits.len() <= MAX_RESTARTS {
             self.incarnation += 1;
-            let (child, log) = spawn(
+            let (child, _, log) = spawn(
                 &self.dir,
                 self.store,
                 self.args,
@@ -93,7 +91,7 @@ impl<'a> Supervised<'a> {
     }
 
     fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.child.0.try_wait(), Ok(None))
     }
 
     /// Waits (at most 60 s) until `/health` answers 200 as the active process.
@@ -171,10 +169,10 @@ impl<'a> Supervised<'a> {
     /// SIGTERM, then waits for a clean exit.
     fn stop(mut self) {
         // SAFETY: a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.0.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
                 assert!(status.success(), "{status}: {}", self.log_text());
                 return;
             }
@@ -184,39 +182,33 @@ impl<'a> Supervised<'a> {
     }
 }
 
-impl Drop for Supervised<'_> {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `serve` with the fault injection and `args`, on the loopback `port`.
+/// `serve` with the fault injection and `args`, on the loopback `port` (0: a free one); its
+/// port and log.
 fn spawn(
     dir: &Path,
     store: Store<'_>,
     args: &[&str],
     port: u16,
     incarnation: usize,
-) -> (Child, PathBuf) {
+) -> (Proc, u16, PathBuf) {
     let log = dir.join(format!("server-{incarnation}.log"));
-    let mut cmd = bin();
-    cmd.args(["serve", "--no-auth", "--rmf-link", "none"])
-        .args(args)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"));
-    match store {
-        Store::Db(url) => cmd.args(["--database-url", url]),
-        Store::None => cmd.arg("--no-db"),
+    let stderr = std::fs::File::create(&log).expect("log file");
+    let server = Server::serve()
+        .args(["--no-auth", "--rmf-link", "none"])
+        .args(args);
+    let server = match store {
+        Store::Db(url) => server.args(["--database-url", url]),
+        Store::None => server.arg("--no-db"),
     };
-    let child = cmd
-        .env("RMF_DASH_FAULT_PANIC_ON", POISON)
-        .env("RMF_DASH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("rmf-dash serve");
-    (child, log)
+    let (child, port) = server
+        .with(|cmd| {
+            cmd.env("RMF_DASH_FAULT_PANIC_ON", POISON)
+                .env("RMF_DASH_LOG", "info")
+                .stderr(stderr);
+        })
+        .on_port(port)
+        .start();
+    (child, port, log)
 }
 
 /// One GET on a fresh connection: the status and the body as JSON (`Null` if it is not).

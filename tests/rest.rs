@@ -8,14 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
-use common::{Proc, Reply, bin, emitted, free_port};
+use common::{Proc, Reply, Server, bin, emitted};
 
 /// A plain HTTP/1.1 GET on loopback.
 fn http_get(port: u16, path: &str, authorization: Option<&str>) -> Reply {
@@ -230,26 +229,13 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 }
 
 fn start(rec: &Recording) -> Served {
-    let port = free_port();
-    let child = bin()
-        .args([
-            "serve",
-            "--no-db",
-            "--speed",
-            "max",
-            "--jwt-secret",
-            SECRET,
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
+    let (proc, port) = Server::serve()
+        .args(["--no-db", "--speed", "max", "--jwt-secret", SECRET])
         .arg("--replay")
         .arg(&rec.path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rmf-dash serve");
+        .start();
     let mut served = Served {
-        _proc: Proc(child),
+        _proc: proc,
         port,
         frontier: 0,
         now: 0,

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
@@ -21,26 +20,27 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{Proc, bin, cluster, free_port, http, sticky};
+use common::{Proc, Server, cluster, http, sticky};
 
 const DONE: &str = "patrol.done";
 const OPEN: &str = "patrol.open";
 
 /// `rmf-dash serve --no-auth` with `extra` arguments, its log in `dir`.
 fn serve(dir: &Path, extra: &[&str]) -> (Proc, u16) {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("log");
-    let child = bin()
-        .args(["serve", "--no-auth", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--ended-task-retention", "1"])
+    let log = tempfile::Builder::new()
+        .prefix("server-")
+        .suffix(".log")
+        .tempfile_in(dir)
+        .and_then(|f| f.keep().map_err(|e| e.error))
+        .expect("log")
+        .0;
+    let (proc, port) = Server::serve()
+        .args(["--no-auth", "--ended-task-retention", "1"])
         .args(extra)
-        .env("RMF_DASH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start rmf-dash serve");
-    let proc = Proc(child);
+        .with(|cmd| {
+            cmd.env("RMF_DASH_LOG", "info").stderr(log);
+        })
+        .start();
     let start = Instant::now();
     while !common::try_http(port, "GET", "/health", None, None).is_ok_and(|r| r.status == 200) {
         assert!(start.elapsed() < Duration::from_secs(60), "not serving");

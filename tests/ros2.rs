@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Proc, bin, free_port, repo, sticky};
+use common::{Proc, repo, sticky};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -128,21 +128,20 @@ struct Server {
 impl Server {
     /// `rmf-dash serve --ros2 --rmf-release RELEASE`, logging to a file; waits for `/health`.
     fn start(domain: &str, release: &str, name: &str) -> Server {
-        let port = free_port();
         let dir = repo().join("target/ros2-test");
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = bin();
-        cmd.args(["serve", "--ros2", "--no-db", "--no-auth", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
+        let (proc, port) = common::Server::serve()
+            .args(["--ros2", "--no-db", "--no-auth"])
             .args(["--rmf-release", release, "--task-timeout-ms", "1500"])
-            .env("RMF_DASH_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(file);
-        ros_env(&mut cmd, domain);
+            .with(|cmd| {
+                cmd.env("RMF_DASH_LOG", "info").stderr(file);
+                ros_env(cmd, domain);
+            })
+            .start();
         let server = Server {
-            _proc: Proc(cmd.spawn().expect("start rmf-dash serve --ros2")),
+            _proc: proc,
             port,
             log,
         };

@@ -14,13 +14,12 @@
 //!   and answered but not recorded (pause test hook); every occurrence reaches "RMF" (the
 //!   loopback journal test hook, which survives the kill) exactly once.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
-use common::{Proc, bin, cluster, free_port, wait_listening};
+use common::{Proc, cluster};
 
 const SECRET: &str = "scheduled-test-secret";
 
@@ -89,28 +88,21 @@ impl FakeClock {
 
 /// `rmf-dash serve` on the store at `url`, or with `--no-db` (none).
 fn serve(url: Option<&str>, clock: &FakeClock, extra: &[&str], env: &[(&str, &str)]) -> Server {
-    let port = free_port();
-    let mut cmd = bin();
-    cmd.args(["serve", "--jwt-secret", SECRET]);
-    match url {
-        Some(url) => cmd.args(["--database-url", url]),
-        None => cmd.arg("--no-db"),
+    let server = common::Server::serve().args(["--jwt-secret", SECRET]);
+    let server = match url {
+        Some(url) => server.args(["--database-url", url]),
+        None => server.arg("--no-db"),
     };
-    cmd.arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
+    let (proc, port) = server
         .args(["--test-clock", &clock.spec()])
         .args(extra)
-        .env_remove("RMF_DASH_TEST_SCHEDULE_PAUSE")
-        .env_remove("RMF_DASH_LOOPBACK_JOURNAL")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let server = Server {
-        port,
-        proc: Proc(cmd.spawn().expect("rmf-dash serve")),
-    };
-    wait_listening(port);
-    server
+        .with(|cmd| {
+            cmd.env_remove("RMF_DASH_TEST_SCHEDULE_PAUSE")
+                .env_remove("RMF_DASH_LOOPBACK_JOURNAL")
+                .envs(env.iter().copied());
+        })
+        .start();
+    Server { port, proc }
 }
 
 /// Polls `f` until it gives `Some`, for at most `secs` seconds.

@@ -14,10 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
-use common::{
-    Proc, bin, final_values, free_port, node_dir, python, repo, same_json, sticky, trace_gen,
-    wait_listening,
-};
+use common::{Proc, Server, final_values, node_dir, python, repo, same_json, sticky, trace_gen};
 
 const SECRET: &str = "socketio-test-secret";
 
@@ -26,27 +23,11 @@ fn token(user: &str) -> String {
 }
 
 fn serve(recording: &Path, speed: &str) -> (Proc, u16) {
-    let port = free_port();
-    let child = bin()
-        .args([
-            "serve",
-            "--no-db",
-            "--jwt-secret",
-            SECRET,
-            "--speed",
-            speed,
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
+    Server::serve()
+        .args(["--no-db", "--jwt-secret", SECRET, "--speed", speed])
         .arg("--replay")
         .arg(recording)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash serve");
-    let server = Proc(child);
-    wait_listening(port);
-    (server, port)
+        .start()
 }
 
 /// The hotel recording of these tests (120 s, every scenario).

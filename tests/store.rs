@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
-use common::{Cluster, bin, cluster, free_port, hotel_emitted, hotel_recording};
+use common::{Cluster, Proc, bin, cluster, hotel_emitted, hotel_recording};
 
 /// The dump of an uninterrupted replay into a fresh store.
 fn reference_dump() -> &'static str {
@@ -312,16 +312,9 @@ fn malformed_stored_rows_are_skipped_at_restore() {
 }
 
 struct Server {
-    child: Child,
+    proc: Proc,
     port: u16,
     log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(url: &str, speed: &str, log: &Path) -> Server {
@@ -334,30 +327,20 @@ fn serve_with(url: &str, speed: &str, log: &Path, extra: &[&str]) -> Server {
     spawn_serve(&args, log)
 }
 
-/// `serve --no-auth --rmf-link none --replay <recording>` with `args`, on a free port.
+/// `serve --no-auth --rmf-link none --replay <recording>` with `args`.
 fn spawn_serve(args: &[&str], log: &Path) -> Server {
-    let port = free_port();
-    let child = bin()
-        .args(["serve", "--no-auth", "--rmf-link", "none"])
+    let stderr = std::fs::File::create(log).expect("log file");
+    let (proc, port) = common::Server::serve()
+        .args(["--no-auth", "--rmf-link", "none"])
         .args(args)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(hotel_recording())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("rmf-dash serve");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no server on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .with(|cmd| {
+            cmd.stderr(stderr);
+        })
+        .start();
     Server {
-        child,
+        proc,
         port,
         log: log.to_path_buf(),
     }
@@ -425,10 +408,10 @@ impl Server {
     /// SIGTERM, then waits for the exit (the writer writes what is left first).
     fn stop(mut self) {
         // SAFETY: a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.proc.0.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.proc.0.try_wait() {
                 assert!(status.success(), "{}", self.log());
                 return;
             }
@@ -462,8 +445,8 @@ fn serve_killed_mid_replay_restores_exactly() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut first = first;
-    first.child.kill().expect("SIGKILL");
-    first.child.wait().expect("wait");
+    first.proc.0.kill().expect("SIGKILL");
+    first.proc.0.wait().expect("wait");
     let stored = c.sql(async |db| rmf_dash::store::checkpoint(db).await.expect("checkpoint"));
     let stored = stored.expect("a checkpoint was written before the crash");
     assert!(

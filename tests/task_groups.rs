@@ -9,13 +9,12 @@
 //!   carried out for a site-wide permission;
 //! - the bodies of these commands reject unknown fields (422 `extra_forbidden`, nothing sent).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 mod common;
-use common::{Cluster, Proc, bin, cluster, free_port, wait_listening};
+use common::{Cluster, Proc, Server, cluster};
 
 const SECRET: &str = "task-groups-secret";
 
@@ -30,33 +29,17 @@ struct Site {
 impl Site {
     fn start(with_proxy: bool) -> Self {
         let pg = cluster();
-        let port = free_port();
-        let server = bin()
-            .args(["serve", "--jwt-secret", SECRET, "--admin-user", "admin"])
-            .args(["--database-url", pg.url(), "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rmf-dash serve");
-        let server = Proc(server);
-        wait_listening(port);
+        let (server, port) = Server::serve()
+            .args(["--jwt-secret", SECRET, "--admin-user", "admin"])
+            .args(["--database-url", pg.url()])
+            .start();
         let proxy = with_proxy.then(|| {
-            let pp = free_port();
-            let child = bin()
-                .args(["proxy", "--jwt-secret", SECRET, "--upstream"])
+            Server::proxy()
+                .args(["--jwt-secret", SECRET, "--upstream"])
                 .arg(format!("http://127.0.0.1:{port}"))
                 .arg("--upstream-token")
                 .arg(common::token(SECRET, "proxy"))
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{pp}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("rmf-dash proxy");
-            let p = Proc(child);
-            wait_listening(pp);
-            (p, pp)
+                .start()
         });
         Site {
             port,

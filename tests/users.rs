@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Cluster, Proc, bin, cluster, free_port, python, repo, trace_gen, wait_listening};
+use common::{Cluster, Proc, bin, cluster, python, repo, trace_gen};
 
 const SECRET: &str = "users-test-secret";
 
@@ -42,19 +42,14 @@ struct Server {
 
 fn serve(db: bool, extra: &[&str]) -> Server {
     let pg = db.then(cluster);
-    let port = free_port();
-    let mut cmd = bin();
-    cmd.args(["serve", "--jwt-secret", SECRET, "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    match &pg {
-        Some(pg) => cmd.args(["--database-url", pg.url()]),
-        None => cmd.arg("--no-db"),
+    let server = common::Server::serve()
+        .args(["--jwt-secret", SECRET])
+        .args(extra);
+    let server = match &pg {
+        Some(pg) => server.args(["--database-url", pg.url()]),
+        None => server.arg("--no-db"),
     };
-    let proc = Proc(cmd.spawn().expect("rmf-dash serve"));
-    wait_listening(port);
+    let (proc, port) = server.start();
     Server {
         port,
         _proc: proc,
@@ -68,22 +63,13 @@ fn proxy(upstream: u16) -> (Proc, u16) {
 }
 
 fn proxy_with(upstream: u16, extra: &[&str]) -> (Proc, u16) {
-    let port = free_port();
-    let child = bin()
-        .args(["proxy", "--jwt-secret", SECRET, "--upstream"])
+    common::Server::proxy()
+        .args(["--jwt-secret", SECRET, "--upstream"])
         .arg(format!("http://127.0.0.1:{upstream}"))
         .arg("--upstream-token")
         .arg(token("proxy"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
         .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rmf-dash proxy");
-    let p = Proc(child);
-    wait_listening(port);
-    (p, port)
+        .start()
 }
 
 impl Server {

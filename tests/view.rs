@@ -11,13 +11,13 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
-use common::{bin, emitted, free_port, hotel_recording, node_dir};
+use common::{Proc, bin, emitted, hotel_recording, node_dir};
 
 const SECRET: &str = "view-test-secret";
 
@@ -32,47 +32,33 @@ fn http_get(port: u16, path: &str) -> (u16, String, String) {
 }
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-struct Server(Child);
+struct Server(Proc);
 
 impl Drop for Server {
-    /// SIGTERM first: a server stops its private PostgreSQL on the way out.
+    /// SIGTERM first: a server stops its private PostgreSQL on the way out (then `Proc` kills
+    /// what is left).
     fn drop(&mut self) {
+        let child = &mut self.0.0;
         // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
 fn serve(recording: &Path, speed: &str, extra: &[&str]) -> (Server, u16) {
-    let port = free_port();
-    let child = bin()
-        .args(["serve", "--no-db", "--jwt-secret", SECRET, "--speed", speed])
+    let (proc, port) = common::Server::serve()
+        .args(["--no-db", "--jwt-secret", SECRET, "--speed", speed])
         .args(extra)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
         .arg("--replay")
         .arg(recording)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rmf-dash serve");
-    let server = Server(child);
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .start();
+    let server = Server(proc);
     (server, port)
 }
 
@@ -212,22 +198,22 @@ fn view_files_are_public_with_their_types() {
 fn demo_starts_with_no_arguments() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
     let mut child = bin()
         .env("RMF_DASH_DEMO_DIR", dir.path())
-        .env("RMF_DASH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RMF_DASH_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start rmf-dash");
     let stdout = child.stdout.take().expect("stdout");
-    let _server = Server(child);
-    let want = format!("open http://127.0.0.1:{port}/");
-    let announced = std::io::BufReader::new(stdout)
+    let _server = Server(Proc(child));
+    // The port it chose, from the line that announces the view.
+    let want = "open http://127.0.0.1:";
+    let port: u16 = std::io::BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
-        .any(|l| l.contains(&want));
-    assert!(announced, "the demo did not print `{want}`");
+        .find_map(|l| l.split_once(want)?.1.strip_suffix('/')?.parse().ok())
+        .unwrap_or_else(|| panic!("the demo did not print `{want}PORT/`"));
     assert!(dir.path().join("demo.mcap").exists());
     assert!(!dir.path().join("demo.partial.mcap").exists());
     let (status, _, body) = http_get(port, "/");

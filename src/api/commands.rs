@@ -128,7 +128,7 @@ pub const COMMANDS: &[Route] = &[
         "task_cancel",
         "Body: a `cancel_task_request`; RMF's answer.",
         &[],
-        cancel_task
+        simple::<TaskIdRequest<CancelTaskType>>
     ),
     command!(
         "/tasks/kill_task",
@@ -137,7 +137,7 @@ pub const COMMANDS: &[Route] = &[
         "task_cancel",
         "Body: a `kill_task_request`; RMF's answer.",
         &[],
-        kill_task
+        simple::<TaskIdRequest<KillTaskType>>
     ),
     command!(
         "/tasks/interrupt_task",
@@ -146,7 +146,7 @@ pub const COMMANDS: &[Route] = &[
         "task_interrupt",
         "Body: an `interrupt_task_request`; RMF's answer.",
         &[],
-        interrupt_task
+        simple::<TaskIdRequest<InterruptTaskType>>
     ),
     command!(
         "/tasks/resume_task",
@@ -155,7 +155,7 @@ pub const COMMANDS: &[Route] = &[
         "task_resume",
         "Body: a `resume_task_request`; RMF's answer.",
         &[],
-        resume_task
+        simple::<TokensRequest<ResumeTaskType>>
     ),
     command!(
         "/tasks/rewind_task",
@@ -164,7 +164,7 @@ pub const COMMANDS: &[Route] = &[
         "task_rewind",
         "Body: a `rewind_task_request`; RMF's answer.",
         &[],
-        rewind_task
+        simple::<RewindTaskRequest>
     ),
     command!(
         "/tasks/skip_phase",
@@ -173,7 +173,7 @@ pub const COMMANDS: &[Route] = &[
         "task_skip",
         "Body: a `task_phase_skip_request`; RMF's answer.",
         &[],
-        skip_phase
+        simple::<SkipPhaseRequest>
     ),
     command!(
         "/tasks/undo_skip_phase",
@@ -182,7 +182,7 @@ pub const COMMANDS: &[Route] = &[
         "task_skip",
         "Body: an `undo_phase_skip_request`; RMF's answer.",
         &[],
-        undo_skip_phase
+        simple::<TokensRequest<UndoPhaseSkipType>>
     ),
     command!(
         "/fleets/{name}/decommission",
@@ -525,7 +525,12 @@ async fn lift_request(
 // ---------------------------------------------------------------------------------------------
 // Tasks (rmf_api_msgs request schemas, as rmf-web's generated models)
 
-/// A `type` field that must hold one string.
+/// A `type` field that must hold one string: the request type of the task API.
+pub trait Literal {
+    const VALUE: &'static str;
+}
+
+/// A [`Literal`] type.
 macro_rules! literal {
     ($name:ident, $value:literal) => {
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -533,6 +538,10 @@ macro_rules! literal {
             #[default]
             #[serde(rename = $value)]
             Value,
+        }
+
+        impl Literal for $name {
+            const VALUE: &'static str = $value;
         }
     };
 }
@@ -842,60 +851,40 @@ async fn robot_task(
     Ok(raw_json(status, text))
 }
 
-async fn cancel_task(
-    AuthUser(user): AuthUser,
-    State(app): State<AppState>,
-    Body(body): Body<TaskIdRequest<CancelTaskType>>,
-) -> Result<Response, Reject> {
-    task_simple(&app, &user.username, "cancel_task_request", &body).await
+/// A task API request that RMF answers as it is (cancel, kill, interrupt, resume, rewind, skip
+/// and undo-skip): the body's type names its request type.
+pub trait SimpleRequest: DeserializeOwned + Serialize + Send + Sync + 'static {
+    const TYPE: &'static str;
 }
 
-async fn kill_task(
-    AuthUser(user): AuthUser,
-    State(app): State<AppState>,
-    Body(body): Body<TaskIdRequest<KillTaskType>>,
-) -> Result<Response, Reject> {
-    task_simple(&app, &user.username, "kill_task_request", &body).await
+impl<T: Literal + DeserializeOwned + Serialize + Send + Sync + 'static> SimpleRequest
+    for TaskIdRequest<T>
+{
+    const TYPE: &'static str = T::VALUE;
 }
 
-async fn interrupt_task(
-    AuthUser(user): AuthUser,
-    State(app): State<AppState>,
-    Body(body): Body<TaskIdRequest<InterruptTaskType>>,
-) -> Result<Response, Reject> {
-    task_simple(&app, &user.username, "interrupt_task_request", &body).await
+impl<T> SimpleRequest for TokensRequest<T>
+where
+    T: Literal + Default + DeserializeOwned + Serialize + Send + Sync + 'static,
+{
+    const TYPE: &'static str = T::VALUE;
 }
 
-async fn resume_task(
-    AuthUser(user): AuthUser,
-    State(app): State<AppState>,
-    Body(body): Body<TokensRequest<ResumeTaskType>>,
-) -> Result<Response, Reject> {
-    task_simple(&app, &user.username, "resume_task_request", &body).await
+impl SimpleRequest for RewindTaskRequest {
+    const TYPE: &'static str = RewindTaskType::VALUE;
 }
 
-async fn rewind_task(
-    AuthUser(user): AuthUser,
-    State(app): State<AppState>,
-    Body(body): Body<RewindTaskRequest>,
-) -> Result<Response, Reject> {
-    task_simple(&app, &user.username, "rewind_task_request", &body).await
+impl SimpleRequest for SkipPhaseRequest {
+    const TYPE: &'static str = SkipPhaseType::VALUE;
 }
 
-async fn skip_phase(
+/// The handler of every [`SimpleRequest`] route: RMF's answer, 200.
+async fn simple<T: SimpleRequest>(
     AuthUser(user): AuthUser,
     State(app): State<AppState>,
-    Body(body): Body<SkipPhaseRequest>,
+    Body(body): Body<T>,
 ) -> Result<Response, Reject> {
-    task_simple(&app, &user.username, "skip_phase_request", &body).await
-}
-
-async fn undo_skip_phase(
-    AuthUser(user): AuthUser,
-    State(app): State<AppState>,
-    Body(body): Body<TokensRequest<UndoPhaseSkipType>>,
-) -> Result<Response, Reject> {
-    task_simple(&app, &user.username, "undo_phase_skip_request", &body).await
+    task_simple(&app, &user.username, T::TYPE, &body).await
 }
 
 // ---------------------------------------------------------------------------------------------

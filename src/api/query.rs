@@ -14,10 +14,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::json;
 use thiserror::Error;
 
-/// Default page size of a paginated list (rmf-web's).
-pub const DEFAULT_LIMIT: usize = 100;
-/// Largest page size.
-pub const MAX_LIMIT: usize = 1000;
+use crate::query::{DEFAULT_LIMIT, MAX_LIMIT, OrderBy, Pagination, Window};
 
 /// An invalid query parameter (422).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -54,44 +51,6 @@ impl IntoResponse for QueryError {
             axum::Json(json!({ "detail": detail })),
         )
             .into_response()
-    }
-}
-
-/// A closed window of unix milliseconds (both ends included, as rmf-web's `__gte`/`__lte`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub from: u64,
-    pub to: u64,
-}
-
-impl Window {
-    pub fn contains(&self, t: u64) -> bool {
-        self.from <= t && t <= self.to
-    }
-}
-
-/// One `order_by` item: a field, ascending unless prefixed with `-`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderBy {
-    pub field: String,
-    pub descending: bool,
-}
-
-/// A page of a list and its order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pagination {
-    pub limit: usize,
-    pub offset: usize,
-    pub order_by: Vec<OrderBy>,
-}
-
-impl Default for Pagination {
-    fn default() -> Self {
-        Pagination {
-            limit: DEFAULT_LIMIT,
-            offset: 0,
-            order_by: Vec::new(),
-        }
     }
 }
 

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
-use super::query::{OrderBy, Pagination, Window};
 use crate::hub::{Hub, Raw};
 use crate::ingest::feed::{MapImage, MapImages};
+use crate::query::{OrderBy, TaskQuery, Window};
 
 /// The present value of a state room.
 pub fn value(hub: &Hub, room: &str) -> Option<Raw> {
@@ -248,56 +248,6 @@ pub fn task_booking_labels(state: &Raw) -> Map<String, Value> {
     labels(&strings)
 }
 
-/// The task statuses of RMF's task_state schema (other values in a `status` filter are ignored,
-/// as rmf-web does).
-pub const TASK_STATUSES: [&str; 12] = [
-    "uninitialized",
-    "blocked",
-    "error",
-    "failed",
-    "queued",
-    "standby",
-    "underway",
-    "delayed",
-    "skipped",
-    "canceled",
-    "killed",
-    "completed",
-];
-
-/// The fields `GET /tasks` sorts by (`id_` is rmf-web's column name for `id`); `label=<key>`
-/// sorts by a booking label.
-pub const TASK_ORDER_FIELDS: [&str; 9] = [
-    "id",
-    "id_",
-    "category",
-    "assigned_to",
-    "status",
-    "requester",
-    "unix_millis_request_time",
-    "unix_millis_start_time",
-    "unix_millis_finish_time",
-];
-
-/// A `GET /tasks` query: every filter given must hold (a list filter holds when the task's
-/// value is one of the list; a time window when the task has that time and it is in the
-/// window; labels when the task has every `key=value`).
-#[derive(Debug, Clone, Default)]
-pub struct TaskQuery {
-    pub task_id: Option<Vec<String>>,
-    pub category: Option<Vec<String>>,
-    pub requester: Option<Vec<String>>,
-    /// Robot names (`assigned_to.name`).
-    pub assigned_to: Option<Vec<String>>,
-    /// Known statuses only: an empty list matches no task.
-    pub status: Option<Vec<String>>,
-    pub labels: Vec<(String, String)>,
-    pub request_time: Option<Window>,
-    pub start_time: Option<Window>,
-    pub finish_time: Option<Window>,
-    pub pagination: Pagination,
-}
-
 /// What a task query reads of a task state.
 struct TaskRow {
     id: String,
@@ -397,7 +347,22 @@ impl TaskRow {
 
 /// The task states a query selects, in its order, one page.
 pub fn tasks(hub: &Hub, q: &TaskQuery) -> Vec<Raw> {
-    let mut rows: Vec<TaskRow> = states(hub, "/tasks/", "/state")
+    tasks_with(hub, q, Vec::new())
+}
+
+/// [`tasks`] over the hub's task states and `stored` ones (the store's answer to
+/// [`TaskQuery::first_pages`], read while the store lagged behind the hub): the hub's state of a
+/// task wins, so a task a room has shown is never missing from the answer (DESIGN.md invariant 9).
+pub fn tasks_with(hub: &Hub, q: &TaskQuery, stored: Vec<Raw>) -> Vec<Raw> {
+    let mut by_id: BTreeMap<String, Raw> = stored
+        .into_iter()
+        .filter_map(|raw| {
+            let id = parse(&raw)["booking"]["id"].as_str()?.to_string();
+            Some((id, raw))
+        })
+        .collect();
+    by_id.extend(states(hub, "/tasks/", "/state"));
+    let mut rows: Vec<TaskRow> = by_id
         .into_iter()
         .map(|(id, raw)| TaskRow::of(id, raw))
         .filter(|r| r.matches(q))
@@ -532,6 +497,44 @@ mod tests {
             json!({"task_id": "t", "log": [e(0, "a"), e(1, "b"), e(2, "c")],
                 "phases": {"1": {"log": [e(0, "p")], "events": {"0": []}}}})
         );
+    }
+
+    /// A task state as the store and the hub hold it.
+    fn task(id: &str, status: &str, requested: u64) -> String {
+        json!({"booking": {"id": id, "unix_millis_request_time": requested}, "status": status})
+            .to_string()
+    }
+
+    #[test]
+    fn a_lagging_store_answer_is_completed_and_corrected_by_the_hub() {
+        use rmf_dash_dataflows::derived::Output;
+        use rmf_dash_dataflows::model::input::Payload;
+        let hub = Hub::new();
+        let live = |id: &str, status: &str, at: u64| {
+            let room = format!("/tasks/{id}/state");
+            (Output::new(room, Payload(task(id, status, at).into())), 1)
+        };
+        let changes = vec![live("b", "completed", 2), live("c", "underway", 3)];
+        hub.apply(&crate::engine::Batch { time: 5, changes });
+        // The store has `a` (left memory long ago) and an older state of `b`, not yet `c`.
+        let stored =
+            [("a", 1), ("b", 2)].map(|(id, at)| crate::hub::raw(&task(id, "underway", at)));
+        // No order given: by task id.
+        let mut q = TaskQuery::default();
+        let ids = |answer: Vec<Raw>| -> Vec<(String, String)> {
+            let v = answer.iter().map(parse);
+            v.map(|v| (v["booking"]["id"].to_string(), v["status"].to_string()))
+                .collect()
+        };
+        let all = tasks_with(&hub, &q, stored.to_vec());
+        let want = [("a", "underway"), ("b", "completed"), ("c", "underway")]
+            .map(|(i, s)| (format!("\"{i}\""), format!("\"{s}\"")));
+        assert_eq!(ids(all), want);
+        q.pagination.offset = 1;
+        q.pagination.limit = 1;
+        assert_eq!(q.first_pages().pagination.limit, 2);
+        let page = tasks_with(&hub, &q, stored.to_vec());
+        assert_eq!(ids(page), want[1..2]);
     }
 
     #[test]

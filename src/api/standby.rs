@@ -5,15 +5,15 @@
 //! the situation. A standby holds no state: its state is restored from the store when it takes
 //! over.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use crate::metrics::Metrics;
 use crate::store::leader::{Leadership, Role};
 
 /// What the standby's handlers share.
@@ -61,17 +61,15 @@ async fn health(State(s): State<Arc<Standby>>) -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(s): State<Arc<Standby>>) -> impl IntoResponse {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP rmf_dash_leader 1 when this main process is the active one of its site.\n\
-         # TYPE rmf_dash_leader gauge\nrmf_dash_leader 0\n\
-         # HELP rmf_dash_leader_attempts_total Attempts to take the leadership lock.\n\
-         # TYPE rmf_dash_leader_attempts_total counter\nrmf_dash_leader_attempts_total {}",
-        s.leadership.attempts()
+async fn metrics(State(s): State<Arc<Standby>>) -> Metrics {
+    let mut m = Metrics::new();
+    m.gauge("rmf_dash_leader", super::system::LEADER_HELP, 0);
+    m.counter(
+        "rmf_dash_leader_attempts_total",
+        "Attempts to take the leadership lock.",
+        s.leadership.attempts(),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    m
 }
 
 async fn refuse(State(s): State<Arc<Standby>>) -> impl IntoResponse {

@@ -102,6 +102,9 @@ pub struct BenchOptions {
     pub soak_hours: u32,
     /// The soak section also runs with the store writer into a private PostgreSQL.
     pub soak_store: bool,
+    /// The soak section's trace, kept: read when it exists, else generated there (`None`: a
+    /// temporary file in the work directory).
+    pub soak_trace: Option<std::path::PathBuf>,
     /// The soak engine's `--ended-task-retention` (`None`: ended tasks are kept, the "before").
     pub soak_task_retention_ms: Option<u64>,
 }

@@ -3,7 +3,8 @@
 //! the process has run).
 //!
 //! How: a long trace of the site (`--soak-hours`, default 4 site hours; `--quick`: the hotel for 3
-//! "hours" of one minute) is generated into a temporary MCAP file by a child `rmf-dash trace gen`
+//! "hours" of one minute) is generated into a temporary MCAP file (or the kept `--soak-trace`
+//! file, read again when it exists: of the same site and hours) by a child `rmf-dash trace gen`
 //! (the simulator keeps every task it ever made: in this process it would be counted as the
 //! engine's memory), replayed at full speed, then removed. The replay is the server's path: the
 //! feeder, a real [`Engine`] (default configuration, one worker, a snapshot every 10 s of logical
@@ -13,10 +14,9 @@
 //! the whole trace is never in memory. With `--soak-store` the same runs a second time with the
 //! store writer (the server's output applier, input-log tap and writer, into a private
 //! PostgreSQL in the work directory, fsync on); a chunk then ends once it is stored. It is not
-//! the default: the store keeps every input (about 0.3 GB per site hour of the hotel, so tens of
-//! GB per hour of the 1k site), and the variant stops, with a note, when less than 3 GB of disk
-//! is left. The trace is not generated either when it would leave less (about 1.3 GB per hour of
-//! the 1k site).
+//! the default: the store keeps every input (about 0.2 GB per site hour of the 1k site since issue
+//! 24), and the variant stops, with a note, when less than 3 GB of disk is left. The trace is not
+//! generated either when it would leave less (about 1.3 GB per hour of the 1k site).
 //!
 //! At the end of every site hour: `RssAnon` and `VmRSS` (`/proc/self/status`; the recording is
 //! memory-mapped, so its pages count in `VmRSS`, not in `RssAnon`), the heap bytes allocated since
@@ -170,20 +170,28 @@ pub fn run(
     figures: &mut Vec<Figure>,
 ) -> Result<Soak, BenchError> {
     let plan = Plan::new(opts);
-    let path = workdir.join(format!(
-        "soak-{:?}-{}s.mcap",
-        plan.site,
-        plan.duration_ms() / 1000
-    ));
-    check_disk(&plan, workdir)?;
+    let kept = opts.soak_trace.clone();
+    let path = kept.clone().unwrap_or_else(|| {
+        workdir.join(format!(
+            "soak-{:?}-{}s.mcap",
+            plan.site,
+            plan.duration_ms() / 1000
+        ))
+    });
     let started = Instant::now();
-    let how = generate_trace(plan.site, plan.duration_ms(), &path);
+    let how = if path.exists() && kept.is_some() {
+        Ok("earlier (--soak-trace)")
+    } else {
+        check_disk(&plan, workdir)?;
+        generate_trace(plan.site, plan.duration_ms(), &path)
+    };
     let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
     let gen_s = started.elapsed().as_secs_f64();
     eprintln!(
-        "soak: trace of {} s of the {:?} site, {:.2} GB, generated {} in {gen_s:.0} s; ended tasks leave the engine {}",
+        "soak: trace of {} s of the {:?} site ({}), {:.2} GB, generated {} in {gen_s:.0} s; ended tasks leave the engine {}",
         plan.duration_ms() / 1000,
         plan.site,
+        path.display(),
         bytes as f64 / 1e9,
         how.as_ref().map_or("(failed)", |h| *h),
         plan.task_retention_ms
@@ -193,7 +201,9 @@ pub fn run(
             ))
     );
     let ran = how.and_then(|_| run_variants(&plan, &path, workdir));
-    let _ = std::fs::remove_file(&path);
+    if kept.is_none() {
+        let _ = std::fs::remove_file(&path);
+    }
     let variants = ran?;
     let mut facts = TraceFacts {
         bytes,

@@ -22,7 +22,9 @@ use crate::ingest::source::Pacing;
 use crate::replay::{ReplayOptions, ReplaySummary};
 use crate::store::prune::Retention;
 use crate::store::rows::{Msg, WriteSet};
-use crate::store::{LocalPg, StoreError, WriterConfig, connect, migrate, restore, stats, writer};
+use crate::store::{
+    LocalPg, StoreError, WriterConfig, connect, migrate, partitions, restore, stats, writer,
+};
 
 /// The snapshot period of the captured run (the default of `--snapshot-every`).
 const SNAPSHOT_EVERY_MS: u64 = crate::engine::DEFAULT_SNAPSHOT_EVERY_S * 1000;
@@ -372,10 +374,10 @@ pub fn store_figures(
         let days: HashSet<i64> = all
             .history
             .iter()
-            .map(|r| r.0 / writer::PARTITION_MS)
+            .map(|r| r.0 / partitions::PARTITION_MS)
             .collect();
         for d in &days {
-            writer::create_partition(&tx, "output_history", *d).await?;
+            partitions::create_partition(&tx, "output_history", *d).await?;
         }
         tx.batch_execute(
             "CREATE TABLE input_rows (time_ms bigint, cmd integer, ord integer, kind text, \

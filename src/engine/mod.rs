@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod fault;
+mod generation;
 mod latest;
 mod recovery;
 mod sink;
@@ -39,6 +40,7 @@ use rmf_dash_dataflows::prelude::*;
 pub use clock::Clock;
 pub use recovery::EXIT_ENGINE;
 
+use crate::metrics::{Kind, Metrics};
 use crate::quarantine::{Origin, Quarantine};
 
 #[derive(Debug, Error)]
@@ -157,41 +159,29 @@ pub struct Held {
 }
 
 impl Held {
-    /// The figures in Prometheus' text format.
-    pub fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        use std::sync::atomic::Ordering;
-        let _ = writeln!(
-            out,
-            "# HELP rmf_dash_engine_keys Keys held by each keyed operator of the engine (summed over workers; LatestInputs: the engine's latest input per key).
-# TYPE rmf_dash_engine_keys gauge"
-        );
+    /// What the keyed operators hold, and the tasks evicted (`/metrics`).
+    pub fn write_metrics(&self, m: &mut Metrics) {
         let totals = self.census.totals();
-        for (operator, count) in &totals {
-            let _ = writeln!(
-                out,
-                "rmf_dash_engine_keys{{operator=\"{operator}\"}} {}",
-                count.keys
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP rmf_dash_engine_timer_times Distinct times with a timer scheduled, by keyed operator.
-# TYPE rmf_dash_engine_timer_times gauge"
+        m.by(
+            "rmf_dash_engine_keys",
+            "Keys held by each keyed operator of the engine (summed over workers; LatestInputs: the engine's latest input per key).",
+            Kind::Gauge,
+            "operator",
+            totals.iter().map(|(op, count)| (op, count.keys as u64)),
         );
-        for (operator, count) in &totals {
-            let _ = writeln!(
-                out,
-                "rmf_dash_engine_timer_times{{operator=\"{operator}\"}} {}",
-                count.timer_times
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP rmf_dash_engine_tasks_evicted_total Ended tasks that left the engine (--ended-task-retention after they ended).
-# TYPE rmf_dash_engine_tasks_evicted_total counter
-rmf_dash_engine_tasks_evicted_total {}",
-            self.evicted.load(Ordering::Relaxed)
+        m.by(
+            "rmf_dash_engine_timer_times",
+            "Distinct times with a timer scheduled, by keyed operator.",
+            Kind::Gauge,
+            "operator",
+            totals
+                .iter()
+                .map(|(op, count)| (op, count.timer_times as u64)),
+        );
+        m.counter(
+            "rmf_dash_engine_tasks_evicted_total",
+            "Ended tasks that left the engine (--ended-task-retention after they ended).",
+            self.evicted.load(std::sync::atomic::Ordering::Relaxed),
         );
     }
 }
@@ -281,7 +271,7 @@ impl Engine {
         let (command_tx, command_rx) = mpsc::sync_channel::<Command>(COMMAND_BACKLOG);
         let (output_tx, output_rx) = unbounded_channel::<Batch>();
         let (snapshot_tx, snapshot_rx) = unbounded_channel::<Snapshot>();
-        let host = Arc::new(recovery::Host {
+        let host = Arc::new(generation::Host {
             derived: config.derived.clone(),
             workers,
             fingerprint: config.fingerprint(),
@@ -298,16 +288,16 @@ impl Engine {
             export_snapshots: Arc::new(AtomicBool::new(false)),
             delivered: Arc::new(AtomicU64::new(0)),
             inputs: Arc::new(AtomicU64::new(0)),
-            recovery: parking_lot::Mutex::new(recovery::Recovery::new(
+            recovery: parking_lot::Mutex::new(generation::Recovery::new(
                 base.clone(),
                 config.cluster.is_none(),
             )),
             wake: Arc::default(),
         });
-        let plan = recovery::Plan {
+        let plan = generation::Plan {
             base,
             steps: Vec::new(),
-            mode: recovery::Mode::Live { from: 0 },
+            mode: generation::Mode::Live { from: 0 },
         };
         let first = recovery::launch(&host, plan)?;
         let mut engine = Engine {

@@ -34,8 +34,8 @@ use rmf_dash_dataflows::ops::census::{Count, Slot};
 use rmf_dash_dataflows::ops::snapshot::Snapshot;
 use rmf_dash_dataflows::prelude::*;
 
+use super::generation::{Cohort, Host, Mode, Outcome, Step};
 use super::latest::Latest;
-use super::recovery::{Cohort, Host, Mode, Outcome, Step};
 use super::{Command, fault, sink};
 
 /// How long a snapshot may hold the input before it is given up (it is only late when the

@@ -48,6 +48,7 @@ use rmf_dash_dataflows::derived::{Output, RoomKind};
 use rmf_dash_dataflows::prelude::Time;
 
 use crate::engine::Batch;
+use crate::metrics::{Kind, Metrics};
 
 pub use bounds::HubBounds;
 use bounds::Tier;
@@ -127,35 +128,41 @@ pub struct HubMetrics {
 }
 
 impl HubMetrics {
-    /// The counters of the hub's bounds, in Prometheus' text format.
-    pub fn write_bounds(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(
-            out,
-            "# HELP rmf_dash_rooms_evicted_total Rooms nobody followed that were evicted because the hub held --max-rooms, by what they held (gone: no value; stream: events; live: a present value).\n# TYPE rmf_dash_rooms_evicted_total counter"
+    /// The hub's deliveries and the counters of its bounds (`/metrics`).
+    pub fn write_metrics(&self, m: &mut Metrics) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        m.counter(
+            "rmf_dash_deliveries_total",
+            "Room events sent to subscribers.",
+            load(&self.deliveries),
         );
-        for tier in Tier::ALL {
-            let n = self.evicted[tier as usize].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "rmf_dash_rooms_evicted_total{{reason=\"{}\"}} {n}",
-                tier.as_str()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP rmf_dash_subscribe_refused_total Subscriptions refused by a bound: the client's rooms (--max-rooms-per-client) or the server's (--max-rooms).\n# TYPE rmf_dash_subscribe_refused_total counter"
+        m.counter(
+            "rmf_dash_coalesced_total",
+            "Deliveries that found a full buffer and were coalesced.",
+            load(&self.coalesced),
         );
-        for (reason, n) in [
-            ("client_rooms", &self.refused_client),
-            ("server_rooms", &self.refused_server),
-        ] {
-            let n = n.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "rmf_dash_subscribe_refused_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
+        m.counter(
+            "rmf_dash_stream_events_lost_total",
+            "Stream events a slow subscriber lost.",
+            load(&self.lost),
+        );
+        m.by(
+            "rmf_dash_rooms_evicted_total",
+            "Rooms nobody followed that were evicted because the hub held --max-rooms, by what they held (gone: no value; stream: events; live: a present value).",
+            Kind::Counter,
+            "reason",
+            Tier::ALL.map(|tier| (tier.as_str(), load(&self.evicted[tier as usize]))),
+        );
+        m.by(
+            "rmf_dash_subscribe_refused_total",
+            "Subscriptions refused by a bound: the client's rooms (--max-rooms-per-client) or the server's (--max-rooms).",
+            Kind::Counter,
+            "reason",
+            [
+                ("client_rooms", load(&self.refused_client)),
+                ("server_rooms", load(&self.refused_server)),
+            ],
+        );
     }
 }
 

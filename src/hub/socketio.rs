@@ -52,6 +52,7 @@ use super::{Hub, Meta, Sent, SubscribeError, Subscriber};
 use crate::access::rooms::{Grants, Refusal, RoomAccess};
 use crate::access::token::{Auth, AuthError, User};
 use crate::listener::Written;
+use crate::metrics::{Kind, Metrics};
 use payload::Checked;
 
 mod payload;
@@ -91,24 +92,43 @@ impl SocketState {
         })
     }
 
-    /// The counters of the hub's and the sockets' bounds, in Prometheus' text format.
-    pub fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        self.hub.metrics.write_bounds(out);
-        let _ = writeln!(
-            out,
-            "# HELP rmf_dash_socket_queue_full_total Deliveries that found a socket's queue full and were coalesced, by bound (packets: {QUEUE} packets; bytes: --socket-queue-bytes).\n# TYPE rmf_dash_socket_queue_full_total counter"
+    /// The families every process with sockets has, main process and proxy alike (`/metrics`):
+    /// the hub's rooms, subscriptions and deliveries, the connected clients, and the counters
+    /// of the hub's and the sockets' bounds.
+    pub fn write_metrics(&self, m: &mut Metrics) {
+        let (rooms, subscriptions, behind) = self.hub.sizes();
+        m.gauge(
+            "rmf_dash_rooms",
+            "Rooms with a value or a subscriber.",
+            rooms as u64,
         );
-        for (reason, n) in [
-            ("packets", &self.queue_full.packets),
-            ("bytes", &self.queue_full.bytes),
-        ] {
-            let n = n.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "rmf_dash_socket_queue_full_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
+        m.gauge(
+            "rmf_dash_subscriptions",
+            "Room subscriptions.",
+            subscriptions as u64,
+        );
+        m.gauge(
+            "rmf_dash_subscribers_behind",
+            "Subscribers with coalesced rooms to catch up on.",
+            behind as u64,
+        );
+        m.gauge(
+            "rmf_dash_socketio_connections",
+            "Connected socket.io clients.",
+            self.connections.load(Ordering::Relaxed),
+        );
+        self.hub.metrics.write_metrics(m);
+        let full = &self.queue_full;
+        m.by(
+            "rmf_dash_socket_queue_full_total",
+            &format!("Deliveries that found a socket's queue full and were coalesced, by bound (packets: {QUEUE} packets; bytes: --socket-queue-bytes)."),
+            Kind::Counter,
+            "reason",
+            [
+                ("packets", full.packets.load(Ordering::Relaxed)),
+                ("bytes", full.bytes.load(Ordering::Relaxed)),
+            ],
+        );
     }
 
     /// The room rules in force (`None`: no rule, or authentication off).

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rmf_dash_dataflows::model::input::{Input, Kind, Name};
 
-use super::feed::Source;
+use crate::metrics::{self, Metrics};
 
 /// Default of `--max-fleets`.
 pub const DEFAULT_MAX_FLEETS: usize = 1_000;
@@ -71,21 +71,25 @@ pub struct NameMetrics {
 }
 
 impl NameMetrics {
-    /// The counters in Prometheus' text format.
-    pub fn write(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// The names held and refused (`/metrics`).
+    pub fn write_metrics(&self, m: &mut Metrics) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP rmf_dash_names Fleet and robot names the engine took in (bounded by --max-fleets, --max-robots).\n# TYPE rmf_dash_names gauge\nrmf_dash_names{{kind=\"fleet\"}} {}\nrmf_dash_names{{kind=\"robot\"}} {}",
-            load(&self.fleets),
-            load(&self.robots)
+        m.by(
+            "rmf_dash_names",
+            "Fleet and robot names the engine took in (bounded by --max-fleets, --max-robots).",
+            metrics::Kind::Gauge,
+            "kind",
+            [("fleet", load(&self.fleets)), ("robot", load(&self.robots))],
         );
-        let _ = writeln!(
-            out,
-            "# HELP rmf_dash_names_refused_total Inputs dropped because they named a fleet or robot beyond --max-fleets or --max-robots, by the kind of input.\n# TYPE rmf_dash_names_refused_total counter\nrmf_dash_names_refused_total{{kind=\"fleet\"}} {}\nrmf_dash_names_refused_total{{kind=\"robot\"}} {}",
-            load(&self.refused_fleet),
-            load(&self.refused_robot)
+        m.by(
+            "rmf_dash_names_refused_total",
+            "Inputs dropped because they named a fleet or robot beyond --max-fleets or --max-robots, by the kind of input.",
+            metrics::Kind::Counter,
+            "kind",
+            [
+                ("fleet", load(&self.refused_fleet)),
+                ("robot", load(&self.refused_robot)),
+            ],
         );
     }
 }
@@ -125,7 +129,7 @@ impl Admission {
 
     /// Drops from `inputs` (of one record from `source`) those naming a fleet or a robot beyond
     /// the bounds.
-    pub fn admit(&mut self, inputs: &mut Vec<Input>, source: Source, metrics: &NameMetrics) {
+    pub fn admit(&mut self, inputs: &mut Vec<Input>, source: &str, metrics: &NameMetrics) {
         if self.bounds == NameBounds::UNBOUNDED {
             return;
         }
@@ -186,7 +190,7 @@ impl Admission {
         Ok(())
     }
 
-    fn warn(&mut self, source: Source, over: &Over) {
+    fn warn(&mut self, source: &str, over: &Over) {
         let now = Instant::now();
         if self.last_warn.is_some_and(|t| now - t < WARN_EVERY) {
             self.left_out += 1;
@@ -194,7 +198,6 @@ impl Admission {
         }
         self.last_warn = Some(now);
         let left_out = std::mem::take(&mut self.left_out);
-        let source = source.as_str();
         match over {
             Over::Fleet(fleet) => tracing::warn!(
                 source,
@@ -245,14 +248,14 @@ mod tests {
             max_robots: 3,
         });
         let mut frame = vec![fleet("f1"), robot("f1/r1"), robot("f1/r2")];
-        a.admit(&mut frame, Source::Internal, &metrics);
+        a.admit(&mut frame, "internal", &metrics);
         assert_eq!(frame.len(), 3);
         // A robot's fleet is admitted with it (ROS fleet states have no fleet input).
         let mut frame = vec![robot("f2/r1"), robot("f2/r2"), fleet("f2")];
-        a.admit(&mut frame, Source::Ros, &metrics);
+        a.admit(&mut frame, "ros", &metrics);
         assert_eq!(names(&frame), ["f2/r1", "f2"], "the 4th robot is over");
         let mut frame = vec![fleet("f3"), robot("f3/r1"), robot("f1/r1"), fleet("f1")];
-        a.admit(&mut frame, Source::Internal, &metrics);
+        a.admit(&mut frame, "internal", &metrics);
         assert_eq!(names(&frame), ["f1/r1", "f1"], "known names always pass");
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         assert_eq!(
@@ -265,8 +268,9 @@ mod tests {
             .map(load),
             [2, 3, 1, 2]
         );
-        let mut out = String::new();
-        metrics.write(&mut out);
+        let mut m = Metrics::new();
+        metrics.write_metrics(&mut m);
+        let out = m.text();
         assert!(
             out.contains("rmf_dash_names_refused_total{kind=\"robot\"} 2\n"),
             "{out}"
@@ -278,7 +282,7 @@ mod tests {
         let metrics = NameMetrics::default();
         let mut a = Admission::default();
         let mut frame: Vec<Input> = (0..100).map(|i| fleet(&format!("f{i}"))).collect();
-        a.admit(&mut frame, Source::Replay, &metrics);
+        a.admit(&mut frame, "replay", &metrics);
         assert_eq!(frame.len(), 100);
         assert!(a.fleets.is_empty());
     }

@@ -244,7 +244,8 @@ impl Feeder {
         }
         match inputs(record, unix_ms, &mut self.names) {
             Ok(mut i) => {
-                self.admission.admit(&mut i, source, &self.metrics.names);
+                self.admission
+                    .admit(&mut i, source.as_str(), &self.metrics.names);
                 self.batch.extend(i);
             }
             Err(e) => {
@@ -266,7 +267,7 @@ impl Feeder {
         let (t, _) = self.stamp(stamp)?;
         self.metrics.records[source as usize].fetch_add(1, Ordering::Relaxed);
         self.admission
-            .admit(&mut inputs, source, &self.metrics.names);
+            .admit(&mut inputs, source.as_str(), &self.metrics.names);
         self.batch.extend(inputs);
         self.metrics.time.store(t, Ordering::Relaxed);
         Ok(())

@@ -185,16 +185,12 @@ pub fn metrics() -> Vec<(String, u64)> {
 }
 
 /// The help line of `rmf_dash_json_refused_total`.
-pub const METRIC_HELP: &str = "JSON documents refused before parsing, by door (rest, internal, replicate, socketio) and reason (depth, bytes, syntax, utf8).";
+const METRIC_HELP: &str = "JSON documents refused before parsing, by door (rest, internal, replicate, socketio) and reason (depth, bytes, syntax, utf8).";
 
-/// Writes `rmf_dash_json_refused_total` in Prometheus' text format.
-pub fn write_metrics(out: &mut String) {
-    use std::fmt::Write;
-    let name = "rmf_dash_json_refused_total";
-    let _ = writeln!(out, "# HELP {name} {METRIC_HELP}\n# TYPE {name} counter");
-    for (labels, n) in metrics() {
-        let _ = writeln!(out, "{name}{labels} {n}");
-    }
+/// Writes `rmf_dash_json_refused_total` (`/metrics`).
+pub fn write_metrics(m: &mut crate::metrics::Metrics) {
+    let kind = crate::metrics::Kind::Counter;
+    m.family("rmf_dash_json_refused_total", METRIC_HELP, kind, metrics());
 }
 
 #[cfg(test)]

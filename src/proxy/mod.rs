@@ -15,15 +15,13 @@ pub mod grants;
 pub mod link;
 pub mod replicate;
 
-use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 use thiserror::Error;
@@ -32,6 +30,7 @@ use crate::access::rooms::RoomAccess;
 use crate::access::token::{Auth, AuthConfigError};
 use crate::hub::Hub;
 use crate::hub::socketio::{self, SocketState};
+use crate::metrics::Metrics;
 
 #[derive(Debug, Error)]
 pub enum ProxyError {
@@ -41,12 +40,8 @@ pub enum ProxyError {
     Upstream(#[from] forward::ForwardError),
     #[error(transparent)]
     Edge(#[from] crate::edge::EdgeError),
-    #[error("listening on {addr}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] crate::listener::ListenError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -157,126 +152,68 @@ async fn health(State(p): State<ProxyState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// Prometheus text format.
-async fn metrics(State(p): State<ProxyState>) -> impl IntoResponse {
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-        );
-    };
+/// Prometheus text format: the upstream link, the REST cache, replication, and the families
+/// every process with sockets has ([`SocketState::write_metrics`]).
+async fn metrics(State(p): State<ProxyState>) -> Metrics {
+    let mut m = Metrics::new();
     let l = &p.link;
-    gauge(
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    m.gauge(
         "rmf_dash_proxy_upstream_connected",
         "Whether the upstream link is up.",
-        "gauge",
         u64::from(l.connected.load(Ordering::Relaxed)),
     );
-    gauge(
+    m.counter(
         "rmf_dash_proxy_upstream_connects_total",
         "Upstream link connections made.",
-        "counter",
-        l.connects.load(Ordering::Relaxed),
+        load(&l.connects),
     );
-    gauge(
+    m.counter(
         "rmf_dash_proxy_upstream_restarts_total",
         "Upstream epoch changes seen (upstream restarts).",
-        "counter",
-        l.epochs.load(Ordering::Relaxed),
+        load(&l.epochs),
     );
-    gauge(
+    m.counter(
         "rmf_dash_proxy_frames_total",
         "Frames received from upstream.",
-        "counter",
-        l.frames.load(Ordering::Relaxed),
+        load(&l.frames),
     );
-    gauge(
+    m.counter(
         "rmf_dash_proxy_frames_stale_total",
         "Frames dropped as duplicates or older than the value held.",
-        "counter",
-        l.stale.load(Ordering::Relaxed),
+        load(&l.stale),
     );
-    gauge(
+    m.counter(
         "rmf_dash_proxy_frames_invalid_total",
         "Frames from upstream that could not be decoded.",
-        "counter",
-        l.invalid.load(Ordering::Relaxed),
+        load(&l.invalid),
     );
-    gauge(
+    m.gauge(
         "rmf_dash_proxy_upstream_rooms",
         "Rooms subscribed upstream.",
-        "gauge",
-        l.rooms.load(Ordering::Relaxed),
+        load(&l.rooms),
     );
-    gauge(
+    m.counter(
         "rmf_dash_proxy_rest_cached_total",
         "REST reads answered from the proxy's hub (not forwarded).",
-        "counter",
-        p.cache.hits.load(Ordering::Relaxed),
+        load(&p.cache.hits),
     );
-    let (rooms, subscriptions, behind) = p.hub.sizes();
-    gauge(
-        "rmf_dash_rooms",
-        "Rooms with a value or a subscriber.",
-        "gauge",
-        rooms as u64,
-    );
-    gauge(
-        "rmf_dash_subscriptions",
-        "Room subscriptions.",
-        "gauge",
-        subscriptions as u64,
-    );
-    gauge(
-        "rmf_dash_subscribers_behind",
-        "Subscribers with coalesced rooms to catch up on.",
-        "gauge",
-        behind as u64,
-    );
-    gauge(
-        "rmf_dash_socketio_connections",
-        "Connected socket.io clients.",
-        "gauge",
-        p.sockets.connections.load(Ordering::Relaxed),
-    );
-    gauge(
+    m.gauge(
         "rmf_dash_replication_links",
         "Connected downstream replication links (chained proxies).",
-        "gauge",
-        p.replicas.connections.load(Ordering::Relaxed),
+        load(&p.replicas.connections),
     );
-    let m = &p.hub.metrics;
-    gauge(
-        "rmf_dash_deliveries_total",
-        "Room events sent to subscribers.",
-        "counter",
-        m.deliveries.load(Ordering::Relaxed),
-    );
-    gauge(
-        "rmf_dash_coalesced_total",
-        "Deliveries that found a full buffer and were coalesced.",
-        "counter",
-        m.coalesced.load(Ordering::Relaxed),
-    );
-    gauge(
-        "rmf_dash_stream_events_lost_total",
-        "Stream events a slow subscriber lost.",
-        "counter",
-        m.lost.load(Ordering::Relaxed),
-    );
-    p.http.write(&mut out);
-    p.sockets.write_metrics(&mut out);
-    crate::json_limits::write_metrics(&mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    p.sockets.write_metrics(&mut m);
+    p.http.write_metrics(&mut m);
+    crate::json_limits::write_metrics(&mut m);
+    m
 }
 
 /// A running proxy.
 pub struct Running {
     pub addr: SocketAddr,
     pub proxy: ProxyState,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    server: crate::listener::Server,
 }
 
 /// Starts the link and the server; returns once the server listens.
@@ -301,12 +238,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
     if upstreams.is_empty() {
         return Err(forward::ForwardError::Url("no upstream given".into()).into());
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ProxyError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = crate::listener::bind(config.listen, &config.listener).await?;
     let edge = crate::edge::Edge::new(&config.edge, listener.local_addr()?, &config.prefix)?;
     let hub = Arc::new(Hub::with_bounds(config.hub));
     // The map's image URLs point at this proxy (which forwards their reads upstream).
@@ -350,13 +282,12 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
     });
     crate::serve::spawn_flush(hub.clone());
     let routes = socketio::mount(router(proxy.clone(), &config.prefix), layer);
-    let (addr, shutdown, server) =
-        crate::serve::serve_http(listener, routes.layer(edge.cors()), bounds)?;
+    let server = crate::listener::Server::spawn(listener, routes.layer(edge.cors()), bounds)?;
+    let addr = server.addr;
     tracing::info!(%addr, upstream = %config.upstreams.join(","), public_url = edge.public_url(), epoch = %proxy.replicas.epoch, "proxy listening (socket.io at {}/socket.io)", config.prefix);
     Ok(Running {
         addr,
         proxy,
-        shutdown,
         server,
     })
 }
@@ -364,16 +295,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
 impl Running {
     pub async fn stop(self) -> Result<(), ProxyError> {
         tracing::info!("shutting down");
-        let _ = self.shutdown.send(true);
-        let mut server = self.server;
-        match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(e)) => tracing::warn!("server task: {e}"),
-            Err(_) => {
-                server.abort();
-                tracing::info!("closed the remaining connections");
-            }
-        }
+        self.server.stop().await?;
         tracing::info!("proxy stopped");
         Ok(())
     }

@@ -18,8 +18,7 @@ use thiserror::Error;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::api::query::Window;
-use crate::api::read::TaskQuery;
+use crate::query::{TaskQuery, Window};
 
 /// Connections for reads.
 const CONNECTIONS: usize = 4;
@@ -359,7 +358,7 @@ impl crate::hub::retire::Recall for History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::query::{OrderBy, Pagination};
+    use crate::query::{OrderBy, Pagination};
 
     #[test]
     fn task_sql_has_every_filter_and_the_order() {

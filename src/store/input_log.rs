@@ -25,7 +25,7 @@ use tokio_postgres::Transaction;
 use rmf_dash_dataflows::model::input::{Input, InputKey, InputValue};
 use rmf_dash_dataflows::prelude::Time;
 
-use super::StoreError;
+use super::{StoreError, partitions};
 
 /// zstd's level: 3 (its default). Level 9 makes the packed 1k-site log 15 % smaller for about
 /// 3x the time, which the 10k site cannot spare on one core.
@@ -338,11 +338,17 @@ fn unpack(p: Packed) -> Result<Vec<Command>, BlockError> {
 
 /// Packs the plain blocks of `input_recent` whose first time is before `end` (a multiple of
 /// [`PACK_MS`]: the windows before it are complete) into `input_block`, a window at a time, as
-/// packed blocks of about [`MAX_PACKED`] inputs each, in `tx`; returns the plain blocks packed. A plain block that
-/// cannot be decoded is dropped with a warning (a restore would skip it too).
-pub async fn pack(tx: &Transaction<'_>, end: i64) -> Result<usize, StoreError> {
+/// packed blocks of about [`MAX_PACKED`] inputs each, in `tx`; returns the plain blocks packed.
+/// A plain block that cannot be decoded is dropped with a warning (a restore would skip it
+/// too). Day partitions as in [`partitions::ensure`].
+pub async fn pack(
+    tx: &Transaction<'_>,
+    end: i64,
+    known: &HashSet<(&'static str, i64)>,
+    created: &mut Vec<(&'static str, i64)>,
+) -> Result<usize, StoreError> {
     let mut packed = 0;
-    let mut partitions = HashSet::new();
+    let mut parts = (known, created);
     loop {
         let first: Option<i64> = tx
             .query_one(
@@ -377,30 +383,35 @@ pub async fn pack(tx: &Transaction<'_>, end: i64) -> Result<usize, StoreError> {
                 }
             }
             if packer.inputs() >= MAX_PACKED {
-                insert_packed(tx, std::mem::take(&mut packer), &mut partitions).await?;
+                insert_packed(tx, std::mem::take(&mut packer), &mut parts).await?;
             }
         }
         packed += rows.len();
-        insert_packed(tx, packer, &mut partitions).await?;
+        insert_packed(tx, packer, &mut parts).await?;
     }
 }
 
 /// Inserts what `packer` holds (nothing: nothing) as one packed block into `input_block`,
-/// creating its partition once.
+/// creating its partition unless it is known.
 async fn insert_packed(
     tx: &Transaction<'_>,
     packer: Packer,
-    partitions: &mut HashSet<i64>,
+    (known, created): &mut Partitions<'_, '_>,
 ) -> Result<(), StoreError> {
     let Some(b) = packer.finish() else {
         return Ok(());
     };
-    let day = b.first_ms.div_euclid(super::writer::PARTITION_MS);
-    if partitions.insert(day) {
-        super::writer::create_partition(tx, "input_block", day).await?;
-    }
+    let first = std::iter::once(b.first_ms);
+    partitions::ensure(tx, known, "input_block", first, created).await?;
     insert(tx, "input_block", &b).await
 }
+
+/// The partitions known to exist and those created by the transaction (see
+/// [`partitions::ensure`]).
+type Partitions<'k, 'c> = (
+    &'k HashSet<(&'static str, i64)>,
+    &'c mut Vec<(&'static str, i64)>,
+);
 
 /// Inserts one block into `table` (its partition exists).
 async fn insert(tx: &Transaction<'_>, table: &str, b: &Block) -> Result<(), StoreError> {
@@ -484,7 +495,8 @@ pub async fn convert_v7(tx: &Transaction<'_>) -> Result<u64, StoreError> {
                 insert(tx, "input_recent", &b).await?;
             }
         }
-        pack(tx, after.div_euclid(PACK_MS) * PACK_MS).await?;
+        let end = after.div_euclid(PACK_MS) * PACK_MS;
+        pack(tx, end, &HashSet::new(), &mut Vec::new()).await?;
         tracing::info!(
             converted,
             total,

@@ -19,6 +19,7 @@ pub mod input_log;
 pub mod leader;
 pub mod local_pg;
 pub mod migrate;
+pub mod partitions;
 pub mod pipeline;
 pub mod prune;
 pub mod restore;

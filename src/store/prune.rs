@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::StoreError;
-use super::writer::PARTITION_MS;
+use super::partitions::PARTITION_MS;
 
 /// Retention per table.
 #[derive(Debug, Clone)]

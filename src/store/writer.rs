@@ -38,12 +38,10 @@ use rmf_dash_dataflows::prelude::Time;
 
 use super::input_log::{self, PACK_MS};
 use super::leader::{Fence, LeaderConfig};
+use super::partitions;
 use super::rows::{Msg, WriteSet};
 use super::{StoreError, connect};
 use crate::error::chain;
-
-/// Logical milliseconds per partition of the input log and the output history (one day).
-pub const PARTITION_MS: i64 = 86_400_000;
 
 /// How the writer runs.
 #[derive(Debug, Clone)]
@@ -553,43 +551,6 @@ const UPSERT_RESPONSES: &str = "INSERT INTO alerts (id, time_ms, response, respo
     ON CONFLICT (id) DO UPDATE SET response = excluded.response,
         response_time_ms = excluded.response_time_ms";
 
-/// Creates the day partitions the set needs (inside the transaction).
-async fn partitions(
-    tx: &tokio_postgres::Transaction<'_>,
-    known: &HashSet<(&'static str, i64)>,
-    table: &'static str,
-    times: impl Iterator<Item = i64>,
-    created: &mut Vec<(&'static str, i64)>,
-) -> Result<(), StoreError> {
-    let mut days: Vec<i64> = times.map(|t| t.div_euclid(PARTITION_MS)).collect();
-    days.sort_unstable();
-    days.dedup();
-    for day in days {
-        if known.contains(&(table, day)) {
-            continue;
-        }
-        create_partition(tx, table, day).await?;
-        created.push((table, day));
-    }
-    Ok(())
-}
-
-/// Creates day `day`'s partition of `table` unless it exists.
-pub async fn create_partition(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
-    day: i64,
-) -> Result<(), StoreError> {
-    tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {table}_d{day} PARTITION OF {table} \
-         FOR VALUES FROM ({}) TO ({})",
-        day * PARTITION_MS,
-        (day + 1) * PARTITION_MS
-    ))
-    .await?;
-    Ok(())
-}
-
 /// Writes one set in one transaction; `known` caches the partitions that exist. With a `term`,
 /// the transaction first checks that it is still the store's latest ([`super::leader`]) and
 /// records the write in its `leader_terms` row. `check` reads the checkpoint (a retry whose
@@ -616,7 +577,7 @@ pub async fn write_set(
         }
     }
     let mut created = Vec::new();
-    partitions(
+    partitions::ensure(
         &tx,
         known,
         "output_history",
@@ -638,11 +599,8 @@ pub async fn write_set(
     }
     // The plain blocks of every minute complete at this checkpoint become one packed block each
     // (a look into the index of plain blocks when there are none).
-    input_log::pack(
-        &tx,
-        (set.checkpoint as i64 + 1).div_euclid(PACK_MS) * PACK_MS,
-    )
-    .await?;
+    let end = (set.checkpoint as i64 + 1).div_euclid(PACK_MS) * PACK_MS;
+    input_log::pack(&tx, end, known, &mut created).await?;
     if !set.history.is_empty() {
         let sink = tx.copy_in(COPY_HISTORY).await?;
         let w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT4, Type::TEXT]);

@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests (each test file is its own crate and takes what it
-//! needs with `mod common;`): the binary under test, loopback ports, processes killed on drop,
-//! JWTs, one HTTP/1.1 request, recordings and the engine's final values, JSON compared as
-//! JavaScript prints it, throwaway PostgreSQL clusters, the project's python and node clients,
-//! and an in-process engine run (with snapshots, or restored from one).
+//! needs with `mod common;`): the binary under test, its servers on ports of their own choosing
+//! ([`Server`]), processes killed on drop, JWTs, one HTTP/1.1 request, recordings and the
+//! engine's final values, JSON compared as JavaScript prints it, throwaway PostgreSQL clusters,
+//! the project's python and node clients, and an in-process engine run (with snapshots, or
+//! restored from one).
 
 #![allow(dead_code)] // every test crate uses its own share of these
 
@@ -29,23 +30,86 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A loopback port free right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+/// An `rmf-dash serve` or `proxy` to start on a loopback port of its own choosing
+/// (`--listen 127.0.0.1:0`, the port read back from `--listen-file`): no port is freed first and
+/// then taken, so no other process can take it in between. Output goes nowhere unless set.
+pub struct Server {
+    cmd: Command,
+    port: u16,
 }
 
-/// Waits (at most 60 s) until something accepts connections on the loopback `port`.
-pub fn wait_listening(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nothing listens on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+impl Server {
+    pub fn serve() -> Server {
+        Server::of(bin(), "serve")
+    }
+
+    pub fn proxy() -> Server {
+        Server::of(bin(), "proxy")
+    }
+
+    /// `rmf-dash serve` of another build (`RMF_DASH_BIN`, to show a test failing on it).
+    pub fn serve_of(program: Option<std::ffi::OsString>) -> Server {
+        Server::of(program.map_or_else(bin, Command::new), "serve")
+    }
+
+    fn of(mut cmd: Command, subcommand: &str) -> Server {
+        cmd.arg(subcommand)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Server { cmd, port: 0 }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Server {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Server {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Anything else of the command (environment, output).
+    pub fn with(mut self, f: impl FnOnce(&mut Command)) -> Server {
+        f(&mut self.cmd);
+        self
+    }
+
+    /// This port rather than a free one: a process restarted where its clients expect it.
+    pub fn on_port(mut self, port: u16) -> Server {
+        self.port = port;
+        self
+    }
+
+    /// Starts it and waits (at most 60 s) until it listens; its port.
+    pub fn start(mut self) -> (Proc, u16) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("listening");
+        self.cmd
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--listen-file")
+            .arg(&file);
+        let mut child = Proc(self.cmd.spawn().expect("rmf-dash"));
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if let Some(port) = text
+                .trim()
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+            {
+                return (child, port);
+            }
+            if let Some(status) = child.0.try_wait().expect("wait") {
+                panic!("rmf-dash ended before it listened: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "rmf-dash did not listen within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

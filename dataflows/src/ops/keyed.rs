@@ -593,3 +593,153 @@ impl<S: Debug, O: Debug> Debug for Entry<S, O> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::run_upsert_deleting;
+
+    /// Counts a key's values, keeps its last one as the current output (none once deleted),
+    /// emits every value and, 10 ms after a value that found no timer, the count then.
+    struct Probe;
+
+    #[derive(Default, Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Seen {
+        count: u64,
+        last: u64,
+    }
+
+    type Out = (u32, String, u64);
+
+    impl KeyedLogic for Probe {
+        type Key = u32;
+        type In = u64;
+        type Out = Out;
+        type State = Seen;
+
+        fn input(&self, s: &mut Seen, key: &u32, value: &u64, ctx: &mut Ctx<Out>) {
+            s.count += 1;
+            s.last = *value;
+            ctx.emit((*key, "in".into(), *value));
+            if ctx.timer().is_none() {
+                ctx.set_timer(ctx.t + 10);
+            }
+        }
+
+        fn timer(&self, s: &mut Seen, key: &u32, ctx: &mut Ctx<Out>) {
+            ctx.emit((*key, "timer".into(), s.count));
+        }
+
+        fn output(&self, s: &Seen, key: &u32, out: &mut Vec<Out>) {
+            if s.count > 0 {
+                out.push((*key, "last".into(), s.last));
+            }
+        }
+    }
+
+    fn rec(key: u32, kind: &str, v: u64, t: Time, diff: Diff) -> (Out, Time, Diff) {
+        ((key, kind.into(), v), t, diff)
+    }
+
+    #[test]
+    fn inputs_in_time_order_timers_after_them_outputs_as_differences() {
+        let inputs = vec![
+            // Replaced within its time: the logic never sees 5.
+            (1, Some(5), 10),
+            (1, Some(6), 10),
+            (2, Some(7), 15),
+            // At the time of key 1's timer: the input first (the timer then counts 2).
+            (1, Some(8), 20),
+            // Key 2 deleted after its timer fired: its output is retracted, the key forgotten.
+            (2, None, 30),
+        ];
+        let want = vec![
+            rec(1, "in", 6, 10, 1),
+            rec(1, "last", 6, 10, 1),
+            rec(2, "in", 7, 15, 1),
+            rec(2, "last", 7, 15, 1),
+            rec(1, "in", 8, 20, 1),
+            rec(1, "last", 6, 20, -1),
+            rec(1, "last", 8, 20, 1),
+            rec(1, "timer", 2, 20, 1),
+            rec(2, "timer", 1, 25, 1),
+            rec(2, "last", 7, 30, -1),
+        ];
+        for workers in [1, 2] {
+            let out = run_upsert_deleting(workers, inputs.clone(), 100, |c| {
+                c.keyed_process("Probe", Probe)
+            });
+            assert_eq!(out, want, "{workers} workers");
+        }
+    }
+
+    fn entry(count: u64, timer: Option<Time>) -> Entry<Seen, Out> {
+        Entry {
+            state: Seen { count, last: count },
+            timer,
+            outputs: vec![(0, "last".into(), count)],
+            touched: false,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_part_does_not_depend_on_map_order_and_restores_the_timer_index() {
+        let mut a: FxHashMap<u32, Entry<Seen, Out>> = FxHashMap::default();
+        let mut b = FxHashMap::default();
+        for k in 0..50u32 {
+            a.insert(
+                k,
+                entry(k.into(), (k % 3 == 0).then_some(Time::from(k % 2))),
+            );
+        }
+        for k in (0..50u32).rev() {
+            b.insert(
+                k,
+                entry(k.into(), (k % 3 == 0).then_some(Time::from(k % 2))),
+            );
+        }
+        let bytes = bincode::serialize(&sorted(&a)).expect("encode");
+        assert_eq!(bytes, bincode::serialize(&sorted(&b)).expect("encode"));
+        let (mut keys, mut timers) = (FxHashMap::default(), BTreeMap::new());
+        restore::<Probe>(&bytes, &mut keys, &mut timers).expect("decode");
+        assert_eq!(keys.len(), 50);
+        assert_eq!(keys[&7].state, Seen { count: 7, last: 7 });
+        assert_eq!(keys[&7].outputs, vec![(0, "last".to_string(), 7)]);
+        assert_eq!(timers[&0], [0, 6, 12, 18, 24, 30, 36, 42, 48]);
+        assert_eq!(timers[&1], [3, 9, 15, 21, 27, 33, 39, 45]);
+        let err = restore::<Probe>(&bytes[..bytes.len() / 2], &mut keys, &mut timers);
+        assert!(err.is_err(), "a cut part is refused");
+    }
+
+    #[test]
+    fn a_batch_is_canonical_whatever_its_arrival_order() {
+        let h = |k: u32| rustc_hash::FxBuildHasher.hash_one(k);
+        let mut batch = vec![
+            (h(2), (2, 9), 1),
+            (h(1), (1, 5), 1),
+            (h(1), (1, 4), -1),
+            (h(1), (1, 5), -1),
+            (h(3), (3, 1), -1),
+        ];
+        canonical(&mut batch);
+        let kept: Vec<_> = batch.iter().map(|e| (e.1, e.2)).collect();
+        let mut want = vec![((1, 4), -1), ((2, 9), 1), ((3, 1), -1)];
+        want.sort_by_key(|((k, _), _)| h(*k));
+        assert_eq!(kept, want);
+        // Key 1 is only retracted once 5 cancels: deleted, as key 3.
+        let mut deleted = deletions(&batch);
+        deleted.sort();
+        assert_eq!(deleted, [1, 3]);
+    }
+
+    #[test]
+    fn a_moved_timer_leaves_no_entry_behind() {
+        let mut timers: BTreeMap<Time, Vec<u32>> = BTreeMap::new();
+        schedule(&mut timers, &1, None, Some(10));
+        schedule(&mut timers, &2, None, Some(10));
+        schedule(&mut timers, &1, Some(10), Some(20));
+        schedule(&mut timers, &2, Some(10), None);
+        assert_eq!(timers, BTreeMap::from([(20, vec![1])]));
+    }
+}

@@ -300,3 +300,96 @@ pub mod static_str {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(operator: &str, worker: usize, state: &[u8]) -> Part {
+        Part {
+            operator: operator.into(),
+            worker,
+            state: state.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_ends_with_every_registered_part_sorted() {
+        let s = Snapshots::new();
+        for (op, worker) in [("b", 0), ("a", 1), ("a", 0)] {
+            assert_eq!(s.register(op, worker), None, "not restoring");
+        }
+        s.begin(10);
+        assert_eq!(s.request(), Some(10));
+        s.put(10, part("b", 0, b"b0"));
+        s.put(9, part("stale", 0, b"x"));
+        s.put(10, part("a", 1, b"a1"));
+        assert!(!s.done(), "two of three parts");
+        s.put(10, part("a", 0, b"a0"));
+        assert!(s.done());
+        let parts = s.end().expect("complete");
+        let names: Vec<_> = parts
+            .iter()
+            .map(|p| (p.operator.as_str(), p.worker))
+            .collect();
+        assert_eq!(names, [("a", 0), ("a", 1), ("b", 0)]);
+        assert_eq!(s.request(), None);
+    }
+
+    #[test]
+    fn a_snapshot_missing_a_part_or_failed_is_refused() {
+        let s = Snapshots::new();
+        s.register("a", 0);
+        s.register("b", 0);
+        s.begin(5);
+        s.put(5, part("a", 0, b""));
+        assert_eq!(s.end(), Err("1 of 2 operators gave their state".into()));
+        s.begin(6);
+        s.fail(6, "too large".into());
+        s.fail(6, "second reason".into());
+        assert!(s.done(), "a failure ends it");
+        assert_eq!(s.end(), Err("too large".into()));
+    }
+
+    #[test]
+    fn a_restore_hands_each_operator_its_part_and_reports_what_did_not_match() {
+        let parts = vec![part("a", 0, b"a0"), part("gone", 0, b"g0")];
+        let s = Snapshots::restoring(7, parts);
+        assert_eq!(s.register("a", 0), Some((7, b"a0".to_vec())));
+        assert_eq!(s.register("new", 0), None);
+        s.built();
+        assert_eq!(s.workers_built(), 1);
+        let outcome = s
+            .restore_outcome()
+            .expect_err("a part and an operator left over");
+        assert_eq!(
+            outcome,
+            "2 problems, first: no state for operator new on worker 0"
+        );
+        let exact = Snapshots::restoring(7, vec![part("a", 0, b"a0")]);
+        exact.register("a", 0);
+        assert_eq!(exact.restore_outcome(), Ok(()));
+    }
+
+    #[test]
+    fn interned_strings_are_shared_and_bounded_by_the_vocabulary() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct State {
+            #[serde(with = "static_str")]
+            status: StaticStr,
+            #[serde(with = "static_str::option")]
+            reason: Option<StaticStr>,
+        }
+        let state = State {
+            status: "underway",
+            reason: Some("held"),
+        };
+        let bytes = bincode::serialize(&state).expect("encode");
+        let (a, b): (State, State) = (
+            bincode::deserialize(&bytes).expect("decode"),
+            bincode::deserialize(&bytes).expect("decode"),
+        );
+        assert_eq!(a, state);
+        assert!(std::ptr::eq(a.status, b.status), "one copy per string");
+    }
+}

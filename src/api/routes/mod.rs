@@ -84,12 +84,15 @@ const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Waits until the store holds every change a client may have seen so far (up to the time of
 /// the latest batch the hub applied: it applies a batch before the writer gets it), so that a
 /// read of the store never misses what a room has shown (DESIGN.md invariant 9). Immediate
-/// without a store; at most [`READ_WAIT`] (then the read answers what is stored, counted as
-/// `rmf_dash_store_stale_reads_total`).
-pub async fn stored_now(app: &App) {
-    if let Some(store) = &app.store {
-        let seen = app.hub.metrics.applied_time.load(Ordering::Acquire);
-        store.stored_up_to(seen, READ_WAIT).await;
+/// without a store; at most [`READ_WAIT`]. False when the store is still behind then (counted
+/// as `rmf_dash_store_stale_reads_total`): the caller merges the hub's state into the answer.
+pub async fn stored_now(app: &App) -> bool {
+    match &app.store {
+        Some(store) => {
+            let seen = app.hub.metrics.applied_time.load(Ordering::Acquire);
+            store.stored_up_to(seen, READ_WAIT).await
+        }
+        None => true,
     }
 }
 

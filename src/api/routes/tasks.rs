@@ -11,10 +11,11 @@ use serde_json::{Map, Value};
 
 use super::{ReadError, ReadResult, found, now_ms};
 use crate::api::query::{Params, QueryError};
-use crate::api::read::{self, TASK_ORDER_FIELDS, TASK_STATUSES, TaskQuery};
+use crate::api::read;
 use crate::api::{App, AppState, AuthUser};
 use crate::error::chain;
 use crate::hub::Raw;
+use crate::query::{TASK_ORDER_FIELDS, TASK_STATUSES, TaskQuery};
 
 /// The query of `GET /tasks` (rmf-web's parameters and their meaning).
 pub fn task_query(params: &Params, now: u64) -> Result<TaskQuery, ReadError> {
@@ -52,9 +53,18 @@ pub async fn query_task_states(
 ) -> ReadResult<Json<Vec<Raw>>> {
     let query = task_query(&params, now_ms(&app))?;
     if let Some(history) = &app.history {
-        super::stored_now(&app).await;
-        match history.tasks(&query).await {
-            Ok(tasks) => return Ok(Json(tasks.into_iter().map(Raw::from).collect())),
+        let current = super::stored_now(&app).await;
+        let asked = if current {
+            query.clone()
+        } else {
+            query.first_pages()
+        };
+        match history.tasks(&asked).await {
+            Ok(tasks) if current => return Ok(Json(tasks.into_iter().map(Raw::from).collect())),
+            Ok(tasks) => {
+                let stored = tasks.into_iter().map(Raw::from).collect();
+                return Ok(Json(read::tasks_with(&app.hub, &query, stored)));
+            }
             Err(e) => tracing::warn!(error = %chain(&e), "task query answered from memory"),
         }
     }
