@@ -6,6 +6,7 @@
 //! Shared foundations
 //! - [`error`]: error text for people: an error and its causes, each said once.
 //! - [`progress`]: progress display of long operations.
+//! - [`stop`]: the process's stop signal (Ctrl-C or SIGTERM).
 //! - [`json_limits`]: the bounds on JSON read from the network (depth, size), at every door.
 //! - [`site`]: the site configuration file (`--config`: derived events' sections, kept flags).
 //! - [`query`]: what a read asks for (time windows, pages and their order, task filters),
@@ -64,6 +65,7 @@ pub mod ros2;
 pub mod scheduled;
 pub mod serve;
 pub mod site;
+pub mod stop;
 pub mod store;
 pub mod trace;
 pub mod users;

@@ -1224,8 +1224,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         );
         let (local, url) = store_url(false, args.database_url.clone(), &args.store.data_dir)?;
         let url = url.context("no store")?;
-        let summary =
-            rmf_dash::store::pipeline::replay(&args.file, &opts, args.store.writer(url), emit);
+        let summary = rmf_dash::replay::into_store(&args.file, &opts, args.store.writer(url), emit);
         drop(local);
         summary?
     };

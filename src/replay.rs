@@ -6,6 +6,7 @@
 //! count (the contract derived events are checked against end to end).
 
 use std::io::Write;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -13,11 +14,13 @@ use rmf_dash_dataflows::model::Record;
 use rmf_dash_dataflows::prelude::Time;
 
 use crate::engine::{Batch, Clock, Engine, EngineConfig, EngineError};
+use crate::hub::Hub;
 use crate::ingest::bag::{BagError, Recording};
 use crate::ingest::decode::ReleasePolicy;
 use crate::ingest::feed::{Feed, FeedHandle, Feeder, Source, Stamp};
 use crate::ingest::source::{Pacing, Replay, Source as _, SourceError};
 use crate::progress::Progress;
+use crate::store::{StoreError, WriterConfig, leader, pipeline};
 
 #[derive(Debug, Error)]
 pub enum ReplayError {
@@ -27,6 +30,10 @@ pub enum ReplayError {
     Engine(#[from] EngineError),
     #[error("writing output")]
     Io(#[from] std::io::Error),
+    #[error("starting the store's runtime and threads")]
+    Start(#[source] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 #[derive(Debug, Clone)]
@@ -289,4 +296,101 @@ impl<S: Sink> Sink for Resume<S> {
         self.after
             .is_some_and(|c| Clock::logical(log_time, self.tick_ms) <= c)
     }
+}
+
+/// `rmf-dash replay FILE` into the store: takes the leadership of the site (refused while a
+/// `serve` of the site is active), restores what the store holds, skips the records it already
+/// has (times up to the checkpoint), writes the rest. `emit` gets the batches after the
+/// checkpoint as JSON lines.
+pub fn into_store<W: Write + Send + 'static>(
+    path: &str,
+    opts: &ReplayOptions,
+    mut config: WriterConfig,
+    emit: Option<W>,
+) -> Result<ReplaySummary, ReplayError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ReplayError::Start)?;
+    let leadership = leader::Leadership::standby(&config.leader.site);
+    let lease = runtime
+        .block_on(leader::try_acquire(
+            &config.url,
+            &config.leader,
+            &leadership,
+        ))?
+        .ok_or_else(|| StoreError::Busy {
+            site: config.leader.site.clone(),
+        })?;
+    config.fence = Some(lease.fence());
+    runtime.spawn(async move {
+        let why = leadership.deposed().await;
+        tracing::error!("replay into the store stopped: {why}");
+        std::process::exit(i32::from(leader::STEP_DOWN_EXIT));
+    });
+    let hub = Arc::new(Hub::new());
+    let mut restoring = runtime.block_on(pipeline::restore_start(config, &hub))?;
+    let mut engine = restoring.start_engine(opts.engine.clone())?;
+    let horizon = restoring.checkpoint;
+    let on_batch = emit.map(|w| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        Box::new(move |b: &Batch| {
+            if write_jsonl(b, &mut w).and_then(|_| w.flush()).is_err() {
+                tracing::warn!("writing the emitted output failed");
+            }
+        }) as Box<dyn FnMut(&Batch) + Send>
+    });
+    let applier = match engine.take_outputs() {
+        Some(outputs) => Some(
+            pipeline::spawn_applier(
+                outputs,
+                pipeline::Applier {
+                    hub,
+                    store: Some(restoring.store.clone()),
+                    delivered: engine.delivered.clone(),
+                    horizon,
+                    on_batch,
+                    snapshots: engine.take_snapshots(),
+                    running: None,
+                },
+                runtime.handle().clone(),
+            )
+            .map_err(ReplayError::Start)?,
+        ),
+        None => None,
+    };
+    runtime.block_on(restoring.feed(&engine))?;
+    let writer = restoring.take_writer();
+    let store = restoring.store;
+    let mut feeder = Feeder::new(engine, opts.tick_ms, true);
+    feeder.set_input_log(pipeline::input_log(store));
+    let mut sink = Resume {
+        inner: feeder,
+        after: horizon,
+        tick_ms: opts.tick_ms,
+    };
+    if let Some(c) = horizon {
+        tracing::info!(
+            checkpoint = c,
+            "resuming the recording after the checkpoint"
+        );
+    }
+    let mut summary = ReplaySummary::default();
+    let drove = drive(path, opts, &mut sink, &mut summary);
+    let last = sink.inner.finish()?;
+    drove?;
+    summary.last_time = last;
+    if let Some(a) = applier {
+        let _ = a.join();
+    }
+    if let Some(w) = writer {
+        let _ = runtime.block_on(w);
+    }
+    drop(lease);
+    tracing::info!(
+        messages = summary.messages,
+        "replay of {path} into the store done"
+    );
+    Ok(summary)
 }

@@ -147,17 +147,6 @@ fn wall_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Subscribers that fell behind get their coalesced rooms a few times a second.
-pub fn spawn_flush(hub: Arc<Hub>) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_millis(20));
-        loop {
-            every.tick().await;
-            hub.flush();
-        }
-    });
-}
-
 /// The router a server answers with, switched once (standby, then active) on one listener.
 #[derive(Clone)]
 pub struct Switch(Arc<parking_lot::RwLock<axum::Router>>);
@@ -356,7 +345,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         Some(c) => {
             let restoring = crate::store::pipeline::restore_start(c.clone(), &hub).await?;
             // Before the restore feeds the input log: quarantined inputs are skipped there.
-            crate::quarantine::store::open(&c.url, &config.engine.quarantine).await?;
+            crate::store::quarantine::open(&c.url, &config.engine.quarantine).await?;
             Some(restoring)
         }
         None => {
@@ -491,7 +480,7 @@ async fn activate(mut this: Listening, lease: Option<Lease>) -> Result<Running, 
         quarantine: config.engine.quarantine.clone(),
         engine_held,
     });
-    spawn_flush(hub.clone());
+    hub.spawn_flush();
     this.switch
         .set(socketio::mount(router(app.clone(), &config.prefix), layer));
     this.serve()?;
@@ -643,7 +632,7 @@ pub async fn run_announced(
         tokio::pin!(acquire);
         tokio::select! {
             lease = &mut acquire => Some(lease?),
-            _ = until_stopped() => None,
+            _ = crate::stop::until_stopped() => None,
         }
     };
     let Some(lease) = lease else {
@@ -652,29 +641,9 @@ pub async fn run_announced(
     };
     let running = listening.activate(lease).await?;
     tokio::select! {
-        _ = until_stopped() => running.stop().await,
+        _ = crate::stop::until_stopped() => running.stop().await,
         // The writer writes nothing more: stop at once (the caller exits for a supervisor).
         why = running.deposed() => Err(ServeError::Deposed(why)),
-    }
-}
-
-/// Waits for Ctrl-C or SIGTERM and logs which came.
-pub async fn until_stopped() {
-    let term = async {
-        #[cfg(unix)]
-        {
-            if let Ok(mut s) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                s.recv().await;
-                return;
-            }
-        }
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-        _ = term => tracing::info!("terminated"),
     }
 }
 

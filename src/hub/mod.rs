@@ -372,6 +372,19 @@ impl Hub {
         self.kind_of.kind(room)
     }
 
+    /// Subscribers that fell behind get their coalesced rooms a few times a second (a task on
+    /// the current tokio runtime).
+    pub fn spawn_flush(self: &Arc<Self>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(20));
+            loop {
+                every.tick().await;
+                hub.flush();
+            }
+        });
+    }
+
     /// Applies one complete-time batch of the engine and delivers every change.
     pub fn apply(&self, batch: &Batch) {
         self.apply_with_seqs(batch);

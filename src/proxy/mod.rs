@@ -280,7 +280,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, ProxyError> {
         started: std::time::Instant::now(),
         http: bounds.metrics.clone(),
     });
-    crate::serve::spawn_flush(hub.clone());
+    hub.spawn_flush();
     let routes = socketio::mount(router(proxy.clone(), &config.prefix), layer);
     let server = crate::listener::Server::spawn(listener, routes.layer(edge.cors()), bounds)?;
     let addr = server.addr;
@@ -304,6 +304,6 @@ impl Running {
 /// Runs until Ctrl-C or SIGTERM.
 pub async fn run(config: ProxyConfig) -> Result<(), ProxyError> {
     let running = start(config).await?;
-    crate::serve::until_stopped().await;
+    crate::stop::until_stopped().await;
     running.stop().await
 }

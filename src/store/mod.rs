@@ -22,6 +22,7 @@ pub mod migrate;
 pub mod partitions;
 pub mod pipeline;
 pub mod prune;
+pub mod quarantine;
 pub mod restore;
 pub mod rows;
 pub mod shared;

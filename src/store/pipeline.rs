@@ -1,6 +1,6 @@
-//! Wiring of the store into a run (`serve` and `replay`): opening the store (migrations,
-//! checkpoint), the output applier thread (engine batches -> hub -> writer), the input-log tap of
-//! the feeder, and `replay` into the store.
+//! Wiring of the store into a run (`serve`, and `replay` into the store:
+//! [`crate::replay::into_store`]): opening the store (migrations, checkpoint), the output applier
+//! thread (engine batches -> hub -> writer), and the input-log tap of the feeder.
 //!
 //! Restore and duplicates: after a restart the engine starts from the stored snapshot `S <= C`
 //! (if any fits) and is fed the stored inputs after it up to the checkpoint `C`, and recomputes
@@ -10,12 +10,10 @@
 //! sequence numbers continue from the stored ones. Replays skip the records of times `<= C`
 //! ([`crate::replay::Resume`]).
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use thiserror::Error;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::mpsc::error::TryRecvError;
 
@@ -28,19 +26,6 @@ use super::{StoreError, connect, migrate, restore};
 use crate::engine::{Batch, Engine, EngineConfig, EngineError};
 use crate::hub::Hub;
 use crate::ingest::feed::{Feeder, InputLog};
-use crate::replay::{ReplayError, ReplayOptions, ReplaySummary, Resume};
-
-#[derive(Debug, Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Replay(#[from] ReplayError),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
 
 /// Connects, applies the migrations and reads the checkpoint.
 pub async fn open(url: &str) -> Result<(tokio_postgres::Client, Option<Time>), StoreError> {
@@ -288,99 +273,4 @@ pub fn spawn_applier(
             }
             tracing::info!("engine output ended");
         })
-}
-
-/// `rmf-dash replay FILE` into the store: takes the leadership of the site (refused while a
-/// `serve` of the site is active), restores what the store holds, skips the records it already
-/// has (times up to the checkpoint), writes the rest. `emit` gets the batches after the
-/// checkpoint as JSON lines.
-pub fn replay<W: Write + Send + 'static>(
-    path: &str,
-    opts: &ReplayOptions,
-    mut config: WriterConfig,
-    emit: Option<W>,
-) -> Result<ReplaySummary, PipelineError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let leadership = super::leader::Leadership::standby(&config.leader.site);
-    let lease = runtime
-        .block_on(super::leader::try_acquire(
-            &config.url,
-            &config.leader,
-            &leadership,
-        ))?
-        .ok_or_else(|| StoreError::Busy {
-            site: config.leader.site.clone(),
-        })?;
-    config.fence = Some(lease.fence());
-    runtime.spawn(async move {
-        let why = leadership.deposed().await;
-        tracing::error!("replay into the store stopped: {why}");
-        std::process::exit(i32::from(super::leader::STEP_DOWN_EXIT));
-    });
-    let hub = Arc::new(Hub::new());
-    let mut restoring = runtime.block_on(restore_start(config, &hub))?;
-    let mut engine = restoring.start_engine(opts.engine.clone())?;
-    let horizon = restoring.checkpoint;
-    let on_batch = emit.map(|w| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
-        Box::new(move |b: &Batch| {
-            if crate::replay::write_jsonl(b, &mut w)
-                .and_then(|_| w.flush())
-                .is_err()
-            {
-                tracing::warn!("writing the emitted output failed");
-            }
-        }) as Box<dyn FnMut(&Batch) + Send>
-    });
-    let applier = match engine.take_outputs() {
-        Some(outputs) => Some(spawn_applier(
-            outputs,
-            Applier {
-                hub,
-                store: Some(restoring.store.clone()),
-                delivered: engine.delivered.clone(),
-                horizon,
-                on_batch,
-                snapshots: engine.take_snapshots(),
-                running: None,
-            },
-            runtime.handle().clone(),
-        )?),
-        None => None,
-    };
-    runtime.block_on(restoring.feed(&engine))?;
-    let Restoring { store, writer, .. } = restoring;
-    let mut feeder = Feeder::new(engine, opts.tick_ms, true);
-    feeder.set_input_log(input_log(store));
-    let mut sink = Resume {
-        inner: feeder,
-        after: horizon,
-        tick_ms: opts.tick_ms,
-    };
-    if let Some(c) = horizon {
-        tracing::info!(
-            checkpoint = c,
-            "resuming the recording after the checkpoint"
-        );
-    }
-    let mut summary = ReplaySummary::default();
-    let drove = crate::replay::drive(path, opts, &mut sink, &mut summary);
-    let last = sink.inner.finish()?;
-    drove?;
-    summary.last_time = last;
-    if let Some(a) = applier {
-        let _ = a.join();
-    }
-    if let Some(w) = writer {
-        let _ = runtime.block_on(w);
-    }
-    drop(lease);
-    tracing::info!(
-        messages = summary.messages,
-        "replay of {path} into the store done"
-    );
-    Ok(summary)
 }

@@ -8,8 +8,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{Digest, Entry, Quarantine};
-use crate::store::{StoreError, connect};
+use super::{StoreError, connect};
+use crate::quarantine::{Digest, Entry, Quarantine};
 
 /// Loads the latest stored entries into `quarantine` and writes its new ones to the store from
 /// now on; returns how many were loaded. Call after the migrations.

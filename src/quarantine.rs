@@ -10,15 +10,13 @@
 //!   the restore ask [`Quarantine::filter`] / [`Quarantine::contains`]. Checking costs one
 //!   atomic load while the quarantine is empty, and a hash lookup of the entity name otherwise
 //!   (the digest is computed only for names that have an entry).
-//! - With a store, entries are written to its `quarantine` table ([`store`]) and loaded at
+//! - With a store, entries are written to its `quarantine` table ([`crate::store::quarantine`]) and loaded at
 //!   start; without one they live in memory for the life of the process.
 //! - Bounded: at most `max_entries` in memory (`--max-quarantined`); past it the oldest is
 //!   forgotten (counted, logged). It stays in the table, and is loaded again if it is among the
 //!   latest at the next start.
 //! - `/health` shows the count and a description of the latest entry (kind, key, time, digest,
 //!   the panic), never the payload.
-
-pub mod store;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -306,13 +304,13 @@ impl Quarantine {
         true
     }
 
-    /// New entries go to `tx` from now on (the store's writer task, [`store::open`]).
+    /// New entries go to `tx` from now on (the store's writer task, [`crate::store::quarantine::open`]).
     pub fn persist_to(&self, tx: tokio::sync::mpsc::UnboundedSender<Entry>) {
         *self.persist.lock() = Some(tx);
     }
 
     /// The store's writer task has written one more entry.
-    fn written_one(&self) {
+    pub fn written_one(&self) {
         self.written.lock().1 += 1;
         self.written_changed.notify_all();
     }
