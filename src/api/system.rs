@@ -82,7 +82,7 @@ pub async fn metrics(State(app): State<AppState>) -> Metrics {
         );
     }
     app.http.write_metrics(&mut m);
-    crate::json_limits::write_metrics(&mut m);
+    crate::metrics::write_json_refused(&mut m);
     m
 }
 

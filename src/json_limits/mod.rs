@@ -184,14 +184,11 @@ pub fn metrics() -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The help line of `rmf_dash_json_refused_total`.
-const METRIC_HELP: &str = "JSON documents refused before parsing, by door (rest, internal, replicate, socketio) and reason (depth, bytes, syntax, utf8).";
-
-/// Writes `rmf_dash_json_refused_total` (`/metrics`).
-pub fn write_metrics(m: &mut crate::metrics::Metrics) {
-    let kind = crate::metrics::Kind::Counter;
-    m.family("rmf_dash_json_refused_total", METRIC_HELP, kind, metrics());
-}
+/// The family of the refusals on `/metrics` (written by [`crate::metrics::write_json_refused`]:
+/// this module is also compiled alone, by the fuzz crate, without the metrics writer).
+pub const METRIC_NAME: &str = "rmf_dash_json_refused_total";
+/// Its help line.
+pub const METRIC_HELP: &str = "JSON documents refused before parsing, by door (rest, internal, replicate, socketio) and reason (depth, bytes, syntax, utf8).";
 
 #[cfg(test)]
 mod tests {

@@ -205,7 +205,7 @@ async fn metrics(State(p): State<ProxyState>) -> Metrics {
     );
     p.sockets.write_metrics(&mut m);
     p.http.write_metrics(&mut m);
-    crate::json_limits::write_metrics(&mut m);
+    crate::metrics::write_json_refused(&mut m);
     m
 }
 
